@@ -1,0 +1,44 @@
+"""doow-otel: usage metering for Doow on OpenTelemetry.
+
+Names are imported lazily so that `import doow_otel` stays cheap on a cold start:
+the HTTP client and the OpenTelemetry SDK load only when first used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from doow_otel._version import __version__
+from doow_otel.events import InvalidEvent, UsageEvent
+
+if TYPE_CHECKING:
+    from doow_otel.client import DoowClient, SendResult
+    from doow_otel.errors import DoowError, ErrorReport
+    from doow_otel.spool import Spool
+
+_LAZY = {
+    "DoowClient": "doow_otel.client",
+    "SendResult": "doow_otel.client",
+    "DoowError": "doow_otel.errors",
+    "ErrorReport": "doow_otel.errors",
+    "Spool": "doow_otel.spool",
+}
+
+__all__ = [
+    "DoowClient",
+    "DoowError",
+    "ErrorReport",
+    "InvalidEvent",
+    "SendResult",
+    "Spool",
+    "UsageEvent",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'doow_otel' has no attribute {name!r}")
+    return getattr(import_module(module), name)

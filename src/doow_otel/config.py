@@ -1,0 +1,108 @@
+"""Settings from explicit arguments and the environment variables Doow's SDKs use.
+
+Explicit arguments win over the environment, as in OpenTelemetry. (Doow's own
+`doow-track` lets the environment win; we follow the OTel convention because our
+users already configure OTel that way.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from doow_otel.errors import ConfigurationError
+from doow_otel.events import AttributeValue, attributes_problem, license_problem
+
+__all__ = ["DEFAULT_ENDPOINT", "Settings"]
+
+DEFAULT_ENDPOINT = "https://api.doow.co"
+DEFAULT_FLUSH_AT = 20
+DEFAULT_FLUSH_INTERVAL = 10.0
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str | None = field(repr=False)
+    endpoint: str
+    disabled: bool
+    debug: bool
+    flush_at: int
+    flush_interval: float  # seconds
+    attribution: dict[str, AttributeValue]
+    default_license_id: str | None
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        api_key: str | None = None,
+        endpoint: str | None = None,
+        disabled: bool | None = None,
+        debug: bool | None = None,
+        flush_at: int | None = None,
+        flush_interval: float | None = None,
+        attribution: dict[str, AttributeValue] | None = None,
+        default_license_id: str | None = None,
+    ) -> Settings:
+        env = os.environ
+        attrs: Any = attribution
+        if attrs is None:
+            raw = env.get("DOOW_TRACK_ATTRIBUTION")
+            try:
+                attrs = json.loads(raw) if raw else {}
+            except ValueError:
+                raise ConfigurationError(
+                    'DOOW_TRACK_ATTRIBUTION must be a JSON object, e.g. \'{"environment": "prod"}\''
+                ) from None
+        problem = attributes_problem(attrs)
+        if problem:
+            raise ConfigurationError(f"attribution: {problem}")
+        license_id = default_license_id or env.get("DOOW_LICENSE_ID") or None
+        if license_id is not None and license_problem(license_id):
+            raise ConfigurationError(f"default_license_id: {license_problem(license_id)}")
+        settings = cls(
+            api_key=api_key or env.get("DOOW_TRACK_API_KEY") or None,
+            endpoint=(endpoint or env.get("DOOW_TRACK_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
+            disabled=_env_flag("DOOW_TRACK_DISABLED") if disabled is None else disabled,
+            debug=_env_flag("DOOW_TRACK_DEBUG") if debug is None else debug,
+            flush_at=flush_at or int(_env_number("DOOW_TRACK_FLUSH_AT", DEFAULT_FLUSH_AT)),
+            flush_interval=flush_interval
+            or _env_number("DOOW_TRACK_FLUSH_INTERVAL", DEFAULT_FLUSH_INTERVAL * 1000) / 1000,
+            attribution=dict(attrs),
+            default_license_id=license_id,
+        )
+        if settings.debug:
+            enable_debug_logging()
+        return settings
+
+
+def enable_debug_logging() -> None:
+    log = logging.getLogger("doow_otel")
+    if not any(getattr(h, "_doow", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[doow-otel] %(levelname)s %(message)s"))
+        handler._doow = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG)

@@ -1,0 +1,341 @@
+"""Usage events: the validated unit of billing, and the attribution policy.
+
+Validation happens once, at construction, with an error that names the field and
+the fix. The same rules check events arriving over the wire (`check_wire_event`),
+so the client and the local server can never disagree about what is valid.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+__all__ = [
+    "AttributionPolicy",
+    "InvalidEvent",
+    "Kind",
+    "UsageEvent",
+    "check_wire_event",
+    "format_time",
+]
+
+logger = logging.getLogger("doow_otel")
+
+Kind = Literal["USAGE", "ADJUSTMENT"]
+AttributeValue = str | int | float | bool
+
+KINDS: tuple[str, ...] = ("USAGE", "ADJUSTMENT")
+MAX_METRIC_LEN = 128
+MAX_LICENSE_LEN = 128
+MAX_UNIT_LEN = 64
+MAX_ATTRIBUTES = 64
+MAX_ATTRIBUTE_VALUE_LEN = 256
+METRIC_RE = re.compile(r"[A-Za-z0-9_.:\-]+")
+
+
+class InvalidEvent(ValueError):
+    """A usage event that Doow would not accept; the message names the field and the fix."""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        self.field = field_name
+        self.problem = problem
+        super().__init__(f"{field_name}: {problem}")
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with millisecond precision (truncated), the form Doow's SDKs send."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(value: str) -> datetime:
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("no timezone")
+    return moment.astimezone(timezone.utc)
+
+
+# --- field checks: each returns the problem in words, or None when the value is fine ---
+
+
+def metric_problem(metric: object) -> str | None:
+    if not isinstance(metric, str) or not metric:
+        return "must be a non-empty string, for example 'api_calls'"
+    if len(metric) > MAX_METRIC_LEN:
+        return f"is {len(metric)} characters; at most {MAX_METRIC_LEN} are allowed"
+    if not METRIC_RE.fullmatch(metric):
+        return f"{metric!r} may contain only letters, digits and _ . : -"
+    return None
+
+
+def quantity_problem(quantity: object, kind: str) -> str | None:
+    if isinstance(quantity, bool) or not isinstance(quantity, (int, float)):
+        return f"must be an int or float, got {type(quantity).__name__}"
+    if not math.isfinite(quantity):
+        return f"must be a finite number, got {quantity!r}"
+    if kind == "USAGE" and quantity <= 0:
+        return (
+            f"must be greater than 0 for USAGE events, got {quantity!r} "
+            "(use kind='ADJUSTMENT' for corrections)"
+        )
+    if kind == "ADJUSTMENT" and quantity == 0:
+        return "an ADJUSTMENT of 0 changes nothing; send a non-zero quantity"
+    return None
+
+
+def license_problem(license_id: object) -> str | None:
+    if not isinstance(license_id, str) or not license_id.strip():
+        return "must be a non-empty string, for example 'lic_abc123'"
+    if len(license_id) > MAX_LICENSE_LEN:
+        return f"is {len(license_id)} characters; at most {MAX_LICENSE_LEN} are allowed"
+    return None
+
+
+def kind_problem(kind: object) -> str | None:
+    if kind not in KINDS:
+        return f"must be 'USAGE' or 'ADJUSTMENT', got {kind!r}"
+    return None
+
+
+def unit_problem(unit: object) -> str | None:
+    if unit is None:
+        return None
+    if not isinstance(unit, str) or len(unit) > MAX_UNIT_LEN:
+        return f"must be a string of at most {MAX_UNIT_LEN} characters, or None"
+    return None
+
+
+def attributes_problem(attributes: object) -> str | None:
+    if not isinstance(attributes, Mapping):
+        kind = type(attributes).__name__
+        return f"must be a mapping of str to str, int, float or bool, got {kind}"
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not key:
+            return f"keys must be non-empty strings, got {key!r}"
+        if not isinstance(value, (str, int, float, bool)):
+            return f"[{key!r}] must be a str, int, float or bool, got {type(value).__name__}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"[{key!r}] must be finite, got {value!r}"
+    return None
+
+
+def event_id_problem(event_id: object) -> str | None:
+    if not isinstance(event_id, str):
+        return "must be a UUID string"
+    try:
+        uuid.UUID(event_id)
+    except ValueError:
+        return f"{event_id!r} is not a UUID"
+    return None
+
+
+# --- attribution policy ---
+
+_SECRET_KEY_RE = re.compile(
+    r"(authori[sz]ation|passw(or)?d|passwd|secret|api[_-]?key|apikey|access[_-]?key|"
+    r"private[_-]?key|cookie|session|token|credential|bearer|signature)",
+    re.IGNORECASE,
+)
+_SECRET_VALUE_RE = re.compile(
+    r"(\bdk_[A-Za-z0-9_\-]{6,}"  # a Doow key
+    r"|\bBearer\s+\S+"  # an Authorization header value
+    r"|\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"  # a JWT
+    r"|\b(AKIA|ASIA)[A-Z0-9]{16}\b"  # an AWS access key id
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|-----BEGIN [A-Z ]+-----)",
+)
+# Usage metrics legitimately carry token *counts*: keys like input_tokens are not secrets.
+_COUNT_KEY_RE = re.compile(r"(^|[._])(input|output|total|prompt|completion)?_?tokens?$", re.I)
+
+
+class AttributionPolicy:
+    """Strips attribution that looks like a secret or payload, counts it, reports each key once.
+
+    Doow's guide: never send request payloads, customer content, secrets or raw logs.
+    The event is kept; only the offending attribute goes.
+    """
+
+    def __init__(
+        self, max_keys: int = MAX_ATTRIBUTES, max_value_len: int = MAX_ATTRIBUTE_VALUE_LEN
+    ) -> None:
+        self.max_keys = max_keys
+        self.max_value_len = max_value_len
+        self.stripped: Counter[str] = Counter()
+        self._reported: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def why_stripped(self, key: str, value: AttributeValue) -> str | None:
+        if _SECRET_KEY_RE.search(key) and not _COUNT_KEY_RE.search(key):
+            return "key names a secret"
+        if isinstance(value, str):
+            if len(value) > self.max_value_len:
+                return f"value longer than {self.max_value_len} characters (payload or log?)"
+            if _SECRET_VALUE_RE.search(value):
+                return "value looks like a credential"
+        return None
+
+    def clean(self, attributes: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:
+        cleaned: dict[str, AttributeValue] = {}
+        for key, value in attributes.items():
+            reason = self.why_stripped(key, value)
+            if reason is None and len(cleaned) >= self.max_keys:
+                reason = f"more than {self.max_keys} attribution keys"
+            if reason is None:
+                cleaned[key] = value
+            else:
+                self._record(key, reason)
+        return cleaned
+
+    def _record(self, key: str, reason: str) -> None:
+        with self._lock:
+            self.stripped[reason] += 1
+            first = (key, reason) not in self._reported
+            self._reported.add((key, reason))
+        if first:
+            # The value is never logged: it is the very thing that must not leak.
+            logger.warning("doow: attribution %r stripped: %s", key, reason)
+
+
+DEFAULT_POLICY = AttributionPolicy()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """One usage record for Doow. Invalid input raises `InvalidEvent` naming the field."""
+
+    metric: str
+    quantity: int | float
+    license_id: str
+    unit: str | None = None
+    kind: Kind = "USAGE"
+    occurred_at: datetime = field(default_factory=_utcnow)
+    attribution: Mapping[str, AttributeValue] = field(default_factory=dict)
+    metadata: Mapping[str, AttributeValue] = field(default_factory=dict)
+    event_id: str = field(default_factory=_new_id)
+
+    def __post_init__(self) -> None:
+        for name, problem in (
+            ("kind", kind_problem(self.kind)),
+            ("metric", metric_problem(self.metric)),
+            ("quantity", quantity_problem(self.quantity, self.kind)),
+            ("license_id", license_problem(self.license_id)),
+            ("unit", unit_problem(self.unit)),
+            ("attribution", attributes_problem(self.attribution)),
+            ("metadata", attributes_problem(self.metadata)),
+            ("event_id", event_id_problem(self.event_id)),
+        ):
+            if problem:
+                raise InvalidEvent(name, problem)
+        occurred_at: object = self.occurred_at
+        if isinstance(occurred_at, str):
+            try:
+                occurred_at = parse_time(occurred_at)
+            except ValueError:
+                raise InvalidEvent(
+                    "occurred_at", f"{occurred_at!r} is not ISO 8601 with a timezone"
+                ) from None
+        if not isinstance(occurred_at, datetime):
+            raise InvalidEvent("occurred_at", "must be a datetime (timezone-aware) or ISO string")
+        if occurred_at.tzinfo is None:
+            raise InvalidEvent(
+                "occurred_at",
+                "is a naive datetime; pass a timezone-aware one, e.g. datetime.now(timezone.utc)",
+            )
+        object.__setattr__(self, "occurred_at", occurred_at.astimezone(timezone.utc))
+        object.__setattr__(self, "attribution", DEFAULT_POLICY.clean(self.attribution))
+        object.__setattr__(self, "metadata", DEFAULT_POLICY.clean(self.metadata))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> UsageEvent:
+        """Build from the seed's field names (`metric`, `quantity`, `license_id`, ...)."""
+        known = {
+            "metric", "quantity", "license_id", "unit", "kind",
+            "occurred_at", "timestamp", "attribution", "metadata", "event_id",
+        }  # fmt: skip
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidEvent(unknown[0], f"is not a usage event field; known: {sorted(known)}")
+        for required in ("metric", "quantity", "license_id"):
+            if required not in data:
+                raise InvalidEvent(required, "is required")
+        kwargs = {k: v for k, v in data.items() if k != "timestamp"}
+        if "timestamp" in data and "occurred_at" not in data:
+            kwargs["occurred_at"] = data["timestamp"]
+        if isinstance(kwargs.get("kind"), str):
+            kwargs["kind"] = kwargs["kind"].upper()
+        return cls(**kwargs)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The event as Doow's ingest API takes it (`POST /telemetry/events`)."""
+        wire: dict[str, Any] = {
+            "event_id": self.event_id,
+            "license_id": self.license_id,
+            "occurred_at": format_time(self.occurred_at),
+            "source_system": "sdk",
+            "kind": self.kind,
+            "attribution": dict(self.attribution),
+            "metadata": dict(self.metadata),
+            "measurements": [{"metric_name": self.metric, "quantity": self.quantity}],
+        }
+        if self.unit:
+            wire["unit"] = self.unit
+        return wire
+
+
+def check_wire_event(event: object) -> str | None:
+    """The reason Doow would reject one event of a batch, or None when it is valid."""
+    if not isinstance(event, Mapping):
+        return "event must be a JSON object"
+    kind = event.get("kind", "USAGE")
+    checks: list[tuple[str, str | None]] = [
+        ("kind", kind_problem(kind)),
+        ("event_id", event_id_problem(event.get("event_id"))),
+        ("license_id", license_problem(event.get("license_id"))),
+        ("unit", unit_problem(event.get("unit"))),
+        ("attribution", attributes_problem(event.get("attribution") or {})),
+    ]
+    if not isinstance(event.get("metadata") or {}, Mapping):
+        checks.append(("metadata", "must be an object"))
+    source = event.get("source_system", "sdk")
+    if not isinstance(source, str) or not source:
+        checks.append(("source_system", "must be a non-empty string"))
+    occurred_at = event.get("occurred_at")
+    if not isinstance(occurred_at, str):
+        checks.append(("occurred_at", "is required, ISO 8601 in UTC"))
+    else:
+        try:
+            parse_time(occurred_at)
+        except ValueError:
+            checks.append(("occurred_at", f"{occurred_at[:40]!r} is not ISO 8601 with a timezone"))
+    for name, problem in checks:
+        if problem:
+            return f"{name}: {problem}"
+    measurements = event.get("measurements")
+    if not isinstance(measurements, list) or not measurements:
+        return "measurements: at least one measurement is required"
+    for i, measurement in enumerate(measurements):
+        if not isinstance(measurement, Mapping):
+            return f"measurements[{i}]: must be an object"
+        problem = metric_problem(measurement.get("metric_name"))
+        if problem:
+            return f"measurements[{i}].metric_name: {problem}"
+        problem = quantity_problem(measurement.get("quantity"), str(kind))
+        if problem:
+            return f"measurements[{i}].quantity: {problem}"
+    return None
