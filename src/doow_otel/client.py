@@ -210,9 +210,13 @@ class DoowClient:
         result = SendResult()
         with self._lock:
             self._replay(end, result)
-            for batch in make_batches(events):
+            batches = make_batches(events)
+            # Journal every batch before the first request: a process killed mid-send
+            # leaves them all in the spool for the next one.
+            paths = [self._journal(batch) for batch in batches]
+            for batch, path in zip(batches, paths, strict=True):
                 self._stats["sent"] += len(batch)
-                self._deliver(batch, end, result, path=None)
+                self._deliver(batch, end, result, path=path, fresh=True)
         return result
 
     def flush_spool(
@@ -270,24 +274,42 @@ class DoowClient:
             if entry is None:
                 continue
             part = SendResult()
-            self._deliver(entry.batch, end, part, path=path)
+            self._deliver(entry.batch, end, part, path=path, fresh=False)
             part.replayed = part.delivered
             result.add(part)
             if part.spooled:  # Doow is not taking data now: keep the order, stop here
                 return
 
-    def _deliver(self, batch: Batch, end: float, result: SendResult, path: Path | None) -> None:
+    def _journal(self, batch: Batch) -> Path | None:
+        """Write the batch ahead of its first attempt; None when there is no usable spool."""
+        if self.spool is None:
+            return None
+        try:
+            return self.spool.write(batch, durable=False)
+        except OSError as exc:
+            logger.warning(
+                "doow: spool %s not writable (%s); undelivered events will be dropped, not kept",
+                self.spool.directory,
+                exc.strerror,
+            )
+            return None
+
+    def _unjournal(self, path: Path | None) -> None:
+        if path is not None and self.spool is not None:
+            self.spool.remove(path)
+
+    def _deliver(
+        self, batch: Batch, end: float, result: SendResult, path: Path | None, fresh: bool
+    ) -> None:
+        """Post one batch; then remove its journal entry, or keep it durably for later."""
         count = len(batch)
-        fresh = path is None
-        if self.spool is not None and path is None:
-            path = self._spool_write(batch, durable=False)
         attempt = self._post_with_retries(batch, end)
         if attempt.outcome is _Outcome.TOO_LARGE and count > 1:
             halves = batch.halves()
-            for half in halves:  # journal both halves before giving up the whole
-                self._deliver(half, end, result, path=None)
-            if path is not None:
-                self.spool.remove(path)  # type: ignore[union-attr]
+            paths = [self._journal(half) for half in halves]  # before giving up the whole
+            for half, half_path in zip(halves, paths, strict=True):
+                self._deliver(half, end, result, path=half_path, fresh=fresh)
+            self._unjournal(path)
             return
         if attempt.outcome is _Outcome.TOO_LARGE:
             attempt = _Attempt(_Outcome.PERMANENT)
@@ -311,16 +333,7 @@ class DoowClient:
                     "dropped", f"{count} events not delivered and no spool configured", count=count
                 )
             return
-        if path is not None:
-            self.spool.remove(path)  # type: ignore[union-attr]
-
-    def _spool_write(self, batch: Batch, *, durable: bool) -> Path | None:
-        assert self.spool is not None
-        try:
-            return self.spool.write(batch, durable=durable)
-        except OSError as exc:
-            self.report("dropped", f"spool {self.spool.directory} not writable: {exc.strerror}")
-            return None
+        self._unjournal(path)
 
     def _make_durable(self, path: Path) -> None:
         assert self.spool is not None

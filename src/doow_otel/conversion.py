@@ -100,10 +100,11 @@ class Conversion:
 
     @property
     def problems(self) -> list[str]:
-        return [
-            f"{count} usage records dropped ({code}): {_FIXES.get(code, code)}"
-            for code, count in sorted(self.dropped.items())
-        ]
+        return [self.describe(code, count) for code, count in sorted(self.dropped.items())]
+
+    @staticmethod
+    def describe(code: str, count: int) -> str:
+        return f"{count} usage records dropped ({code}): {_FIXES.get(code, code)}"
 
 
 class _Drop(Exception):

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from doow_otel import UsageEvent
+from doow_otel.errors import ErrorReport, Reporter
+from doow_otel.spool import Spool, default_spool_dir
+from doow_otel.wire import MAX_BATCH_BYTES, Batch, compress, make_batches
+
+
+def events(n: int, **extra: object) -> list[UsageEvent]:
+    return [
+        UsageEvent(metric="api_calls", quantity=i + 1, license_id="lic_1", **extra)  # type: ignore[arg-type]
+        for i in range(n)
+    ]
+
+
+def test_batches_hold_at_most_500_events_and_keep_every_event() -> None:
+    sample = events(1201)
+    batches = make_batches(sample)
+    assert [len(b) for b in batches] == [500, 500, 201]
+    ids = [eid for b in batches for eid in b.event_ids]
+    assert ids == [e.event_id for e in sample]
+
+
+def test_batches_stay_under_450_kb() -> None:
+    big = events(300, attribution={f"k{i}": "v" * 250 for i in range(10)})
+    batches = make_batches(big)
+    assert len(batches) > 1
+    assert all(len(b.body()) <= MAX_BATCH_BYTES + 200 for b in batches)
+    assert sum(len(b) for b in batches) == 300
+
+
+def test_batch_id_is_derived_from_its_events() -> None:
+    sample = events(3)
+    first, again = make_batches(sample)[0], make_batches(sample)[0]
+    assert first.batch_id == again.batch_id
+    assert make_batches(events(3))[0].batch_id != first.batch_id
+    body = json.loads(first.body())
+    assert body["batch_id"] == first.batch_id
+    assert [e["event_id"] for e in body["events"]] == [e.event_id for e in sample]
+
+
+def test_halves_split_evenly_with_their_own_stable_ids() -> None:
+    batch = make_batches(events(5))[0]
+    left, right = batch.halves()
+    assert len(left) + len(right) == 5
+    assert left.event_ids + right.event_ids == batch.event_ids
+    assert left.batch_id != batch.batch_id and left.halves()[0].batch_id == left.halves()[0].batch_id
+
+
+def test_gzip_above_one_kilobyte_only() -> None:
+    small = make_batches(events(1))[0].body()
+    assert compress(small) == (small, None)
+    large = make_batches(events(50))[0].body()
+    packed, encoding = compress(large)
+    assert encoding == "gzip" and gzip.decompress(packed) == large
+
+
+def test_spool_round_trip_oldest_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    first, second = make_batches(events(2))[0], make_batches(events(3))[0]
+    spool.write(first, durable=True)
+    spool.write(second, durable=False)
+    loaded = [spool.load(p) for p in spool.paths()]
+    assert [e.batch.batch_id for e in loaded if e] == [first.batch_id, second.batch_id]
+    assert loaded[0] is not None and loaded[0].batch.body() == first.body()
+
+
+def test_corrupt_entry_is_set_aside_and_reported(tmp_path: Path) -> None:
+    reports: list[ErrorReport] = []
+    spool = Spool(tmp_path)
+    spool.report = Reporter(reports.append)
+    good = spool.write(make_batches(events(1))[0], durable=True)
+    bad = tmp_path / "00000000000000000001-broken.batch"
+    bad.write_bytes(b'{"batch_id": "x", "events": [')  # killed mid-write
+    assert spool.load(bad) is None
+    assert spool.paths() == [good]
+    assert (tmp_path / "corrupt" / bad.name).exists()
+    assert reports and reports[0].kind == "dropped" and "set aside" in reports[0].message
+
+
+def test_full_spool_drops_oldest_and_reports_count(tmp_path: Path) -> None:
+    reports: list[ErrorReport] = []
+    spool = Spool(tmp_path, max_batches=2)
+    spool.report = Reporter(reports.append)
+    batches = [make_batches(events(n))[0] for n in (1, 2, 3)]
+    for batch in batches:
+        spool.write(batch, durable=False)
+    kept = [spool.load(p) for p in spool.paths()]
+    assert [e.batch.batch_id for e in kept if e] == [b.batch_id for b in batches[1:]]
+    assert [r.count for r in reports] == [1]
+
+
+def test_spool_bounded_by_bytes(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=3000)
+    spool.report = Reporter(lambda r: None)
+    for _ in range(5):
+        spool.write(make_batches(events(5))[0], durable=False)
+    assert sum(p.stat().st_size for p in spool.paths()) <= 3000
+
+
+def test_default_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DOOW_SPOOL_DIR", raising=False)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    assert default_spool_dir() == Path("/tmp/doow-spool")
+    monkeypatch.setenv("DOOW_SPOOL_DIR", str(tmp_path))
+    assert default_spool_dir() == tmp_path
+    monkeypatch.delenv("DOOW_SPOOL_DIR")
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_spool_dir() == tmp_path / "doow-otel" / "spool"
+
+
+def test_batch_from_body_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        Batch.from_body(b"[1, 2]")
