@@ -1,0 +1,87 @@
+"""A local Doow-compatible server: Doow's ingest API over SQLite, for development,
+tests and benchmarks, with no Doow account.
+
+`doow-otel serve` runs it in the foreground; `doow_otel.testing.LocalDoow` runs it in a
+background thread of the current process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from doow_otel.server.faults import Faults
+from doow_otel.server.handler import DoowServer
+from doow_otel.server.store import Store
+
+__all__ = ["DoowServer", "Faults", "Store", "new_key", "serve", "start"]
+
+
+def new_key() -> str:
+    """A fresh development key in Doow's format."""
+    return "dk_dev_" + secrets.token_urlsafe(18)
+
+
+def start(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    db: str | Path = ":memory:",
+    keys: list[str],
+) -> tuple[DoowServer, threading.Thread]:
+    """Start a server in a daemon thread; port 0 picks a free one."""
+    if not keys:
+        raise ValueError(
+            "keys: give at least one dk_ key; the server never accepts anonymous requests"
+        )
+    for key in keys:
+        if not key.startswith("dk_"):
+            raise ValueError("keys: Doow SDK keys start with dk_")
+    server = DoowServer((host, port), Store(db), keys)
+    thread = threading.Thread(target=server.serve_forever, name="doow-local", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def stop(server: DoowServer) -> None:
+    server.shutdown()
+    server.server_close()
+    server.faults.clear()
+    server.store.close()
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    db: str = "doow-local.db",
+    keys: list[str] | None = None,
+) -> int:
+    """Run in the foreground until interrupted (the `doow-otel serve` command)."""
+    generated = not keys
+    keys = list(keys or [new_key()])
+    server, thread = start(host=host, port=port, db=db, keys=keys)
+    print(f"Doow-compatible server on {server.url}  (database: {db})", flush=True)
+    if generated:
+        # Printed once, here, for the developer who started it; never logged or stored.
+        print(f"development key: {keys[0]}", flush=True)
+        print(f"page: {server.url}/#key={keys[0]}", flush=True)
+    else:
+        print(f"page: {server.url}/  (the page asks for the key)", flush=True)
+    done = threading.Event()
+
+    def stop_on(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop_on)
+    with contextlib.suppress(KeyboardInterrupt):
+        done.wait()
+    stop(server)
+    thread.join(timeout=5)
+    print("stopped", file=sys.stderr)
+    return 0

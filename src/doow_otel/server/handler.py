@@ -1,0 +1,491 @@
+"""The HTTP side of the local server: Doow's ingest contract, the read API and the page.
+
+The standard library's threading HTTP server (HTTP/1.1, keep-alive): no dependency, and
+it gives the socket-level control the fault injection needs (closing a connection before
+or after the body is read), which an ASGI framework hides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import socket
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsPartialSuccess,
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+
+from doow_otel import otlp_json
+from doow_otel._version import __version__
+from doow_otel.conversion import convert_metrics_request
+from doow_otel.events import check_wire_event
+from doow_otel.server.faults import Faults
+from doow_otel.server.page import PAGE
+from doow_otel.server.store import Store
+
+MAX_EVENTS = 500
+MAX_LOGGED_REQUESTS = 10_000
+MAX_BATCH_BYTES = 1 << 20  # decompressed; Doow's SDKs stay under ~450 KB
+MAX_OTLP_BYTES = 8 << 20
+JSON_TYPES = ("application/json",)
+OTLP_TYPES = ("application/x-protobuf", "application/json")
+
+
+class HTTPError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        close: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.close = close
+        self.headers = dict(headers or {})
+
+
+class _Dropped(Exception):
+    """The fault injection closed the connection: send nothing."""
+
+
+class DoowServer(ThreadingHTTPServer):
+    """A Doow-compatible ingest server over a `Store`."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], store: Store, keys: list[str], faults: Faults | None = None
+    ) -> None:
+        self.store = store
+        self.faults = faults or Faults()
+        self._keys = list(keys)
+        self._revoked: set[str] = set()
+        self._log_lock = threading.Lock()
+        self.request_log: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def authorized(self, header: str | None) -> str | None:
+        """The key a valid `Authorization: Bearer dk_...` header carries, else None."""
+        if not header or not header.startswith("Bearer "):
+            return None
+        given = header[7:].strip()
+        if not given.startswith("dk_"):
+            return None
+        for key in self._keys:
+            if hmac.compare_digest(given.encode(), key.encode()):
+                return None if key in self._revoked else key
+        return None
+
+    def revoke(self, key: str) -> None:
+        self._revoked.add(key)
+
+    def log_request(self, entry: dict[str, Any]) -> None:
+        with self._log_lock:
+            self.request_log.append(entry)
+
+    def requests(self, *, include_in_flight: bool = False) -> list[dict[str, Any]]:
+        with self._log_lock:
+            return [
+                dict(e) for e in self.request_log if include_in_flight or e["status"] is not None
+            ]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is not the server's error; stay quiet."""
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise HTTPError(415, f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise HTTPError(400, f"body: not valid gzip ({error})") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise HTTPError(413, f"body: larger than {limit} bytes after decompression")
+    if not inflater.eof:
+        raise HTTPError(400, "body: truncated gzip stream")
+    return data
+
+
+def _parse_json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise HTTPError(400, f"body: not valid JSON ({error})") from None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"doow-otel-local/{__version__}"
+    server: DoowServer
+    _entry: dict[str, Any] | None = None
+    _key: str = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: request lines are in `requests()`; headers (the key) are never logged."""
+
+    # --- dispatch ---
+
+    def do_GET(self) -> None:
+        self._dispatch(
+            {
+                "/": self._page,
+                "/api/events": self._api_events,
+                "/api/usage": self._api_usage,
+                "/api/stats": self._api_stats,
+                "/api/rejections": self._api_rejections,
+            }
+        )
+
+    def do_POST(self) -> None:
+        self._dispatch(
+            {
+                "/telemetry/events": self._events,
+                "/telemetry/heartbeat": self._heartbeat,
+                "/telemetry/otlp/v1/metrics": self._otlp_metrics,
+                "/admin/faults": self._admin_faults,
+            }
+        )
+
+    def _dispatch(self, routes: Mapping[str, Callable[[], None]]) -> None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        route = routes.get(path)
+        entry: dict[str, Any] | None = None
+        try:
+            if route is None:
+                raise HTTPError(404, f"no route for {self.command} {path}")
+            if path.startswith("/telemetry/"):
+                entry = self._log_entry(path)
+                self.server.log_request(entry)
+            self._entry = entry
+            if path != "/":
+                self._key = self._authenticate()
+            route()
+        except _Dropped:
+            self.close_connection = True
+            if entry is not None:
+                entry["status"] = 0
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except HTTPError as error:
+            payload = {"message": error.message, "errorClass": _error_class(error.status)}
+            self._json(error.status, payload, close=error.close, extra=error.headers)
+        except Exception as error:  # never let one request take the server down
+            self._json(500, {"message": f"internal error: {type(error).__name__}"}, close=True)
+
+    def _log_entry(self, path: str) -> dict[str, Any]:
+        return {
+            "path": path,
+            "status": None,
+            "events": None,
+            "batch_id": None,
+            "content_encoding": self.headers.get("Content-Encoding"),
+            "content_type": self.headers.get("Content-Type"),
+            "user_agent": self.headers.get("User-Agent"),
+            "sdk_version": self.headers.get("X-Doow-SDK-Version"),
+            "event_ids": None,
+            "peer_port": self.client_address[1],
+            "bytes": int(self.headers.get("Content-Length") or 0),
+        }
+
+    def _note(self, **fields: Any) -> None:
+        if self._entry is not None:
+            self._entry.update(fields)
+
+    def _authenticate(self) -> str:
+        key = self.server.authorized(self.headers.get("Authorization"))
+        if key is None:
+            self._discard_body()
+            raise HTTPError(
+                401, "missing, malformed or revoked API key (Authorization: Bearer dk_...)"
+            )
+        return key
+
+    # --- body handling ---
+
+    def _content_length(self, limit: int) -> int:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            raise HTTPError(411, "send the body with a Content-Length", close=True)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise HTTPError(400, "Content-Length: not a number", close=True) from None
+        if length < 0:
+            raise HTTPError(400, "Content-Length: negative", close=True)
+        if length > limit:
+            raise HTTPError(413, f"body: {length} bytes; at most {limit} are accepted", close=True)
+        return length
+
+    def _discard_body(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if 0 < length <= MAX_OTLP_BYTES:
+            self.rfile.read(length)
+        elif length:
+            self.close_connection = True
+
+    def _read_body(self, limit: int, types: tuple[str, ...]) -> tuple[bytes, str]:
+        """The decompressed body and its media type, within `limit` bytes both ways.
+        Ingest requests (those in the request log) go through the injected faults."""
+        length = self._content_length(limit)
+        faults = self.server.faults if self._entry is not None else None
+        if faults is not None:
+            faults.delay("before_body")
+            if faults.take_drop("before_body"):
+                raise _Dropped
+        raw = self.rfile.read(length)
+        if len(raw) < length:
+            raise _Dropped  # the client went away
+        failure = faults.take_failure() if faults is not None else None
+        if failure is not None:
+            raise HTTPError(failure.status, failure.message, headers=failure.headers)
+        media = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if media not in types:
+            raise HTTPError(
+                415, f"Content-Type {media or '(none)'!r} is not accepted; use {' or '.join(types)}"
+            )
+        encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
+        data = _decompress(raw, encoding, limit)
+        cap = faults.max_body_size if faults is not None else None
+        if cap is not None and len(data) > cap:
+            raise HTTPError(413, f"batch too large: {len(data)} bytes, this server takes {cap}")
+        return data, media
+
+    def _after_store(self) -> None:
+        faults = self.server.faults
+        faults.delay("after_body")
+        if faults.take_drop("after_body"):
+            raise _Dropped
+
+    # --- ingest ---
+
+    def _events(self) -> None:
+        data, _ = self._read_body(MAX_BATCH_BYTES, JSON_TYPES)
+        body = _parse_json(data)
+        if not isinstance(body, dict):
+            raise HTTPError(400, "body: must be a JSON object with an events list")
+        events = body.get("events")
+        batch_id = body.get("batch_id")
+        if not isinstance(events, list) or not events:
+            raise HTTPError(400, "events: must be a non-empty list")
+        if batch_id is not None and (not isinstance(batch_id, str) or not batch_id):
+            raise HTTPError(400, "batch_id: must be a non-empty string")
+        self._note(
+            events=len(events),
+            batch_id=batch_id,
+            event_ids=[e.get("event_id") for e in events if isinstance(e, dict)],
+        )
+        if not self.headers.get("X-Doow-SDK-Version") and isinstance(body.get("sdk_version"), str):
+            self._note(sdk_version=body["sdk_version"])
+        if len(events) > MAX_EVENTS:
+            raise HTTPError(413, f"events: {len(events)} in one batch; at most {MAX_EVENTS}")
+        valid: list[dict[str, Any]] = []
+        rejections: list[dict[str, Any]] = []
+        for event in events:
+            reason = check_wire_event(event)
+            if reason is None:
+                valid.append(event)
+            else:
+                event_id = event.get("event_id") if isinstance(event, dict) else None
+                rejections.append(
+                    {"event_id": event_id if isinstance(event_id, str) else None, "reason": reason}
+                )
+        outcome = self.server.store.record(batch_id, valid, rejections)
+        self.server.store.touch_key(self._key)
+        self._after_store()
+        if outcome.rejections:
+            self._json(
+                207,
+                {
+                    "accepted": outcome.accepted,
+                    "rejected": len(outcome.rejections),
+                    "rejections": outcome.rejections,
+                },
+            )
+        else:
+            self._json(202, {"accepted": outcome.accepted})
+
+    def _heartbeat(self) -> None:
+        data, _ = self._read_body(MAX_BATCH_BYTES, JSON_TYPES)
+        if data.strip():
+            _parse_json(data)
+        self.server.store.touch_key(self._key)
+        self._after_store()
+        self._json(200, {"ok": True})
+
+    def _otlp_metrics(self) -> None:
+        data, media = self._read_body(MAX_OTLP_BYTES, OTLP_TYPES)
+        request = ExportMetricsServiceRequest()
+        try:
+            if media == "application/json":
+                otlp_json.parse(data, request)
+            else:
+                request.ParseFromString(data)
+        except (DecodeError, ValueError, TypeError, KeyError, RecursionError) as error:
+            kind = "JSON" if media == "application/json" else "protobuf"
+            raise HTTPError(
+                400, f"body: not a valid OTLP metrics {kind} message ({error})"
+            ) from None
+        conversion = convert_metrics_request(request)
+        wire = [event.to_wire() for event in conversion.events]
+        rejections = [
+            {"event_id": None, "reason": f"{code}: {conversion.describe(code, n)}"}
+            for code, n in sorted(conversion.dropped.items())
+            for _ in range(n)
+        ]
+        self._note(events=len(wire))
+        self.server.store.record(None, wire, rejections)
+        self.server.store.touch_key(self._key)
+        self._after_store()
+        response = ExportMetricsServiceResponse()
+        dropped = sum(conversion.dropped.values())
+        if dropped:
+            response.partial_success.CopyFrom(
+                ExportMetricsPartialSuccess(
+                    rejected_data_points=dropped, error_message="; ".join(conversion.problems)
+                )
+            )
+        if media == "application/json":
+            payload = {}
+            if dropped:
+                payload["partialSuccess"] = {
+                    "rejectedDataPoints": str(dropped),
+                    "errorMessage": "; ".join(conversion.problems),
+                }
+            self._send(200, json.dumps(payload).encode(), "application/json")
+        else:
+            self._send(200, response.SerializeToString(), "application/x-protobuf")
+
+    def _admin_faults(self) -> None:
+        data, _ = self._read_body(MAX_BATCH_BYTES, JSON_TYPES)
+        try:
+            self.server.faults.apply(_parse_json(data))
+        except (TypeError, ValueError) as error:
+            raise HTTPError(400, str(error)) from None
+        self._json(200, self.server.faults.describe())
+
+    # --- read side ---
+
+    def _query(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+
+    def _int_param(self, query: Mapping[str, str], name: str, default: int | None) -> int | None:
+        if name not in query:
+            return default
+        try:
+            return int(query[name])
+        except ValueError:
+            raise HTTPError(400, f"{name}: must be an integer") from None
+
+    def _api_events(self) -> None:
+        q = self._query()
+        page, cursor = self.server.store.events(
+            metric=q.get("metric"),
+            license_id=q.get("license_id"),
+            since=q.get("since"),
+            before=self._int_param(q, "before", None),
+            limit=self._int_param(q, "limit", 100) or 100,
+        )
+        self._json(200, {"events": page, "next_before": cursor})
+
+    def _api_usage(self) -> None:
+        q = self._query()
+        usage = self.server.store.usage(
+            metric=q.get("metric"), license_id=q.get("license_id"), by=q.get("by")
+        )
+        self._json(200, {"usage": usage})
+
+    def _api_stats(self) -> None:
+        self._json(200, self.server.store.stats())
+
+    def _api_rejections(self) -> None:
+        limit = self._int_param(self._query(), "limit", 100) or 100
+        self._json(200, {"rejections": self.server.store.rejections(limit)})
+
+    def _page(self) -> None:
+        self._send(
+            200,
+            PAGE.encode(),
+            "text/html; charset=utf-8",
+            extra={
+                "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+                "style-src 'unsafe-inline'",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    # --- answers ---
+
+    def _json(
+        self,
+        status: int,
+        payload: Any,
+        *,
+        close: bool = False,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        self._send(
+            status, json.dumps(payload).encode(), "application/json", extra=extra, close=close
+        )
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        *,
+        extra: Mapping[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        if self._entry is not None:  # logged before the client can see the answer
+            self._entry["status"] = status
+        self._entry = None
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            self.close_connection = True
+
+
+def _error_class(status: int) -> str:
+    return {
+        400: "ValidationError",
+        401: "AuthenticationError",
+        404: "NotFound",
+        413: "PayloadTooLarge",
+        415: "UnsupportedMediaType",
+        429: "RateLimited",
+    }.get(status, "ServerError" if status >= 500 else "ClientError")

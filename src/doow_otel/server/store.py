@@ -1,0 +1,334 @@
+"""The local server's SQLite database: what was accepted, rejected and deduplicated.
+
+Every statement takes its values as parameters. One connection guarded by a lock: the
+server's work per request is parsing and validation, done outside the lock; the lock
+covers only the short write transaction that checks and records event ids, so two
+concurrent copies of one batch can never both be counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from doow_otel.events import format_time
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    batch_id TEXT,
+    license_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    quantity NUMERIC NOT NULL,
+    unit TEXT,
+    kind TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    attribution TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    UNIQUE (event_id, position)
+);
+CREATE INDEX IF NOT EXISTS events_by_metric ON events (metric, license_id);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    accepted INTEGER NOT NULL,
+    rejections TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejections (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT,
+    reason TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (fingerprint TEXT PRIMARY KEY, last_used_at TEXT NOT NULL);
+"""
+
+MAX_PAGE = 1000
+
+
+@dataclass
+class Outcome:
+    """What the server answers for one batch."""
+
+    accepted: int
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def fingerprint(api_key: str) -> str:
+    """What the database keeps of a key: never the key itself."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+def _now() -> str:
+    return format_time(datetime.now(timezone.utc))
+
+
+def _reason_class(reason: str) -> str:
+    """Group rejection reasons by field for the stats ("quantity", "license_id", ...)."""
+    head = reason.split(":", 1)[0]
+    return head.split("[", 1)[0] if "." not in head else head.split(".", 1)[1]
+
+
+class Store:
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- writes ---
+
+    def record(
+        self,
+        batch_id: str | None,
+        events: Sequence[Mapping[str, Any]],
+        rejections: Sequence[dict[str, Any]],
+    ) -> Outcome:
+        """Store valid events (deduplicated by event_id and batch_id) and the rejections."""
+        received = _now()
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if batch_id is not None:
+                    row = db.execute(
+                        "SELECT accepted, rejections FROM batches WHERE batch_id = ?", (batch_id,)
+                    ).fetchone()
+                    if row is not None:
+                        duplicates = len(events)
+                        self._bump(duplicates=duplicates, duplicate_batches=1)
+                        db.execute("COMMIT")
+                        return Outcome(row[0], json.loads(row[1]), duplicates)
+                ids = list({str(e["event_id"]) for e in events})
+                seen = self._existing(ids)
+                rows: list[tuple[Any, ...]] = []
+                for event in events:
+                    event_id = str(event["event_id"])
+                    if event_id in seen:
+                        continue
+                    seen.add(event_id)
+                    rows.extend(self._rows(batch_id, event, received))
+                db.executemany(
+                    "INSERT INTO events (event_id, position, batch_id, license_id, metric, "
+                    "quantity, unit, kind, occurred_at, received_at, source, attribution, "
+                    "metadata) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
+                fresh = sum(1 for r in rows if not r[1])
+                duplicates = len(events) - fresh
+                db.executemany(
+                    "INSERT INTO rejections (event_id, reason, received_at) VALUES (?,?,?)",
+                    [(r["event_id"], r["reason"], received) for r in rejections],
+                )
+                if batch_id is not None:
+                    db.execute(
+                        "INSERT INTO batches VALUES (?,?,?,?)",
+                        (batch_id, len(events), json.dumps(list(rejections)), received),
+                    )
+                self._bump(
+                    accepted=fresh,
+                    duplicates=duplicates,
+                    rejected=len(rejections),
+                    batches=1,
+                    **{f"rejected:{_reason_class(r['reason'])}": 1 for r in rejections},
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return Outcome(len(events), list(rejections), duplicates)
+
+    def _existing(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk
+                )
+            )
+        return found
+
+    @staticmethod
+    def _rows(
+        batch_id: str | None, event: Mapping[str, Any], received: str
+    ) -> Iterable[tuple[Any, ...]]:
+        attribution = json.dumps(event.get("attribution") or {}, separators=(",", ":"))
+        metadata = json.dumps(event.get("metadata") or {}, separators=(",", ":"))
+        for position, measurement in enumerate(event["measurements"]):
+            yield (
+                str(event["event_id"]),
+                position,
+                batch_id,
+                event["license_id"],
+                measurement["metric_name"],
+                measurement["quantity"],
+                event.get("unit"),
+                event.get("kind", "USAGE"),
+                event["occurred_at"],
+                received,
+                event.get("source_system", "sdk"),
+                attribution,
+                metadata,
+            )
+
+    def _bump(self, **counts: int) -> None:
+        self._db.executemany(
+            "INSERT INTO counters VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            [(name, n) for name, n in counts.items() if n],
+        )
+
+    def touch_key(self, api_key: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO keys VALUES (?, ?) "
+                "ON CONFLICT(fingerprint) DO UPDATE SET last_used_at = excluded.last_used_at",
+                (fingerprint(api_key), _now()),
+            )
+
+    # --- reads ---
+
+    def events(
+        self,
+        *,
+        metric: str | None = None,
+        license_id: str | None = None,
+        since: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Newest first; returns the page and the `before` cursor of the next page."""
+        where, params = self._filters(metric=metric, license_id=license_id)
+        if since is not None:
+            where.append("received_at >= ?")
+            params.append(since)
+        if before is not None:
+            where.append("seq < ?")
+            params.append(before)
+        limit = max(1, min(limit, MAX_PAGE))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, event_id, batch_id, license_id, metric, quantity, unit, kind, "
+                f"occurred_at, received_at, source, attribution, metadata FROM events {clause} "
+                "ORDER BY seq DESC LIMIT ?",
+                [*params, limit + 1],
+            ).fetchall()
+        page = [
+            {
+                "event_id": r[1],
+                "batch_id": r[2],
+                "license_id": r[3],
+                "metric": r[4],
+                "quantity": r[5],
+                "unit": r[6],
+                "kind": r[7],
+                "occurred_at": r[8],
+                "received_at": r[9],
+                "source": r[10],
+                "attribution": json.loads(r[11]),
+                "metadata": json.loads(r[12]),
+            }
+            for r in rows[:limit]
+        ]
+        cursor = rows[limit - 1][0] if len(rows) > limit else None
+        return page, cursor
+
+    def usage(
+        self,
+        *,
+        metric: str | None = None,
+        license_id: str | None = None,
+        by: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Totals per metric and license (and per value of one attribution key)."""
+        where, params = self._filters(metric=metric, license_id=license_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        group = ["metric", "license_id"]
+        select = "metric, license_id"
+        if by is not None:
+            select += ", json_extract(attribution, ?) AS attr"
+            params.insert(0, "$." + json.dumps(by))
+            group.append("attr")
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {select}, SUM(quantity), COUNT(*), MAX(unit), MAX(received_at) "
+                f"FROM events {clause} GROUP BY {', '.join(group)} ORDER BY metric, license_id",
+                params,
+            ).fetchall()
+        result = []
+        for row in rows:
+            item: dict[str, Any] = {"metric": row[0], "license_id": row[1]}
+            if by is not None:
+                item[by] = row[2]
+            total, count, unit, last = row[-4:]
+            item.update(total=total, events=count, unit=unit, last_received_at=last)
+            result.append(item)
+        return result
+
+    def total(self, metric: str, license_id: str | None = None) -> int | float:
+        where, params = self._filters(metric=metric, license_id=license_id)
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT TOTAL(quantity), SUM(quantity) FROM events WHERE {' AND '.join(where)}",
+                params,
+            ).fetchone()
+        return row[1] if isinstance(row[1], int) else float(row[0])
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+            keys = self._db.execute("SELECT MAX(last_used_at) FROM keys").fetchone()[0]
+        by_reason = {
+            name.split(":", 1)[1]: n for name, n in counters.items() if name.startswith("rejected:")
+        }
+        return {
+            "accepted": counters.get("accepted", 0),
+            "rejected": counters.get("rejected", 0),
+            "duplicates": counters.get("duplicates", 0),
+            "batches": counters.get("batches", 0),
+            "duplicate_batches": counters.get("duplicate_batches", 0),
+            "rejected_by_reason": by_reason,
+            "key_last_used_at": keys,
+        }
+
+    def rejections(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, reason, received_at FROM rejections ORDER BY seq DESC LIMIT ?",
+                (max(1, min(limit, MAX_PAGE)),),
+            ).fetchall()
+        return [{"event_id": r[0], "reason": r[1], "received_at": r[2]} for r in rows]
+
+    @staticmethod
+    def _filters(**values: str | None) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in values.items():
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        return where, params

@@ -1,0 +1,132 @@
+"""Test helpers for doow-otel's own tests and for our users' test suites.
+
+    from doow_otel.testing import LocalDoow
+
+    with LocalDoow() as doow:
+        client = DoowClient(doow.api_key, endpoint=doow.url)
+        ...
+        assert doow.total("api_calls", "lic_1") == 3
+
+Installed as a pytest plugin: the `local_doow` fixture gives a fresh server per test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from doow_otel.server import DoowServer, Faults, new_key, start, stop
+
+__all__ = ["LocalDoow", "local_doow"]
+
+
+class LocalDoow:
+    """A real local Doow-compatible server (HTTP + SQLite) on a free port, in a
+    background thread of this process."""
+
+    def __init__(
+        self, *, keys: list[str] | None = None, db: str | Path = ":memory:", host: str = "127.0.0.1"
+    ) -> None:
+        self._keys = list(keys or [new_key()])
+        self._db = db
+        self._host = host
+        self._server: DoowServer | None = None
+
+    def __repr__(self) -> str:
+        state = self.url if self._server else "stopped"
+        return f"LocalDoow({state})"
+
+    # --- lifecycle ---
+
+    def start(self) -> LocalDoow:
+        if self._server is None:
+            self._server, _ = start(host=self._host, db=self._db, keys=self._keys)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            stop(self._server)
+            self._server = None
+
+    def __enter__(self) -> LocalDoow:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def server(self) -> DoowServer:
+        if self._server is None:
+            raise RuntimeError(
+                "LocalDoow is not running: use it as a context manager or call start()"
+            )
+        return self._server
+
+    # --- what a client needs ---
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def api_key(self) -> str:
+        return self._keys[0]
+
+    @property
+    def faults(self) -> Faults:
+        """Fault injection: `fail_next`, `latency`, `drop_connection`, `max_body`, `clear`."""
+        return self.server.faults
+
+    def revoke(self, key: str) -> None:
+        """From now on, answer 401 to requests with this key."""
+        self.server.revoke(key)
+
+    # --- what the server stored ---
+
+    def events(
+        self, *, metric: str | None = None, license_id: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Stored events, newest first."""
+        page, _ = self.server.store.events(metric=metric, license_id=license_id, limit=limit)
+        return page
+
+    def usage(
+        self, *, metric: str | None = None, license_id: str | None = None, by: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Totals per metric and license (and per value of attribution key `by`)."""
+        return self.server.store.usage(metric=metric, license_id=license_id, by=by)
+
+    def total(self, metric: str, license_id: str | None = None) -> int | float:
+        """The stored total of one metric (for one license), 0 when nothing arrived."""
+        return self.server.store.total(metric, license_id)
+
+    def stats(self) -> dict[str, Any]:
+        return self.server.store.stats()
+
+    def rejections(self) -> list[dict[str, Any]]:
+        return self.server.store.rejections()
+
+    def requests(self, *, include_in_flight: bool = False) -> list[dict[str, Any]]:
+        """The ingest requests received, in order: path, status, events, batch_id, headers."""
+        return self.server.requests(include_in_flight=include_in_flight)
+
+
+def _local_doow() -> Iterator[LocalDoow]:
+    """A fresh local Doow-compatible server for one test."""
+    with LocalDoow() as doow:
+        yield doow
+
+
+try:  # the fixture, when pytest is there; LocalDoow works without it
+    import pytest
+except ImportError:  # pragma: no cover
+    pass
+else:
+    local_doow = pytest.fixture(_local_doow, name="local_doow")

@@ -1,0 +1,199 @@
+"""The flush every wrapper shares: budget, one request, pass-through, never raising."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from doow_otel.serverless import _budget
+from doow_otel.testing import LocalDoow
+from doow_otel.tracker import DoowTracker
+
+
+@pytest.fixture
+def meter(local_doow: LocalDoow, tmp_path: Path) -> Iterator[DoowTracker]:
+    tracker = DoowTracker(
+        local_doow.api_key,
+        endpoint=local_doow.url,
+        spool=tmp_path / "spool",
+        flush_interval=3600,
+        handle_sigterm=False,
+    )
+    yield tracker
+    tracker.shutdown()
+
+
+def event_posts(local_doow: LocalDoow) -> list[dict[str, Any]]:
+    return [r for r in local_doow.requests() if r["path"] == "/telemetry/events"]
+
+
+@pytest.mark.parametrize(
+    ("remaining", "flush_timeout", "margin", "budget"),
+    [
+        (None, 2.0, 0.1, 2.0),  # no deadline known: the flush timeout
+        (30.0, 2.0, 0.1, 2.0),  # plenty of time: the flush timeout
+        (1.0, 2.0, 0.1, 0.9),  # little time: what is left minus the margin
+        (2.1, 2.0, 0.1, 2.0),
+        (0.05, 2.0, 0.1, 0.0),  # less than the margin: no network at all
+        (-1.0, 2.0, 0.1, 0.0),  # already late
+    ],
+)
+def test_budget_is_the_flush_timeout_or_the_time_left_minus_the_margin(
+    remaining: float | None, flush_timeout: float, margin: float, budget: float
+) -> None:
+    assert _budget(remaining, flush_timeout, margin) == pytest.approx(budget)
+
+
+def test_nothing_tracked_makes_no_request(meter: DoowTracker, local_doow: LocalDoow) -> None:
+    for _ in range(5):
+        with meter.invocation():
+            pass
+    assert local_doow.requests() == []
+
+
+def test_an_invocation_costs_one_request_even_past_flush_at(
+    meter: DoowTracker, local_doow: LocalDoow
+) -> None:
+    # flush_at is 20: outside an invocation 60 distinct records would flush early,
+    # inside one the wrapper's flush at the end takes them all
+    @meter.with_lambda
+    def handler(event: Any, context: Any) -> str:
+        for user in range(60):
+            meter.track(
+                metric="api_calls", quantity=1, license_id="lic_a", attribution={"user": user}
+            )
+        return "done"
+
+    assert handler({}, None) == "done"
+    assert local_doow.total("api_calls", "lic_a") == 60
+    assert len(event_posts(local_doow)) == 1
+
+
+def test_the_deadline_bounds_the_flush_and_the_rest_is_delivered_once_later(
+    meter: DoowTracker, local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    local_doow.faults.latency(3.0)
+    with meter.invocation(deadline=time.monotonic() + 0.6):
+        meter.track(metric="api_calls", quantity=4, license_id="lic_late")
+    # back before the slow server answered: nothing stored, the batch on disk
+    assert local_doow.total("api_calls", "lic_late") == 0
+    assert len(list((tmp_path / "spool").glob("*.batch"))) == 1
+    local_doow.faults.clear()
+    with meter.invocation():
+        meter.track(metric="api_calls", quantity=1, license_id="lic_next")
+    assert local_doow.total("api_calls", "lic_late") == 4
+    assert local_doow.total("api_calls", "lic_next") == 1
+    assert len(local_doow.events(license_id="lic_late")) == 1
+
+
+def test_returns_by_the_budget_while_an_earlier_export_holds_the_exporter(
+    meter: DoowTracker, local_doow: LocalDoow, caplog: pytest.LogCaptureFixture
+) -> None:
+    local_doow.faults.latency(3.0)
+    meter.track(metric="api_calls", quantity=1, license_id="lic_a")
+    earlier = threading.Thread(target=meter.flush, kwargs={"timeout": 10.0})
+    earlier.start()  # a background export with a long timeout, stuck on the slow server
+    time.sleep(0.1)
+    with caplog.at_level(logging.WARNING, logger="doow_otel"), meter.invocation(flush_timeout=0.3):
+        meter.track(metric="api_calls", quantity=1, license_id="lic_b")
+    assert earlier.is_alive()  # the invocation did not wait for it
+    assert "budget" in caplog.text
+    local_doow.faults.clear()
+    earlier.join(30)
+    meter.flush()
+    assert local_doow.total("api_calls", "lic_a") == 1
+    # lic_b was collected by the invocation's flush, which goes on in the background
+    # and delivers it once the exporter is free (this flush may have run before it).
+    end = time.monotonic() + 10
+    while local_doow.total("api_calls", "lic_b") == 0 and time.monotonic() < end:
+        time.sleep(0.05)
+    assert local_doow.total("api_calls", "lic_b") == 1
+    assert local_doow.stats()["duplicates"] == 0
+
+
+def test_return_value_and_exception_pass_through_unchanged(
+    meter: DoowTracker, local_doow: LocalDoow
+) -> None:
+    result = object()
+    problem = KeyError("missing")
+
+    @meter.invocation()
+    def ok() -> object:
+        meter.track(metric="api_calls", quantity=1, license_id="lic_a")
+        return result
+
+    @meter.invocation()
+    def fails() -> None:
+        meter.track(metric="api_calls", quantity=1, license_id="lic_a")
+        raise problem
+
+    assert ok() is result
+    with pytest.raises(KeyError) as caught:
+        fails()
+    assert caught.value is problem
+    assert local_doow.total("api_calls", "lic_a") == 2
+
+
+def test_an_sdk_failure_never_becomes_the_handlers(
+    meter: DoowTracker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(timeout: float | None = None) -> bool:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(meter, "flush", broken)
+
+    @meter.with_lambda(flush_timeout=1.0)
+    def handler(event: Any, context: Any) -> str:
+        meter.track(metric="api_calls", quantity=1, license_id="lic_a")
+        return "fine"
+
+    with caplog.at_level(logging.ERROR, logger="doow_otel"):
+        assert handler({}, None) == "fine"
+    assert "flush failed" in caplog.text
+
+
+def test_decorators_keep_signature_and_coroutine_ness(
+    meter: DoowTracker, local_doow: LocalDoow
+) -> None:
+    async def work(job_id: str, *, retries: int = 0) -> str:
+        meter.track(metric="jobs", quantity=1, license_id="lic_q")
+        await asyncio.sleep(0)
+        return job_id
+
+    wrapped = meter.invocation()(work)
+    assert inspect.iscoroutinefunction(wrapped)
+    assert inspect.signature(wrapped) == inspect.signature(work)
+    assert asyncio.run(wrapped("j1")) == "j1"
+    assert local_doow.total("jobs", "lic_q") == 1
+
+
+def test_async_with_does_not_block_the_event_loop(
+    meter: DoowTracker, local_doow: LocalDoow
+) -> None:
+    local_doow.faults.latency(0.5)
+
+    async def main() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        async with meter.invocation():
+            meter.track(metric="api_calls", quantity=1, license_id="lic_a")
+        task.cancel()
+        return ticks
+
+    assert asyncio.run(main()) > 0  # the loop ran while the flush waited on the server
+    assert local_doow.total("api_calls", "lic_a") == 1
