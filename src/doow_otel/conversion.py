@@ -226,6 +226,8 @@ class _Converter:
         for key in self.options.resource_attributes:
             if key in resource:
                 value = _plain(resource[key])
+                if key == "service.name" and str(value).startswith("unknown_service"):
+                    continue  # the SDKs' placeholder names nothing
                 if value is not None:
                     picked[key] = value
         return picked
