@@ -15,7 +15,14 @@ from doow_otel.events import InvalidEvent, UsageEvent
 if TYPE_CHECKING:
     from doow_otel.client import DoowClient, SendResult
     from doow_otel.errors import DoowError, ErrorReport
+    from doow_otel.exporters import (
+        DoowLogExporter,
+        DoowMetricExporter,
+        DoowSpanExporter,
+        metric_reader,
+    )
     from doow_otel.spool import Spool
+    from doow_otel.tracker import DoowTracker, configure
 
 _LAZY = {
     "DoowClient": "doow_otel.client",
@@ -23,17 +30,29 @@ _LAZY = {
     "DoowError": "doow_otel.errors",
     "ErrorReport": "doow_otel.errors",
     "Spool": "doow_otel.spool",
+    "DoowMetricExporter": "doow_otel.exporters",
+    "DoowSpanExporter": "doow_otel.exporters",
+    "DoowLogExporter": "doow_otel.exporters",
+    "metric_reader": "doow_otel.exporters",
+    "DoowTracker": "doow_otel.tracker",
+    "configure": "doow_otel.tracker",
 }
 
 __all__ = [
     "DoowClient",
     "DoowError",
+    "DoowLogExporter",
+    "DoowMetricExporter",
+    "DoowSpanExporter",
+    "DoowTracker",
     "ErrorReport",
     "InvalidEvent",
     "SendResult",
     "Spool",
     "UsageEvent",
     "__version__",
+    "configure",
+    "metric_reader",
 ]
 
 

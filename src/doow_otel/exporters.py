@@ -31,6 +31,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
     MetricsData,
+    PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -51,6 +52,7 @@ __all__ = [
     "DoowLogExporter",
     "DoowMetricExporter",
     "DoowSpanExporter",
+    "metric_reader",
     "set_flush_deadline",
 ]
 
@@ -80,9 +82,12 @@ def set_flush_deadline(deadline: float | None) -> None:
 
 
 def _deadline(timeout_seconds: float) -> float:
-    own = time.monotonic() + timeout_seconds
+    now = time.monotonic()
+    own = now + timeout_seconds
     bound = _flush_deadline
-    return own if bound is None else min(own, bound)
+    # A bound already past belongs to an invocation whose caller stopped waiting: an
+    # export that only starts now (it queued behind another) runs on its own timeout.
+    return own if bound is None or bound <= now else min(own, bound)
 
 
 class _DoowExporterBase:
@@ -206,3 +211,18 @@ class DoowLogExporter(_DoowExporterBase, LogRecordExporter):
 
     def shutdown(self) -> None:
         self._shutdown()
+
+
+def metric_reader(
+    exporter: DoowMetricExporter | None = None,
+    *,
+    interval: float | None = None,
+    timeout: float = 10.0,
+    **exporter_kwargs: Any,
+) -> PeriodicExportingMetricReader:
+    """A reader to add to your own MeterProvider: `MeterProvider(metric_readers=[..., this])`."""
+    return PeriodicExportingMetricReader(
+        exporter or DoowMetricExporter(**exporter_kwargs),
+        export_interval_millis=(interval or Settings.resolve().flush_interval) * 1000,
+        export_timeout_millis=timeout * 1000,
+    )

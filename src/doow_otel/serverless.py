@@ -2,12 +2,20 @@
 
 Runtimes freeze or end the process once the handler returns; usage still in memory
 then is lost. Every wrapper here flushes once, after the handler returns or raises:
-all of the invocation's usage goes out in one request. The budget is the smaller of
-`flush_timeout` and the time the invocation has left minus `safety_margin`; what
-misses it stays in the spool and goes out first with a later invocation's flush.
+all of the invocation's usage goes out in one request (up to 500 events; the
+tracker's `flush_at` early flush waits for a full batch while a wrapped invocation
+runs). The budget is the smaller of `flush_timeout` and the time the invocation has
+left minus `safety_margin`; what misses it is kept in the spool and goes out first
+with a later invocation's flush. An invocation with nothing tracked costs a check.
+
+The wrapper returns by the budget whatever the exporters are doing: flushes run on
+one background thread and the caller waits for at most the budget, so an export
+still in flight (a periodic export to a slow server, say) cannot hold the handler
+past its deadline. Usage is journaled to the spool before any request, so a flush
+cut short loses nothing.
 
 The handler's return value and exception pass through unchanged; an SDK failure is
-reported (logger, `on_error`), never raised into the handler.
+logged, never raised into the handler.
 
 Without a tracker, the wrappers flush the global MeterProvider, TracerProvider and
 LoggerProvider (apps that use plain OpenTelemetry with the Doow exporters).
@@ -19,8 +27,13 @@ import asyncio
 import functools
 import inspect
 import logging
+import queue
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +47,7 @@ __all__ = [
     "DEFAULT_FLUSH_TIMEOUT",
     "DEFAULT_SAFETY_MARGIN",
     "flush",
+    "flush_async",
     "invocation",
     "with_azure_function",
     "with_lambda",
@@ -46,20 +60,71 @@ DEFAULT_FLUSH_TIMEOUT = 2.0
 """Seconds a flush may take at most, whatever time the invocation has left."""
 DEFAULT_SAFETY_MARGIN = 0.1
 """Seconds kept free before the invocation's deadline, for the runtime to post the response."""
+LOCAL_WORK_SECONDS = 0.5
+"""What collecting and journaling may take even when the budget is spent (no network then)."""
+FINISH_SECONDS = 0.05
+"""Of the budget, what is kept after the last request to spool what it did not deliver."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# --- flushing ---
+
+
 def flush(budget: float = DEFAULT_FLUSH_TIMEOUT, *, tracker: DoowTracker | None = None) -> bool:
     """Flush within `budget` seconds; True when everything went out. Never raises."""
+    job = _start(budget, tracker)
+    if job is None:
+        return True
+    try:
+        return job.future.result(timeout=job.left())
+    except FutureTimeout:
+        return _late(job)
+
+
+async def flush_async(
+    budget: float = DEFAULT_FLUSH_TIMEOUT, *, tracker: DoowTracker | None = None
+) -> bool:
+    """`flush()` for coroutines: the event loop runs on while the flush does."""
+    job = _start(budget, tracker)
+    if job is None:
+        return True
+    try:
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job.future)), job.left())
+    except asyncio.TimeoutError:
+        return _late(job)
+
+
+@dataclass(frozen=True)
+class _Job:
+    budget: float
+    deadline: float  # time.monotonic()
+    future: Future[bool]
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+def _start(budget: float, tracker: DoowTracker | None) -> _Job | None:
     if tracker is not None and not tracker.has_pending and tracker.tracer_provider is None:
-        return True  # nothing tracked this invocation: a check, no I/O
+        return None  # nothing tracked this invocation: a check, no I/O
     budget = max(0.0, budget)
-    set_flush_deadline(time.monotonic() + budget)
+    deadline = time.monotonic() + budget
+    return _Job(budget, deadline, _flusher.submit(lambda: _flush_now(deadline, tracker)))
+
+
+def _flush_now(deadline: float, tracker: DoowTracker | None) -> bool:
+    # The Doow exporters send nothing past the network deadline, a little before the
+    # caller stops waiting: time to keep what was not delivered on disk, and answer.
+    # Collecting and journaling may take longer than the budget (then unwaited for),
+    # so that what misses the deadline is at least on disk.
+    left = max(0.0, deadline - time.monotonic())
+    set_flush_deadline(deadline - min(FINISH_SECONDS, left / 4))
+    timeout = max(left, LOCAL_WORK_SECONDS)
     try:
         if tracker is not None:
-            return tracker.flush(timeout=budget)
-        return _flush_global_providers(budget)
+            return tracker.flush(timeout=timeout)
+        return _flush_global_providers(timeout)
     except Exception:
         logger.exception("doow: flush failed")
         return False
@@ -67,12 +132,12 @@ def flush(budget: float = DEFAULT_FLUSH_TIMEOUT, *, tracker: DoowTracker | None 
         set_flush_deadline(None)
 
 
-def _flush_global_providers(budget: float) -> bool:
+def _flush_global_providers(timeout: float) -> bool:
     from opentelemetry import metrics, trace
     from opentelemetry._logs import get_logger_provider
 
     ok = True
-    millis = int(budget * 1000)
+    millis = int(timeout * 1000)
     for provider in (
         metrics.get_meter_provider(),
         trace.get_tracer_provider(),
@@ -84,17 +149,81 @@ def _flush_global_providers(budget: float) -> bool:
     return ok
 
 
+def _late(job: _Job) -> bool:
+    logger.warning(
+        "doow: flush not done within its %.0f ms budget; it goes on in the background and "
+        "what it cannot deliver stays in the spool for a later flush",
+        job.budget * 1000,
+    )
+    return False
+
+
+_Work = tuple[Callable[[], bool], "Future[bool]"]
+
+
+class _Flusher:
+    """One daemon thread runs the flushes, one at a time, in order."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Work] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], bool]) -> Future[bool]:
+        future: Future[bool] = Future()
+        self._jobs.put((work, future))
+        if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="doow-invocation-flush", daemon=True
+                    )
+                    self._thread.start()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            work, future = self._jobs.get()
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # work() reports its own errors; this is a backstop
+                future.set_exception(exc)
+
+
+_flusher = _Flusher()
+
+
 def _budget(remaining: float | None, flush_timeout: float, safety_margin: float) -> float:
     if remaining is None:
         return flush_timeout
     return max(0.0, min(flush_timeout, remaining - safety_margin))
 
 
+_invocations_lock = threading.Lock()
+
+
+def _begin(tracker: DoowTracker | None) -> None:
+    if tracker is not None:
+        with _invocations_lock:
+            tracker.invocations += 1
+
+
+def _end(tracker: DoowTracker | None) -> None:
+    if tracker is not None:
+        with _invocations_lock:
+            tracker.invocations -= 1
+
+
+# --- any platform ---
+
+
 class invocation:  # noqa: N801 - used like a function: `with invocation():` / `@invocation()`
     """Context manager and decorator for any other platform (Cloud Run, queue workers...).
 
-    `deadline` is when the invocation must be over, as a `time.monotonic()` value;
-    with none, the flush takes at most `flush_timeout`.
+    `deadline` is when the invocation must be over, as a `time.monotonic()` value (for
+    the `with` form; a decorator is applied once, so give it `flush_timeout` only).
+    With no deadline the flush takes at most `flush_timeout`.
     """
 
     def __init__(
@@ -115,18 +244,23 @@ class invocation:  # noqa: N801 - used like a function: `with invocation():` / `
         return _budget(remaining, self.flush_timeout, self.safety_margin)
 
     def __enter__(self) -> invocation:
+        _begin(self.tracker)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        _end(self.tracker)
         flush(self.budget(), tracker=self.tracker)
 
     async def __aenter__(self) -> invocation:
+        _begin(self.tracker)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(flush, self.budget(), tracker=self.tracker)
+        _end(self.tracker)
+        await flush_async(self.budget(), tracker=self.tracker)
 
     def __call__(self, function: F) -> F:
+        """Wrap `function`, keeping its signature and, for `async def`, its coroutine-ness."""
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)
@@ -157,25 +291,26 @@ def with_lambda(
     """Wrap a Lambda handler `(event, context)`; `async def` handlers run to completion inside.
 
     Budget: `context.get_remaining_time_in_millis()` minus `safety_margin`, at most
-    `flush_timeout`.
+    `flush_timeout`. Async handlers share one event loop across warm invocations, so
+    clients bound to it (created by an earlier invocation) stay usable.
     """
     if handler is None:
         return functools.partial(
             with_lambda, tracker=tracker, flush_timeout=flush_timeout, safety_margin=safety_margin
         )
-    is_async = inspect.iscoroutinefunction(handler)
 
     @functools.wraps(handler)
     def wrapper(event: Any, context: Any) -> Any:
+        _begin(tracker)
         try:
             result = handler(event, context)
-            if is_async or inspect.isawaitable(result):
+            if inspect.isawaitable(result):
                 result = _run(result)
             return result
         finally:
-            flush(
-                _budget(_lambda_remaining(context), flush_timeout, safety_margin), tracker=tracker
-            )
+            _end(tracker)
+            remaining = _lambda_remaining(context)
+            flush(_budget(remaining, flush_timeout, safety_margin), tracker=tracker)
 
     return wrapper
 
@@ -183,15 +318,18 @@ def with_lambda(
 def _lambda_remaining(context: Any) -> float | None:
     try:
         return float(context.get_remaining_time_in_millis()) / 1000
-    except Exception:  # a test context without the method
+    except Exception:  # a hand-made context without the method
         return None
 
 
-def _run(awaitable: Awaitable[Any]) -> Any:
-    async def main() -> Any:
-        return await awaitable
+_loop: asyncio.AbstractEventLoop | None = None
 
-    return asyncio.run(main())
+
+def _run(awaitable: Awaitable[Any]) -> Any:
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop.run_until_complete(awaitable)
 
 
 # --- Vercel ---
@@ -206,18 +344,19 @@ def with_vercel(
 ) -> Any:
     """Wrap a Vercel Python function: a `BaseHTTPRequestHandler` class, a WSGI or an ASGI app.
 
-    - handler class: flush after each `do_*` method;
-    - WSGI (Flask...): flush when the server closes the response iterable;
-    - ASGI (FastAPI...): flush after the last body message; where the runtime offers
-      `vercel.functions.wait_until`, the flush is handed to it and the response is
-      not delayed at all.
+    - handler class: flush after each `do_*` method, once the response is written;
+    - WSGI (Flask...): flush when the server closes the response iterable, after the body;
+    - ASGI (FastAPI...): flush when the app returns (after its last body message, and
+      after any background task it runs); where the runtime offers
+      `vercel.functions.wait_until`, the flush is handed to it: the invocation ends
+      once the response is sent, without waiting for the flush.
     Budget: `vercel.functions.get_deadline()` where the runtime provides it.
     """
     if handler_or_app is None:
         return functools.partial(
             with_vercel, tracker=tracker, flush_timeout=flush_timeout, safety_margin=safety_margin
         )
-    settings = (tracker, flush_timeout, safety_margin)
+    settings = _Settings(tracker, flush_timeout, safety_margin)
     if inspect.isclass(handler_or_app) and issubclass(handler_or_app, BaseHTTPRequestHandler):
         return _wrap_handler_class(handler_or_app, settings)
     if _is_asgi(handler_or_app):
@@ -229,22 +368,22 @@ def with_vercel(
     )
 
 
-_Settings = tuple["DoowTracker | None", float, float]
+@dataclass(frozen=True)
+class _Settings:
+    tracker: DoowTracker | None
+    flush_timeout: float
+    safety_margin: float
 
-
-def _vercel_flush(settings: _Settings) -> bool:
-    tracker, flush_timeout, safety_margin = settings
-    return flush(_budget(_vercel_remaining(), flush_timeout, safety_margin), tracker=tracker)
+    def budget(self) -> float:
+        return _budget(_vercel_remaining(), self.flush_timeout, self.safety_margin)
 
 
 def _vercel_remaining() -> float | None:
     try:
         from vercel.functions import get_deadline
-    except ImportError:
-        return None
-    try:
+
         deadline: datetime | None = get_deadline()
-    except Exception:
+    except Exception:  # not installed, or no runtime to ask
         return None
     if deadline is None:
         return None
@@ -252,12 +391,11 @@ def _vercel_remaining() -> float | None:
 
 
 def _vercel_wait_until() -> Callable[[Awaitable[object]], None] | None:
+    """`vercel.functions.wait_until` when the runtime has set a hook for this request."""
     try:
         from vercel.cache.context import get_context
         from vercel.functions import wait_until
-    except ImportError:
-        return None
-    try:
+
         if get_context().wait_until is None:
             return None  # not inside a Vercel invocation: wait_until would drop the work
     except Exception:
@@ -269,12 +407,14 @@ def _wrap_handler_class(cls: type[BaseHTTPRequestHandler], settings: _Settings) 
     def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         def do(self: BaseHTTPRequestHandler) -> Any:
+            _begin(settings.tracker)
             try:
                 return method(self)
             finally:
+                _end(settings.tracker)
                 with _suppress_broken_pipe():
-                    self.wfile.flush()
-                _vercel_flush(settings)
+                    self.wfile.flush()  # the response leaves before the flush starts
+                flush(settings.budget(), tracker=settings.tracker)
 
         return do
 
@@ -283,7 +423,8 @@ def _wrap_handler_class(cls: type[BaseHTTPRequestHandler], settings: _Settings) 
         for name in dir(cls)
         if name.startswith("do_") and callable(getattr(cls, name))
     }
-    return type(cls.__name__, (cls,), {**methods, "__module__": cls.__module__})
+    namespace = {**methods, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    return type(cls.__name__, (cls,), namespace)
 
 
 class _suppress_broken_pipe:  # noqa: N801
@@ -305,12 +446,18 @@ class _WSGIFlush:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        _begin(self.settings.tracker)
         try:
             body = self.app(environ, start_response)
         except BaseException:
-            _vercel_flush(self.settings)
+            self._after()
             raise
-        return _ClosingBody(body, lambda: _vercel_flush(self.settings))
+        sized = hasattr(body, "__len__")
+        return (_SizedClosingBody if sized else _ClosingBody)(body, self._after)
+
+    def _after(self) -> None:
+        _end(self.settings.tracker)
+        flush(self.settings.budget(), tracker=self.settings.tracker)
 
 
 class _ClosingBody:
@@ -332,9 +479,19 @@ class _ClosingBody:
             self.after()
 
 
+class _SizedClosingBody(_ClosingBody):
+    """Servers set Content-Length from a one-block body's `len()`; without it, a client
+    of an HTTP/1.0 server waits for the connection to close, which comes after the flush."""
+
+    def __len__(self) -> int:
+        return len(self.body)  # type: ignore[arg-type]
+
+
 def _is_asgi(app: Any) -> bool:
-    call = app if inspect.isfunction(app) else getattr(app, "__call__", None)  # noqa: B004
-    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app)
+    """The test Vercel's runtime applies: a coroutine function, or an async `__call__`."""
+    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(
+        getattr(app, "__call__", None)  # noqa: B004 - the method, not callability
+    )
 
 
 class _ASGIFlush:
@@ -343,34 +500,27 @@ class _ASGIFlush:
         self.settings = settings
 
     def __getattr__(self, name: str) -> Any:  # FastAPI's attributes (routes...) stay reachable
+        if name == "asgi":  # Vercel's runtime would serve the inner app's `asgi`, skipping us
+            raise AttributeError(name)
         return getattr(self.app, name)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        flushed = False
-
-        async def flush_after_response() -> None:
-            nonlocal flushed
-            flushed = True
-            work = asyncio.to_thread(_vercel_flush, self.settings)
+        _begin(self.settings.tracker)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _end(self.settings.tracker)
             wait_until = _vercel_wait_until()
             if wait_until is not None:
-                wait_until(work)  # the response is not delayed by the flush
+                wait_until(self._flush())  # the invocation stays alive for it, the response not
             else:
-                await work
+                await self._flush()
 
-        async def send_then_flush(message: dict[str, Any]) -> None:
-            await send(message)
-            if message.get("type") == "http.response.body" and not message.get("more_body"):
-                await flush_after_response()
-
-        try:
-            await self.app(scope, receive, send_then_flush)
-        finally:
-            if not flushed:  # the app raised, or never finished its response
-                await flush_after_response()
+    async def _flush(self) -> None:
+        await flush_async(self.settings.budget(), tracker=self.settings.tracker)
 
 
 # --- Azure Functions ---
@@ -385,8 +535,16 @@ def with_azure_function(
     """Wrap an Azure Functions function (v1 `main(req, context)` or a v2 `FunctionApp` one).
 
     The wrapper keeps the signature (the host binds parameters by name) and the
-    coroutine-ness. Apply it below the `FunctionApp` decorators. Budget: `flush_timeout`.
+    coroutine-ness. Apply it below the `FunctionApp` decorators, next to the `def`.
+    Budget: `flush_timeout` (Azure tells a function nothing of its remaining time).
     """
     if function is None:
         return functools.partial(with_azure_function, tracker=tracker, flush_timeout=flush_timeout)
+    if type(function).__module__.startswith("azure.functions"):
+        # Above @app.route(...) it would get the app's FunctionBuilder: the app keeps
+        # calling the unwrapped function and nothing would flush.
+        raise TypeError(
+            "with_azure_function() must be applied below the FunctionApp decorators, "
+            "directly on the function (the decorator closest to `def`)"
+        )
     return invocation(tracker=tracker, flush_timeout=flush_timeout, safety_margin=0.0)(function)

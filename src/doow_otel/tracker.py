@@ -46,6 +46,7 @@ from doow_otel.events import (
     unit_problem,
 )
 from doow_otel.exporters import DoowMetricExporter, DoowSpanExporter
+from doow_otel.wire import MAX_BATCH_EVENTS
 
 __all__ = ["DoowTracker", "configure"]
 
@@ -109,6 +110,9 @@ class DoowTracker:
         self._clean: dict[tuple[str, object], bool] = {}
         self._valid_licenses: set[str] = set()
         self._pending = 0
+        # Wrapped serverless invocations running (doow_otel.serverless): each flushes at its
+        # end, so `flush_at` waits for a full batch and the invocation costs one request.
+        self.invocations = 0
         self._lock = threading.Lock()
         self._flusher: threading.Thread | None = None
         self._flush_wanted = threading.Event()
@@ -185,7 +189,7 @@ class DoowTracker:
             return
         counter.add(quantity, attributes)  # type: ignore[arg-type]
         self._pending += 1
-        if self._pending >= self.settings.flush_at:
+        if self._pending >= (MAX_BATCH_EVENTS if self.invocations else self.settings.flush_at):
             self._flush_soon()
 
     def _instrument(self, metric: object, unit: object) -> tuple[Counter, str | None]:
@@ -293,25 +297,28 @@ class DoowTracker:
 
     # --- serverless wrappers (doow_otel.serverless) ---
 
-    def with_lambda(self, handler: Any) -> Any:
+    # Options (flush_timeout, safety_margin) as in doow_otel.serverless; usable as decorators
+    # with or without them: `@meter.with_lambda` or `@meter.with_lambda(flush_timeout=1.0)`.
+
+    def with_lambda(self, handler: Any = None, **options: Any) -> Any:
         from doow_otel import serverless
 
-        return serverless.with_lambda(handler, tracker=self)
+        return serverless.with_lambda(handler, tracker=self, **options)
 
-    def with_vercel(self, handler: Any) -> Any:
+    def with_vercel(self, handler: Any = None, **options: Any) -> Any:
         from doow_otel import serverless
 
-        return serverless.with_vercel(handler, tracker=self)
+        return serverless.with_vercel(handler, tracker=self, **options)
 
-    def with_azure_function(self, function: Any) -> Any:
+    def with_azure_function(self, function: Any = None, **options: Any) -> Any:
         from doow_otel import serverless
 
-        return serverless.with_azure_function(function, tracker=self)
+        return serverless.with_azure_function(function, tracker=self, **options)
 
-    def invocation(self, deadline: float | None = None) -> Any:
+    def invocation(self, deadline: float | None = None, **options: Any) -> Any:
         from doow_otel import serverless
 
-        return serverless.invocation(deadline, tracker=self)
+        return serverless.invocation(deadline, tracker=self, **options)
 
 
 def add_span_processing(

@@ -1,0 +1,195 @@
+"""track() cost, export cost, import time and cold start, side by side in one run.
+
+- track() per call vs a raw OpenTelemetry Counter.add with the same attributes and vs
+  the official doow-track package's Tracker.track;
+- export of 10,000 data points: DoowMetricExporter vs the stock OTLP/HTTP exporter;
+- `import doow_otel` vs `import doow_track`;
+- a cold start (import, construct, first track, first flush to the local server).
+Usage: python bench/bench_track.py
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+from _server import KEY, local_server, table, usage_total
+
+CALLS = 50_000
+POINTS = 10_000
+
+
+def per_call(fn: Callable[[], None], calls: int = CALLS, repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - started) / calls)
+    return best * 1e6
+
+
+def bench_track_calls(url: str, spool: str) -> list[list[str]]:
+    from doow_track import Tracker, TrackerOptions, TrackEvent
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from doow_otel import DoowTracker
+
+    attribution = {"function": "generate-summary", "environment": "prod"}
+    raw = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("raw")
+    counter = raw.create_counter("api_calls")
+    raw_attrs = {**attribution, "doow.license_id": "lic_1"}
+
+    meter = DoowTracker(
+        KEY, endpoint=url, spool=spool, flush_interval=3600, flush_at=10**9, handle_sigterm=False
+    )
+    theirs = Tracker(
+        KEY, TrackerOptions(endpoint=url, flush_at=10**9, flush_interval=3600, max_queue_size=10**7)
+    )
+    results = {
+        "OTel Counter.add (same attributes)": per_call(lambda: counter.add(1, raw_attrs)),
+        "doow-otel DoowTracker.track": per_call(
+            lambda: meter.track(
+                metric="api_calls", quantity=1, license_id="lic_1", attribution=attribution
+            )
+        ),
+        "doow-track Tracker.track": per_call(
+            lambda: theirs.track(
+                TrackEvent(
+                    metric="api_calls", quantity=1, license_id="lic_1", attribution=attribution
+                )
+            )
+        ),
+    }
+    meter.shutdown()
+    base = results["OTel Counter.add (same attributes)"]
+    ours = results["doow-otel DoowTracker.track"]
+    return [
+        [name, f"{us:.2f}", f"{us / base:.2f}x", f"{ours / us:.2f}x"]
+        for name, us in results.items()
+    ]
+
+
+def bench_export(url: str, spool: str) -> list[list[str]]:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+
+    from doow_otel import DoowClient, DoowMetricExporter
+    from doow_otel.exporters import DELTA_TEMPORALITY
+
+    def run(name: str, exporter: MetricExporter, metric: str) -> tuple[float, float]:
+        reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+        provider = MeterProvider(metric_readers=[reader])
+        counter = provider.get_meter("bench").create_counter(metric)
+        for i in range(POINTS):
+            counter.add(1, {"doow.license_id": f"lic_{i}"})
+        wall, cpu = time.perf_counter(), time.process_time()
+        provider.force_flush(60_000)
+        result = (time.perf_counter() - wall, time.process_time() - cpu)
+        provider.shutdown()
+        return result
+
+    doow = run("doow", DoowMetricExporter(DoowClient(KEY, endpoint=url, spool=spool)), "exported")
+    stored = usage_total(url, "exported")
+    assert stored == POINTS, f"server stored {stored} of {POINTS}"
+    otlp = run(
+        "otlp",
+        OTLPMetricExporter(
+            endpoint=f"{url}/telemetry/otlp/v1/metrics",
+            headers={"Authorization": f"Bearer {KEY}"},
+            preferred_temporality=DELTA_TEMPORALITY,
+        ),
+        "via_otlp",
+    )
+    return [
+        [
+            "DoowMetricExporter -> /telemetry/events",
+            f"{doow[0] * 1000:.0f}",
+            f"{doow[1] * 1e6 / POINTS:.1f}",
+        ],
+        [
+            "OTLPMetricExporter -> /telemetry/otlp/v1/metrics",
+            f"{otlp[0] * 1000:.0f}",
+            f"{otlp[1] * 1e6 / POINTS:.1f}",
+        ],
+    ]
+
+
+def wall(cmd: list[str], env: dict[str, str] | None = None, repeats: int = 7) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+COLD_OURS = """
+from doow_otel import DoowTracker
+meter = DoowTracker(handle_sigterm=False)
+meter.track(metric="cold_ours", quantity=1, license_id="lic_1")
+assert meter.flush()
+"""
+COLD_THEIRS = """
+import os
+from doow_track import Tracker, TrackerOptions, TrackEvent
+options = TrackerOptions(endpoint=os.environ["DOOW_TRACK_ENDPOINT"])
+t = Tracker(os.environ["DOOW_TRACK_API_KEY"], options)
+t.track(TrackEvent(metric="cold_theirs", quantity=1, license_id="lic_1"))
+t.flush()
+"""
+
+
+def bench_startup(url: str, spool: str) -> list[list[str]]:
+    py = sys.executable
+    nothing = wall([py, "-c", "pass"])
+    ours = wall([py, "-c", "import doow_otel"]) - nothing
+    theirs = wall([py, "-c", "import doow_track"]) - nothing
+    env = {
+        **os.environ,
+        "DOOW_TRACK_API_KEY": KEY,
+        "DOOW_TRACK_ENDPOINT": url,
+        "DOOW_SPOOL_DIR": spool,
+    }
+    cold_ours = wall([py, "-c", COLD_OURS], env) - nothing
+    cold_theirs = wall([py, "-c", COLD_THEIRS], env) - nothing
+    assert usage_total(url, "cold_ours") == usage_total(url, "cold_theirs") == 7
+    return [
+        ["import", f"{ours:.0f}", f"{theirs:.0f}", f"{ours / theirs:.2f}"],
+        [
+            "cold start: import + construct + track + flush",
+            f"{cold_ours:.0f}",
+            f"{cold_theirs:.0f}",
+            f"{cold_ours / cold_theirs:.2f}",
+        ],
+    ]
+
+
+def main() -> None:
+    with local_server() as url, tempfile.TemporaryDirectory() as spool:
+        table(
+            f"track() per call (best of 5 x {CALLS:,} calls)",
+            ["call", "us/call", "vs Counter.add", "doow-otel relative"],
+            bench_track_calls(url, spool),
+        )
+        table(
+            f"Export of {POINTS:,} delta data points to the local server",
+            ["exporter", "wall ms", "CPU us/point"],
+            bench_export(url, spool),
+        )
+        table(
+            "Start-up (median of 7 processes, minus an empty interpreter)",
+            ["", "doow-otel ms", "doow-track ms", "ratio"],
+            bench_startup(url, spool),
+        )
+
+
+if __name__ == "__main__":
+    main()

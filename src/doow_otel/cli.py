@@ -1,0 +1,202 @@
+"""The `doow-otel` command: send, test-event, serve, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from doow_otel.client import DoowClient, SendResult
+from doow_otel.errors import ConfigurationError, ErrorReport
+from doow_otel.events import InvalidEvent, UsageEvent
+from doow_otel.wire import MAX_BATCH_EVENTS
+
+PROGRESS_EVERY = 1000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="doow-otel", description="Usage metering for Doow.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    send = commands.add_parser(
+        "send", help="send newline-delimited JSON events from stdin", description=SEND_HELP
+    )
+    _connection_options(send)
+
+    test = commands.add_parser("test-event", help="send one event and confirm it arrived")
+    _connection_options(test)
+    test.add_argument("--metric", required=True)
+    test.add_argument("--license-id", required=True)
+    test.add_argument("--quantity", type=float, default=1)
+
+    serve = commands.add_parser("serve", help="run the local Doow-compatible server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--db", default="doow-local.db", help="SQLite file, or :memory:")
+    serve.add_argument("--key", action="append", default=None, help="accepted dk_ key (repeat)")
+
+    demo = commands.add_parser("demo", help="run the examples against the local server")
+    demo.add_argument("--keep-serving", action="store_true", help="keep the server up after")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "send":
+            return _send(args, sys.stdin, sys.stderr)
+        if args.command == "test-event":
+            return _test_event(args)
+        if args.command == "serve":
+            from doow_otel.server import serve as run_server
+
+            run_server(host=args.host, port=args.port, db=args.db, keys=args.key)
+            return 0
+        from doow_otel.demo import run as run_demo
+
+        return run_demo(keep_serving=args.keep_serving)
+    except ConfigurationError as exc:
+        print(f"doow-otel: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+SEND_HELP = """Reads one JSON event per line from stdin, in the seed's format:
+  {"metric": "api_calls", "quantity": 1, "license_id": "lic_...", "attribution": {...}}
+Optional fields: unit, kind, occurred_at (ISO 8601), event_id (UUID; give one to make
+re-running the same input safe), metadata. Bad lines are reported with their line
+number and skipped. Exits non-zero when anything was not delivered."""
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api-key", default=None, help="default: $DOOW_TRACK_API_KEY")
+    parser.add_argument("--endpoint", default=None, help="default: $DOOW_TRACK_ENDPOINT or Doow")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per batch")
+
+
+def _client(args: argparse.Namespace, errors: TextIO) -> DoowClient:
+    def on_error(report: ErrorReport) -> None:
+        if report.kind != "partial_accept":  # each rejection is printed on its own below
+            print(f"doow-otel: {report.kind}: {report.message}", file=errors)
+
+    return DoowClient(args.api_key, endpoint=args.endpoint, timeout=args.timeout, on_error=on_error)
+
+
+def _read_events(lines: TextIO, errors: TextIO, bad: list[int]) -> Iterator[UsageEvent]:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise InvalidEvent("line", "must be a JSON object")
+            yield UsageEvent.from_mapping(data)
+        except (ValueError, TypeError) as exc:
+            bad.append(number)
+            reason = f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else exc
+            print(f"line {number}: {reason}", file=errors)
+
+
+def _send(args: argparse.Namespace, lines: TextIO, errors: TextIO) -> int:
+    client = _client(args, errors)
+    logging_quiet()
+    bad: list[int] = []
+    total = SendResult()
+    chunk: list[UsageEvent] = []
+    progress = errors.isatty()
+    read = 0
+
+    def flush() -> None:
+        result = client.send(chunk, timeout=args.timeout)
+        for rejection in result.rejected:
+            print(f"rejected {rejection.event_id}: {rejection.reason}", file=errors)
+        total.add(result)
+        chunk.clear()
+
+    with client:
+        for event in _read_events(lines, errors, bad):
+            chunk.append(event)
+            read += 1
+            if len(chunk) >= MAX_BATCH_EVENTS:
+                flush()
+            if progress and read % PROGRESS_EVERY == 0:
+                print(f"\r{read:,} events read, {total.delivered:,} delivered", end="", file=errors)
+        if chunk or not read:
+            flush()
+    if progress and read >= PROGRESS_EVERY:
+        print(file=errors)
+    failed = total.spooled + total.dropped + len(bad)
+    print(
+        f"delivered {total.delivered}, rejected {len(total.rejected)}, failed {failed} "
+        f"(bad lines {len(bad)}, kept in spool {total.spooled}, dropped {total.dropped})",
+        file=errors,
+    )
+    if total.spooled and client.spool is not None:
+        print(
+            f"spooled events are in {client.spool.directory}; the next send delivers them",
+            file=errors,
+        )
+    return 0 if total.ok and not bad else 1
+
+
+def _test_event(args: argparse.Namespace) -> int:
+    client = _client(args, sys.stderr)
+    event = UsageEvent(
+        metric=args.metric,
+        quantity=_number(args.quantity),
+        license_id=args.license_id,
+        attribution={"source": "doow-otel test-event"},
+    )
+    with client:
+        result = client.send([event], timeout=args.timeout)
+        if result.delivered != 1:
+            print(f"not delivered: {result}", file=sys.stderr)
+            return 1
+        host = urlsplit(client.endpoint).hostname or ""
+        if host in ("127.0.0.1", "localhost", "::1"):
+            arrived = _read_back(client, event)
+            verdict = "arrived" if arrived else "NOT found"
+            print(f"event {event.event_id} {verdict} at {client.endpoint}")
+            return 0 if arrived else 1
+        ok = client.heartbeat()
+        print(
+            f"event {event.event_id} accepted (202); key {'confirmed' if ok else 'NOT confirmed'}"
+            " by the heartbeat. Check the integration page in Doow."
+        )
+        return 0 if ok else 1
+
+
+def _read_back(client: DoowClient, event: UsageEvent, wait: float = 5.0) -> bool:
+    """Ask the local server's read API whether the event was stored."""
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        response = client._client().get(
+            f"{client.endpoint}/api/events",
+            params={"metric": event.metric, "license_id": event.license_id},
+            headers=client._headers(None),
+        )
+        if response.status_code == 200 and any(
+            row.get("event_id") == event.event_id for row in response.json().get("events", [])
+        ):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def logging_quiet() -> None:
+    """The CLI prints its own report lines; keep the library's warnings off stderr twice."""
+    import logging
+
+    if not os.environ.get("DOOW_TRACK_DEBUG"):
+        logging.getLogger("doow_otel").setLevel(logging.ERROR)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""`doow-otel demo`: every way of recording usage, against the local server, no account.
+
+1. the seed's `track()` API (DoowTracker);
+2. plain OpenTelemetry: a Counter with `doow.license_id` and the Doow exporter;
+3. the Lambda example under the real runtime interface client, one invocation while
+   Doow is too slow (its usage is kept on disk and delivered by the next one);
+4. Doow failing (503, 429) while usage is sent: retried, delivered exactly once.
+Then it prints what the server stored, and with `--keep-serving` leaves the page up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from doow_otel.client import DoowClient
+from doow_otel.events import UsageEvent
+from doow_otel.testing import LocalDoow
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _step(title: str) -> None:
+    print(f"\n== {title}")
+
+
+def _tracker_api(doow: LocalDoow, spool: Path) -> None:
+    from doow_otel.tracker import DoowTracker
+
+    _step("1. DoowTracker.track(): the seed's API on OpenTelemetry")
+    with DoowTracker(
+        doow.api_key,
+        endpoint=doow.url,
+        spool=spool,
+        attribution={"app": "demo"},
+        handle_sigterm=False,
+    ) as meter:
+        for _ in range(3):
+            meter.track(metric="api_calls", quantity=1, license_id="lic_acme")
+        meter.track(
+            metric="tokens",
+            quantity=1024,
+            license_id="lic_acme",
+            unit="tokens",
+            attribution={"model": "gpt-4o-mini"},
+        )
+        meter.flush()
+    print(f"   api_calls for lic_acme: {doow.total('api_calls', 'lic_acme')}")
+
+
+def _plain_opentelemetry(doow: LocalDoow, spool: Path) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    from doow_otel.exporters import DoowMetricExporter
+
+    _step("2. Plain OpenTelemetry: a Counter with doow.license_id, the Doow exporter")
+    exporter = DoowMetricExporter(DoowClient(doow.api_key, endpoint=doow.url, spool=spool))
+    provider = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=60_000)],
+        resource=Resource.create({"service.name": "report-service"}),
+    )
+    pages = provider.get_meter("reports").create_counter("pages_rendered", unit="{page}")
+    pages.add(12, {"doow.license_id": "lic_globex", "format": "pdf"})
+    pages.add(3, {"doow.license_id": "lic_globex", "format": "csv"})
+    pages.add(1, {"route": "/health"})  # no license: ordinary telemetry, not billed
+    provider.force_flush()
+    provider.shutdown()
+    print(f"   pages_rendered for lic_globex: {doow.total('pages_rendered', 'lic_globex')}")
+
+
+def _lambda(doow: LocalDoow, spool: Path) -> None:
+    _step("3. AWS Lambda: the example handler under the real runtime interface client")
+    if importlib.util.find_spec("awslambdaric") is None or not (EXAMPLES / "lambda").is_dir():
+        print("   skipped: needs `pip install awslambdaric` and the repository's examples/")
+        return
+    from doow_otel.testing_lambda import LambdaRuntime
+
+    env = {
+        "DOOW_TRACK_API_KEY": doow.api_key,
+        "DOOW_TRACK_ENDPOINT": doow.url,
+        "DOOW_SPOOL_DIR": str(spool / "lambda"),
+    }
+    with LambdaRuntime("handler.handler", task_root=EXAMPLES / "lambda", env=env) as runtime:
+        first = runtime.invoke({"license_id": "lic_initech", "text": "one two three"}, timeout=3)
+        print(
+            f"   invocation 1: answered in time={first.in_time}; "
+            f"words stored: {doow.total('words', 'lic_initech')}"
+        )
+        doow.faults.latency(10.0)
+        slow = runtime.invoke({"license_id": "lic_initech", "text": "four five"}, timeout=1.0)
+        print(
+            f"   invocation 2, Doow slower than the 1 s left: answered in time={slow.in_time}; "
+            f"words stored: {doow.total('words', 'lic_initech')} (the rest is on disk)"
+        )
+        doow.faults.clear()
+        runtime.invoke({"license_id": "lic_initech", "text": "six"}, timeout=3)
+        print(
+            f"   invocation 3 delivered the spooled usage first: words stored: "
+            f"{doow.total('words', 'lic_initech')}"
+        )
+
+
+def _failures(doow: LocalDoow, spool: Path) -> None:
+    _step("4. Doow failing: two 503s, then a 429 with Retry-After")
+    doow.faults.fail_next(2, 503)
+    client = DoowClient(doow.api_key, endpoint=doow.url, spool=spool, on_error=lambda r: None)
+    before = len(doow.requests())
+    result = client.send(
+        [UsageEvent(metric="exports", quantity=1, license_id="lic_umbrella") for _ in range(250)]
+    )
+    doow.faults.fail_next(1, 429, retry_after="1")
+    more = client.send(
+        [UsageEvent(metric="exports", quantity=1, license_id="lic_umbrella") for _ in range(50)]
+    )
+    statuses = [r["status"] for r in doow.requests()[before:]]
+    client.close()
+    print(
+        f"   answers seen: {statuses}; delivered {result.delivered + more.delivered}; "
+        f"stored: {doow.total('exports', 'lic_umbrella')}"
+    )
+
+
+def _summary(doow: LocalDoow) -> None:
+    _step("What the local Doow stored (GET /api/usage)")
+    rows = doow.usage()
+    width = max(len(r["metric"]) for r in rows) if rows else 6
+    for row in rows:
+        print(
+            f"   {row['metric']:<{width}}  {row['license_id']:<14} {row['total']:>8}  "
+            f"({row['events']} events)"
+        )
+    stats: dict[str, Any] = doow.stats()
+    print(
+        f"   accepted {stats['accepted']}, rejected {stats['rejected']}; "
+        f"{stats['duplicates']} resent events recognised by id and not counted again"
+    )
+
+
+def run(*, keep_serving: bool = False) -> int:
+    with tempfile.TemporaryDirectory(prefix="doow-demo-") as tmp:
+        spool = Path(tmp)
+        with LocalDoow() as doow:
+            print(f"Local Doow-compatible server: {doow.url}")
+            print(f"Page: {doow.url}/#key={doow.api_key}")
+            _tracker_api(doow, spool / "tracker")
+            _plain_opentelemetry(doow, spool / "otel")
+            _lambda(doow, spool)
+            _failures(doow, spool / "client")
+            _summary(doow)
+            if keep_serving:
+                print("\nServing; send more with:")
+                print(
+                    f"   DOOW_TRACK_API_KEY={doow.api_key} DOOW_TRACK_ENDPOINT={doow.url} "
+                    "doow-otel test-event --metric api_calls --license-id lic_demo"
+                )
+                print("Ctrl-C to stop.")
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
+    return 0

@@ -1,0 +1,98 @@
+"""The pipe CLI: `doow-otel send` and `doow-otel test-event`, run as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from doow_otel.testing import LocalDoow
+
+
+def run_cli(
+    args: list[str], doow: LocalDoow, tmp_path: Path, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DOOW_TRACK_API_KEY": doow.api_key,
+        "DOOW_TRACK_ENDPOINT": doow.url,
+        "DOOW_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "doow_otel.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def line(**fields: object) -> str:
+    return json.dumps({"metric": "api_calls", "quantity": 1, "license_id": "lic_cli", **fields})
+
+
+def test_send_delivers_every_good_line_and_names_the_bad_ones(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    lines = [line(attribution={"function": "f"}) for _ in range(1100)]
+    lines[4] = '{"metric": "api_calls", "quantity": 0, "license_id": "lic_cli"}'
+    lines[9] = "not json"
+    lines[20] = line(quantity="three")
+    result = run_cli(["send"], local_doow, tmp_path, "\n".join(lines) + "\n")
+    assert result.returncode == 1  # something was not delivered
+    assert "line 5: quantity: must be greater than 0" in result.stderr
+    assert "line 10: not JSON" in result.stderr
+    assert "line 21: quantity: must be an int or float" in result.stderr
+    assert "delivered 1097, rejected 0, failed 3" in result.stderr
+    assert local_doow.total("api_calls", "lic_cli") == 1097
+
+
+def test_send_exits_zero_when_everything_arrived(local_doow: LocalDoow, tmp_path: Path) -> None:
+    result = run_cli(["send"], local_doow, tmp_path, "\n".join(line() for _ in range(3)))
+    assert result.returncode == 0, result.stderr
+    assert local_doow.total("api_calls") == 3
+
+
+def test_send_keeps_what_the_server_would_not_take_and_the_next_run_delivers_it(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    local_doow.faults.fail_next(1000, 503)
+    first = run_cli(["send", "--timeout", "1"], local_doow, tmp_path, line(quantity=5))
+    assert first.returncode == 1
+    assert "kept in spool 1" in first.stderr
+    local_doow.faults.clear()
+    second = run_cli(["send"], local_doow, tmp_path, line(quantity=2))
+    assert second.returncode == 0, second.stderr
+    assert local_doow.total("api_calls") == 7
+
+
+def test_event_ids_in_the_input_make_reruns_safe(local_doow: LocalDoow, tmp_path: Path) -> None:
+    text = line(event_id="6f1c2d7a-1b10-4c8e-9f0e-5b1d6f0e3c52")
+    run_cli(["send"], local_doow, tmp_path, text)
+    run_cli(["send"], local_doow, tmp_path, text)
+    assert local_doow.total("api_calls") == 1
+
+
+def test_test_event_reads_the_event_back(local_doow: LocalDoow, tmp_path: Path) -> None:
+    result = run_cli(
+        ["test-event", "--metric", "probe", "--license-id", "lic_probe"], local_doow, tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "arrived" in result.stdout
+    assert local_doow.total("probe", "lic_probe") == 1
+
+
+def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOOW_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "doow_otel.cli", "send"],
+        input="",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "api_key: no Doow API key" in result.stderr

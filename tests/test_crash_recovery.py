@@ -1,0 +1,63 @@
+"""A process killed with SIGKILL in the middle of a flush loses nothing and bills nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from doow_otel.testing import LocalDoow
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from doow_otel import DoowClient, UsageEvent
+    url, key, spool, count = sys.argv[1:5]
+    client = DoowClient(key, endpoint=url, spool=spool, timeout=30)
+    events = [UsageEvent(metric="jobs", quantity=1, license_id="lic_crash")
+              for _ in range(int(count))]
+    result = client.send(events)
+    print("delivered", result.delivered, "replayed", result.replayed, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("when", ["before_body", "after_body"])
+def test_sigkill_mid_flush_then_restart_delivers_exactly_once(tmp_path: Path, when: str) -> None:
+    spool = tmp_path / "spool"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    with LocalDoow() as doow:
+        # The server is slow: the first process is killed while its request is in flight
+        # (before the server stored the batch, or after it stored it but before answering).
+        doow.faults.latency(30.0, when=when)
+        child = subprocess.Popen(
+            [sys.executable, str(script), doow.url, doow.api_key, str(spool), "1200"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not doow.requests(include_in_flight=True):
+            time.sleep(0.02)
+        assert doow.requests(include_in_flight=True), "the child never reached the server"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        stored_before = doow.total("jobs")
+        assert stored_before in (0, 500)  # nothing, or exactly the first batch (after_body)
+        doow.faults.clear()
+        restarted = subprocess.run(
+            [sys.executable, str(script), doow.url, doow.api_key, str(spool), "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert restarted.returncode == 0, restarted.stderr
+        assert doow.total("jobs", "lic_crash") == 1200  # every journaled batch, exactly once
+        assert doow.stats()["duplicates"] in (0, 500)
+        assert not list(spool.glob("*.batch"))
