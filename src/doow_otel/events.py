@@ -115,7 +115,7 @@ def unit_problem(unit: object) -> str | None:
 
 
 def attributes_problem(attributes: object) -> str | None:
-    if not isinstance(attributes, Mapping):
+    if not isinstance(attributes, (dict, Mapping)):
         kind = type(attributes).__name__
         return f"must be a mapping of str to str, int, float or bool, got {kind}"
     for key, value in attributes.items():
@@ -300,7 +300,7 @@ class UsageEvent:
 
 def check_wire_event(event: object) -> str | None:
     """The reason Doow would reject one event of a batch, or None when it is valid."""
-    if not isinstance(event, Mapping):
+    if not isinstance(event, (dict, Mapping)):
         return "event must be a JSON object"
     kind = event.get("kind", "USAGE")
     checks: list[tuple[str, str | None]] = [
@@ -310,7 +310,7 @@ def check_wire_event(event: object) -> str | None:
         ("unit", unit_problem(event.get("unit"))),
         ("attribution", attributes_problem(event.get("attribution") or {})),
     ]
-    if not isinstance(event.get("metadata") or {}, Mapping):
+    if not isinstance(event.get("metadata") or {}, (dict, Mapping)):
         checks.append(("metadata", "must be an object"))
     source = event.get("source_system", "sdk")
     if not isinstance(source, str) or not source:
@@ -330,7 +330,7 @@ def check_wire_event(event: object) -> str | None:
     if not isinstance(measurements, list) or not measurements:
         return "measurements: at least one measurement is required"
     for i, measurement in enumerate(measurements):
-        if not isinstance(measurement, Mapping):
+        if not isinstance(measurement, (dict, Mapping)):
             return f"measurements[{i}]: must be an object"
         problem = metric_problem(measurement.get("metric_name"))
         if problem:

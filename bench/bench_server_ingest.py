@@ -1,0 +1,192 @@
+"""Ingest throughput of the local Doow-compatible server, and its database size.
+
+Several sender processes post pre-built 500-event gzip batches (as DoowClient sends
+them) as fast as the server answers. Side by side, in one run:
+  - a null sink: the same HTTP server stack that reads the body and answers 202 without
+    decompressing, parsing or storing (the ceiling of the transport);
+  - our server with `--db :memory:`;
+  - our server with a SQLite file in WAL mode (what `doow-otel serve` uses).
+Target: at least 50,000 events/s, so that the server is never the bottleneck of the
+client benchmarks. Usage: python bench/bench_server_ingest.py [batches] [senders]
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from _server import KEY, table
+
+EVENTS_PER_BATCH = 500
+
+
+def batch_body(seed: int) -> bytes:
+    events = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "license_id": f"lic_{i % 50}",
+            "occurred_at": "2026-11-24T10:15:00.123Z",
+            "source_system": "sdk",
+            "kind": "USAGE",
+            "unit": "tokens",
+            "attribution": {"function": "generate-summary", "environment": "prod"},
+            "metadata": {},
+            "measurements": [{"metric_name": "tokens", "quantity": 1 + i % 7}],
+        }
+        for i in range(EVENTS_PER_BATCH)
+    ]
+    body = {"batch_id": str(uuid.uuid4()), "sdk_version": "bench", "events": events}
+    return gzip.compress(json.dumps(body, separators=(",", ":")).encode())
+
+
+def sender(url: str, bodies: list[bytes], ready: Any, go: Any) -> None:
+    headers = {
+        "Authorization": f"Bearer {KEY}",
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+    }
+    with httpx.Client(headers=headers, timeout=60) as client:
+        client.get(url + "/api/stats")  # connected before the clock starts
+        ready.release()
+        go.wait()
+        for body in bodies:
+            answer = client.post(url + "/telemetry/events", content=body)
+            assert answer.status_code == 202, answer.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+NULL_SINK = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def log_message(self, *a): pass
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b'{"accepted": 500}'
+        self.send_response(202); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+@contextmanager
+def running(kind: str, db: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = _free_port()
+    if kind == "null":
+        command = [sys.executable, "-c", NULL_SINK, str(port)]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "doow_otel.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            db,
+            "--key",
+            KEY,
+        ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(400):
+            try:
+                httpx.get(url + "/api/stats", headers={"Authorization": f"Bearer {KEY}"})
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(kind: str, db: str, bodies: list[bytes], senders: int) -> dict[str, float]:
+    with running(kind, db) as (url, process):
+        ready, go = multiprocessing.Semaphore(0), multiprocessing.Event()
+        workers = [
+            multiprocessing.Process(target=sender, args=(url, bodies[i::senders], ready, go))
+            for i in range(senders)
+        ]
+        for worker in workers:
+            worker.start()
+        for _ in workers:
+            ready.acquire()
+        cpu_before = cpu_seconds(process.pid)
+        started = time.perf_counter()
+        go.set()
+        for worker in workers:
+            worker.join()
+            assert worker.exitcode == 0
+        wall = time.perf_counter() - started
+        cpu = cpu_seconds(process.pid) - cpu_before
+        if kind != "null":
+            stats = httpx.get(url + "/api/stats", headers={"Authorization": f"Bearer {KEY}"}).json()
+            assert stats["accepted"] == len(bodies) * EVENTS_PER_BATCH, stats
+    events = len(bodies) * EVENTS_PER_BATCH
+    return {"events_per_s": events / wall, "cpu_us_per_event": cpu / events * 1e6}
+
+
+def main() -> None:
+    batches = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    senders = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    bodies = [batch_body(i) for i in range(batches)]
+    events = batches * EVENTS_PER_BATCH
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "bench.db")
+        results = {
+            "null sink (read body, answer 202)": run("null", ":memory:", bodies, senders),
+            "doow-otel serve --db :memory:": run("ours", ":memory:", bodies, senders),
+            "doow-otel serve --db FILE (WAL)": run("ours", db, bodies, senders),
+        }
+        size = sum(p.stat().st_size for p in Path(tmp).iterdir())
+    rows = [
+        [name, f"{r['events_per_s']:,.0f}", f"{r['cpu_us_per_event']:.1f}"]
+        for name, r in results.items()
+    ]
+    table(
+        f"Ingest: {events:,} events in {batches} gzip batches of {EVENTS_PER_BATCH}, "
+        f"{senders} concurrent senders (one run, same machine)",
+        ["server", "events/s", "server CPU us/event"],
+        rows,
+    )
+    print(f"\nSQLite file (with WAL): {size / events * 1e6 / 2**20:,.0f} MiB per million events")
+    file_rate = results["doow-otel serve --db FILE (WAL)"]["events_per_s"]
+    print(
+        f"target >= 50,000 events/s: {'met' if file_rate >= 50_000 else 'NOT met'} "
+        f"({file_rate:,.0f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
