@@ -42,7 +42,7 @@ def test_202_delivers_in_500_event_gzip_batches(local_doow: LocalDoow, client: D
     assert result.delivered == 1200 and result.ok
     assert local_doow.total("api_calls", "lic_1") == 1200
     posts = [r for r in local_doow.requests() if r["path"] == "/telemetry/events"]
-    assert [r["events"] for r in posts] == [500, 500, 200]
+    assert sorted(r["events"] for r in posts) == [200, 500, 500]  # sent in parallel
     assert all(r["content_encoding"] == "gzip" for r in posts)
     assert all(r["user_agent"].startswith("doow-otel-python/") for r in posts)
     assert all(r["sdk_version"] for r in posts)

@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import Enum
@@ -144,6 +145,7 @@ class DoowClient:
         endpoint: str | None = None,
         timeout: float = 10.0,
         max_retries: int = 5,
+        max_in_flight: int = 4,
         spool: Spool | str | Path | None | _Default = DEFAULT_SPOOL,
         on_error: Callable[[ErrorReport], None] | None = None,
         allow_insecure: bool = False,
@@ -154,6 +156,9 @@ class DoowClient:
         self.endpoint = settings.endpoint
         self.timeout = timeout
         self.max_retries = max_retries
+        if max_in_flight < 1:
+            raise ConfigurationError("max_in_flight: must be at least 1 (1: one batch at a time)")
+        self.max_in_flight = max_in_flight
         key = settings.api_key
         if not self.disabled:
             if not key:
@@ -177,7 +182,9 @@ class DoowClient:
         if self.spool is not None:
             self.spool.report = self.report
         self._http: httpx.Client | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.RLock()
+        self._stats_lock = threading.Lock()
         self._wake = threading.Event()
         self._auth_failed = False
         self._blocked_until = 0.0
@@ -214,10 +221,28 @@ class DoowClient:
             # Journal every batch before the first request: a process killed mid-send
             # leaves them all in the spool for the next one.
             paths = [self._journal(batch) for batch in batches]
-            for batch, path in zip(batches, paths, strict=True):
-                self._stats["sent"] += len(batch)
-                self._deliver(batch, end, result, path=path, fresh=True)
+            self._count(sent=len(events))
+            work = list(zip(batches, paths, strict=True))
+            if len(work) > 1 and self.max_in_flight > 1:
+                # Several batches: keep up to max_in_flight requests going at once on
+                # the pooled connections (a bulk send is not one round trip per batch).
+                parts = self._executor().map(self._deliver_part, batches, paths, [end] * len(work))
+                for part in parts:
+                    result.add(part)
+            else:
+                for batch, path in work:
+                    self._deliver(batch, end, result, path=path, fresh=True)
         return result
+
+    def _deliver_part(self, batch: Batch, path: Path | None, end: float) -> SendResult:
+        part = SendResult()
+        self._deliver(batch, end, part, path=path, fresh=True)
+        return part
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="doow-send")
+        return self._pool
 
     def flush_spool(
         self, *, deadline: float | None = None, timeout: float | None = None
@@ -244,7 +269,7 @@ class DoowClient:
         return response.status_code == 200
 
     def stats(self) -> dict[str, int]:
-        with self._lock:
+        with self._stats_lock:
             stats = dict(self._stats)
         stats["pending_in_spool"] = len(self.spool) if self.spool else 0
         return stats
@@ -252,6 +277,9 @@ class DoowClient:
     def close(self) -> None:
         self._wake.set()
         with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
             if self._http is not None:
                 self._http.close()
                 self._http = None
@@ -512,8 +540,9 @@ class DoowClient:
         return not self._wake.wait(max(0.0, seconds))
 
     def _count(self, **deltas: int) -> None:
-        for name, delta in deltas.items():
-            self._stats[name] += delta
+        with self._stats_lock:
+            for name, delta in deltas.items():
+                self._stats[name] += delta
 
 
 def _deadline(deadline: float | None, timeout: float | None, default: float) -> float:
