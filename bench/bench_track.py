@@ -79,13 +79,14 @@ def bench_track_calls(url: str, spool: str) -> list[list[str]]:
 def bench_export(url: str, spool: str) -> list[list[str]]:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+    from opentelemetry.sdk.metrics.export import MetricExporter
 
     from doow_otel import DoowClient, DoowMetricExporter
-    from doow_otel.exporters import DELTA_TEMPORALITY
+    from doow_otel.exporters import DELTA_TEMPORALITY, metric_reader
 
     def run(name: str, exporter: MetricExporter, metric: str) -> tuple[float, float]:
-        reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+        # the same reader settings for both (one export, cardinality above the SDK's 2000)
+        reader = metric_reader(exporter, interval=3600, timeout=60)  # type: ignore[arg-type]
         provider = MeterProvider(metric_readers=[reader])
         counter = provider.get_meter("bench").create_counter(metric)
         for i in range(POINTS):

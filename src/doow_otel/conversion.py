@@ -56,6 +56,9 @@ _DELTA = 1
 _CUMULATIVE = 2
 
 _FIXES = {
+    "cardinality_overflow": "more licenses (attribute sets) in one export than the SDK's "
+    "cardinality limit; raise it: doow_otel.metric_reader(cardinality_limit=...) or a View "
+    "with aggregation_cardinality_limit",
     "cumulative_temporality": "usage counters must use delta temporality: set "
     "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta, use DoowMetricExporter's "
     "preferred temporality, or add the collector's cumulativetodelta processor",
@@ -320,9 +323,14 @@ class _Converter:
             data, temporality = histogram.data_points, histogram.aggregation_temporality
         else:
             return
+        usage_metric = listed or any(_license(_index(p.attributes)) for p in data)
         for point in data:
             attrs = _index(point.attributes)
             own_license = _license(attrs)
+            if _is_overflow(attrs):
+                if usage_metric:  # the SDK's cardinality limit folded licenses away
+                    self.result.dropped["cardinality_overflow"] += 1
+                continue
             if not own_license and not listed:
                 continue  # other telemetry
             if temporality != _DELTA:
@@ -487,6 +495,11 @@ class _Converter:
                             _enc_attrs(record.attributes),
                         ),
                     )
+
+
+def _is_overflow(attrs: Mapping[str, AnyValue]) -> bool:
+    value = attrs.get("otel.metric.overflow")
+    return value is not None and value.WhichOneof("value") == "bool_value" and value.bool_value
 
 
 def _number_point(point: Any) -> int | float | None:

@@ -213,16 +213,30 @@ class DoowLogExporter(_DoowExporterBase, LogRecordExporter):
         self._shutdown()
 
 
+DEFAULT_CARDINALITY_LIMIT = 100_000
+"""Attribute sets (licenses x attribution) per usage instrument per export. The SDK's
+default, 2000, would fold the 2001st license of an interval into an overflow point
+without a license: usage that cannot be billed."""
+
+
 def metric_reader(
     exporter: DoowMetricExporter | None = None,
     *,
     interval: float | None = None,
     timeout: float = 10.0,
+    cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT,
     **exporter_kwargs: Any,
 ) -> PeriodicExportingMetricReader:
     """A reader to add to your own MeterProvider: `MeterProvider(metric_readers=[..., this])`."""
+    from opentelemetry.sdk.metrics import Counter, Histogram, ObservableCounter
+
     return PeriodicExportingMetricReader(
         exporter or DoowMetricExporter(**exporter_kwargs),
         export_interval_millis=(interval or Settings.resolve().flush_interval) * 1000,
         export_timeout_millis=timeout * 1000,
+        cardinality_limits={
+            Counter: cardinality_limit,
+            Histogram: cardinality_limit,
+            ObservableCounter: cardinality_limit,
+        },
     )

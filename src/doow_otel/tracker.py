@@ -24,7 +24,6 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Counter, Meter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -45,7 +44,7 @@ from doow_otel.events import (
     quantity_problem,
     unit_problem,
 )
-from doow_otel.exporters import DoowMetricExporter, DoowSpanExporter
+from doow_otel.exporters import DoowMetricExporter, DoowSpanExporter, metric_reader
 from doow_otel.wire import MAX_BATCH_EVENTS
 
 __all__ = ["DoowTracker", "configure"]
@@ -122,10 +121,10 @@ class DoowTracker:
 
         self._owns_meter_provider = meter_provider is None
         if meter_provider is None:
-            reader = PeriodicExportingMetricReader(
+            reader = metric_reader(
                 DoowMetricExporter(self.client, options=options),
-                export_interval_millis=settings.flush_interval * 1000,
-                export_timeout_millis=timeout * 1000,
+                interval=settings.flush_interval,
+                timeout=timeout,
             )
             meter_provider = MeterProvider(
                 metric_readers=[reader],
