@@ -1,0 +1,268 @@
+"""Latency a metering strategy adds to a warm serverless invocation, and memory over many.
+
+The local server runs in its own process with 20 ms of injected latency per request
+(a round trip to a real ingest endpoint). Each strategy wraps the same handler, which
+records 1 or 10 usage events; we time warm invocations (wall, and this process's CPU)
+minus the bare handler, side by side in one run:
+  - doow-otel `meter.with_lambda` (one flush, one request, within the time left);
+  - the Node.js SDK's strategy: one flush per tracked event (here with doow-track);
+  - doow-track 0.1.2 flushing once at the end of the invocation;
+  - OpenTelemetry's Lambda instrumentation strategy: an OTLP metric exporter, the
+    provider force-flushed at the end (to the server's OTLP endpoint).
+Then Vercel with `wait_until`: time to the response's last byte, with and without
+doow-otel. Then memory (tracemalloc) over 1,000 warm invocations.
+Usage: python bench/bench_serverless.py [invocations]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from _server import KEY, local_server, table, usage_total
+
+LATENCY = 0.02
+
+
+class Context:
+    """What Lambda passes as `context`: the handler has 10 s left."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+def faults(url: str, command: dict[str, Any]) -> None:
+    httpx.post(
+        f"{url}/admin/faults", json=command, headers={"Authorization": f"Bearer {KEY}"}
+    ).raise_for_status()
+
+
+def time_invocations(invoke: Callable[[int], object], n: int) -> tuple[float, float]:
+    """Median wall ms and mean CPU ms per invocation (after two warm-up calls)."""
+    invoke(0)
+    invoke(1)
+    walls = []
+    cpu = time.process_time()
+    for i in range(n):
+        started = time.perf_counter()
+        invoke(i)
+        walls.append(time.perf_counter() - started)
+    return statistics.median(walls) * 1000, (time.process_time() - cpu) / n * 1000
+
+
+def handler_body(record: Callable[[str, int], None], events: int, metric: str) -> dict[str, int]:
+    for i in range(events):
+        record(f"lic_{i % 3}", 1)
+    return {"statusCode": 200}
+
+
+def ours(url: str, events: int, metric: str, spool: str) -> tuple[Callable[[int], object], Any]:
+    from doow_otel import DoowTracker
+
+    meter = DoowTracker(KEY, endpoint=url, spool=spool, flush_interval=3600, handle_sigterm=False)
+
+    @meter.with_lambda
+    def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+        return handler_body(
+            lambda lic, q: meter.track(
+                metric=metric,
+                quantity=q,
+                license_id=lic,
+                attribution={"invocation": event["i"] % 2},
+            ),
+            events,
+            metric,
+        )
+
+    return (lambda i: handler({"i": i}, Context())), meter.shutdown
+
+
+def doow_track(
+    url: str, events: int, metric: str, per_event: bool
+) -> tuple[Callable[[int], object], Any]:
+    from doow_track import Tracker, TrackerOptions, TrackEvent
+
+    tracker = Tracker(KEY, TrackerOptions(endpoint=url, flush_interval=3600, flush_at=1000))
+
+    def record(lic: str, q: int) -> None:
+        tracker.track(TrackEvent(metric=metric, quantity=q, license_id=lic))
+        if per_event:
+            tracker.flush()
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+        result = handler_body(record, events, metric)
+        if not per_event:
+            tracker.flush()
+        return result
+
+    return (lambda i: handler({"i": i}, Context())), tracker.shutdown
+
+
+def otel_lambda(url: str, events: int, metric: str) -> tuple[Callable[[int], object], Any]:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    from doow_otel.exporters import DELTA_TEMPORALITY
+
+    exporter = OTLPMetricExporter(
+        endpoint=f"{url}/telemetry/otlp/v1/metrics",
+        headers={"Authorization": f"Bearer {KEY}"},
+        preferred_temporality=DELTA_TEMPORALITY,
+    )
+    provider = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)]
+    )
+    counter = provider.get_meter("app").create_counter(metric)
+    seq = [0]
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+        # a fresh attribute per invocation: every invocation's points are distinct usage
+        seq[0] += 1
+        result = handler_body(
+            lambda lic, q: counter.add(q, {"license_id": lic, "invocation": seq[0]}), events, metric
+        )
+        provider.force_flush(10_000)  # what the AWS Lambda instrumentation does at the end
+        return result
+
+    return (lambda i: handler({"i": i}, Context())), provider.shutdown
+
+
+def bare(events: int) -> Callable[[int], object]:
+    return lambda i: handler_body(lambda lic, q: None, events, "bare")
+
+
+def lambda_table(url: str, n: int) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for events in (1, 10):
+        base_wall, base_cpu = time_invocations(bare(events), n)
+        contenders = {
+            "doow-otel with_lambda (one flush)": lambda m: ours(url, events, m, tempfile.mkdtemp()),
+            "Node SDK strategy (flush per event, doow-track)": lambda m: doow_track(
+                url, events, m, per_event=True
+            ),
+            "doow-track 0.1.2, flush at the end": lambda m: doow_track(
+                url, events, m, per_event=False
+            ),
+            "OTel Lambda instrumentation (OTLP, force_flush)": lambda m: otel_lambda(
+                url, events, m
+            ),
+        }
+        for name, make in contenders.items():
+            metric = f"bench_{events}_{len(rows)}"
+            invoke, close = make(metric)
+            wall, cpu = time_invocations(invoke, n)
+            close()
+            stored = usage_total(url, metric)
+            expected = (n + 2) * events
+            rows.append(
+                [
+                    name,
+                    str(events),
+                    f"{wall - base_wall:.1f}",
+                    f"{cpu - base_cpu:.2f}",
+                    f"{stored / expected:.0%}",
+                ]
+            )
+    return rows
+
+
+def vercel_table(url: str, n: int) -> list[list[str]]:
+    """ASGI app under with_vercel: time until the response's last body message."""
+    from vercel.cache.context import set_context
+
+    from doow_otel import DoowTracker
+
+    meter = DoowTracker(
+        KEY, endpoint=url, spool=tempfile.mkdtemp(), flush_interval=3600, handle_sigterm=False
+    )
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        for i in range(10):
+            meter.track(metric="vercel_calls", quantity=1, license_id=f"lic_{i % 3}")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def one(target: Any, pending: list[Any]) -> float:
+        set_context(wait_until=lambda work: pending.append(asyncio.ensure_future(work)))
+        started = time.perf_counter()
+        done = 0.0
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal done
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                done = time.perf_counter()
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        await target({"type": "http", "method": "GET", "path": "/"}, receive, send)
+        return done - started
+
+    async def run(target: Any) -> float:
+        pending: list[Any] = []
+        times = [await one(target, pending) for _ in range(n)]
+        await asyncio.gather(*pending)  # the runtime keeps the function alive for these
+        return statistics.median(times) * 1000
+
+    wrapped = meter.with_vercel(app)
+    base = asyncio.run(run(bare_app))
+    ours_ms = asyncio.run(run(wrapped))
+    meter.shutdown()
+    stored = usage_total(url, "vercel_calls")
+    return [
+        ["bare ASGI app", f"{base:.2f}", "-"],
+        ["with_vercel + wait_until, 10 events", f"{ours_ms:.2f}", f"{stored / (n * 10):.0%}"],
+    ]
+
+
+def memory_rows(url: str, invocations: int) -> list[list[str]]:
+    invoke, close = ours(url, 10, "memory_probe", tempfile.mkdtemp())
+    tracemalloc.start()
+    rows = []
+    for i in range(invocations):
+        invoke(i)
+        if i + 1 in (10, invocations // 10, invocations // 2, invocations):
+            current, peak = tracemalloc.get_traced_memory()
+            rows.append([str(i + 1), f"{current / 1024:,.0f}", f"{peak / 1024:,.0f}"])
+    tracemalloc.stop()
+    close()
+    return rows
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    with local_server() as url:
+        faults(url, {"latency": {"seconds": LATENCY}})
+        table(
+            f"Added per warm Lambda invocation (median of {n}; server answers in "
+            f"{LATENCY * 1000:.0f} ms; CPU is this process's)",
+            ["strategy", "events", "added wall ms", "added CPU ms", "usage stored"],
+            lambda_table(url, n),
+        )
+        table(
+            "Vercel (ASGI) with wait_until: time to the last response byte",
+            ["app", "ms", "usage stored"],
+            vercel_table(url, n),
+        )
+        faults(url, {"clear": True})
+        table(
+            "doow-otel memory over 1,000 warm invocations of 10 events (tracemalloc, KiB)",
+            ["invocations", "current", "peak"],
+            memory_rows(url, 1000),
+        )
+
+
+if __name__ == "__main__":
+    main()
