@@ -17,6 +17,7 @@ Usage: python bench/bench_serverless.py [invocations]
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+
 from _server import KEY, local_server, table, usage_total
 
 LATENCY = 0.02
@@ -143,16 +145,18 @@ def lambda_table(url: str, n: int) -> list[list[str]]:
     rows: list[list[str]] = []
     for events in (1, 10):
         base_wall, base_cpu = time_invocations(bare(events), n)
-        contenders = {
-            "doow-otel with_lambda (one flush)": lambda m: ours(url, events, m, tempfile.mkdtemp()),
-            "Node SDK strategy (flush per event, doow-track)": lambda m: doow_track(
-                url, events, m, per_event=True
+        contenders: dict[str, Callable[[str], tuple[Callable[[int], object], Any]]] = {
+            "doow-otel with_lambda (one flush)": functools.partial(
+                lambda e, m: ours(url, e, m, tempfile.mkdtemp()), events
             ),
-            "doow-track 0.1.2, flush at the end": lambda m: doow_track(
-                url, events, m, per_event=False
+            "Node SDK strategy (flush per event, doow-track)": functools.partial(
+                lambda e, m: doow_track(url, e, m, per_event=True), events
             ),
-            "OTel Lambda instrumentation (OTLP, force_flush)": lambda m: otel_lambda(
-                url, events, m
+            "doow-track 0.1.2, flush at the end": functools.partial(
+                lambda e, m: doow_track(url, e, m, per_event=False), events
+            ),
+            "OTel Lambda instrumentation (OTLP, force_flush)": functools.partial(
+                lambda e, m: otel_lambda(url, e, m), events
             ),
         }
         for name, make in contenders.items():
