@@ -4,15 +4,23 @@
 2. plain OpenTelemetry: a Counter with `doow.license_id` and the Doow exporter;
 3. the Lambda example under the real runtime interface client, one invocation while
    Doow is too slow (its usage is kept on disk and delivered by the next one);
-4. Doow failing (503, 429) while usage is sent: retried, delivered exactly once.
-Then it prints what the server stored, and with `--keep-serving` leaves the page up.
+4. the Vercel example (FastAPI) under uvicorn, the ASGI server Vercel's runtime uses;
+5. the Azure Functions example, indexed and called through the azure-functions library;
+6. Doow failing (503, 429) while usage is sent: retried, delivered exactly once.
+Then it prints what the server stored per metric, license and path, and with
+`--keep-serving` leaves the page up.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import socket
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +43,7 @@ def _tracker_api(doow: LocalDoow, spool: Path) -> None:
         doow.api_key,
         endpoint=doow.url,
         spool=spool,
-        attribution={"app": "demo"},
+        attribution={"runtime": "process"},  # names the path in the summary
         handle_sigterm=False,
     ) as meter:
         for _ in range(3):
@@ -65,8 +73,8 @@ def _plain_opentelemetry(doow: LocalDoow, spool: Path) -> None:
         resource=Resource.create({"service.name": "report-service"}),
     )
     pages = provider.get_meter("reports").create_counter("pages_rendered", unit="{page}")
-    pages.add(12, {"doow.license_id": "lic_globex", "format": "pdf"})
-    pages.add(3, {"doow.license_id": "lic_globex", "format": "csv"})
+    pages.add(12, {"doow.license_id": "lic_globex", "format": "pdf", "runtime": "otel-sdk"})
+    pages.add(3, {"doow.license_id": "lic_globex", "format": "csv", "runtime": "otel-sdk"})
     pages.add(1, {"route": "/health"})  # no license: ordinary telemetry, not billed
     provider.force_flush()
     provider.shutdown()
@@ -105,18 +113,107 @@ def _lambda(doow: LocalDoow, spool: Path) -> None:
         )
 
 
+def _example_module(name: str, path: Path, doow: LocalDoow, spool: Path) -> Any:
+    """Import an example the way its platform would, with the environment it documents."""
+    os.environ.update(
+        DOOW_TRACK_API_KEY=doow.api_key,
+        DOOW_TRACK_ENDPOINT=doow.url,
+        DOOW_SPOOL_DIR=str(spool / name),
+    )
+    spec = importlib.util.spec_from_file_location(f"doow_demo_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _vercel(doow: LocalDoow, spool: Path) -> None:
+    _step("4. Vercel: the example FastAPI app under uvicorn")
+    if not _have("fastapi", "uvicorn") or not (EXAMPLES / "vercel").is_dir():
+        print("   skipped: needs fastapi, uvicorn and the repository's examples/")
+        return
+    import httpx
+    import uvicorn
+
+    module = _example_module("vercel", EXAMPLES / "vercel" / "api" / "index.py", doow, spool)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(module.app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/summarize"
+        for text in ("a b c d", "e f"):
+            httpx.post(url, json={"license_id": "lic_hooli", "text": text}).raise_for_status()
+        # without wait_until (not on Vercel) the flush follows the response's last byte
+        _wait_for(lambda: doow.total("words", "lic_hooli") == 6)
+        print(f"   2 requests; words stored for lic_hooli: {doow.total('words', 'lic_hooli')}")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        module.meter.shutdown()
+
+
+def _azure(doow: LocalDoow, spool: Path) -> None:
+    _step("5. Azure Functions: the example FunctionApp, called as the host's worker does")
+    if not _have("azure.functions") or not (EXAMPLES / "azure").is_dir():
+        print("   skipped: needs azure-functions and the repository's examples/")
+        return
+    import azure.functions as func
+
+    module = _example_module("azure", EXAMPLES / "azure" / "function_app.py", doow, spool)
+    (summarize,) = [
+        f.get_user_function()
+        for f in module.app.get_functions()
+        if f.get_function_name() == "summarize"
+    ]
+    request = func.HttpRequest(
+        "POST",
+        "http://localhost:7071/api/summarize",
+        body=json.dumps({"license_id": "lic_stark", "text": "one two three four five"}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    response = summarize(request)
+    module.meter.shutdown()
+    print(
+        f"   HTTP {response.status_code}; words stored for lic_stark: "
+        f"{doow.total('words', 'lic_stark')}"
+    )
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    end = time.monotonic() + seconds
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.05)
+
+
+def _have(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
 def _failures(doow: LocalDoow, spool: Path) -> None:
-    _step("4. Doow failing: two 503s, then a 429 with Retry-After")
+    _step("6. Doow failing: two 503s, then a 429 with Retry-After")
     doow.faults.fail_next(2, 503)
     client = DoowClient(doow.api_key, endpoint=doow.url, spool=spool, on_error=lambda r: None)
     before = len(doow.requests())
-    result = client.send(
-        [UsageEvent(metric="exports", quantity=1, license_id="lic_umbrella") for _ in range(250)]
-    )
+
+    def exports(n: int) -> list[UsageEvent]:
+        return [
+            UsageEvent(
+                metric="exports",
+                quantity=1,
+                license_id="lic_umbrella",
+                attribution={"runtime": "client"},
+            )
+            for _ in range(n)
+        ]
+
+    result = client.send(exports(250))
     doow.faults.fail_next(1, 429, retry_after="1")
-    more = client.send(
-        [UsageEvent(metric="exports", quantity=1, license_id="lic_umbrella") for _ in range(50)]
-    )
+    more = client.send(exports(50))
     statuses = [r["status"] for r in doow.requests()[before:]]
     client.close()
     print(
@@ -126,14 +223,15 @@ def _failures(doow: LocalDoow, spool: Path) -> None:
 
 
 def _summary(doow: LocalDoow) -> None:
-    _step("What the local Doow stored (GET /api/usage)")
-    rows = doow.usage()
-    width = max(len(r["metric"]) for r in rows) if rows else 6
-    for row in rows:
-        print(
-            f"   {row['metric']:<{width}}  {row['license_id']:<14} {row['total']:>8}  "
-            f"({row['events']} events)"
-        )
+    _step("What the local Doow stored (GET /api/usage?by=runtime)")
+    rows = [
+        [r["metric"], r["license_id"], str(r["total"]), str(r["runtime"]), str(r["events"])]
+        for r in doow.usage(by="runtime")
+    ]
+    header = ["metric", "license", "quantity", "path", "events"]
+    widths = [max(len(x) for x in column) for column in zip(header, *rows, strict=False)]
+    for line in [header, ["-" * w for w in widths], *rows]:
+        print("   " + "  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)))
     stats: dict[str, Any] = doow.stats()
     print(
         f"   accepted {stats['accepted']}, rejected {stats['rejected']}; "
@@ -150,6 +248,8 @@ def run(*, keep_serving: bool = False) -> int:
             _tracker_api(doow, spool / "tracker")
             _plain_opentelemetry(doow, spool / "otel")
             _lambda(doow, spool)
+            _vercel(doow, spool)
+            _azure(doow, spool)
             _failures(doow, spool / "client")
             _summary(doow)
             if keep_serving:
