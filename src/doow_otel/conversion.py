@@ -169,7 +169,7 @@ def _plain(value: AnyValue) -> AttributeValue | None:
     if which == "int_value":
         return value.int_value
     if which == "double_value":
-        return value.double_value
+        return value.double_value if math.isfinite(value.double_value) else None
     if which == "array_value":
         parts = [_plain(v) for v in value.array_value.values]
         if any(p is None for p in parts):
@@ -243,7 +243,7 @@ class _Converter:
     ) -> dict[str, AttributeValue]:
         merged = dict(base)
         for key, value in record.items():
-            if key.startswith("doow.") or key == "license_id" or key in skip:
+            if not key or key.startswith("doow.") or key == "license_id" or key in skip:
                 continue
             plain = _plain(value)
             if plain is not None:

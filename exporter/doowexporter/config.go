@@ -1,0 +1,98 @@
+package doowexporter
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+)
+
+// Config is the doow exporter's configuration.
+type Config struct {
+	// Endpoint is Doow's API, https://api.doow.co by default; events go to
+	// <endpoint>/telemetry/events.
+	Endpoint string `mapstructure:"endpoint"`
+	// APIKey is the Doow SDK key (dk_...). Opaque: it is never logged.
+	APIKey configopaque.String `mapstructure:"api_key"`
+	// AllowInsecure permits http:// to hosts other than loopback.
+	AllowInsecure bool `mapstructure:"allow_insecure"`
+
+	// DefaultLicenseID completes usage that names no license (docs/conversion.md).
+	DefaultLicenseID string `mapstructure:"default_license_id"`
+	// UsageMetrics lists metric names that are usage even without a license attribute.
+	UsageMetrics []string `mapstructure:"usage_metrics"`
+	// ResourceAttributes are the resource attributes copied into attribution.
+	ResourceAttributes []string `mapstructure:"resource_attributes"`
+	// HistogramQuantity is what a delta histogram bills: "sum" (default) or "count".
+	HistogramQuantity string `mapstructure:"histogram_quantity"`
+	// GenAIWithoutLicense bills GenAI spans without a license to the default license.
+	GenAIWithoutLicense bool `mapstructure:"genai_without_license"`
+
+	// Timeout bounds each request to Doow.
+	Timeout     time.Duration                                            `mapstructure:"timeout"`
+	RetryConfig configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
+	QueueConfig configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
+}
+
+var _ component.Config = (*Config)(nil)
+
+// Validate names the field that is wrong and how to fix it.
+func (cfg *Config) Validate() error {
+	var errs []error
+	if cfg.APIKey == "" {
+		errs = append(errs, errors.New("api_key: required; set it to your Doow SDK key, e.g. ${env:DOOW_API_KEY}"))
+	} else if !strings.HasPrefix(string(cfg.APIKey), "dk_") || strings.ContainsAny(string(cfg.APIKey), " \t\n") {
+		errs = append(errs, errors.New("api_key: a Doow SDK key starts with dk_ and has no spaces"))
+	}
+	if err := checkEndpoint(cfg.Endpoint, cfg.AllowInsecure); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.HistogramQuantity != "sum" && cfg.HistogramQuantity != "count" {
+		errs = append(errs, fmt.Errorf("histogram_quantity: %q must be sum or count", cfg.HistogramQuantity))
+	}
+	if cfg.Timeout <= 0 {
+		errs = append(errs, errors.New("timeout: must be positive, e.g. 10s"))
+	}
+	return errors.Join(errs...)
+}
+
+func checkEndpoint(endpoint string, allowInsecure bool) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("endpoint: %q is not an http(s) URL, e.g. https://api.doow.co", endpoint)
+	}
+	if u.Scheme == "http" && !allowInsecure && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("endpoint: %q sends the API key unencrypted; use https (http only to loopback, or set allow_insecure)", endpoint)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (cfg *Config) conversionOptions() conversionOptions {
+	usage := make(map[string]bool, len(cfg.UsageMetrics))
+	for _, name := range cfg.UsageMetrics {
+		usage[name] = true
+	}
+	return conversionOptions{
+		defaultLicenseID:    cfg.DefaultLicenseID,
+		usageMetrics:        usage,
+		resourceAttributes:  cfg.ResourceAttributes,
+		histogramCount:      cfg.HistogramQuantity == "count",
+		genaiWithoutLicense: cfg.GenAIWithoutLicense,
+	}
+}

@@ -1,0 +1,250 @@
+package doowexporter
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/json"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// The rules of docs/conversion.md and of the Python package's events module: what a
+// valid Doow event is, and which attribution is stripped as a secret or payload.
+
+const (
+	maxMetricLen    = 128
+	maxLicenseLen   = 128
+	maxUnitLen      = 64
+	maxAttributes   = 64
+	maxAttrValueLen = 256
+)
+
+var (
+	metricRE      = regexp.MustCompile(`^[A-Za-z0-9_.:\-]+$`)
+	secretKeyRE   = regexp.MustCompile(`(?i)(authori[sz]ation|passw(or)?d|passwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key|cookie|session|token|credential|bearer|signature)`)
+	countKeyRE    = regexp.MustCompile(`(?i)(^|[._])(input|output|total|prompt|completion)?_?tokens?$`)
+	secretValueRE = regexp.MustCompile(`(\bdk_[A-Za-z0-9_\-]{6,}` +
+		`|\bBearer\s+\S+` +
+		`|\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*` +
+		`|\b(AKIA|ASIA)[A-Z0-9]{16}\b` +
+		`|-----BEGIN [A-Z ]*PRIVATE KEY-----|-----BEGIN [A-Z ]+-----)`)
+)
+
+// attrValue is an attribution value: string, bool, int64 or float64.
+type attrValue any
+
+// attr is one attribution entry; attribution is kept sorted by key bytes.
+type attr struct {
+	key   string
+	value attrValue
+}
+
+// quantity keeps Python's distinction between integers and doubles on the wire.
+type quantity struct {
+	isInt bool
+	i     int64
+	f     float64
+}
+
+func (q quantity) float() float64 {
+	if q.isInt {
+		return float64(q.i)
+	}
+	return q.f
+}
+
+// event is one Doow usage event, as POST /telemetry/events takes it.
+type event struct {
+	eventID     string
+	licenseID   string
+	occurredAt  string
+	unit        string
+	metric      string
+	quantity    quantity
+	attribution []attr
+}
+
+// whyStripped says why an attribution entry may not be sent, or "".
+func whyStripped(key string, value attrValue) string {
+	if secretKeyRE.MatchString(key) && !countKeyRE.MatchString(key) {
+		return "key names a secret"
+	}
+	if s, ok := value.(string); ok {
+		if utf8.RuneCountInString(s) > maxAttrValueLen {
+			return "value too long (payload or log?)"
+		}
+		if secretValueRE.MatchString(s) {
+			return "value looks like a credential"
+		}
+	}
+	return ""
+}
+
+// cleanAttribution applies the attribution policy; stripped keys are counted by reason.
+func cleanAttribution(attrs []attr, stripped map[string]int) []attr {
+	out := make([]attr, 0, len(attrs))
+	for _, a := range attrs {
+		reason := whyStripped(a.key, a.value)
+		if reason == "" && len(out) >= maxAttributes {
+			reason = "too many attribution keys"
+		}
+		if reason != "" {
+			stripped[reason]++
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func metricValid(metric string) bool {
+	return utf8.RuneCountInString(metric) <= maxMetricLen && metricRE.MatchString(metric)
+}
+
+func licenseValid(license string) bool {
+	return strings.TrimSpace(license) != "" && utf8.RuneCountInString(license) <= maxLicenseLen
+}
+
+// formatTime is ISO 8601 in UTC with milliseconds, truncated.
+func formatTime(nanos uint64) string {
+	millis := int64(nanos / 1_000_000)
+	return time.UnixMilli(millis).UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// uuid5 is RFC 4122 version 5 (SHA-1) of name in namespace.
+func uuid5(namespace [16]byte, name string) string {
+	h := sha1.New()
+	h.Write(namespace[:])
+	h.Write([]byte(name))
+	sum := h.Sum(nil)
+	sum[6] = (sum[6] & 0x0f) | 0x50
+	sum[8] = (sum[8] & 0x3f) | 0x80
+	var b strings.Builder
+	const hexDigits = "0123456789abcdef"
+	for i := 0; i < 16; i++ {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b.WriteByte('-')
+		}
+		b.WriteByte(hexDigits[sum[i]>>4])
+		b.WriteByte(hexDigits[sum[i]&0x0f])
+	}
+	return b.String()
+}
+
+func mustUUID(text string) [16]byte {
+	var out [16]byte
+	hexText := strings.ReplaceAll(text, "-", "")
+	for i := 0; i < 16; i++ {
+		v, err := strconv.ParseUint(hexText[2*i:2*i+2], 16, 8)
+		if err != nil {
+			panic(err)
+		}
+		out[i] = byte(v)
+	}
+	return out
+}
+
+// pyFloat formats a double as Python's repr does (and so its json module): the
+// shortest digits that round-trip, ".0" on integral values, exponent from 1e16 or
+// below 1e-4. Python and Go must write the same quantities.
+func pyFloat(f float64) string {
+	if math.Trunc(f) == f && math.Abs(f) < 1e16 {
+		return strconv.FormatFloat(f, 'f', 1, 64)
+	}
+	sci := strconv.FormatFloat(f, 'e', -1, 64)
+	mantissa, expText, _ := strings.Cut(sci, "e")
+	exp, _ := strconv.Atoi(expText)
+	if exp < -4 || exp >= 16 {
+		sign := "+"
+		if exp < 0 {
+			sign, exp = "-", -exp
+		}
+		return mantissa + "e" + sign + padTwo(exp)
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
+
+func padTwo(n int) string {
+	if n < 10 {
+		return "0" + strconv.Itoa(n)
+	}
+	return strconv.Itoa(n)
+}
+
+// scalarText is how an array item is written when arrays are joined with ",".
+func scalarText(v attrValue) string {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return "true"
+		}
+		return "false"
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return pyFloat(x)
+	case string:
+		return x
+	}
+	return ""
+}
+
+func writeJSONString(buf *bytes.Buffer, s string) {
+	encoded, _ := json.Marshal(s)
+	buf.Write(encoded)
+}
+
+func writeValue(buf *bytes.Buffer, v attrValue) {
+	switch x := v.(type) {
+	case string:
+		writeJSONString(buf, x)
+	case bool:
+		buf.WriteString(strconv.FormatBool(x))
+	case int64:
+		buf.WriteString(strconv.FormatInt(x, 10))
+	case float64:
+		buf.WriteString(pyFloat(x))
+	}
+}
+
+// encode writes the event as Doow's ingest API takes it.
+func (e *event) encode() []byte {
+	var buf bytes.Buffer
+	buf.WriteString(`{"event_id":`)
+	writeJSONString(&buf, e.eventID)
+	buf.WriteString(`,"license_id":`)
+	writeJSONString(&buf, e.licenseID)
+	buf.WriteString(`,"occurred_at":"` + e.occurredAt + `","source_system":"sdk","kind":"USAGE","attribution":{`)
+	for i, a := range e.attribution {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		writeJSONString(&buf, a.key)
+		buf.WriteByte(':')
+		writeValue(&buf, a.value)
+	}
+	buf.WriteString(`},"metadata":{},"measurements":[{"metric_name":`)
+	writeJSONString(&buf, e.metric)
+	buf.WriteString(`,"quantity":`)
+	if e.quantity.isInt {
+		buf.WriteString(strconv.FormatInt(e.quantity.i, 10))
+	} else {
+		buf.WriteString(pyFloat(e.quantity.f))
+	}
+	buf.WriteString(`}]`)
+	if e.unit != "" {
+		buf.WriteString(`,"unit":`)
+		writeJSONString(&buf, e.unit)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes()
+}
+
+func sortAttrs(attrs []attr) {
+	sort.SliceStable(attrs, func(i, j int) bool { return attrs[i].key < attrs[j].key })
+}

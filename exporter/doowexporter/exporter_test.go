@@ -1,0 +1,247 @@
+package doowexporter
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+const testKey = "dk_test_secret_0123456789"
+
+// fakeDoow answers with the statuses given, one per request, then 202; it records bodies.
+type fakeDoow struct {
+	mu       sync.Mutex
+	answers  []func(w http.ResponseWriter, events int)
+	requests []received
+}
+
+type received struct {
+	batchID string
+	events  int
+	auth    string
+}
+
+func (f *fakeDoow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var reader io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		gz, err := gzip.NewReader(r.Body)
+		if err != nil {
+			w.WriteHeader(400)
+			return
+		}
+		reader = gz
+	}
+	var body struct {
+		BatchID string            `json:"batch_id"`
+		Events  []json.RawMessage `json:"events"`
+	}
+	_ = json.NewDecoder(reader).Decode(&body)
+	f.mu.Lock()
+	f.requests = append(f.requests, received{body.BatchID, len(body.Events), r.Header.Get("Authorization")})
+	var answer func(http.ResponseWriter, int)
+	if len(f.answers) > 0 {
+		answer, f.answers = f.answers[0], f.answers[1:]
+	}
+	f.mu.Unlock()
+	if answer == nil {
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{"accepted": 1}`))
+		return
+	}
+	answer(w, len(body.Events))
+}
+
+func status(code int, headers ...string) func(http.ResponseWriter, int) {
+	return func(w http.ResponseWriter, _ int) {
+		for i := 0; i+1 < len(headers); i += 2 {
+			w.Header().Set(headers[i], headers[i+1])
+		}
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(`{"message": "answer"}`))
+	}
+}
+
+func usage(points int) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	metric := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	metric.SetName("api_calls")
+	sum := metric.SetEmptySum()
+	sum.SetIsMonotonic(true)
+	sum.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+	for i := 0; i < points; i++ {
+		p := sum.DataPoints().AppendEmpty()
+		p.SetIntValue(1)
+		p.SetTimestamp(1_795_515_300_000_000_000)
+		p.Attributes().PutStr("doow.license_id", "lic_"+strings.Repeat("x", i%7)+string(rune('a'+i%26)))
+		p.Attributes().PutInt("i", int64(i))
+	}
+	return md
+}
+
+func start(t *testing.T, f *fakeDoow) (*doowExporter, *observer.ObservedLogs) {
+	t.Helper()
+	server := httptest.NewServer(f)
+	t.Cleanup(server.Close)
+	core, logs := observer.New(zap.DebugLevel)
+	cfg := createDefaultConfig().(*Config)
+	cfg.Endpoint = server.URL
+	cfg.APIKey = testKey
+	set := exporter.Settings{ID: component.NewID(componentType)}
+	set.Logger = zap.New(core)
+	e := newExporter(cfg, set)
+	if err := e.start(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	return e, logs
+}
+
+func TestDeliversInBatchesOf500WithTheKey(t *testing.T) {
+	f := &fakeDoow{}
+	e, _ := start(t, f)
+	if err := e.pushMetrics(context.Background(), usage(1200)); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.requests) != 3 || f.requests[0].events != 500 || f.requests[2].events != 200 {
+		t.Fatalf("requests %+v", f.requests)
+	}
+	if f.requests[0].auth != "Bearer "+testKey {
+		t.Fatal("missing bearer key")
+	}
+}
+
+func TestRetryingTheSamePushResendsTheSameBatchIDs(t *testing.T) {
+	f := &fakeDoow{}
+	e, _ := start(t, f)
+	_ = e.pushMetrics(context.Background(), usage(3))
+	_ = e.pushMetrics(context.Background(), usage(3))
+	if f.requests[0].batchID == "" || f.requests[0].batchID != f.requests[1].batchID {
+		t.Fatalf("batch ids differ across retries: %+v", f.requests)
+	}
+}
+
+func TestAnswersMapOntoTheRetryMachinery(t *testing.T) {
+	cases := []struct {
+		name      string
+		answer    func(http.ResponseWriter, int)
+		permanent bool
+		throttled bool
+		failed    bool
+	}{
+		{"207 is done", status(207), false, false, false},
+		{"400 is permanent", status(400), true, false, true},
+		{"401 is permanent", status(401), true, false, true},
+		{"404 is permanent", status(404), true, false, true},
+		{"429 is throttled", status(429, "Retry-After", "7"), false, true, true},
+		{"503 with an HTTP date is throttled", status(503, "Retry-After", time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)), false, true, true},
+		{"429 with rate limits", status(429, "X-Doow-Rate-Limits", `{"events": {"limit": 1, "current": 2, "retry_after": 3}}`), false, true, true},
+		{"500 is retryable", status(500), false, false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := &fakeDoow{answers: []func(http.ResponseWriter, int){c.answer}}
+			e, logs := start(t, f)
+			err := e.pushMetrics(context.Background(), usage(2))
+			if (err != nil) != c.failed {
+				t.Fatalf("err = %v", err)
+			}
+			if consumererror.IsPermanent(err) != c.permanent {
+				t.Fatalf("permanent = %v for %v", consumererror.IsPermanent(err), err)
+			}
+			if c.throttled && !strings.Contains(strings.ToLower(err.Error()), "throttle") {
+				t.Fatalf("not a throttled retry: %v", err)
+			}
+			for _, entry := range logs.All() {
+				if strings.Contains(fmt.Sprint(entry.Message, entry.ContextMap()), testKey) {
+					t.Fatal("the API key was logged")
+				}
+			}
+			if err != nil && strings.Contains(err.Error(), testKey) {
+				t.Fatal("the API key is in the error")
+			}
+		})
+	}
+}
+
+func TestRejectionsAreLoggedWithTheirReasons(t *testing.T) {
+	f := &fakeDoow{answers: []func(http.ResponseWriter, int){func(w http.ResponseWriter, _ int) {
+		w.WriteHeader(207)
+		_, _ = w.Write([]byte(`{"accepted": 1, "rejected": 1, "rejections": [{"event_id": "e1", "reason": "quantity: must be greater than 0"}]}`))
+	}}}
+	e, logs := start(t, f)
+	if err := e.pushMetrics(context.Background(), usage(2)); err != nil {
+		t.Fatal(err)
+	}
+	found := logs.FilterMessage("event rejected").All()
+	if len(found) != 1 || found[0].ContextMap()["reason"] != "quantity: must be greater than 0" {
+		t.Fatalf("logs %+v", logs.All())
+	}
+	if len(f.requests) != 1 {
+		t.Fatal("rejected events were resent")
+	}
+}
+
+func TestA413SplitsTheBatchAndSendsTheHalves(t *testing.T) {
+	tooBig := func(w http.ResponseWriter, events int) { w.WriteHeader(413) }
+	f := &fakeDoow{answers: []func(http.ResponseWriter, int){tooBig}}
+	e, _ := start(t, f)
+	if err := e.pushMetrics(context.Background(), usage(10)); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.requests) != 3 || f.requests[1].events != 5 || f.requests[2].events != 5 {
+		t.Fatalf("requests %+v", f.requests)
+	}
+}
+
+func TestConfigFromYAML(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(name string) *Config {
+		cfg := createDefaultConfig().(*Config)
+		sub, err := cm.Sub(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.Unmarshal(cfg); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if err := load("doow").Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	custom := load("doow/custom")
+	if err := custom.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if custom.DefaultLicenseID != "lic_default" || custom.HistogramQuantity != "count" ||
+		custom.Timeout != 3*time.Second || !custom.QueueConfig.HasValue() ||
+		custom.QueueConfig.Get().StorageID == nil || custom.ResourceAttributes[1] != "k8s.namespace.name" {
+		t.Fatalf("custom config %+v", custom)
+	}
+	if err := load("doow/plain_http").Validate(); err == nil || !strings.Contains(err.Error(), "endpoint:") {
+		t.Fatalf("plain http to a remote host: %v", err)
+	}
+	err = load("doow/bad_key").Validate()
+	if err == nil || !strings.Contains(err.Error(), "api_key:") || strings.Contains(err.Error(), "sk_live_123") {
+		t.Fatalf("bad key: %v", err)
+	}
+}
