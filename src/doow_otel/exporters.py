@@ -220,7 +220,7 @@ without a license: usage that cannot be billed."""
 
 
 def metric_reader(
-    exporter: DoowMetricExporter | None = None,
+    exporter: MetricExporter | None = None,
     *,
     interval: float | None = None,
     timeout: float = 10.0,

@@ -19,11 +19,12 @@ import threading
 import uuid
 from collections.abc import Mapping
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Counter, Meter
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -33,6 +34,7 @@ from doow_otel.baggage import LICENSE_KEY, LicenseFromBaggage, license_from_bagg
 from doow_otel.client import DEFAULT_SPOOL, DoowClient
 from doow_otel.config import Settings
 from doow_otel.conversion import TRACKER_SCOPE, ConversionOptions
+from doow_otel.errors import ConfigurationError
 from doow_otel.events import (
     DEFAULT_POLICY,
     MAX_ATTRIBUTES,
@@ -44,7 +46,12 @@ from doow_otel.events import (
     quantity_problem,
     unit_problem,
 )
-from doow_otel.exporters import DoowMetricExporter, DoowSpanExporter, metric_reader
+from doow_otel.exporters import (
+    DELTA_TEMPORALITY,
+    DoowMetricExporter,
+    DoowSpanExporter,
+    metric_reader,
+)
 from doow_otel.wire import MAX_BATCH_EVENTS
 
 __all__ = ["DoowTracker", "configure"]
@@ -82,7 +89,18 @@ class DoowTracker:
         disabled: bool | None = None,
         client: DoowClient | None = None,
         handle_sigterm: bool = True,
+        route: Literal["doow", "collector"] | None = None,
+        collector_endpoint: str | None = None,
     ) -> None:
+        route = route or os.environ.get("DOOW_ROUTE", "doow")  # type: ignore[assignment]
+        if route not in ("doow", "collector"):
+            raise ConfigurationError(
+                f"route: {route!r} must be 'doow' (send to Doow) or 'collector' (send OTLP to "
+                "an OpenTelemetry Collector with the doow exporter)"
+            )
+        self.route = route
+        if route == "collector":
+            spool = None  # the collector's persistent queue keeps what is not delivered
         settings = Settings.resolve(
             api_key=api_key,
             endpoint=endpoint,
@@ -100,7 +118,8 @@ class DoowTracker:
             timeout=timeout,
             spool=spool,
             on_error=on_error,
-            disabled=settings.disabled,
+            # through a collector, the collector holds the key and talks to Doow
+            disabled=settings.disabled or route == "collector",
         )
         self.timeout = timeout
         self._base: dict[str, AttributeValue] = DEFAULT_POLICY.clean(settings.attribution)
@@ -121,11 +140,12 @@ class DoowTracker:
 
         self._owns_meter_provider = meter_provider is None
         if meter_provider is None:
-            reader = metric_reader(
-                DoowMetricExporter(self.client, options=options),
-                interval=settings.flush_interval,
-                timeout=timeout,
+            exporter: MetricExporter = (
+                _collector_exporter(collector_endpoint, timeout)
+                if route == "collector"
+                else DoowMetricExporter(self.client, options=options)
             )
+            reader = metric_reader(exporter, interval=settings.flush_interval, timeout=timeout)
             meter_provider = MeterProvider(
                 metric_readers=[reader],
                 resource=Resource.create({"service.instance.id": str(uuid.uuid4())}),
@@ -327,6 +347,19 @@ def add_span_processing(
     tracer_provider.add_span_processor(LicenseFromBaggage())
     tracer_provider.add_span_processor(
         BatchSpanProcessor(DoowSpanExporter(client, options=options))
+    )
+
+
+def _collector_exporter(endpoint: str | None, timeout: float) -> MetricExporter:
+    """OTLP/HTTP with delta temporality to a collector (for example a Lambda extension
+    on localhost). The endpoint: the argument, else the standard OTEL_EXPORTER_OTLP_*
+    variables (read by the exporter), else http://localhost:4318."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    if endpoint is not None:
+        endpoint = endpoint.rstrip("/") + "/v1/metrics"
+    return OTLPMetricExporter(
+        endpoint=endpoint, timeout=timeout, preferred_temporality=DELTA_TEMPORALITY
     )
 
 

@@ -1,0 +1,211 @@
+"""End to end through the real otelcol-doow binary (built from collector/manifest.yaml
+with the doow exporter) and the repository's otel-collector-config.yaml, into the local
+server: exact totals from apps with no Doow code, from DoowTracker routed through the
+collector, from cumulative counters, and across a SIGKILL with a persistent queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from doow_otel.testing import LocalDoow
+
+ROOT = Path(__file__).resolve().parents[1]
+BINARY = ROOT / "collector" / "_build" / "otelcol-doow"
+CONFIG = ROOT / "otel-collector-config.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Collector:
+    doow: LocalDoow
+    queue_dir: Path
+    log: Path
+    http_port: int = 0
+    grpc_port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def otlp_http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> Collector:
+        self.http_port, self.grpc_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "DOOW_API_KEY": self.doow.api_key,
+            "DOOW_ENDPOINT": self.doow.url,
+            "DOOW_QUEUE_DIR": str(self.queue_dir),
+            "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
+            "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
+        }
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([str(BINARY), "--config", str(CONFIG)], env=env,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"otelcol-doow exited:\n{self.log.read_text()[-3000:]}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.http_port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise AssertionError(f"otelcol-doow did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+        self.process = None
+
+
+@pytest.fixture
+def collector(local_doow: LocalDoow, tmp_path: Path) -> Iterator[Collector]:
+    if not BINARY.exists():
+        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    running = Collector(local_doow, queue, tmp_path / "collector.log").start()
+    yield running
+    running.stop()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def run_app(source: str, env: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(source))
+    result = subprocess.run([sys.executable, str(script)], env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+PLAIN_OTEL_APP = """
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": "plain-otel-app"})
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=60_000)
+    meters = MeterProvider(metric_readers=[reader], resource=resource)
+    tracers = TracerProvider(resource=resource)
+    tracers.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    calls = meters.get_meter("app").create_counter("api_calls")
+    for i in range(30):
+        calls.add(1, {"doow.license_id": f"lic_{i % 3}", "route": "/v1/summarise"})
+    calls.add(100, {"route": "/health"})  # ordinary telemetry, not billed
+    with tracers.get_tracer("app").start_as_current_span("export") as span:
+        span.add_event("doow.usage", {"doow.metric": "exports", "doow.quantity": 4,
+                                      "doow.license_id": "lic_0"})
+        span.set_attributes({"gen_ai.usage.input_tokens": 812, "gen_ai.request.model": "m",
+                             "doow.license_id": "lic_0"})
+    meters.shutdown()
+    tracers.shutdown()
+"""
+
+
+def test_an_app_with_only_the_otel_sdk_and_its_otlp_exporter(
+    collector: Collector, local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    run_app(PLAIN_OTEL_APP, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
+                             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta"},
+            tmp_path)
+    assert wait_for(lambda: local_doow.total("input_tokens") == 812)
+    assert wait_for(lambda: local_doow.total("api_calls") == 30)
+    assert [local_doow.total("api_calls", f"lic_{i}") for i in range(3)] == [10, 10, 10]
+    assert local_doow.total("exports", "lic_0") == 4
+    (event,) = local_doow.events(metric="exports")
+    assert event["attribution"]["service.name"] == "plain-otel-app"
+    assert local_doow.requests()[0]["user_agent"].startswith("doow-otel-collector/")
+
+
+def test_cumulative_counters_are_converted_by_the_pipeline(
+    collector: Collector, local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    app = """
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=60_000)
+        provider = MeterProvider(metric_readers=[reader])
+        pages = provider.get_meter("app").create_counter("pages")
+        pages.add(5, {"doow.license_id": "lic_cumulative"})
+        provider.force_flush()   # cumulative 5
+        pages.add(3, {"doow.license_id": "lic_cumulative"})
+        provider.force_flush()   # cumulative 8
+        pages.add(2, {"doow.license_id": "lic_cumulative"})
+        provider.shutdown()      # cumulative 10
+    """
+    run_app(app, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http}, tmp_path)
+    assert wait_for(lambda: local_doow.total("pages", "lic_cumulative") >= 10)
+    time.sleep(2.5)  # one more batch interval: nothing further arrives
+    assert local_doow.total("pages", "lic_cumulative") == 10
+    assert local_doow.stats()["rejected"] == 0
+
+
+def test_doow_tracker_routed_through_the_collector(
+    collector: Collector, local_doow: LocalDoow
+) -> None:
+    from doow_otel import DoowTracker
+
+    meter = DoowTracker(route="collector", collector_endpoint=collector.otlp_http,
+                        flush_interval=3600, handle_sigterm=False)
+    try:
+        with meter.invocation(flush_timeout=5.0):  # the wrappers' flush: pushed before the end
+            for i in range(20):
+                meter.track(metric="api_calls", quantity=2, license_id=f"lic_{i % 2}",
+                            attribution={"function": "f"})
+        meter.track(metric="tokens", quantity=1.5, license_id="lic_0")
+        meter.flush()
+    finally:
+        meter.shutdown()
+    assert wait_for(lambda: local_doow.total("tokens", "lic_0") == 1.5)
+    assert wait_for(lambda: local_doow.total("api_calls") == 40)
+    assert local_doow.total("api_calls", "lic_1") == 20
+
+
+def test_sigkill_with_a_persistent_queue_then_restart_delivers_exactly_once(
+    collector: Collector, local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    local_doow.faults.fail_next(100_000, 503)  # Doow is down
+    run_app(PLAIN_OTEL_APP, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
+                             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta"},
+            tmp_path)
+    assert wait_for(lambda: any(r["status"] == 503 for r in local_doow.requests()))
+    collector.stop(signal.SIGKILL)  # the queue is on disk, in file_storage
+    assert local_doow.total("api_calls") == 0
+    local_doow.faults.clear()
+    collector.start()  # same queue directory
+    assert wait_for(lambda: local_doow.total("api_calls") == 30 and
+                    local_doow.total("input_tokens") == 812, seconds=60), collector.log.read_text()[-3000:]
+    time.sleep(2.5)
+    assert local_doow.total("api_calls") == 30
+    assert local_doow.total("exports") == 4
+    assert len(local_doow.events(metric="api_calls")) == 3  # one delta point per license
