@@ -98,18 +98,21 @@ func encValue(v pcommon.Value) string {
 }
 
 func encAttrs(m pcommon.Map) string {
-	keys := make([]string, 0, m.Len())
-	values := map[string]pcommon.Value{}
+	type kv struct {
+		key   string
+		value pcommon.Value
+	}
+	pairs := make([]kv, 0, m.Len())
 	m.Range(func(k string, v pcommon.Value) bool {
-		keys = append(keys, k)
-		values[k] = v
+		pairs = append(pairs, kv{k, v})
 		return true
 	})
-	sort.Strings(keys)
+	sort.Slice(pairs, func(i, j int) bool { return pairs[i].key < pairs[j].key })
 	var b strings.Builder
-	b.WriteString("m" + strconv.Itoa(len(keys)) + "{")
-	for _, k := range keys {
-		b.WriteString(encStr(k) + encValue(values[k]))
+	b.WriteString("m" + strconv.Itoa(len(pairs)) + "{")
+	for _, p := range pairs {
+		b.WriteString(encStr(p.key))
+		b.WriteString(encValue(p.value))
 	}
 	b.WriteString("}")
 	return b.String()

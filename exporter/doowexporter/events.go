@@ -118,22 +118,20 @@ func formatTime(nanos uint64) string {
 
 // uuid5 is RFC 4122 version 5 (SHA-1) of name in namespace.
 func uuid5(namespace [16]byte, name string) string {
-	h := sha1.New()
-	h.Write(namespace[:])
-	h.Write([]byte(name))
-	sum := h.Sum(nil)
+	input := make([]byte, 0, 16+len(name))
+	input = append(append(input, namespace[:]...), name...)
+	sum := sha1.Sum(input)
 	sum[6] = (sum[6] & 0x0f) | 0x50
 	sum[8] = (sum[8] & 0x3f) | 0x80
-	var b strings.Builder
 	const hexDigits = "0123456789abcdef"
+	out := make([]byte, 0, 36)
 	for i := 0; i < 16; i++ {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b.WriteByte('-')
+			out = append(out, '-')
 		}
-		b.WriteByte(hexDigits[sum[i]>>4])
-		b.WriteByte(hexDigits[sum[i]&0x0f])
+		out = append(out, hexDigits[sum[i]>>4], hexDigits[sum[i]&0x0f])
 	}
-	return b.String()
+	return string(out)
 }
 
 func mustUUID(text string) [16]byte {
@@ -195,8 +193,16 @@ func scalarText(v attrValue) string {
 }
 
 func writeJSONString(buf *bytes.Buffer, s string) {
-	encoded, _ := json.Marshal(s)
-	buf.Write(encoded)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			encoded, _ := json.Marshal(s) // the rare string that needs escaping
+			buf.Write(encoded)
+			return
+		}
+	}
+	buf.WriteByte('"')
+	buf.WriteString(s)
+	buf.WriteByte('"')
 }
 
 func writeValue(buf *bytes.Buffer, v attrValue) {
@@ -214,22 +220,22 @@ func writeValue(buf *bytes.Buffer, v attrValue) {
 
 // encode writes the event as Doow's ingest API takes it.
 func (e *event) encode() []byte {
-	var buf bytes.Buffer
+	buf := bytes.NewBuffer(make([]byte, 0, 256))
 	buf.WriteString(`{"event_id":`)
-	writeJSONString(&buf, e.eventID)
+	writeJSONString(buf, e.eventID)
 	buf.WriteString(`,"license_id":`)
-	writeJSONString(&buf, e.licenseID)
+	writeJSONString(buf, e.licenseID)
 	buf.WriteString(`,"occurred_at":"` + e.occurredAt + `","source_system":"sdk","kind":"USAGE","attribution":{`)
 	for i, a := range e.attribution {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		writeJSONString(&buf, a.key)
+		writeJSONString(buf, a.key)
 		buf.WriteByte(':')
-		writeValue(&buf, a.value)
+		writeValue(buf, a.value)
 	}
 	buf.WriteString(`},"metadata":{},"measurements":[{"metric_name":`)
-	writeJSONString(&buf, e.metric)
+	writeJSONString(buf, e.metric)
 	buf.WriteString(`,"quantity":`)
 	if e.quantity.isInt {
 		buf.WriteString(strconv.FormatInt(e.quantity.i, 10))
@@ -239,7 +245,7 @@ func (e *event) encode() []byte {
 	buf.WriteString(`}]`)
 	if e.unit != "" {
 		buf.WriteString(`,"unit":`)
-		writeJSONString(&buf, e.unit)
+		writeJSONString(buf, e.unit)
 	}
 	buf.WriteByte('}')
 	return buf.Bytes()

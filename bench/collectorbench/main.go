@@ -1,0 +1,221 @@
+// Command collectorbench measures usage events per second through otelcol-doow (OTLP
+// in, Doow batches out) and the collector's CPU per thousand events, side by side in
+// one run with the same data through the stock otlphttp exporter. Both send to a sink
+// in this process that only counts what arrives, so the receiver is not what is
+// measured.
+//
+//	go run . [-points 200000] [-per-request 1000] [-senders 4]
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+)
+
+var eventMarker = []byte(`"event_id":`)
+
+// sink counts Doow events (in JSON batches) and OTLP data points (in protobuf).
+type sink struct{ count atomic.Int64 }
+
+func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		gz, err := gzip.NewReader(r.Body)
+		if err != nil {
+			w.WriteHeader(400)
+			return
+		}
+		body = gz
+	}
+	data, _ := io.ReadAll(body)
+	if strings.HasPrefix(r.URL.Path, "/telemetry/events") {
+		s.count.Add(int64(bytes.Count(data, eventMarker)))
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{"accepted": 1}`))
+		return
+	}
+	req := pmetricotlp.NewExportRequest()
+	if err := req.UnmarshalProto(data); err == nil {
+		s.count.Add(int64(req.Metrics().DataPointCount()))
+	}
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(http.StatusOK)
+}
+
+func freePort() int {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// request builds one OTLP request of n delta usage points, each with its own license.
+func request(n, seq int) []byte {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr("service.name", "bench")
+	metric := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	metric.SetName("api_calls")
+	sum := metric.SetEmptySum()
+	sum.SetIsMonotonic(true)
+	sum.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+	now := uint64(time.Now().UnixNano())
+	for i := 0; i < n; i++ {
+		p := sum.DataPoints().AppendEmpty()
+		p.SetIntValue(int64(1 + i%5))
+		p.Attributes().PutStr("doow.license_id", "lic_"+strconv.Itoa(i))
+		p.Attributes().PutStr("route", "/v1/summarise")
+		p.SetStartTimestamp(0)
+		p.SetTimestamp(pcommon.Timestamp(now + uint64(seq)))
+	}
+	data, _ := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	return data
+}
+
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	user, _ := strconv.ParseFloat(fields[11], 64)
+	system, _ := strconv.ParseFloat(fields[12], 64)
+	return (user + system) / 100 // USER_HZ
+}
+
+const configTemplate = `
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:%d
+processors:
+  batch:
+    send_batch_size: 500
+    timeout: 200ms
+exporters:
+  %s
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [%s]
+`
+
+type result struct {
+	name                 string
+	eventsPerSecond      float64
+	cpuMillisPerThousand float64
+}
+
+func run(binary, dir, name, exporterYAML, exporterName string, points, perRequest, senders int) result {
+	port := freePort()
+	config := filepath.Join(dir, name+".yaml")
+	_ = os.WriteFile(config, []byte(fmt.Sprintf(configTemplate, port, exporterYAML, exporterName)), 0o600)
+	cmd := exec.Command(binary, "--config", config)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		panic(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/v1/metrics", port)
+	for i := 0; i < 300; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	requests := points / perRequest
+	bodies := make([][]byte, requests)
+	for i := range bodies {
+		bodies[i] = request(perRequest, i)
+	}
+	counter.count.Store(0)
+	cpuBefore := cpuSeconds(cmd.Process.Pid)
+	started := time.Now()
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= requests {
+					return
+				}
+				resp, err := client.Post(url, "application/x-protobuf", bytes.NewReader(bodies[i]))
+				if err != nil {
+					panic(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	want := int64(requests * perRequest)
+	deadline := time.Now().Add(60 * time.Second)
+	for counter.count.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	elapsed := time.Since(started)
+	cpu := cpuSeconds(cmd.Process.Pid) - cpuBefore
+	got := counter.count.Load()
+	if got != want {
+		fmt.Fprintf(os.Stderr, "%s: the sink counted %d of %d\n", name, got, want)
+	}
+	return result{name, float64(got) / elapsed.Seconds(), cpu * 1000 / (float64(got) / 1000)}
+}
+
+var counter = &sink{}
+
+func main() {
+	points := flag.Int("points", 200_000, "usage data points to send")
+	perRequest := flag.Int("per-request", 1000, "points per OTLP request")
+	senders := flag.Int("senders", 4, "concurrent OTLP senders")
+	binary := flag.String("collector", "../../collector/_build/otelcol-doow", "otelcol-doow binary")
+	flag.Parse()
+
+	sinkPort := freePort()
+	go func() { _ = http.ListenAndServe(fmt.Sprintf("127.0.0.1:%d", sinkPort), counter) }()
+	dir, _ := os.MkdirTemp("", "collectorbench")
+	defer os.RemoveAll(dir)
+	sinkURL := fmt.Sprintf("http://127.0.0.1:%d", sinkPort)
+
+	doow := fmt.Sprintf("doow:\n    endpoint: %s\n    api_key: dk_bench_0123456789\n    sending_queue:\n      enabled: false", sinkURL)
+	otlphttp := fmt.Sprintf("otlphttp:\n    endpoint: %s\n    sending_queue:\n      enabled: false", sinkURL)
+	results := []result{
+		run(*binary, dir, "otlphttp (stock)", otlphttp, "otlphttp", *points, *perRequest, *senders),
+		run(*binary, dir, "doow", doow, "doow", *points, *perRequest, *senders),
+	}
+	fmt.Printf("\nThrough otelcol-doow: %d delta usage points in OTLP requests of %d, %d senders, batch 500 (one run)\n",
+		*points, *perRequest, *senders)
+	fmt.Printf("%-18s %14s %22s %10s\n", "exporter", "events/s", "collector CPU ms/1000", "vs stock")
+	base := results[0].eventsPerSecond
+	for _, r := range results {
+		fmt.Printf("%-18s %14.0f %22.2f %9.2fx\n", r.name, r.eventsPerSecond, r.cpuMillisPerThousand, r.eventsPerSecond/base)
+	}
+}
