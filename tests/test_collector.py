@@ -55,8 +55,12 @@ class Collector:
             "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
         }
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([str(BINARY), "--config", str(CONFIG)], env=env,
-                                            stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [str(BINARY), "--config", str(CONFIG)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -97,8 +101,13 @@ def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
 def run_app(source: str, env: dict[str, str], tmp_path: Path) -> None:
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent(source))
-    result = subprocess.run([sys.executable, str(script)], env={**os.environ, **env},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -134,9 +143,14 @@ PLAIN_OTEL_APP = """
 def test_an_app_with_only_the_otel_sdk_and_its_otlp_exporter(
     collector: Collector, local_doow: LocalDoow, tmp_path: Path
 ) -> None:
-    run_app(PLAIN_OTEL_APP, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
-                             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta"},
-            tmp_path)
+    run_app(
+        PLAIN_OTEL_APP,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+        },
+        tmp_path,
+    )
     assert wait_for(lambda: local_doow.total("input_tokens") == 812)
     assert wait_for(lambda: local_doow.total("api_calls") == 30)
     assert [local_doow.total("api_calls", f"lic_{i}") for i in range(3)] == [10, 10, 10]
@@ -175,13 +189,21 @@ def test_doow_tracker_routed_through_the_collector(
 ) -> None:
     from doow_otel import DoowTracker
 
-    meter = DoowTracker(route="collector", collector_endpoint=collector.otlp_http,
-                        flush_interval=3600, handle_sigterm=False)
+    meter = DoowTracker(
+        route="collector",
+        collector_endpoint=collector.otlp_http,
+        flush_interval=3600,
+        handle_sigterm=False,
+    )
     try:
         with meter.invocation(flush_timeout=5.0):  # the wrappers' flush: pushed before the end
             for i in range(20):
-                meter.track(metric="api_calls", quantity=2, license_id=f"lic_{i % 2}",
-                            attribution={"function": "f"})
+                meter.track(
+                    metric="api_calls",
+                    quantity=2,
+                    license_id=f"lic_{i % 2}",
+                    attribution={"function": "f"},
+                )
         meter.track(metric="tokens", quantity=1.5, license_id="lic_0")
         meter.flush()
     finally:
@@ -195,16 +217,23 @@ def test_sigkill_with_a_persistent_queue_then_restart_delivers_exactly_once(
     collector: Collector, local_doow: LocalDoow, tmp_path: Path
 ) -> None:
     local_doow.faults.fail_next(100_000, 503)  # Doow is down
-    run_app(PLAIN_OTEL_APP, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
-                             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta"},
-            tmp_path)
+    run_app(
+        PLAIN_OTEL_APP,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+        },
+        tmp_path,
+    )
     assert wait_for(lambda: any(r["status"] == 503 for r in local_doow.requests()))
     collector.stop(signal.SIGKILL)  # the queue is on disk, in file_storage
     assert local_doow.total("api_calls") == 0
     local_doow.faults.clear()
     collector.start()  # same queue directory
-    assert wait_for(lambda: local_doow.total("api_calls") == 30 and
-                    local_doow.total("input_tokens") == 812, seconds=60), collector.log.read_text()[-3000:]
+    assert wait_for(
+        lambda: local_doow.total("api_calls") == 30 and local_doow.total("input_tokens") == 812,
+        seconds=60,
+    ), collector.log.read_text()[-3000:]
     time.sleep(2.5)
     assert local_doow.total("api_calls") == 30
     assert local_doow.total("exports") == 4
