@@ -8,8 +8,7 @@ import asyncio
 import inspect
 import json
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,19 +17,6 @@ from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
 
 func = pytest.importorskip("azure.functions")
-
-
-@pytest.fixture
-def meter(local_doow: LocalDoow, tmp_path: Path) -> Iterator[DoowTracker]:
-    tracker = DoowTracker(
-        local_doow.api_key,
-        endpoint=local_doow.url,
-        spool=tmp_path / "spool",
-        flush_interval=3600,
-        handle_sigterm=False,
-    )
-    yield tracker
-    tracker.shutdown()
 
 
 class Context(func.Context):  # type: ignore[misc]

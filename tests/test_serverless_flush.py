@@ -7,7 +7,6 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +15,6 @@ import pytest
 from doow_otel.serverless import _budget
 from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
-
-
-@pytest.fixture
-def meter(local_doow: LocalDoow, tmp_path: Path) -> Iterator[DoowTracker]:
-    tracker = DoowTracker(
-        local_doow.api_key,
-        endpoint=local_doow.url,
-        spool=tmp_path / "spool",
-        flush_interval=3600,
-        handle_sigterm=False,
-    )
-    yield tracker
-    tracker.shutdown()
-
-
-def event_posts(local_doow: LocalDoow) -> list[dict[str, Any]]:
-    return [r for r in local_doow.requests() if r["path"] == "/telemetry/events"]
 
 
 @pytest.mark.parametrize(
@@ -74,7 +56,7 @@ def test_an_invocation_costs_one_request_even_past_flush_at(
 
     assert handler({}, None) == "done"
     assert local_doow.total("api_calls", "lic_a") == 60
-    assert len(event_posts(local_doow)) == 1
+    assert len(local_doow.requests(path="/telemetry/events")) == 1
 
 
 def test_the_deadline_bounds_the_flush_and_the_rest_is_delivered_once_later(

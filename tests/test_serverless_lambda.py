@@ -153,10 +153,6 @@ def track(metric: str, quantity: float, license_id: str) -> dict[str, Any]:
     return {"metric": metric, "quantity": quantity, "license_id": license_id}
 
 
-def event_posts(local_doow: LocalDoow) -> list[dict[str, Any]]:
-    return [r for r in local_doow.requests() if r["path"] == "/telemetry/events"]
-
-
 def spooled(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "spool").glob("*.batch"))
 
@@ -189,7 +185,9 @@ def test_usage_of_an_invocation_arrived_before_the_response(
     assert local_doow.total("api_calls", "lic_a") == 2
     assert local_doow.total("tokens", "lic_a") == 1024
     assert local_doow.total("tokens", "lic_b") == 6
-    assert len(event_posts(local_doow)) == 1  # the whole invocation in one request
+    assert (
+        len(local_doow.requests(path="/telemetry/events")) == 1
+    )  # the whole invocation in one request
 
 
 def test_a_handler_that_raises_still_flushed(
@@ -233,7 +231,7 @@ def test_slow_server_response_in_time_then_usage_delivered_once_by_the_next_invo
     assert len(local_doow.events(metric="api_calls", license_id="lic_slow")) == 1
     assert spooled(tmp_path) == []
     # the spooled batch went first, then the invocation's own
-    posts = event_posts(local_doow)
+    posts = local_doow.requests(path="/telemetry/events")
     assert [p["status"] for p in posts[-2:]] == [202, 202]
     replayed_ids = {e["event_id"] for e in local_doow.events(license_id="lic_slow")}
     own_ids = {e["event_id"] for e in local_doow.events(license_id="lic_next")}
@@ -270,7 +268,7 @@ def test_100_warm_invocations_share_one_connection(
         result = runtime.invoke({"track": [track("api_calls", 1, "lic_warm")]})
         assert result.ok and result.in_time, (number, runtime.log())
     assert local_doow.total("api_calls", "lic_warm") == 100
-    posts = event_posts(local_doow)
+    posts = local_doow.requests(path="/telemetry/events")
     assert len(posts) == 100  # one request per invocation
     assert len({p["peer_port"] for p in posts}) == 1  # over one reused connection
 
@@ -284,7 +282,7 @@ def test_cold_start_usage_tracked_at_import_goes_with_the_first_invocation(
     assert answered(runtime.invoke({}), runtime).ok
     assert local_doow.total("cold_starts", "lic_init") == 1
     assert local_doow.total("api_calls", "lic_init") == 1
-    assert len(event_posts(local_doow)) == 1
+    assert len(local_doow.requests(path="/telemetry/events")) == 1
 
 
 def test_async_handler_runs_to_completion_on_one_loop_across_invocations(
@@ -296,7 +294,7 @@ def test_async_handler_runs_to_completion_on_one_loop_across_invocations(
     assert first.ok and second.ok
     assert first.body["loop"] == second.body["loop"]
     assert local_doow.total("api_calls", "lic_async") == 5
-    assert len(event_posts(local_doow)) == 2
+    assert len(local_doow.requests(path="/telemetry/events")) == 2
 
 
 def test_plain_opentelemetry_without_a_tracker_flushes_the_global_providers(

@@ -29,23 +29,6 @@ from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
 
 
-@pytest.fixture
-def meter(local_doow: LocalDoow, tmp_path: Path) -> Iterator[DoowTracker]:
-    tracker = DoowTracker(
-        local_doow.api_key,
-        endpoint=local_doow.url,
-        spool=tmp_path / "spool",
-        flush_interval=3600,
-        handle_sigterm=False,
-    )
-    yield tracker
-    tracker.shutdown()
-
-
-def event_posts(local_doow: LocalDoow) -> list[dict[str, Any]]:
-    return [r for r in local_doow.requests() if r["path"] == "/telemetry/events"]
-
-
 def serve_one(server: Any, call: Callable[[str], httpx.Response]) -> httpx.Response:
     """One invocation: the server handles one request; returns once it is done with it."""
     handling = threading.Thread(target=server.handle_request)
@@ -92,7 +75,7 @@ def test_handler_class_flushes_after_each_request(
             response = serve_one(server, lambda url: httpx.get(url))
             assert response.status_code == 200 and response.text == "ok"
             assert local_doow.total("api_calls", "lic_class") == count
-        assert len(event_posts(local_doow)) == 3
+        assert len(local_doow.requests(path="/telemetry/events")) == 3
 
 
 def test_handler_class_that_raises_still_flushed(meter: DoowTracker, local_doow: LocalDoow) -> None:
@@ -271,7 +254,7 @@ def test_fastapi_app_under_uvicorn_flushes_before_the_invocation_ends(
             assert response.json() == {"ok": True}
             assert runtime.ended.wait(10)
             assert runtime.ends[-1][1] == (100 * count, count)
-    assert len(event_posts(local_doow)) == 2
+    assert len(local_doow.requests(path="/telemetry/events")) == 2
 
 
 def test_wait_until_sends_the_response_before_the_flush_and_usage_still_arrives(
@@ -296,4 +279,4 @@ def test_wait_until_sends_the_response_before_the_flush_and_usage_still_arrives(
         assert ended_at > received
         assert seen == 64  # delivered before the invocation ended
     assert local_doow.total("api_calls", "lic_asgi") == 1
-    assert len(event_posts(local_doow)) == 1
+    assert len(local_doow.requests(path="/telemetry/events")) == 1

@@ -113,9 +113,13 @@ class LocalDoow:
     def rejections(self) -> list[dict[str, Any]]:
         return self.server.store.rejections()
 
-    def requests(self, *, include_in_flight: bool = False) -> list[dict[str, Any]]:
-        """The ingest requests received, in order: path, status, events, batch_id, headers."""
-        return self.server.requests(include_in_flight=include_in_flight)
+    def requests(
+        self, *, path: str | None = None, include_in_flight: bool = False
+    ) -> list[dict[str, Any]]:
+        """The ingest requests received (to `path`, or all), in order: path, status,
+        events, batch_id, event_ids, headers."""
+        found = self.server.requests(include_in_flight=include_in_flight)
+        return [r for r in found if path is None or r["path"] == path]
 
 
 def _local_doow() -> Iterator[LocalDoow]:
