@@ -15,47 +15,56 @@ import httpx
 KEY = "dk_bench_0123456789"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+def server_command(port: int, db: str = ":memory:") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "doow_otel.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--db",
+        db,
+        "--key",
+        KEY,
+    ]
+
+
 @contextmanager
-def local_server() -> Iterator[str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "doow_otel.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            ":memory:",
-            "--key",
-            KEY,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def serving(command: list[str], port: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a server process (its output discarded) until it answers on `port`."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        for _ in range(400):
             try:
                 httpx.get(
                     f"{url}/api/stats", timeout=0.5, headers={"Authorization": f"Bearer {KEY}"}
                 )
                 break
-            except httpx.HTTPError:
+            except httpx.TransportError:
                 time.sleep(0.05)
         else:
-            raise RuntimeError("the local server did not start")
-        yield url
+            raise RuntimeError(f"the server did not start: {command}")
+        yield url, process
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=30)
+
+
+@contextmanager
+def local_server(db: str = ":memory:") -> Iterator[str]:
+    """The local Doow-compatible server in its own process: a benchmark's CPU figures
+    are then the client's alone."""
+    port = free_port()
+    with serving(server_command(port, db), port) as (url, _):
+        yield url
 
 
 def usage_total(url: str, metric: str) -> float:

@@ -16,7 +16,6 @@ import gzip
 import json
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from _server import KEY, table
+from _server import KEY, free_port, server_command, serving, table
 
 EVENTS_PER_BATCH = 500
 
@@ -68,12 +67,6 @@ def sender(url: str, bodies: list[bytes], ready: Any, go: Any) -> None:
             assert answer.status_code == 202, answer.text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 NULL_SINK = """
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,35 +88,12 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 
 @contextmanager
 def running(kind: str, db: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    if kind == "null":
-        command = [sys.executable, "-c", NULL_SINK, str(port)]
-    else:
-        command = [
-            sys.executable,
-            "-m",
-            "doow_otel.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            db,
-            "--key",
-            KEY,
-        ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(400):
-            try:
-                httpx.get(url + "/api/stats", headers={"Authorization": f"Bearer {KEY}"})
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    port = free_port()
+    command = (
+        [sys.executable, "-c", NULL_SINK, str(port)] if kind == "null" else server_command(port, db)
+    )
+    with serving(command, port) as running:
+        yield running
 
 
 def cpu_seconds(pid: int) -> float:
