@@ -49,7 +49,12 @@ def test_sigkill_mid_flush_then_restart_delivers_exactly_once(tmp_path: Path, wh
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         stored_before = doow.total("jobs")
-        assert stored_before in (0, 500)  # nothing, or exactly the first batch (after_body)
+        # batches (500, 500, 200) go up to 4 at a time: before_body stores none of them,
+        # after_body any whole ones the server reached before the kill
+        if when == "before_body":
+            assert stored_before == 0
+        else:
+            assert stored_before in (200, 500, 700, 1000, 1200)
         doow.faults.clear()
         restarted = subprocess.run(
             [sys.executable, str(script), doow.url, doow.api_key, str(spool), "0"],
@@ -59,5 +64,7 @@ def test_sigkill_mid_flush_then_restart_delivers_exactly_once(tmp_path: Path, wh
         )
         assert restarted.returncode == 0, restarted.stderr
         assert doow.total("jobs", "lic_crash") == 1200  # every journaled batch, exactly once
-        assert doow.stats()["duplicates"] in (0, 500)
+        # Whatever reached the server twice (the killed process's requests may still
+        # complete once the server wakes) was recognised by id and counted once.
+        assert doow.stats()["accepted"] == 1200
         assert not list(spool.glob("*.batch"))
