@@ -238,3 +238,22 @@ def test_sigkill_with_a_persistent_queue_then_restart_delivers_exactly_once(
     assert local_doow.total("api_calls") == 30
     assert local_doow.total("exports") == 4
     assert len(local_doow.events(metric="api_calls")) == 3  # one delta point per license
+
+
+def test_the_pipeline_config_validates_and_names_a_missing_key(tmp_path: Path) -> None:
+    if not BINARY.exists():
+        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    env = {**os.environ, "DOOW_QUEUE_DIR": str(tmp_path)}
+    env.pop("DOOW_API_KEY", None)
+    command = [str(BINARY), "validate", "--config", str(CONFIG)]
+    ok = subprocess.run(
+        command,
+        env={**env, "DOOW_API_KEY": "dk_validate_0123456789"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    missing = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0
+    assert "api_key: required" in missing.stderr + missing.stdout
