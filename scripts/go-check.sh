@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Go side of the test command: vet and test the doow exporter, build the collector
-# distribution when missing or stale.
+# Go side of the test command: vet and test the doow exporter (with the shared vectors
+# and random OTLP converted by Python first, to be converted alike), then build the
+# collector distribution when missing or stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+parity=$(mktemp -d)
+trap 'rm -rf "$parity"' EXIT
+"${DOOW_VENV:-.venv}/bin/python" scripts/parity_fuzz.py "$parity" --cases 1000
 (
   cd exporter/doowexporter
   test -z "$(gofmt -l .)" || { gofmt -l . >&2; echo "gofmt: files above need formatting" >&2; exit 1; }
   go vet ./...
-  go test ./...
+  DOOW_PARITY_DIR="$parity" go test ./...
 )
 (cd bench/collectorbench && go vet ./...)
 bash collector/build.sh

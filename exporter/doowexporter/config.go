@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configopaque"
@@ -49,7 +50,7 @@ func (cfg *Config) Validate() error {
 	var errs []error
 	if cfg.APIKey == "" {
 		errs = append(errs, errors.New("api_key: required; set it to your Doow SDK key, e.g. ${env:DOOW_API_KEY}"))
-	} else if !strings.HasPrefix(string(cfg.APIKey), "dk_") || strings.ContainsAny(string(cfg.APIKey), " \t\n") {
+	} else if !strings.HasPrefix(string(cfg.APIKey), "dk_") || strings.IndexFunc(string(cfg.APIKey), unicode.IsSpace) >= 0 {
 		errs = append(errs, errors.New("api_key: a Doow SDK key starts with dk_ and has no spaces"))
 	}
 	if err := checkEndpoint(cfg.Endpoint, cfg.AllowInsecure); err != nil {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -31,6 +32,8 @@ var (
 	licenseKeys = []string{"doow.license_id", "license_id"}
 )
 
+const canonicalNaN = 0x7ff8000000000000
+
 // conversionOptions are the configurable parts of the rules.
 type conversionOptions struct {
 	defaultLicenseID    string
@@ -40,11 +43,12 @@ type conversionOptions struct {
 	genaiWithoutLicense bool
 }
 
-// conversion is the events, and the usage that could not be converted by reason code.
+// conversion is the events, the usage that could not be converted by reason code, and
+// the attribution entries the policy stripped.
 type conversion struct {
 	events   []event
 	dropped  map[string]int
-	stripped map[string]int
+	stripped map[strippedAttr]int
 }
 
 type converter struct {
@@ -53,7 +57,7 @@ type converter struct {
 }
 
 func newConverter(opts conversionOptions) *converter {
-	return &converter{opts: opts, result: conversion{dropped: map[string]int{}, stripped: map[string]int{}}}
+	return &converter{opts: opts, result: conversion{dropped: map[string]int{}, stripped: map[strippedAttr]int{}}}
 }
 
 // --- canonical encoding for event ids ---
@@ -76,8 +80,14 @@ func encValue(v pcommon.Value) string {
 	case pcommon.ValueTypeInt:
 		return encInt(v.Int())
 	case pcommon.ValueTypeDouble:
+		bits := math.Float64bits(v.Double())
+		if math.IsNaN(v.Double()) {
+			// one NaN, as Python's float("nan"): pdata decodes OTLP/JSON "NaN" with
+			// another payload (Go's math.NaN), which would change the id
+			bits = canonicalNaN
+		}
 		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], math.Float64bits(v.Double()))
+		binary.BigEndian.PutUint64(b[:], bits)
 		return "d" + hex.EncodeToString(b[:])
 	case pcommon.ValueTypeSlice:
 		items := v.Slice()
@@ -107,7 +117,8 @@ func encAttrs(m pcommon.Map) string {
 		pairs = append(pairs, kv{k, v})
 		return true
 	})
-	sort.Slice(pairs, func(i, j int) bool { return pairs[i].key < pairs[j].key })
+	// stable: a repeated key keeps its order, as in Python's sorted()
+	sort.SliceStable(pairs, func(i, j int) bool { return pairs[i].key < pairs[j].key })
 	var b strings.Builder
 	b.WriteString("m" + strconv.Itoa(len(pairs)) + "{")
 	for _, p := range pairs {
@@ -272,7 +283,7 @@ func (c *converter) emit(metric string, q *quantity, licenseID, unit string, nan
 		drop("invalid_license")
 		return
 	}
-	if utf8Len(unit) > maxUnitLen {
+	if utf8.RuneCountInString(unit) > maxUnitLen {
 		unit = ""
 	}
 	c.result.events = append(c.result.events, event{
@@ -285,8 +296,6 @@ func (c *converter) emit(metric string, q *quantity, licenseID, unit string, nan
 		attribution: cleanAttribution(attribution, c.result.stripped),
 	})
 }
-
-func utf8Len(s string) int { return len([]rune(s)) }
 
 // --- metrics ---
 

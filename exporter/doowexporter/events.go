@@ -3,13 +3,15 @@ package doowexporter
 import (
 	"bytes"
 	"crypto/sha1"
-	"encoding/json"
 	"math"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -24,16 +26,30 @@ const (
 	maxAttrValueLen = 256
 )
 
-var (
-	metricRE      = regexp.MustCompile(`^[A-Za-z0-9_.:\-]+$`)
-	secretKeyRE   = regexp.MustCompile(`(?i)(authori[sz]ation|passw(or)?d|passwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key|cookie|session|token|credential|bearer|signature)`)
-	countKeyRE    = regexp.MustCompile(`(?i)(^|[._])(input|output|total|prompt|completion)?_?tokens?$`)
-	secretValueRE = regexp.MustCompile(`(\bdk_[A-Za-z0-9_\-]{6,}` +
-		`|\bBearer\s+\S+` +
-		`|\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*` +
-		`|\b(AKIA|ASIA)[A-Z0-9]{16}\b` +
-		`|-----BEGIN [A-Z ]*PRIVATE KEY-----|-----BEGIN [A-Z ]+-----)`)
+// The attribution policy's patterns, written as Python's re module reads them, so
+// both implementations strip the same keys and values: Python's \b and \s are
+// Unicode-aware (Go's are ASCII), its $ also matches before a final newline (\n?$),
+// and its IGNORECASE lets ı and İ match i (pyIgnoreCase).
+const (
+	pyWord  = `\p{L}\p{N}_`
+	pySpace = `\t-\r\x1c-\x20\x85\p{Z}`
+	before  = `(?:^|[^` + pyWord + `])` // \b before a word character
+	after   = `(?:[^` + pyWord + `]|$)` // \b after a word character
 )
+
+var (
+	secretKeyRE = regexp.MustCompile(`(?i)` + pyIgnoreCase(`(authori[sz]ation|passw(or)?d|passwd|secret|`+
+		`api[_-]?key|apikey|access[_-]?key|private[_-]?key|cookie|session|token|credential|bearer|signature)`))
+	countKeyRE = regexp.MustCompile(`(?i)(^|[._])` +
+		pyIgnoreCase(`(input|output|total|prompt|completion)`) + `?_?tokens?\n?$`)
+	secretValueRE = regexp.MustCompile(before + `dk_[A-Za-z0-9_\-]{6,}` +
+		`|` + before + `Bearer[` + pySpace + `]+[^` + pySpace + `]+` +
+		`|` + before + `eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*` +
+		`|` + before + `(AKIA|ASIA)[A-Z0-9]{16}` + after +
+		`|-----BEGIN [A-Z ]*PRIVATE KEY-----|-----BEGIN [A-Z ]+-----`)
+)
+
+func pyIgnoreCase(pattern string) string { return strings.ReplaceAll(pattern, "i", "[iıİ]") }
 
 // attrValue is an attribution value: string, bool, int64 or float64.
 type attrValue any
@@ -71,22 +87,57 @@ type event struct {
 
 // whyStripped says why an attribution entry may not be sent, or "".
 func whyStripped(key string, value attrValue) string {
-	if secretKeyRE.MatchString(key) && !countKeyRE.MatchString(key) {
+	if keyNamesSecret(key) {
 		return "key names a secret"
 	}
 	if s, ok := value.(string); ok {
 		if utf8.RuneCountInString(s) > maxAttrValueLen {
 			return "value too long (payload or log?)"
 		}
-		if secretValueRE.MatchString(s) {
+		if looksLikeCredential(s) {
 			return "value looks like a credential"
 		}
 	}
 	return ""
 }
 
-// cleanAttribution applies the attribution policy; stripped keys are counted by reason.
-func cleanAttribution(attrs []attr, stripped map[string]int) []attr {
+// The patterns cost microseconds per match, which would dominate the conversion:
+// keys repeat from event to event, so each key's answer is remembered (up to a bound),
+// and a value is matched only when it holds one of the literals every credential
+// pattern starts with.
+const maxRememberedKeys = 4096
+
+var (
+	secretKeys      sync.Map // key -> bool
+	rememberedKeys  atomic.Int64
+	credentialStart = []string{"dk_", "Bearer", "eyJ", "AKIA", "ASIA", "-----BEGIN "}
+)
+
+func keyNamesSecret(key string) bool {
+	if known, ok := secretKeys.Load(key); ok {
+		return known.(bool)
+	}
+	secret := secretKeyRE.MatchString(key) && !countKeyRE.MatchString(key)
+	if rememberedKeys.Add(1) <= maxRememberedKeys {
+		secretKeys.Store(key, secret)
+	}
+	return secret
+}
+
+func looksLikeCredential(value string) bool {
+	for _, literal := range credentialStart {
+		if strings.Contains(value, literal) {
+			return secretValueRE.MatchString(value)
+		}
+	}
+	return false
+}
+
+// strippedAttr is an attribution key the policy removed, and why; never the value.
+type strippedAttr struct{ key, reason string }
+
+// cleanAttribution applies the attribution policy; stripped keys are counted.
+func cleanAttribution(attrs []attr, stripped map[strippedAttr]int) []attr {
 	out := make([]attr, 0, len(attrs))
 	for _, a := range attrs {
 		reason := whyStripped(a.key, a.value)
@@ -94,7 +145,7 @@ func cleanAttribution(attrs []attr, stripped map[string]int) []attr {
 			reason = "too many attribution keys"
 		}
 		if reason != "" {
-			stripped[reason]++
+			stripped[strippedAttr{a.key, reason}]++
 			continue
 		}
 		out = append(out, a)
@@ -102,19 +153,34 @@ func cleanAttribution(attrs []attr, stripped map[string]int) []attr {
 	return out
 }
 
+// metricValid: letters, digits and _ . : - (ASCII, as Python's pattern), at most 128.
 func metricValid(metric string) bool {
-	return utf8.RuneCountInString(metric) <= maxMetricLen && metricRE.MatchString(metric)
+	if metric == "" || len(metric) > maxMetricLen {
+		return false
+	}
+	for i := 0; i < len(metric); i++ {
+		c := metric[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.:-", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 func licenseValid(license string) bool {
-	return strings.TrimSpace(license) != "" && utf8.RuneCountInString(license) <= maxLicenseLen
+	return strings.TrimFunc(license, pyIsSpace) != "" && utf8.RuneCountInString(license) <= maxLicenseLen
 }
+
+// pyIsSpace is Python's str.isspace: Go's unicode.IsSpace, and the separators \x1c-\x1f.
+func pyIsSpace(r rune) bool { return unicode.IsSpace(r) || '\x1c' <= r && r <= '\x1f' }
 
 // formatTime is ISO 8601 in UTC with milliseconds, truncated.
 func formatTime(nanos uint64) string {
 	millis := int64(nanos / 1_000_000)
 	return time.UnixMilli(millis).UTC().Format("2006-01-02T15:04:05.000Z")
 }
+
+const hexDigits = "0123456789abcdef"
 
 // uuid5 is RFC 4122 version 5 (SHA-1) of name in namespace.
 func uuid5(namespace [16]byte, name string) string {
@@ -123,7 +189,6 @@ func uuid5(namespace [16]byte, name string) string {
 	sum := sha1.Sum(input)
 	sum[6] = (sum[6] & 0x0f) | 0x50
 	sum[8] = (sum[8] & 0x3f) | 0x80
-	const hexDigits = "0123456789abcdef"
 	out := make([]byte, 0, 36)
 	for i := 0; i < 16; i++ {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
@@ -192,17 +257,52 @@ func scalarText(v attrValue) string {
 	return ""
 }
 
+// writeJSONString writes s as Python's json module does with ensure_ascii=False, so
+// both implementations send the same bytes (and so split batches at the same points):
+// only '"', '\\' and control characters are escaped; invalid UTF-8 becomes U+FFFD.
 func writeJSONString(buf *bytes.Buffer, s string) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			encoded, _ := json.Marshal(s) // the rare string that needs escaping
-			buf.Write(encoded)
-			return
+	buf.WriteByte('"')
+	if !needsEscape(s) {
+		buf.WriteString(s)
+		buf.WriteByte('"')
+		return
+	}
+	for _, r := range s {
+		switch r {
+		case '"':
+			buf.WriteString(`\"`)
+		case '\\':
+			buf.WriteString(`\\`)
+		case '\b':
+			buf.WriteString(`\b`)
+		case '\f':
+			buf.WriteString(`\f`)
+		case '\n':
+			buf.WriteString(`\n`)
+		case '\r':
+			buf.WriteString(`\r`)
+		case '\t':
+			buf.WriteString(`\t`)
+		default:
+			if r < 0x20 {
+				buf.WriteString(`\u00`)
+				buf.WriteByte(hexDigits[r>>4])
+				buf.WriteByte(hexDigits[r&0xf])
+			} else {
+				buf.WriteRune(r) // ranging turned invalid UTF-8 into U+FFFD
+			}
 		}
 	}
 	buf.WriteByte('"')
-	buf.WriteString(s)
-	buf.WriteByte('"')
+}
+
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
 }
 
 func writeValue(buf *bytes.Buffer, v attrValue) {

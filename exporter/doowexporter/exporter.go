@@ -27,24 +27,33 @@ import (
 // retryable. Retrying a whole push is safe: every event id and batch id is
 // deterministic, and Doow counts a resent event once.
 type doowExporter struct {
-	cfg    *Config
-	url    string
-	opts   conversionOptions
-	logger *zap.Logger
-	client *http.Client
+	cfg       *Config
+	url       string
+	opts      conversionOptions
+	logger    *zap.Logger
+	telemetry *telemetry
+	client    *http.Client
 }
 
-func newExporter(cfg *Config, set exporter.Settings) *doowExporter {
-	return &doowExporter{
-		cfg:    cfg,
-		url:    strings.TrimRight(cfg.Endpoint, "/") + "/telemetry/events",
-		opts:   cfg.conversionOptions(),
-		logger: set.Logger,
+func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
+	t, err := newTelemetry(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
 	}
+	return &doowExporter{
+		cfg:       cfg,
+		url:       strings.TrimRight(cfg.Endpoint, "/") + "/telemetry/events",
+		opts:      cfg.conversionOptions(),
+		logger:    set.Logger,
+		telemetry: t,
+	}, nil
 }
 
 func (e *doowExporter) start(context.Context, component.Host) error {
-	e.client = &http.Client{Timeout: e.cfg.Timeout}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// the queue's consumers post in parallel: keep a connection for each
+	transport.MaxIdleConnsPerHost = 64
+	e.client = &http.Client{Timeout: e.cfg.Timeout, Transport: transport}
 	return nil
 }
 
@@ -67,20 +76,42 @@ func (e *doowExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 	return e.deliver(ctx, convertLogs(ld, e.opts))
 }
 
+// deliver sends a push's events; what could not be converted is reported once the push
+// is done, delivered or refused for good, rather than on every retry.
 func (e *doowExporter) deliver(ctx context.Context, result conversion) error {
-	for code, count := range result.dropped {
-		e.logger.Warn("usage dropped", zap.String("reason", code), zap.Int("count", count))
-	}
-	for reason, count := range result.stripped {
-		e.logger.Warn("attribution stripped", zap.String("reason", reason), zap.Int("count", count))
-	}
 	var errs []error
 	for _, b := range makeBatches(result.events) {
-		if err := e.send(ctx, b); err != nil {
-			errs = append(errs, err)
+		errs = append(errs, e.send(ctx, b))
+	}
+	err := e.combine(errs)
+	if err == nil || consumererror.IsPermanent(err) {
+		e.telemetry.converted(ctx, result)
+	}
+	return err
+}
+
+// combine decides what a push whose batches failed differently returns. One retryable
+// failure makes the whole push retryable, even when another batch was refused for good
+// (consumererror would otherwise drop them all): the retry resends the accepted batches
+// under the same ids, which Doow counts once.
+func (e *doowExporter) combine(errs []error) error {
+	var retryable, permanent []error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case consumererror.IsPermanent(err):
+			permanent = append(permanent, err)
+		default:
+			retryable = append(retryable, err)
 		}
 	}
-	return errors.Join(errs...)
+	if len(retryable) == 0 {
+		return errors.Join(permanent...)
+	}
+	for _, err := range permanent {
+		e.logger.Error("Doow refused a batch; it is resent with the rest of the push", zap.Error(err))
+	}
+	return errors.Join(retryable...)
 }
 
 // send posts one batch and maps Doow's answer onto the collector's retry machinery.
@@ -103,17 +134,17 @@ func (e *doowExporter) send(ctx context.Context, b batch) error {
 		return fmt.Errorf("posting %d events to Doow: %w", len(b.events), err)
 	}
 	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64*1024))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 
 	switch status := resp.StatusCode; {
-	case status == http.StatusOK || status == http.StatusAccepted:
-		return nil
 	case status == http.StatusMultiStatus:
-		e.reportRejections(answer, len(b.events))
+		e.reportRejections(ctx, answer, len(b.events))
 		return nil // rejected events are never resent
+	case status >= 200 && status < 300:
+		return nil
 	case status == http.StatusRequestEntityTooLarge && len(b.events) > 1:
 		left, right := b.halves()
-		return errors.Join(e.send(ctx, left), e.send(ctx, right))
+		return e.combine([]error{e.send(ctx, left), e.send(ctx, right)})
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		err := fmt.Errorf("Doow answered %d: %s", status, snippet(answer))
 		if delay, ok := retryAfter(resp.Header.Get("Retry-After"), resp.Header.Get("X-Doow-Rate-Limits")); ok {
@@ -129,18 +160,21 @@ func (e *doowExporter) send(ctx context.Context, b batch) error {
 	}
 }
 
-func (e *doowExporter) reportRejections(answer []byte, sent int) {
+// maxAnswerBytes bounds what is read of an answer: a 207 lists up to 500 rejections.
+const maxAnswerBytes = 1 << 20
+
+type rejection struct {
+	EventID string `json:"event_id"`
+	Reason  string `json:"reason"`
+}
+
+func (e *doowExporter) reportRejections(ctx context.Context, answer []byte, sent int) {
 	var parsed struct {
-		Rejections []struct {
-			EventID string `json:"event_id"`
-			Reason  string `json:"reason"`
-		} `json:"rejections"`
+		Rejected   int         `json:"rejected"`
+		Rejections []rejection `json:"rejections"`
 	}
 	_ = json.Unmarshal(answer, &parsed)
-	e.logger.Warn("Doow rejected events", zap.Int("rejected", len(parsed.Rejections)), zap.Int("sent", sent))
-	for _, r := range parsed.Rejections {
-		e.logger.Warn("event rejected", zap.String("event_id", r.EventID), zap.String("reason", r.Reason))
-	}
+	e.telemetry.rejectedEvents(ctx, max(parsed.Rejected, len(parsed.Rejections)), sent, parsed.Rejections)
 }
 
 // retryAfter reads Retry-After (seconds or an HTTP date) and X-Doow-Rate-Limits
@@ -149,10 +183,10 @@ func retryAfter(header, limits string) (time.Duration, bool) {
 	var wait time.Duration
 	found := false
 	if header != "" {
-		if seconds, err := strconv.ParseFloat(header, 64); err == nil {
-			wait, found = time.Duration(seconds*float64(time.Second)), true
+		if seconds, err := strconv.ParseUint(header, 10, 32); err == nil {
+			wait, found = time.Duration(seconds)*time.Second, true
 		} else if date, err := http.ParseTime(header); err == nil {
-			wait, found = time.Until(date), true
+			wait, found = max(time.Until(date), 0), true
 		}
 	}
 	var categories map[string]struct {
@@ -160,13 +194,10 @@ func retryAfter(header, limits string) (time.Duration, bool) {
 	}
 	if limits != "" && json.Unmarshal([]byte(limits), &categories) == nil {
 		for _, c := range categories {
-			if d := time.Duration(c.RetryAfter * float64(time.Second)); d > wait {
-				wait, found = d, true
+			if c.RetryAfter > 0 && c.RetryAfter < 1<<32 {
+				wait, found = max(wait, time.Duration(c.RetryAfter*float64(time.Second))), true
 			}
 		}
-	}
-	if wait < 0 {
-		wait = 0
 	}
 	return wait, found
 }

@@ -15,10 +15,13 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 	"go.opentelemetry.io/collector/consumer/consumererror"
-	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -68,6 +71,12 @@ func (f *fakeDoow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	answer(w, len(body.Events))
 }
 
+func (f *fakeDoow) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.requests)
+}
+
 func status(code int, headers ...string) func(http.ResponseWriter, int) {
 	return func(w http.ResponseWriter, _ int) {
 		for i := 0; i+1 < len(headers); i += 2 {
@@ -95,26 +104,34 @@ func usage(points int) pmetric.Metrics {
 	return md
 }
 
-func start(t *testing.T, f *fakeDoow) (*doowExporter, *observer.ObservedLogs) {
+// start runs the exporter (without exporterhelper) against f, with logs and metrics
+// kept for the test.
+func start(t *testing.T, f *fakeDoow) (*doowExporter, *observer.ObservedLogs, *componenttest.Telemetry) {
 	t.Helper()
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	server := httptest.NewServer(f)
 	t.Cleanup(server.Close)
 	core, logs := observer.New(zap.DebugLevel)
 	cfg := createDefaultConfig().(*Config)
 	cfg.Endpoint = server.URL
 	cfg.APIKey = testKey
-	set := exporter.Settings{ID: component.NewID(componentType)}
+	set := exportertest.NewNopSettings(componentType)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
 	set.Logger = zap.New(core)
-	e := newExporter(cfg, set)
+	e, err := newExporter(cfg, set)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := e.start(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	return e, logs
+	return e, logs, tel
 }
 
 func TestDeliversInBatchesOf500WithTheKey(t *testing.T) {
 	f := &fakeDoow{}
-	e, _ := start(t, f)
+	e, _, _ := start(t, f)
 	if err := e.pushMetrics(context.Background(), usage(1200)); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +145,7 @@ func TestDeliversInBatchesOf500WithTheKey(t *testing.T) {
 
 func TestRetryingTheSamePushResendsTheSameBatchIDs(t *testing.T) {
 	f := &fakeDoow{}
-	e, _ := start(t, f)
+	e, _, _ := start(t, f)
 	_ = e.pushMetrics(context.Background(), usage(3))
 	_ = e.pushMetrics(context.Background(), usage(3))
 	if f.requests[0].batchID == "" || f.requests[0].batchID != f.requests[1].batchID {
@@ -144,6 +161,7 @@ func TestAnswersMapOntoTheRetryMachinery(t *testing.T) {
 		throttled bool
 		failed    bool
 	}{
+		{"200 is done", status(200), false, false, false},
 		{"207 is done", status(207), false, false, false},
 		{"400 is permanent", status(400), true, false, true},
 		{"401 is permanent", status(401), true, false, true},
@@ -156,7 +174,7 @@ func TestAnswersMapOntoTheRetryMachinery(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := &fakeDoow{answers: []func(http.ResponseWriter, int){c.answer}}
-			e, logs := start(t, f)
+			e, logs, _ := start(t, f)
 			err := e.pushMetrics(context.Background(), usage(2))
 			if (err != nil) != c.failed {
 				t.Fatalf("err = %v", err)
@@ -179,12 +197,83 @@ func TestAnswersMapOntoTheRetryMachinery(t *testing.T) {
 	}
 }
 
+func TestOneRetryableBatchMakesThePushRetryable(t *testing.T) {
+	// 1000 points are two batches: the first is refused (400), the second hits a 503
+	f := &fakeDoow{answers: []func(http.ResponseWriter, int){status(400), status(503)}}
+	e, logs, _ := start(t, f)
+	err := e.pushMetrics(context.Background(), usage(1000))
+	if err == nil || consumererror.IsPermanent(err) {
+		t.Fatalf("err = %v, want a retryable error", err)
+	}
+	if len(logs.FilterMessage("Doow refused a batch; it is resent with the rest of the push").All()) != 1 {
+		t.Fatalf("the refused batch was not logged: %+v", logs.All())
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	inAMinute := time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)
+	cases := []struct {
+		header, limits string
+		atLeast        time.Duration
+		found          bool
+	}{
+		{"7", "", 7 * time.Second, true},
+		{inAMinute, "", 58 * time.Second, true},
+		{"Wed, 21 Oct 2015 07:28:00 GMT", "", 0, true}, // in the past: retry now
+		{"", `{"events": {"retry_after": 3}, "bytes": {"retry_after": 12.5}}`, 12500 * time.Millisecond, true},
+		{"2", `{"events": {"retry_after": 1}}`, 2 * time.Second, true},
+		{"soon", "", 0, false},
+		{"-1", "not json", 0, false},
+		{"", "", 0, false},
+	}
+	for _, c := range cases {
+		wait, found := retryAfter(c.header, c.limits)
+		if found != c.found || wait < c.atLeast || wait > c.atLeast+2*time.Second {
+			t.Errorf("retryAfter(%q, %q) = %v, %v", c.header, c.limits, wait, found)
+		}
+	}
+}
+
+// Through the factory and the collector's exporterhelper: the queue hands the push
+// over, a 503 with Retry-After is retried, and the retry carries the same batch id.
+func TestThrottledPushIsRetriedByTheCollector(t *testing.T) {
+	f := &fakeDoow{answers: []func(http.ResponseWriter, int){status(503, "Retry-After", "0")}}
+	server := httptest.NewServer(f)
+	t.Cleanup(server.Close)
+	factory := NewFactory()
+	cfg := factory.CreateDefaultConfig().(*Config)
+	cfg.Endpoint = server.URL
+	cfg.APIKey = testKey
+	cfg.RetryConfig.InitialInterval = 10 * time.Millisecond
+	ctx := context.Background()
+	exp, err := factory.CreateMetrics(ctx, exportertest.NewNopSettings(componentType), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Start(ctx, componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.ConsumeMetrics(ctx, usage(3)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.count() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := exp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.count() != 2 || f.requests[0].batchID != f.requests[1].batchID || f.requests[1].events != 3 {
+		t.Fatalf("requests %+v", f.requests)
+	}
+}
+
 func TestRejectionsAreLoggedWithTheirReasons(t *testing.T) {
 	f := &fakeDoow{answers: []func(http.ResponseWriter, int){func(w http.ResponseWriter, _ int) {
 		w.WriteHeader(207)
 		_, _ = w.Write([]byte(`{"accepted": 1, "rejected": 1, "rejections": [{"event_id": "e1", "reason": "quantity: must be greater than 0"}]}`))
 	}}}
-	e, logs := start(t, f)
+	e, logs, tel := start(t, f)
 	if err := e.pushMetrics(context.Background(), usage(2)); err != nil {
 		t.Fatal(err)
 	}
@@ -195,12 +284,75 @@ func TestRejectionsAreLoggedWithTheirReasons(t *testing.T) {
 	if len(f.requests) != 1 {
 		t.Fatal("rejected events were resent")
 	}
+	if n := counted(t, tel, "otelcol_doow_events_rejected"); n != 1 {
+		t.Fatalf("otelcol_doow_events_rejected = %d", n)
+	}
+}
+
+// counted reads a counter of the exporter's telemetry, the point with the attributes given.
+func counted(t *testing.T, tel *componenttest.Telemetry, name string, attrs ...attribute.KeyValue) int64 {
+	t.Helper()
+	m, err := tel.GetMetric(name)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		matches := true
+		for _, a := range attrs {
+			if v, ok := p.Attributes.Value(a.Key); !ok || v != a.Value {
+				matches = false
+			}
+		}
+		if matches {
+			total += p.Value
+		}
+	}
+	return total
+}
+
+func TestDropsAreCountedOncePerPushAndStrippedKeysLoggedOnce(t *testing.T) {
+	md := usage(2)
+	md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Sum().DataPoints().At(0).Attributes().PutStr("session_id", "s-1")
+	cumulative := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().AppendEmpty()
+	cumulative.SetName("pages")
+	cumulative.SetEmptySum().SetIsMonotonic(true)
+	cumulative.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	p := cumulative.Sum().DataPoints().AppendEmpty()
+	p.SetIntValue(3)
+	p.Attributes().PutStr("doow.license_id", "lic_a")
+
+	f := &fakeDoow{answers: []func(http.ResponseWriter, int){status(503)}}
+	e, logs, tel := start(t, f)
+	if err := e.pushMetrics(context.Background(), md); err == nil {
+		t.Fatal("the 503 was not returned")
+	}
+	if n := counted(t, tel, "otelcol_doow_usage_dropped"); n != 0 {
+		t.Fatalf("counted %d drops on a push that will be retried", n)
+	}
+	for range 2 {
+		if err := e.pushMetrics(context.Background(), md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := counted(t, tel, "otelcol_doow_usage_dropped", attribute.String("reason", "cumulative_temporality")); n != 2 {
+		t.Fatalf("otelcol_doow_usage_dropped = %d, want 2", n)
+	}
+	stripped := logs.FilterMessage("attribution stripped").All()
+	if len(stripped) != 1 || stripped[0].ContextMap()["key"] != "session_id" {
+		t.Fatalf("stripped keys logged: %+v", stripped)
+	}
+	for _, entry := range logs.All() {
+		if strings.Contains(fmt.Sprint(entry.ContextMap()), "s-1") {
+			t.Fatal("a stripped value was logged")
+		}
+	}
 }
 
 func TestA413SplitsTheBatchAndSendsTheHalves(t *testing.T) {
 	tooBig := func(w http.ResponseWriter, events int) { w.WriteHeader(413) }
 	f := &fakeDoow{answers: []func(http.ResponseWriter, int){tooBig}}
-	e, _ := start(t, f)
+	e, _, _ := start(t, f)
 	if err := e.pushMetrics(context.Background(), usage(10)); err != nil {
 		t.Fatal(err)
 	}
@@ -243,5 +395,23 @@ func TestConfigFromYAML(t *testing.T) {
 	err = load("doow/bad_key").Validate()
 	if err == nil || !strings.Contains(err.Error(), "api_key:") || strings.Contains(err.Error(), "sk_live_123") {
 		t.Fatalf("bad key: %v", err)
+	}
+}
+
+func TestFactory(t *testing.T) {
+	factory := NewFactory()
+	if factory.Type().String() != "doow" {
+		t.Fatalf("type %s", factory.Type())
+	}
+	if factory.MetricsStability() != component.StabilityLevelAlpha ||
+		factory.TracesStability() != component.StabilityLevelAlpha || factory.LogsStability() != component.StabilityLevelAlpha {
+		t.Fatal("metrics, traces and logs are alpha")
+	}
+	cfg := factory.CreateDefaultConfig()
+	if err := componenttest.CheckConfigStruct(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.(*Config).Validate(); err == nil || !strings.Contains(err.Error(), "api_key: required") {
+		t.Fatalf("a default config names the missing key: %v", err)
 	}
 }

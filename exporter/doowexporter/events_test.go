@@ -1,0 +1,54 @@
+package doowexporter
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// The attribution policy and the JSON strings must match Python's re and json modules
+// exactly; the expected answers below were taken from the Python package
+// (events.DEFAULT_POLICY.why_stripped and wire.encode_event).
+
+func TestPolicyReadsPatternsAsPython(t *testing.T) {
+	keys := map[string]bool{ // key -> stripped
+		"sessıon": true, "sessİon": true, "ſecret": true, "api_key": true,
+		"input_tokens": false, "x.tokens\n": false, "tokens\n\n": true, "user": false,
+	}
+	for key, stripped := range keys {
+		if got := whyStripped(key, int64(1)) != ""; got != stripped {
+			t.Errorf("key %q stripped = %v, Python says %v", key, got, stripped)
+		}
+	}
+	values := map[string]bool{ // value -> stripped
+		"édk_abcdefg": false, "xdk_abcdefg": false, "٣dk_abcdefg": false, "a dk_abcdefg": true,
+		"Bearer\u00a0abc": true, "Bearer\vabc": true,
+		"AKIA0123456789ABCDEFé": false, "AKIA0123456789ABCDEF.": true,
+		strings.Repeat("é", 256): false, strings.Repeat("é", 257): true,
+	}
+	for value, stripped := range values {
+		if got := whyStripped("k", value) != ""; got != stripped {
+			t.Errorf("value %q stripped = %v, Python says %v", value, got, stripped)
+		}
+	}
+}
+
+func TestJSONStringsAreWrittenAsPython(t *testing.T) {
+	var buf bytes.Buffer
+	writeJSONString(&buf, "q\"\\\n\t\x01\b\f\x7f<>&\u2028é")
+	if want := "\"q\\\"\\\\\\n\\t\\u0001\\b\\f\x7f<>&\u2028é\""; buf.String() != want {
+		t.Fatalf("got %q, want %q", buf.String(), want)
+	}
+}
+
+func TestLicenseOfWhitespaceIsInvalidAsInPython(t *testing.T) {
+	// str.strip() also strips \x1c-\x1f, which Go's unicode.IsSpace does not know
+	for _, license := range []string{" ", "\u00a0", " \x1f"} {
+		if licenseValid(license) {
+			t.Errorf("license %q is valid; Python says invalid_license", license)
+		}
+	}
+	if !licenseValid("lic_é") || licenseValid(strings.Repeat("é", 129)) {
+		t.Error("licenses are at most 128 characters (not bytes)")
+	}
+}

@@ -1,0 +1,87 @@
+package doowexporter
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+)
+
+// What the exporter could not bill is an operator's business: it is counted on the
+// collector's own metrics (service::telemetry, next to exporterhelper's sent and failed
+// items) and logged with the fix.
+
+const scopeName = "github.com/doow/doow-otel/exporter/doowexporter"
+
+// fixes says, for each reason code, how to stop the drops at the source.
+var fixes = map[string]string{
+	"cardinality_overflow":   "the SDK's cardinality limit folded attribute sets together; raise it for usage metrics",
+	"cumulative_temporality": "use delta temporality in the SDK, or put the cumulative_to_delta processor before the doow exporter",
+	"histogram_without_sum":  "record non-negative values, or set histogram_quantity: count",
+	"invalid_quantity":       "usage quantities must be finite and not negative",
+	"invalid_metric_name":    "metric names may contain letters, digits and _ . : - (at most 128)",
+	"invalid_license":        "license ids are at most 128 characters",
+	"missing_time":           "the record has no timestamp",
+	"missing_metric":         "a doow.usage event needs a string doow.metric attribute",
+	"missing_quantity":       "a doow.usage event needs a numeric doow.quantity attribute",
+	"missing_license":        "set doow.license_id on the record or the resource, or configure default_license_id",
+}
+
+type telemetry struct {
+	logger   *zap.Logger
+	dropped  metric.Int64Counter
+	rejected metric.Int64Counter
+
+	mu       sync.Mutex
+	reported map[strippedAttr]bool
+}
+
+// maxReported bounds the stripped keys remembered; past it, new ones are not logged.
+const maxReported = 1024
+
+func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
+	meter := set.MeterProvider.Meter(scopeName)
+	dropped, errDropped := meter.Int64Counter("otelcol_doow_usage_dropped",
+		metric.WithDescription("Usage records that could not be converted to Doow events, by reason code."),
+		metric.WithUnit("{record}"))
+	rejected, errRejected := meter.Int64Counter("otelcol_doow_events_rejected",
+		metric.WithDescription("Events Doow received and rejected (a 207 answer); they are not resent."),
+		metric.WithUnit("{event}"))
+	return &telemetry{
+		logger:   set.Logger,
+		dropped:  dropped,
+		rejected: rejected,
+		reported: map[strippedAttr]bool{},
+	}, errors.Join(errDropped, errRejected)
+}
+
+// converted reports a push's conversion once the push is done (not on every retry):
+// drops are counted and logged, and each stripped key is logged the first time.
+func (t *telemetry) converted(ctx context.Context, result conversion) {
+	for code, count := range result.dropped {
+		t.dropped.Add(ctx, int64(count), metric.WithAttributes(attribute.String("reason", code)))
+		t.logger.Warn("usage dropped", zap.String("reason", code), zap.Int("count", count), zap.String("fix", fixes[code]))
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s := range result.stripped {
+		if !t.reported[s] && len(t.reported) < maxReported {
+			t.reported[s] = true
+			// the value is never logged: it is the very thing that must not leak
+			t.logger.Warn("attribution stripped", zap.String("key", s.key), zap.String("reason", s.reason))
+		}
+	}
+}
+
+// rejectedEvents reports a 207: how many events Doow rejected, and each one's reason.
+func (t *telemetry) rejectedEvents(ctx context.Context, rejected, sent int, reasons []rejection) {
+	t.rejected.Add(ctx, int64(rejected))
+	t.logger.Warn("Doow rejected events", zap.Int("rejected", rejected), zap.Int("sent", sent))
+	for _, r := range reasons {
+		t.logger.Warn("event rejected", zap.String("event_id", r.EventID), zap.String("reason", r.Reason))
+	}
+}
