@@ -1,0 +1,177 @@
+"""What a sender does with each ingest answer: a pure policy, no sockets, no client state.
+
+The table is written once, as shared vectors (tests/vectors/ingest/answers.json) that this
+module and the Go exporter (doowexporter/status.go) both run:
+
+- delivered: Doow's JSON acknowledgement (an object with `accepted` or `rejections`) on a
+  2xx/207. Accepted = events sent minus the distinct sent ids it rejected (ids it names
+  that were not sent are ignored; first reason wins; never negative). Older servers answer
+  207 with `accepted` as the list of accepted ids.
+- retry: 408, 429, 5xx and transport failures; `retry_after` from `Retry-After` (seconds or
+  an HTTP date) and `X-Doow-Rate-Limits` (the largest numeric `retry_after`), the longer
+  of the two, capped at 300 s; None: the sender's own backoff.
+- split: 413 with more than one event.
+- reject: other 4xx and 413 of one event; never resent.
+- keep: not delivered and not the batch's fault. `auth` (401/403) or `endpoint` (redirects,
+  never followed since they would carry the key elsewhere; 404/405; any 2xx, 1xx or 3xx
+  that is not Doow's acknowledgement).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+__all__ = ["MAX_RETRY_AFTER", "Decision", "Rejection", "decide", "transport_failure"]
+
+MAX_RETRY_AFTER = 300.0
+NO_REASON = "rejected (no reason given)"
+REASON_CHARS = 300
+
+Action = Literal["delivered", "retry", "split", "reject", "keep"]
+Problem = Literal["auth", "endpoint"]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    event_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The sender's action for one answer; `reason` is a short text for reports."""
+
+    action: Action
+    accepted: int = 0
+    rejected: tuple[Rejection, ...] = ()
+    retry_after: float | None = None
+    problem: Problem | None = None
+    reason: str = ""
+
+
+def transport_failure(kind: Literal["connection", "timeout"], detail: str = "") -> Decision:
+    """No answer at all (a dropped connection, a timeout): transient."""
+    return Decision("retry", reason=detail or kind)
+
+
+def decide(
+    event_ids: Sequence[str],
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float,
+) -> Decision:
+    """The decision for `status`/`headers`/`body`, answered to a batch of `event_ids`.
+
+    `now` is the wall-clock time (Unix seconds) against which HTTP dates are read.
+    """
+    lower = {str(k).lower(): str(v) for k, v in headers.items()}
+    if 200 <= status < 300:
+        return _acknowledged(event_ids, status, body)
+    if status in (401, 403):
+        return Decision("keep", problem="auth", reason=_reason(status, body))
+    if status in (404, 405) or status < 200 or 300 <= status < 400:
+        where = f" (Location: {lower['location'][:200]})" if "location" in lower else ""
+        return Decision("keep", problem="endpoint", reason=f"HTTP {status}{where}")
+    if status == 413 and len(event_ids) > 1:
+        return Decision("split", reason="HTTP 413")
+    if status in (408, 429) or status >= 500:
+        return Decision("retry", retry_after=_wait(lower, now), reason=f"HTTP {status}")
+    return Decision("reject", reason=_reason(status, body))
+
+
+def _acknowledged(event_ids: Sequence[str], status: int, body: bytes) -> Decision:
+    data = _json(body)
+    if not isinstance(data, dict) or not ("accepted" in data or "rejections" in data):
+        return Decision(
+            "keep", problem="endpoint", reason=f"HTTP {status} is not Doow's acknowledgement"
+        )
+    sent = set(event_ids)
+    reasons: dict[str, str] = {}
+    rejections = data.get("rejections")
+    for item in rejections if isinstance(rejections, list) else ():
+        if not isinstance(item, dict) or not isinstance(item.get("event_id"), str):
+            continue
+        event_id = item["event_id"]
+        if event_id in sent and event_id not in reasons:
+            reason = item.get("reason")
+            reasons[event_id] = (
+                NO_REASON if reason is None else reason if isinstance(reason, str) else str(reason)
+            )
+    accepted = data.get("accepted")
+    if isinstance(accepted, list):  # older servers: the ids accepted
+        taken = {a for a in accepted if isinstance(a, str)}
+        for event_id in event_ids:
+            if event_id not in taken:
+                reasons.setdefault(event_id, NO_REASON)
+    rejected = tuple(Rejection(e, r) for e, r in reasons.items())
+    return Decision("delivered", accepted=len(sent) - len(rejected), rejected=rejected)
+
+
+def _reason(status: int, body: bytes) -> str:
+    data = _json(body)
+    text: str | None = None
+    if isinstance(data, dict):
+        for key in ("message", "error", "reason"):
+            if isinstance(data.get(key), str):
+                text = data[key]
+                break
+    elif isinstance(data, str):
+        text = data
+    if text is None:
+        text = body.decode("utf-8", "replace")
+    return f"HTTP {status}: {text.strip()[:REASON_CHARS]}"
+
+
+def _wait(headers: Mapping[str, str], now: float) -> float | None:
+    waits = [
+        w
+        for w in (_retry_after(headers.get("retry-after"), now), _rate_limits(headers))
+        if w is not None
+    ]
+    return min(max(waits), MAX_RETRY_AFTER) if waits else None
+
+
+def _retry_after(header: str | None, now: float) -> float | None:
+    if header is None or not header.strip():
+        return None
+    text = header.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _rate_limits(headers: Mapping[str, str]) -> float | None:
+    """The largest numeric `retry_after` among the categories of `X-Doow-Rate-Limits`."""
+    try:
+        limits = json.loads(headers.get("x-doow-rate-limits") or "null")
+    except ValueError:
+        return None
+    if not isinstance(limits, dict):
+        return None
+    waits = [
+        float(v["retry_after"])
+        for v in limits.values()
+        if isinstance(v, dict)
+        and isinstance(v.get("retry_after"), (int, float))
+        and not isinstance(v.get("retry_after"), bool)
+        and v["retry_after"] >= 0
+    ]
+    return max(waits) if waits else None
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
