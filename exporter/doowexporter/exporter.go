@@ -3,13 +3,12 @@ package doowexporter
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -33,6 +32,8 @@ type doowExporter struct {
 	logger    *zap.Logger
 	telemetry *telemetry
 	client    *http.Client
+	// problem is the configuration problem last logged ("auth", "endpoint" or "")
+	problem atomic.Value
 }
 
 func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
@@ -40,21 +41,29 @@ func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &doowExporter{
+	e := &doowExporter{
 		cfg:       cfg,
 		url:       strings.TrimRight(cfg.Endpoint, "/") + "/telemetry/events",
 		opts:      cfg.conversionOptions(),
 		logger:    set.Logger,
 		telemetry: t,
-	}, nil
+	}
+	e.problem.Store("")
+	return e, nil
 }
 
 func (e *doowExporter) start(context.Context, component.Host) error {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	// the queue's consumers post in parallel: keep a connection for each
 	transport.MaxIdleConnsPerHost = 64
-	e.client = &http.Client{Timeout: e.cfg.Timeout, Transport: transport}
+	e.client = &http.Client{Timeout: e.cfg.Timeout, Transport: transport, CheckRedirect: neverRedirect}
 	return nil
+}
+
+// neverRedirect keeps redirects from being followed: they would carry the API key to
+// another host, and a redirected endpoint is a configuration error (status.go).
+func neverRedirect(*http.Request, []*http.Request) error {
+	return http.ErrUseLastResponse
 }
 
 func (e *doowExporter) shutdown(context.Context) error {
@@ -87,6 +96,11 @@ func (e *doowExporter) deliver(ctx context.Context, result conversion) error {
 	if err == nil || consumererror.IsPermanent(err) {
 		e.telemetry.converted(ctx, result)
 	}
+	if consumererror.IsPermanent(err) {
+		for _, r := range refusals(err) {
+			e.telemetry.refused(ctx, r)
+		}
+	}
 	return err
 }
 
@@ -114,7 +128,9 @@ func (e *doowExporter) combine(errs []error) error {
 	return errors.Join(retryable...)
 }
 
-// send posts one batch and maps Doow's answer onto the collector's retry machinery.
+// send posts one batch and maps the decision on Doow's answer (status.go) onto the
+// collector's machinery: a retryable error keeps the batch in the sending queue, a
+// permanent one drops it.
 func (e *doowExporter) send(ctx context.Context, b batch) error {
 	body, encoding := compress(b.body())
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
@@ -134,72 +150,96 @@ func (e *doowExporter) send(ctx context.Context, b batch) error {
 		return fmt.Errorf("posting %d events to Doow: %w", len(b.events), err)
 	}
 	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	if err != nil {
+		return fmt.Errorf("reading Doow's answer to %d events: %w", len(b.events), err)
+	}
 
-	switch status := resp.StatusCode; {
-	case status == http.StatusMultiStatus:
-		e.reportRejections(ctx, answer, len(b.events))
+	d := decide(b.eventIDs, resp.StatusCode, resp.Header, answer, time.Now())
+	if d.action != actionKeep {
+		e.configurationOK()
+	}
+	switch d.action {
+	case actionDelivered:
+		if len(d.rejected) > 0 {
+			e.telemetry.rejectedEvents(ctx, len(d.rejected), len(b.events), d.rejected)
+		}
 		return nil // rejected events are never resent
-	case status >= 200 && status < 300:
-		return nil
-	case status == http.StatusRequestEntityTooLarge && len(b.events) > 1:
+	case actionSplit:
 		left, right := b.halves()
 		return e.combine([]error{e.send(ctx, left), e.send(ctx, right)})
-	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
-		err := fmt.Errorf("Doow answered %d: %s", status, snippet(answer))
-		if delay, ok := retryAfter(resp.Header.Get("Retry-After"), resp.Header.Get("X-Doow-Rate-Limits")); ok {
-			return exporterhelper.NewThrottleRetry(err, delay)
+	case actionReject:
+		return consumererror.NewPermanent(&refusal{events: len(b.events), reason: d.reason})
+	case actionKeep:
+		err := e.configurationError(resp.StatusCode, d.problem)
+		return fmt.Errorf("%d events kept for a retry: %w", len(b.events), err)
+	default: // retry
+		err := fmt.Errorf("Doow answered %d to %d events: %s", resp.StatusCode, len(b.events), snippet(answer))
+		if d.hasWait {
+			return exporterhelper.NewThrottleRetry(err, d.retryAfter)
 		}
 		return err
-	case status == http.StatusUnauthorized:
-		return consumererror.NewPermanent(errors.New("Doow answered 401: the API key is missing, malformed or revoked; check api_key"))
-	case status >= 400 && status < 500:
-		return consumererror.NewPermanent(fmt.Errorf("Doow answered %d: %s", status, snippet(answer)))
-	default:
-		return fmt.Errorf("Doow answered %d: %s", status, snippet(answer))
 	}
 }
 
 // maxAnswerBytes bounds what is read of an answer: a 207 lists up to 500 rejections.
 const maxAnswerBytes = 1 << 20
 
-type rejection struct {
-	EventID string `json:"event_id"`
-	Reason  string `json:"reason"`
+// refusal is a batch Doow will never take as it is (400, other 4xx, a 413 of one event).
+type refusal struct {
+	events int
+	reason string
 }
 
-func (e *doowExporter) reportRejections(ctx context.Context, answer []byte, sent int) {
-	var parsed struct {
-		Rejected   int         `json:"rejected"`
-		Rejections []rejection `json:"rejections"`
-	}
-	_ = json.Unmarshal(answer, &parsed)
-	e.telemetry.rejectedEvents(ctx, max(parsed.Rejected, len(parsed.Rejections)), sent, parsed.Rejections)
+func (r *refusal) Error() string {
+	return fmt.Sprintf("Doow refused %d events: %s", r.events, r.reason)
 }
 
-// retryAfter reads Retry-After (seconds or an HTTP date) and X-Doow-Rate-Limits
-// ({"<category>": {"retry_after": seconds}}); the longest wait wins.
-func retryAfter(header, limits string) (time.Duration, bool) {
-	var wait time.Duration
-	found := false
-	if header != "" {
-		if seconds, err := strconv.ParseUint(header, 10, 32); err == nil {
-			wait, found = time.Duration(seconds)*time.Second, true
-		} else if date, err := http.ParseTime(header); err == nil {
-			wait, found = max(time.Until(date), 0), true
+// refusals lists the refusals in a push's error.
+func refusals(err error) []*refusal {
+	var found []*refusal
+	var walk func(error)
+	walk = func(err error) {
+		if r, ok := err.(*refusal); ok {
+			found = append(found, r)
+			return
 		}
-	}
-	var categories map[string]struct {
-		RetryAfter float64 `json:"retry_after"`
-	}
-	if limits != "" && json.Unmarshal([]byte(limits), &categories) == nil {
-		for _, c := range categories {
-			if c.RetryAfter > 0 && c.RetryAfter < 1<<32 {
-				wait, found = max(wait, time.Duration(c.RetryAfter*float64(time.Second))), true
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, inner := range u.Unwrap() {
+				walk(inner)
 			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
 		}
 	}
-	return wait, found
+	if err != nil {
+		walk(err)
+	}
+	return found
+}
+
+// configurationError logs a wrong api_key or endpoint once, until an answer shows it
+// fixed, and returns the error the push fails with. The usage stays in the queue and is
+// retried: a rotated key or a corrected endpoint (and a restart) delivers it.
+func (e *doowExporter) configurationError(status int, problem string) error {
+	var err error
+	if problem == problemAuth {
+		err = fmt.Errorf("configuration error: Doow refused the API key (HTTP %d): set api_key to a valid Doow SDK key (dk_...) and restart the collector; usage is kept in the sending queue meanwhile", status)
+	} else {
+		err = fmt.Errorf("configuration error: %s did not answer as Doow's ingest API (HTTP %d): check endpoint (Doow's is https://api.doow.co) and restart the collector; usage is kept in the sending queue meanwhile", e.url, status)
+	}
+	if e.problem.Swap(problem) != problem {
+		e.logger.Error("Doow exporter misconfigured: usage is not delivered", zap.Error(err))
+	}
+	return err
+}
+
+// configurationOK notes an answer that shows api_key and endpoint right.
+func (e *doowExporter) configurationOK() {
+	if old := e.problem.Swap(""); old != "" {
+		e.logger.Info("Doow accepts the exporter's configuration again; kept usage is being delivered", zap.Any("was", old))
+	}
 }
 
 func snippet(answer []byte) string {

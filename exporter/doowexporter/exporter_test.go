@@ -24,6 +24,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/stretchr/testify/require"
 )
 
 const testKey = "dk_test_secret_0123456789"
@@ -153,48 +155,91 @@ func TestRetryingTheSamePushResendsTheSameBatchIDs(t *testing.T) {
 	}
 }
 
+func body(code int, text string, headers ...string) func(http.ResponseWriter, int) {
+	return func(w http.ResponseWriter, _ int) {
+		for i := 0; i+1 < len(headers); i += 2 {
+			w.Header().Set(headers[i], headers[i+1])
+		}
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(text))
+	}
+}
+
+// Each decision of the shared table (status.go) on the collector's machinery: only a
+// refusal is permanent; a wrong key or endpoint keeps the usage queued.
 func TestAnswersMapOntoTheRetryMachinery(t *testing.T) {
 	cases := []struct {
 		name      string
 		answer    func(http.ResponseWriter, int)
+		failed    bool
 		permanent bool
 		throttled bool
-		failed    bool
+		fix       string // named in the error and the log
 	}{
-		{"200 is done", status(200), false, false, false},
-		{"207 is done", status(207), false, false, false},
-		{"400 is permanent", status(400), true, false, true},
-		{"401 is permanent", status(401), true, false, true},
-		{"404 is permanent", status(404), true, false, true},
-		{"429 is throttled", status(429, "Retry-After", "7"), false, true, true},
-		{"503 with an HTTP date is throttled", status(503, "Retry-After", time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)), false, true, true},
-		{"429 with rate limits", status(429, "X-Doow-Rate-Limits", `{"events": {"limit": 1, "current": 2, "retry_after": 3}}`), false, true, true},
-		{"500 is retryable", status(500), false, false, true},
+		{"202 is done", body(202, `{"accepted": 2}`), false, false, false, ""},
+		{"207 is done", body(207, `{"accepted": 1, "rejections": []}`), false, false, false, ""},
+		{"400 is permanent", status(400), true, true, false, ""},
+		{"401 keeps the usage", status(401), true, false, false, "api_key"},
+		{"403 keeps the usage", status(403), true, false, false, "api_key"},
+		{"404 keeps the usage", status(404), true, false, false, "endpoint"},
+		{"a 200 HTML page keeps the usage", body(200, "<html>hi</html>"), true, false, false, "endpoint"},
+		{"a redirect is not followed", body(302, "", "Location", "/elsewhere"), true, false, false, "endpoint"},
+		{"408 is retryable", status(408), true, false, false, ""},
+		{"429 is throttled", status(429, "Retry-After", "7"), true, false, true, ""},
+		{"503 with an HTTP date is throttled", status(503, "Retry-After", time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)), true, false, true, ""},
+		{"429 with rate limits", status(429, "X-Doow-Rate-Limits", `{"events": {"limit": 1, "current": 2, "retry_after": 3}}`), true, false, true, ""},
+		{"500 is retryable", status(500), true, false, false, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f := &fakeDoow{answers: []func(http.ResponseWriter, int){c.answer}}
 			e, logs, _ := start(t, f)
 			err := e.pushMetrics(context.Background(), usage(2))
-			if (err != nil) != c.failed {
-				t.Fatalf("err = %v", err)
+			require.Equal(t, c.failed, err != nil, "err = %v", err)
+			require.Equal(t, c.permanent, consumererror.IsPermanent(err), "permanent: %v", err)
+			if c.throttled {
+				require.Contains(t, strings.ToLower(err.Error()), "throttle")
 			}
-			if consumererror.IsPermanent(err) != c.permanent {
-				t.Fatalf("permanent = %v for %v", consumererror.IsPermanent(err), err)
+			if c.fix != "" {
+				require.Contains(t, err.Error(), c.fix)
+				logged := logs.FilterMessage("Doow exporter misconfigured: usage is not delivered").All()
+				require.Len(t, logged, 1)
+				require.Contains(t, fmt.Sprint(logged[0].ContextMap()), c.fix)
 			}
-			if c.throttled && !strings.Contains(strings.ToLower(err.Error()), "throttle") {
-				t.Fatalf("not a throttled retry: %v", err)
-			}
+			require.Equal(t, 1, f.count(), "one request: redirects are not followed")
 			for _, entry := range logs.All() {
-				if strings.Contains(fmt.Sprint(entry.Message, entry.ContextMap()), testKey) {
-					t.Fatal("the API key was logged")
-				}
+				require.NotContains(t, fmt.Sprint(entry.Message, entry.ContextMap()), testKey)
 			}
-			if err != nil && strings.Contains(err.Error(), testKey) {
-				t.Fatal("the API key is in the error")
+			if err != nil {
+				require.NotContains(t, err.Error(), testKey)
 			}
 		})
 	}
+}
+
+// A wrong key is logged once, not on every retry, and its recovery once.
+func TestAWrongKeyIsLoggedOnceUntilItRecovers(t *testing.T) {
+	f := &fakeDoow{answers: []func(http.ResponseWriter, int){status(401), status(401), status(401)}}
+	e, logs, _ := start(t, f)
+	for range 3 {
+		require.Error(t, e.pushMetrics(context.Background(), usage(2)))
+	}
+	require.NoError(t, e.pushMetrics(context.Background(), usage(2)))
+	require.Len(t, logs.FilterMessage("Doow exporter misconfigured: usage is not delivered").All(), 1)
+	require.Len(t, logs.FilterMessage("Doow accepts the exporter's configuration again; kept usage is being delivered").All(), 1)
+}
+
+// A refused batch is dropped, counted and logged with Doow's reason, once per push.
+func TestARefusedBatchIsCountedWithItsReason(t *testing.T) {
+	f := &fakeDoow{answers: []func(http.ResponseWriter, int){body(400, `{"message": "events[0].quantity: not a number"}`)}}
+	e, logs, tel := start(t, f)
+	err := e.pushMetrics(context.Background(), usage(3))
+	require.True(t, consumererror.IsPermanent(err), "err = %v", err)
+	require.Contains(t, err.Error(), "HTTP 400: events[0].quantity: not a number")
+	require.EqualValues(t, 3, counted(t, tel, "otelcol_doow_events_refused"))
+	logged := logs.FilterMessage("Doow refused a batch; its events are dropped").All()
+	require.Len(t, logged, 1)
+	require.Equal(t, "HTTP 400: events[0].quantity: not a number", logged[0].ContextMap()["reason"])
 }
 
 func TestOneRetryableBatchMakesThePushRetryable(t *testing.T) {
@@ -207,30 +252,6 @@ func TestOneRetryableBatchMakesThePushRetryable(t *testing.T) {
 	}
 	if len(logs.FilterMessage("Doow refused a batch; it is resent with the rest of the push").All()) != 1 {
 		t.Fatalf("the refused batch was not logged: %+v", logs.All())
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	inAMinute := time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)
-	cases := []struct {
-		header, limits string
-		atLeast        time.Duration
-		found          bool
-	}{
-		{"7", "", 7 * time.Second, true},
-		{inAMinute, "", 58 * time.Second, true},
-		{"Wed, 21 Oct 2015 07:28:00 GMT", "", 0, true}, // in the past: retry now
-		{"", `{"events": {"retry_after": 3}, "bytes": {"retry_after": 12.5}}`, 12500 * time.Millisecond, true},
-		{"2", `{"events": {"retry_after": 1}}`, 2 * time.Second, true},
-		{"soon", "", 0, false},
-		{"-1", "not json", 0, false},
-		{"", "", 0, false},
-	}
-	for _, c := range cases {
-		wait, found := retryAfter(c.header, c.limits)
-		if found != c.found || wait < c.atLeast || wait > c.atLeast+2*time.Second {
-			t.Errorf("retryAfter(%q, %q) = %v, %v", c.header, c.limits, wait, found)
-		}
 	}
 }
 
@@ -269,10 +290,11 @@ func TestThrottledPushIsRetriedByTheCollector(t *testing.T) {
 }
 
 func TestRejectionsAreLoggedWithTheirReasons(t *testing.T) {
-	f := &fakeDoow{answers: []func(http.ResponseWriter, int){func(w http.ResponseWriter, _ int) {
-		w.WriteHeader(207)
-		_, _ = w.Write([]byte(`{"accepted": 1, "rejected": 1, "rejections": [{"event_id": "e1", "reason": "quantity: must be greater than 0"}]}`))
-	}}}
+	sent := convertMetrics(usage(2), createDefaultConfig().(*Config).conversionOptions()).events
+	require.Len(t, sent, 2)
+	f := &fakeDoow{answers: []func(http.ResponseWriter, int){body(207, `{"accepted": 1, "rejected": 2, "rejections": [
+		{"event_id": "`+sent[1].eventID+`", "reason": "quantity: must be greater than 0"},
+		{"event_id": "not-sent", "reason": "ignored"}]}`)}}
 	e, logs, tel := start(t, f)
 	if err := e.pushMetrics(context.Background(), usage(2)); err != nil {
 		t.Fatal(err)

@@ -35,6 +35,8 @@ type telemetry struct {
 	logger   *zap.Logger
 	dropped  metric.Int64Counter
 	rejected metric.Int64Counter
+	// refusedCount counts the events of batches Doow refused
+	refusedCount metric.Int64Counter
 
 	mu       sync.Mutex
 	reported map[strippedAttr]bool
@@ -51,12 +53,16 @@ func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
 	rejected, errRejected := meter.Int64Counter("otelcol_doow_events_rejected",
 		metric.WithDescription("Events Doow received and rejected (a 207 answer); they are not resent."),
 		metric.WithUnit("{event}"))
+	refused, errRefused := meter.Int64Counter("otelcol_doow_events_refused",
+		metric.WithDescription("Events in batches Doow refused as a whole (400, other 4xx, a 413 of one event); they are dropped, not resent."),
+		metric.WithUnit("{event}"))
 	return &telemetry{
-		logger:   set.Logger,
-		dropped:  dropped,
-		rejected: rejected,
-		reported: map[strippedAttr]bool{},
-	}, errors.Join(errDropped, errRejected)
+		logger:       set.Logger,
+		dropped:      dropped,
+		rejected:     rejected,
+		refusedCount: refused,
+		reported:     map[strippedAttr]bool{},
+	}, errors.Join(errDropped, errRejected, errRefused)
 }
 
 // converted reports a push's conversion once the push is done (not on every retry):
@@ -84,4 +90,10 @@ func (t *telemetry) rejectedEvents(ctx context.Context, rejected, sent int, reas
 	for _, r := range reasons {
 		t.logger.Warn("event rejected", zap.String("event_id", r.EventID), zap.String("reason", r.Reason))
 	}
+}
+
+// refused reports a batch Doow refused for good, with Doow's reason.
+func (t *telemetry) refused(ctx context.Context, r *refusal) {
+	t.refusedCount.Add(ctx, int64(r.events))
+	t.logger.Error("Doow refused a batch; its events are dropped", zap.Int("events", r.events), zap.String("reason", r.reason))
 }
