@@ -44,7 +44,12 @@ STRINGS = [
     "eyJabcdef.ghijkl.mn", "AKIA0123456789ABCDEF", "AKIA0123456789ABCDEFé",
     "-----BEGIN CERTIFICATE-----", "a<b>&\u2028\x7f", 'q"uo\\te\n\t\x01\b\f', "é" * 256,
     "é" * 257, "x" * 257, "  ", "tokens", "api_calls", "bad name", "m" * 129, "ms",
-    "u" * 65, "ü" * 64, "ü" * 65,
+    "u" * 65, "ü" * 64, "ü" * 65, "bearer xyz", "BEARER\u2003x", "the bearer", "Basic dXNlcjpwYXNz",
+    "basic plan", "Basic Auth", "Basic\u00a0dTpw", "https://u:p@h", "redis://:pw@h/0", "x://a@b",
+    "http://h:80/a@b", "sk-abcdefghijklmnop", "sk-abcdefghijklmno", "ask-abcdefghijklmnop",
+    "sk_live_abcd1234", "rk_test_abcd123", "ghp_abcdefghij0123456789",
+    "github_pat_abcdefghij0123456789", "ghx_abcdefghij0123456789", "xoxb-12345678", "xoxz-12345678",
+    "AIza" + "b" * 35, "éAKIA0123456789ABCDEF",
 ]  # fmt: skip
 KEYS = [
     "service.name", "deployment.environment", "faas.name", "cloud.region", "host.name",
@@ -52,7 +57,10 @@ KEYS = [
     "event.name", "otel.metric.overflow", "api_key", "sessıon", "sessİon", "ſecret",
     "toKen", "input_tokens", "x.tokens\n", "tokens\n\n", "", "k1", "é", "Z", "a.b", "user",
     "gen_ai.request.model", "gen_ai.system", "gen_ai.provider.name",
-    "gen_ai.response.finish_reasons", "gen_ai.usage.input_tokens",
+    "gen_ai.response.finish_reasons", "gen_ai.usage.input_tokens", "access_token",
+    "Refresh-Token", "api_token", "session_token", "auth_token", "max_tokens", "output_token",
+    "llm.token_count.prompt", "reasonıng_tokens", "tokencount", "x.token_counts.total",
+    "passphrase", "cached_token\n", "id_token",
 ]  # fmt: skip
 DOUBLES: list[float | str] = [
     0.0, -0.0, 0.1, 1e-5, 1.5e-7, 1e15, 1e16, 1e22, 123456789.125, 5e-324,

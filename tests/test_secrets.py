@@ -9,6 +9,7 @@ import pytest
 
 from doow_otel import DoowClient, UsageEvent
 from doow_otel.errors import ErrorReport
+from doow_otel.events import AttributionPolicy
 from doow_otel.testing import LocalDoow
 
 KEY = "dk_SECRET_canary_7f3a9c2e"
@@ -69,3 +70,42 @@ def test_key_never_leaks_on_any_error_path(
     assert any(spool.rglob("*.batch")), "the spool should hold the undelivered batches"
     leaks = [t for t in texts if KEY in t]
     assert leaks == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["access_token", "refresh_token", "api_token", "session_token", "auth_token", "X-Auth-Token"],
+)
+def test_token_keys_are_stripped(key: str) -> None:
+    assert AttributionPolicy().why_stripped(key, "abc") == "key names a secret"
+
+
+@pytest.mark.parametrize(
+    "key", ["input_tokens", "gen_ai.usage.output_tokens", "max_tokens", "llm.token_count.prompt"]
+)
+def test_token_counts_stay(key: str) -> None:
+    assert AttributionPolicy().why_stripped(key, 512) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "bearer xyz",
+        "Basic dXNlcjpwYXNz",
+        "postgres://app:hunter2@db.internal:5432/app",
+        "sk-proj-AbCdEf0123456789xyz",
+        "sk_live_51H8abcdEFGH",
+        "ghp_0123456789abcdefghijABCDEFGHIJ",
+        "xoxb-123456789012-abcdefgh",
+        "AKIA0123456789ABCDEF",
+    ],
+)
+def test_credential_values_are_stripped(value: str) -> None:
+    assert AttributionPolicy().why_stripped("k", value) == "value looks like a credential"
+
+
+@pytest.mark.parametrize(
+    "value", ["basic plan", "Basic Auth", "https://docs.example.com/a@b", "task-abcdefghijklmnop"]
+)
+def test_ordinary_values_stay(value: str) -> None:
+    assert AttributionPolicy().why_stripped("k", value) is None

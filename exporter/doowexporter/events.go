@@ -38,14 +38,24 @@ const (
 )
 
 var (
-	secretKeyRE = regexp.MustCompile(`(?i)` + pyIgnoreCase(`(authori[sz]ation|passw(or)?d|passwd|secret|`+
+	secretKeyRE = regexp.MustCompile(`(?i)` + pyIgnoreCase(`(authori[sz]ation|passw(or)?d|passwd|passphrase|secret|`+
 		`api[_-]?key|apikey|access[_-]?key|private[_-]?key|cookie|session|token|credential|bearer|signature)`))
-	countKeyRE = regexp.MustCompile(`(?i)(^|[._])` +
-		pyIgnoreCase(`(input|output|total|prompt|completion)`) + `?_?tokens?\n?$`)
+	// token counts (input_tokens, max_tokens, llm.token_count.prompt) are not secrets;
+	// access_token, api_token, session_token are
+	countKeyRE = regexp.MustCompile(`(?i)(^|[._])` + pyIgnoreCase(`((((input|output|total|prompt|completion|cached|reasoning)_?)?tokens)`+
+		`|(input|output|total|prompt|completion|cached|reasoning)_?token`+
+		`|token_?counts?(\.(input|output|total|prompt|completion))?)`) + `\n?$`)
 	secretValueRE = regexp.MustCompile(before + `dk_[A-Za-z0-9_\-]{6,}` +
-		`|` + before + `Bearer[` + pySpace + `]+[^` + pySpace + `]+` +
+		`|` + before + `(Bearer|bearer|BEARER)[` + pySpace + `]+[^` + pySpace + `]+` +
+		`|` + before + `[Bb]asic[` + pySpace + `]+[A-Za-z0-9+/]*([a-z][A-Z]|[0-9+/=])[A-Za-z0-9+/]*` +
+		`|://[^` + pySpace + `/?#@:]*:[^` + pySpace + `/?#@]+@` +
 		`|` + before + `eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*` +
 		`|` + before + `(AKIA|ASIA)[A-Z0-9]{16}` + after +
+		`|` + before + `sk-[A-Za-z0-9_\-]{16,}` +
+		`|` + before + `[rs]k_(live|test)_[A-Za-z0-9]{8,}` +
+		`|` + before + `gh[pousr]_[A-Za-z0-9]{20,}|` + before + `github_pat_[A-Za-z0-9_]{20,}` +
+		`|` + before + `xox[abposr]-[A-Za-z0-9\-]{8,}` +
+		`|` + before + `AIza[A-Za-z0-9_\-]{35}` +
 		`|-----BEGIN [A-Z ]*PRIVATE KEY-----|-----BEGIN [A-Z ]+-----`)
 )
 
@@ -110,7 +120,8 @@ const maxRememberedKeys = 4096
 var (
 	secretKeys      sync.Map // key -> bool
 	rememberedKeys  atomic.Int64
-	credentialStart = []string{"dk_", "Bearer", "eyJ", "AKIA", "ASIA", "-----BEGIN "}
+	credentialStart = []string{"dk_", "earer", "EARER", "asic", "://", "eyJ", "AKIA", "ASIA", "sk-",
+		"k_live_", "k_test_", "gh", "github_pat_", "xox", "AIza", "-----BEGIN "}
 )
 
 func keyNamesSecret(key string) bool {

@@ -14,6 +14,9 @@ func TestPolicyReadsPatternsAsPython(t *testing.T) {
 	keys := map[string]bool{ // key -> stripped
 		"sessıon": true, "sessİon": true, "ſecret": true, "api_key": true,
 		"input_tokens": false, "x.tokens\n": false, "tokens\n\n": true, "user": false,
+		"access_token": true, "refresh_token": true, "api_token": true, "session_token": true,
+		"auth_token": true, "gen_ai.usage.output_tokens": false, "max_tokens": false,
+		"llm.token_count.prompt": false,
 	}
 	for key, stripped := range keys {
 		if got := whyStripped(key, int64(1)) != ""; got != stripped {
@@ -25,6 +28,10 @@ func TestPolicyReadsPatternsAsPython(t *testing.T) {
 		"Bearer\u00a0abc": true, "Bearer\vabc": true,
 		"AKIA0123456789ABCDEFé": false, "AKIA0123456789ABCDEF.": true,
 		strings.Repeat("é", 256): false, strings.Repeat("é", 257): true,
+		"bearer xyz": true, "Basic dXNlcjpwYXNz": true, "basic plan": false,
+		"postgres://app:hunter2@db:5432/app": true, "https://h:443/a@b": false,
+		"sk-proj-AbCdEf0123456789": true, "sk_live_51H8abcdEF": true, "xoxb-123456789012": true,
+		"ghp_0123456789abcdefghijAB": true, "task-abcdefghijklmnopqrs": false,
 	}
 	for value, stripped := range values {
 		if got := whyStripped("k", value) != ""; got != stripped {

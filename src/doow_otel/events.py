@@ -148,19 +148,33 @@ def event_id_problem(event_id: object) -> str | None:
 # --- attribution policy ---
 
 _SECRET_KEY_RE = re.compile(
-    r"(authori[sz]ation|passw(or)?d|passwd|secret|api[_-]?key|apikey|access[_-]?key|"
+    r"(authori[sz]ation|passw(or)?d|passwd|passphrase|secret|api[_-]?key|apikey|access[_-]?key|"
     r"private[_-]?key|cookie|session|token|credential|bearer|signature)",
     re.IGNORECASE,
 )
+# The Go exporter (events.go) holds the same patterns; tests/vectors/ keeps them alike.
 _SECRET_VALUE_RE = re.compile(
     r"(\bdk_[A-Za-z0-9_\-]{6,}"  # a Doow key
-    r"|\bBearer\s+\S+"  # an Authorization header value
+    r"|\b(Bearer|bearer|BEARER)\s+\S+"  # an Authorization header value
+    r"|\b[Bb]asic\s+[A-Za-z0-9+/]*([a-z][A-Z]|[0-9+/=])[A-Za-z0-9+/]*"  # Basic credentials
+    r"|://[^\s/?#@:]*:[^\s/?#@]+@"  # a URL with user:password@
     r"|\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"  # a JWT
     r"|\b(AKIA|ASIA)[A-Z0-9]{16}\b"  # an AWS access key id
+    r"|\bsk-[A-Za-z0-9_\-]{16,}"  # OpenAI, Anthropic
+    r"|\b[rs]k_(live|test)_[A-Za-z0-9]{8,}"  # Stripe
+    r"|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub
+    r"|\bxox[abposr]-[A-Za-z0-9\-]{8,}"  # Slack
+    r"|\bAIza[A-Za-z0-9_\-]{35}"  # Google API key
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|-----BEGIN [A-Z ]+-----)",
 )
-# Usage metrics legitimately carry token *counts*: keys like input_tokens are not secrets.
-_COUNT_KEY_RE = re.compile(r"(^|[._])(input|output|total|prompt|completion)?_?tokens?$", re.I)
+# Usage metrics legitimately carry token *counts*: keys like input_tokens, max_tokens or
+# llm.token_count.prompt are not secrets; access_token, api_token, session_token are.
+_COUNT_KEY_RE = re.compile(
+    r"(^|[._])((((input|output|total|prompt|completion|cached|reasoning)_?)?tokens)"
+    r"|(input|output|total|prompt|completion|cached|reasoning)_?token"
+    r"|token_?counts?(\.(input|output|total|prompt|completion))?)$",
+    re.IGNORECASE,
+)
 
 
 @functools.lru_cache(maxsize=1024)
