@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from doow_otel import InvalidEvent, UsageEvent
-from doow_otel.events import check_wire_event
+from doow_otel.events import AttributionPolicy, check_wire_event
 
 
 def event(**overrides: object) -> UsageEvent:
@@ -86,12 +86,15 @@ def test_secrets_are_stripped_reported_once_and_the_event_kept(
         "body": "x" * 300,
         "input_tokens": 12,
     }
+    assert event(attribution=attrs).attribution == {"function": "summarise", "input_tokens": 12}
+    policy = AttributionPolicy()
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="doow_otel"):
-        first = event(attribution=attrs)
-        event(attribution=attrs)
-    assert first.attribution == {"function": "summarise", "input_tokens": 12}
+        policy.clean(attrs)
+        policy.clean(attrs)
     stripped_logs = [r.getMessage() for r in caplog.records if "stripped" in r.getMessage()]
-    assert len(stripped_logs) == 7  # once per key, not once per event
+    assert len(stripped_logs) == 3  # once per reason, not once per key or per event
+    assert sum(policy.stripped.values()) == 14  # every stripped key is counted
     assert not any(secret in r for r in stripped_logs)
 
 

@@ -7,17 +7,21 @@ users already configure OTel that way.)
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from doow_otel.errors import ConfigurationError
 from doow_otel.events import AttributeValue, attributes_problem, license_problem
 
-__all__ = ["DEFAULT_ENDPOINT", "Settings"]
+__all__ = ["DEFAULT_ENDPOINT", "Settings", "endpoint_problem", "spool_directory"]
 
 DEFAULT_ENDPOINT = "https://api.doow.co"
 DEFAULT_FLUSH_AT = 20
@@ -83,7 +87,8 @@ class Settings:
         if license_id is not None and license_problem(license_id):
             raise ConfigurationError(f"default_license_id: {license_problem(license_id)}")
         settings = cls(
-            api_key=api_key or env.get("DOOW_TRACK_API_KEY") or None,
+            # a key pasted with a newline or spaces around it is still the key
+            api_key=(api_key or env.get("DOOW_TRACK_API_KEY") or "").strip() or None,
             endpoint=(endpoint or env.get("DOOW_TRACK_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
             disabled=_env_flag("DOOW_TRACK_DISABLED") if disabled is None else disabled,
             debug=_env_flag("DOOW_TRACK_DEBUG") if debug is None else debug,
@@ -96,6 +101,71 @@ class Settings:
         if settings.debug:
             enable_debug_logging()
         return settings
+
+    def problem(self, *, allow_insecure: bool = False) -> str | None:
+        """Why this configuration cannot send (a missing or malformed key, a bad endpoint),
+        or None. Checked where sending would start, so a module-level tracker never
+        crashes an import; `DoowClient` raises it as a `ConfigurationError`."""
+        if self.disabled:
+            return None
+        key = self.api_key
+        if not key:
+            return (
+                "api_key: no Doow API key; pass api_key='dk_...' or set DOOW_TRACK_API_KEY "
+                "(or DOOW_TRACK_DISABLED=true to turn sending off)"
+            )
+        if not key.startswith("dk_") or any(c.isspace() for c in key):
+            return (
+                "api_key: a Doow SDK key starts with 'dk_' and has no spaces; "
+                "copy it from Company Settings > Integrations"
+            )
+        return endpoint_problem(self.endpoint, allow_insecure)
+
+
+def endpoint_problem(endpoint: str, allow_insecure: bool = False) -> str | None:
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return f"endpoint: {endpoint!r} is not an http(s) URL; use e.g. 'https://api.doow.co'"
+    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
+        return (
+            f"endpoint: {endpoint!r} would send the API key unencrypted; use https, "
+            "or pass allow_insecure=True for a trusted network"
+        )
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def spool_directory() -> Path:
+    """The default spool directory, or a private one under the temp directory when the
+    home directory is unknown (HOME unset, a uid without a passwd entry) or the cache
+    directory cannot be created there."""
+    from doow_otel.spool import default_spool_dir
+
+    try:
+        directory = default_spool_dir()
+    except (RuntimeError, KeyError, OSError):  # Path.home() with no home to find
+        return _temp_spool()
+    if not directory.is_absolute():  # Python < 3.12 leaves an unexpandable '~' as it is
+        return _temp_spool()
+    existing = directory
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return _temp_spool()
+    return directory
+
+
+def _temp_spool() -> Path:
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"doow-otel-spool-{uid}"
 
 
 def enable_debug_logging() -> None:

@@ -41,6 +41,9 @@ MAX_UNIT_LEN = 64
 MAX_ATTRIBUTES = 64
 MAX_ATTRIBUTE_VALUE_LEN = 256
 METRIC_RE = re.compile(r"[A-Za-z0-9_.:\-]+")
+MAX_INT_QUANTITY = 2**63 - 1
+"""The largest integer quantity: OTLP encodes integer data points as int64."""
+RESERVED_PREFIXES = ("doow.", "otel.")
 
 
 class InvalidEvent(ValueError):
@@ -84,6 +87,11 @@ def quantity_problem(quantity: object, kind: str) -> str | None:
         return f"must be an int or float, got {type(quantity).__name__}"
     if not math.isfinite(quantity):
         return f"must be a finite number, got {quantity!r}"
+    if isinstance(quantity, int) and not -MAX_INT_QUANTITY <= quantity <= MAX_INT_QUANTITY:
+        return (
+            f"{quantity} is outside the integer range -(2**63-1)..2**63-1 that OTLP and Doow "
+            "carry; split it into several records"
+        )
     if kind == "USAGE" and quantity <= 0:
         return (
             f"must be greater than 0 for USAGE events, got {quantity!r} "
@@ -127,6 +135,17 @@ def attributes_problem(attributes: object) -> str | None:
             return f"[{key!r}] must be a str, int, float or bool, got {type(value).__name__}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"[{key!r}] must be finite, got {value!r}"
+    return None
+
+
+def reserved_key_problem(attributes: Mapping[str, object]) -> str | None:
+    """Attribution keys that would change what is billed (metric, unit, license, overflow)."""
+    for key in attributes:
+        if isinstance(key, str) and key.startswith(RESERVED_PREFIXES):
+            return (
+                f"key {key!r} is reserved (doow.* and otel.* decide what is billed); "
+                "pass metric=, unit= and license_id= as arguments, or rename the key"
+            )
     return None
 
 
@@ -184,19 +203,24 @@ def _key_names_secret(key: str) -> bool:
 
 
 class AttributionPolicy:
-    """Strips attribution that looks like a secret or payload, counts it, reports each key once.
+    """Strips attribution that looks like a secret or payload, counts it, logs each reason once.
 
     Doow's guide: never send request payloads, customer content, secrets or raw logs.
     The event is kept; only the offending attribute goes.
     """
 
     def __init__(
-        self, max_keys: int = MAX_ATTRIBUTES, max_value_len: int = MAX_ATTRIBUTE_VALUE_LEN
+        self,
+        max_keys: int = MAX_ATTRIBUTES,
+        max_value_len: int = MAX_ATTRIBUTE_VALUE_LEN,
+        max_reported: int = 1024,
     ) -> None:
         self.max_keys = max_keys
         self.max_value_len = max_value_len
         self.stripped: Counter[str] = Counter()
-        self._reported: set[tuple[str, str]] = set()
+        self.max_reported = max_reported
+        self._reported: set[tuple[str, str]] = set()  # the first keys stripped, bounded
+        self._logged: set[str] = set()  # reasons already logged
         self._lock = threading.Lock()
 
     def why_stripped(self, key: str, value: AttributeValue) -> str | None:
@@ -226,11 +250,20 @@ class AttributionPolicy:
     def _record(self, key: str, reason: str) -> None:
         with self._lock:
             self.stripped[reason] += 1
-            first = (key, reason) not in self._reported
-            self._reported.add((key, reason))
+            if len(self._reported) < self.max_reported:
+                self._reported.add((key, reason))
+            first = reason not in self._logged
+            self._logged.add(reason)
         if first:
-            # The value is never logged: it is the very thing that must not leak.
-            logger.warning("doow: attribution %r stripped: %s", key, reason)
+            # One line per reason, however many keys follow (10,000 bad keys are one line,
+            # not 10,000); `stripped` counts them all. The value is never logged: it is the
+            # very thing that must not leak.
+            logger.warning(
+                "doow: attribution %r stripped: %s (further keys stripped for this reason "
+                "are counted, not logged)",
+                key,
+                reason,
+            )
 
 
 DEFAULT_POLICY = AttributionPolicy()

@@ -6,14 +6,20 @@ the events with a `DoowClient`. They sit beside the user's other exporters: an O
 exporter to a collector or a vendor keeps receiving everything.
 
 With `OTEL_METRICS_EXPORTER=doow` (likewise traces, logs) `opentelemetry-instrument`
-builds them with no arguments; they then configure themselves from the environment.
+builds them with no arguments; they then configure themselves from the environment
+and share one client (and so one spool) per process and configuration.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -31,13 +37,15 @@ from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
     MetricsData,
+    NumberDataPoint,
     PeriodicExportingMetricReader,
+    Sum,
 )
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from doow_otel.client import DoowClient, SendResult
-from doow_otel.config import Settings
+from doow_otel.client import DEFAULT_SPOOL, DoowClient, SendResult
+from doow_otel.config import Settings, spool_directory
 from doow_otel.conversion import (
     USAGE_EVENT_NAME,
     Conversion,
@@ -46,14 +54,18 @@ from doow_otel.conversion import (
     convert_metrics_request,
     convert_traces_request,
 )
+from doow_otel.errors import ErrorReport, Reporter
+from doow_otel.events import MAX_INT_QUANTITY, UsageEvent
 
 __all__ = [
     "DELTA_TEMPORALITY",
     "DoowLogExporter",
     "DoowMetricExporter",
     "DoowSpanExporter",
+    "RetainingMetricExporter",
+    "export_deadline",
     "metric_reader",
-    "set_flush_deadline",
+    "shared_client",
 ]
 
 # Usage counters must be delta: Doow sums what it receives.
@@ -66,28 +78,107 @@ DELTA_TEMPORALITY: dict[type, AggregationTemporality] = {
     ObservableGauge: AggregationTemporality.CUMULATIVE,
 }
 
-_flush_deadline: float | None = None
-_deadline_lock = threading.Lock()
+MAX_RETAINED_EVENTS = 100_000
+"""Usage kept in memory for the next export when it could be neither delivered nor spooled."""
+MAX_RETAINED_ATTEMPTS = 5
+"""Exports a retained record rides along on before it is dropped (and reported)."""
+
+# --- the flush deadline: travels with the flushing call, never through a global ---
+
+_deadline_var: ContextVar[float | None] = ContextVar("doow_export_deadline", default=None)
 
 
-def set_flush_deadline(deadline: float | None) -> None:
-    """Bound every Doow export until cleared (a `time.monotonic()` value).
+@contextlib.contextmanager
+def export_deadline(deadline: float | None) -> Iterator[None]:
+    """Bound every Doow export made by this thread (or task) inside the block.
 
-    Span and log processors call `export()` without a timeout; the serverless
-    wrappers set this so that those exports, too, end within the invocation's budget.
+    `deadline` is a `time.monotonic()` value. The SDK's `force_flush` exports on the
+    calling thread, so a serverless wrapper's flush bounds the span and log exports
+    too, which the processors call without a timeout.
     """
-    global _flush_deadline
-    with _deadline_lock:
-        _flush_deadline = deadline
+    token = _deadline_var.set(deadline)
+    try:
+        yield
+    finally:
+        _deadline_var.reset(token)
 
 
 def _deadline(timeout_seconds: float) -> float:
-    now = time.monotonic()
-    own = now + timeout_seconds
-    bound = _flush_deadline
-    # A bound already past belongs to an invocation whose caller stopped waiting: an
-    # export that only starts now (it queued behind another) runs on its own timeout.
-    return own if bound is None or bound <= now else min(own, bound)
+    own = time.monotonic() + timeout_seconds
+    bound = _deadline_var.get()
+    return own if bound is None else min(own, bound)
+
+
+# --- one client per process and configuration ---
+
+_ClientKey = tuple[Any, ...]
+_clients: dict[_ClientKey, tuple[DoowClient, int]] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(
+    *,
+    api_key: str | None = None,
+    endpoint: str | None = None,
+    timeout: float = 10.0,
+    spool: Any = DEFAULT_SPOOL,
+    on_error: Callable[[ErrorReport], None] | None = None,
+    disabled: bool | None = None,
+) -> DoowClient:
+    """The process's client for this configuration, created on first use.
+
+    The exporters built with no client, `configure()` and `DoowTracker` all take it from
+    here: one connection pool and one spool per configuration (the zero-code path's
+    three exporters used to run three clients on one spool). Give it back with
+    `release_client()`; the last one out closes it.
+    """
+    settings = Settings.resolve(api_key=api_key, endpoint=endpoint, disabled=disabled)
+    if spool is DEFAULT_SPOOL:
+        spool = spool_directory()
+    spool_key = str(spool) if isinstance(spool, (str, os.PathLike)) else id(spool)
+    key = (settings.api_key, settings.endpoint, settings.disabled, timeout, spool_key, on_error)
+    with _clients_lock:
+        found = _clients.get(key)
+        if found is None:
+            client = DoowClient(
+                settings.api_key,
+                endpoint=settings.endpoint,
+                timeout=timeout,
+                spool=Path(spool) if isinstance(spool, os.PathLike) else spool,
+                on_error=on_error,
+                disabled=settings.disabled,
+            )
+            found = (client, 0)
+        _clients[key] = (found[0], found[1] + 1)
+        return found[0]
+
+
+def release_client(client: DoowClient) -> None:
+    """One user of a shared client is done with it; the last closes it."""
+    with _clients_lock:
+        for key, (each, users) in list(_clients.items()):
+            if each is client:
+                if users > 1:
+                    _clients[key] = (each, users - 1)
+                    return
+                del _clients[key]
+                break
+    client.close()
+
+
+def _forget_clients_after_fork() -> None:
+    # The child must not use the parent's connections (nor locks a parent thread held):
+    # whoever needs a client in the child builds a new one (DoowTracker does).
+    global _clients_lock
+    _clients.clear()
+    _clients_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_clients_after_fork)
+
+
+# --- exporters ---
 
 
 class _DoowExporterBase:
@@ -96,32 +187,117 @@ class _DoowExporterBase:
         client: DoowClient | None = None,
         *,
         options: ConversionOptions | None = None,
+        problem: str | None = None,
         **client_kwargs: Any,
     ) -> None:
-        self.client = client if client is not None else DoowClient(**client_kwargs)
+        self._shared = client is None
+        self.client = client if client is not None else shared_client(**client_kwargs)
         if options is None:
             options = ConversionOptions(default_license_id=Settings.resolve().default_license_id)
         self.options = options
+        # Why this configuration cannot send (a missing key): reported at each export.
+        self.problem = problem
         self.last_result: SendResult | None = None
+        self._failed = 0  # exports since the last check that left usage undelivered and unkept
+        self._retained: list[tuple[UsageEvent, int]] = []  # (event, attempts)
+        self._lock = threading.Lock()
+        # While a fork is under way, exports are held for the parent instead of sent.
+        self.holding = False
+
+    @property
+    def has_retained(self) -> bool:
+        return bool(self._retained)
+
+    def after_fork_in_child(self, client: DoowClient) -> None:
+        """What was held or retained belongs to the parent; the child sends on its own client."""
+        self._lock = threading.Lock()
+        self._retained = []
+        self._failed = 0
+        self.holding = False
+        self.client = client
+
+    def take_failures(self) -> int:
+        """Exports that left usage neither delivered nor kept, since the last call."""
+        with self._lock:
+            failed, self._failed = self._failed, 0
+        return failed
+
+    def _fail(self) -> None:
+        with self._lock:
+            self._failed += 1
 
     def _deliver(self, conversion: Conversion, timeout_seconds: float) -> bool:
         for code, count in sorted(conversion.dropped.items()):
             self.client.report("dropped", conversion.describe(code, count), count=count)
-        if not conversion.events and not (self.client.spool and len(self.client.spool)):
-            return not conversion.dropped
-        result = self.client.send(conversion.events, deadline=_deadline(timeout_seconds))
+        ok = not conversion.dropped
+        if self.holding:
+            with self._lock:
+                self._retained.extend((event, 0) for event in conversion.events)
+            return ok
+        with self._lock:
+            retained, self._retained = self._retained, []
+        events = [event for event, _ in retained] + conversion.events
+        if self.problem is not None:
+            if events:
+                self.client.report(
+                    "auth",
+                    f"{len(events)} usage records not sent: {self.problem}",
+                    count=len(events),
+                )
+                self._fail()
+            return False
+        if not events and not (self.client.spool and len(self.client.spool)):
+            if not ok:
+                self._fail()
+            return ok
+        result = self.client.send(events, deadline=_deadline(timeout_seconds))
         self.last_result = result
+        if result.dropped and self.client.spool is None and not self.client.disabled:
+            # Nothing keeps it on disk: keep it here for the next export (the same ids,
+            # so what did arrive is deduplicated by Doow).
+            attempts = [n for _, n in retained] + [0] * len(conversion.events)
+            self._retain(events, attempts)
         # Spooled events are ours to deliver later: the export itself succeeded.
-        return not (result.dropped or conversion.dropped)
+        ok = ok and not result.dropped
+        if not ok:
+            self._fail()
+        return ok
+
+    def _retain(self, events: list[UsageEvent], attempts: list[int]) -> None:
+        keep = [(e, n + 1) for e, n in zip(events, attempts, strict=True)]
+        given_up = [e for e, n in keep if n > MAX_RETAINED_ATTEMPTS]
+        keep = [(e, n) for e, n in keep if n <= MAX_RETAINED_ATTEMPTS]
+        overflow = max(0, len(keep) - MAX_RETAINED_EVENTS)
+        if given_up or overflow:
+            count = len(given_up) + overflow
+            self.client.report(
+                "dropped",
+                f"{count} usage records dropped after {MAX_RETAINED_ATTEMPTS} failed exports "
+                f"or past {MAX_RETAINED_EVENTS:,} waiting, with no spool to keep them",
+                count=count,
+            )
+        keep = keep[overflow:]
+        if keep:
+            self.client.report(
+                "network",
+                f"{len(keep)} usage records not delivered; kept in memory for the next export "
+                "(configure a spool to keep them across restarts)",
+                count=len(keep),
+            )
+        with self._lock:
+            self._retained = keep + self._retained
 
     def _flush_spool(self, timeout_millis: float) -> bool:
+        if self._retained:
+            return self._deliver(Conversion(), timeout_millis / 1000)
         if self.client.spool is None or not len(self.client.spool):
             return True
         result = self.client.flush_spool(deadline=_deadline(timeout_millis / 1000))
         return result.spooled == 0
 
     def _shutdown(self) -> None:
-        self.client.close()
+        if self._shared:
+            release_client(self.client)
 
 
 class DoowMetricExporter(_DoowExporterBase, MetricExporter):
@@ -133,9 +309,10 @@ class DoowMetricExporter(_DoowExporterBase, MetricExporter):
         *,
         options: ConversionOptions | None = None,
         preferred_aggregation: dict[type, Any] | None = None,
+        problem: str | None = None,
         **client_kwargs: Any,
     ) -> None:
-        _DoowExporterBase.__init__(self, client, options=options, **client_kwargs)
+        _DoowExporterBase.__init__(self, client, options=options, problem=problem, **client_kwargs)
         MetricExporter.__init__(
             self,
             preferred_temporality=DELTA_TEMPORALITY,
@@ -145,9 +322,8 @@ class DoowMetricExporter(_DoowExporterBase, MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-
-        conversion = convert_metrics_request(encode_metrics(metrics_data), self.options)
+        request = _encode_metrics(metrics_data, self.client.report)
+        conversion = convert_metrics_request(request, self.options)
         ok = self._deliver(conversion, timeout_millis / 1000)
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
@@ -156,6 +332,72 @@ class DoowMetricExporter(_DoowExporterBase, MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._shutdown()
+
+
+def _encode_metrics(metrics_data: MetricsData, report: Reporter) -> Any:
+    """OTLP for the SDK's data; one bad data point never costs the others.
+
+    An integer sum past int64 (what OTLP can carry) is split into parts that fit, each
+    its own event (the parts carry `doow.part`, so their ids differ). A metric that
+    still cannot be encoded is reported with the reason, and the rest goes out.
+    """
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    try:
+        return encode_metrics(metrics_data)
+    except Exception:  # noqa: BLE001 - encode each metric alone below, to find the bad one
+        pass
+    request = ExportMetricsServiceRequest()
+    for resource_metrics in metrics_data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                one = MetricsData(
+                    resource_metrics=[
+                        dataclasses.replace(
+                            resource_metrics,
+                            scope_metrics=[
+                                dataclasses.replace(scope_metrics, metrics=[_split_big(metric)])
+                            ],
+                        )
+                    ]
+                )
+                try:
+                    encoded = encode_metrics(one)
+                except Exception as exc:  # noqa: BLE001 - reported; the other metrics go on
+                    points = len(getattr(metric.data, "data_points", ()))
+                    report(
+                        "dropped",
+                        f"metric {metric.name!r}: {points} data points could not be encoded "
+                        f"as OTLP ({type(exc).__name__}: {str(exc)[:200]})",
+                        count=points,
+                    )
+                    continue
+                request.resource_metrics.extend(encoded.resource_metrics)
+    return request
+
+
+def _split_big(metric: Any) -> Any:
+    data = metric.data
+    if not isinstance(data, Sum) or not any(
+        isinstance(p.value, int) and p.value > MAX_INT_QUANTITY for p in data.data_points
+    ):
+        return metric
+    points: list[NumberDataPoint] = []
+    for point in data.data_points:
+        value = point.value
+        if not (isinstance(value, int) and value > MAX_INT_QUANTITY):
+            points.append(point)
+            continue
+        parts = -(-value // MAX_INT_QUANTITY)
+        first = value - (parts - 1) * MAX_INT_QUANTITY
+        points.append(dataclasses.replace(point, value=first))
+        for part in range(1, parts):
+            attributes = {**(point.attributes or {}), "doow.part": part}
+            points.append(dataclasses.replace(point, attributes=attributes, value=MAX_INT_QUANTITY))
+    return dataclasses.replace(metric, data=dataclasses.replace(data, data_points=points))
 
 
 def _span_has_usage(span: ReadableSpan) -> bool:
@@ -170,7 +412,7 @@ class DoowSpanExporter(_DoowExporterBase, SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         usage = [span for span in spans if _span_has_usage(span)]
-        if not usage:
+        if not usage and not self._retained:
             return SpanExportResult.SUCCESS
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
@@ -198,7 +440,7 @@ class DoowLogExporter(_DoowExporterBase, LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         usage = [record for record in batch if _record_is_usage(record)]
-        if not usage:
+        if not usage and not self._retained:
             return LogRecordExportResult.SUCCESS
         from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 
@@ -211,6 +453,102 @@ class DoowLogExporter(_DoowExporterBase, LogRecordExporter):
 
     def shutdown(self) -> None:
         self._shutdown()
+
+
+class RetainingMetricExporter(MetricExporter):
+    """Wraps a metric exporter that drops what it fails to export (OTLP to a collector
+    that is not listening): the failed data is reported and goes out again with the
+    next export, bounded by `max_points` (past that the oldest is dropped, reported).
+
+    Delta data points keep their start and end times, so the collector's doow exporter
+    derives the same event ids on the retry: whatever did arrive is not billed twice.
+    """
+
+    def __init__(
+        self, exporter: MetricExporter, report: Reporter, *, max_points: int = MAX_RETAINED_EVENTS
+    ) -> None:
+        super().__init__(
+            preferred_temporality=exporter._preferred_temporality,
+            preferred_aggregation=exporter._preferred_aggregation,
+        )
+        self.exporter = exporter
+        self.report = report
+        self.max_points = max_points
+        self._retained: list[tuple[MetricsData, int]] = []
+        self._failed = 0
+        self._lock = threading.Lock()
+        self.holding = False
+
+    @property
+    def has_retained(self) -> bool:
+        return bool(self._retained)
+
+    def after_fork_in_child(self, client: DoowClient) -> None:
+        self._lock = threading.Lock()
+        self._retained = []
+        self._failed = 0
+        self.holding = False
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        if self.holding:
+            with self._lock:
+                self._retained.append((metrics_data, _points(metrics_data)))
+            return MetricExportResult.SUCCESS
+        with self._lock:
+            waiting, self._retained = self._retained, []
+        still: list[tuple[MetricsData, int]] = []
+        end = time.monotonic() + timeout_millis / 1000
+        for data, points in [*waiting, (metrics_data, _points(metrics_data))]:
+            if not points:
+                continue
+            left = max(0.0, end - time.monotonic()) * 1000
+            if still or self.exporter.export(data, timeout_millis=left) is not (
+                MetricExportResult.SUCCESS
+            ):
+                still.append((data, points))
+        if not still:
+            return MetricExportResult.SUCCESS
+        kept = sum(points for _, points in still)
+        while kept > self.max_points and still:
+            _, points = still.pop(0)
+            kept -= points
+            self.report("dropped", f"{points} usage data points dropped: more than "
+                        f"{self.max_points:,} waiting for the collector", count=points)  # fmt: skip
+        self.report(
+            "network",
+            f"the collector did not take {kept} usage data points; they are kept in memory "
+            "and sent again with the next export",
+            count=kept,
+        )
+        with self._lock:
+            self._retained = still + self._retained
+            self._failed += 1
+        return MetricExportResult.FAILURE
+
+    def take_failures(self) -> int:
+        with self._lock:
+            failed, self._failed = self._failed, 0
+        return failed
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        if self._retained:
+            empty = MetricsData(resource_metrics=[])
+            return self.export(empty, timeout_millis) is MetricExportResult.SUCCESS
+        return bool(self.exporter.force_flush(timeout_millis))
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.exporter.shutdown(timeout_millis=timeout_millis)
+
+
+def _points(metrics_data: MetricsData) -> int:
+    return sum(
+        len(getattr(metric.data, "data_points", ()))
+        for rm in metrics_data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    )
 
 
 DEFAULT_CARDINALITY_LIMIT = 100_000
@@ -228,15 +566,13 @@ def metric_reader(
     **exporter_kwargs: Any,
 ) -> PeriodicExportingMetricReader:
     """A reader to add to your own MeterProvider: `MeterProvider(metric_readers=[..., this])`."""
-    from opentelemetry.sdk.metrics import Counter, Histogram, ObservableCounter
-
     return PeriodicExportingMetricReader(
         exporter or DoowMetricExporter(**exporter_kwargs),
         export_interval_millis=(interval or Settings.resolve().flush_interval) * 1000,
         export_timeout_millis=timeout * 1000,
-        cardinality_limits={
-            Counter: cardinality_limit,
-            Histogram: cardinality_limit,
-            ObservableCounter: cardinality_limit,
-        },
+        cardinality_limits=usage_cardinality_limits(cardinality_limit),
     )
+
+
+def usage_cardinality_limits(limit: int = DEFAULT_CARDINALITY_LIMIT) -> dict[type, int]:
+    return {Counter: limit, Histogram: limit, ObservableCounter: limit}

@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from doow_otel.exporters import set_flush_deadline
+from doow_otel.exporters import export_deadline
 
 if TYPE_CHECKING:
     from doow_otel.tracker import DoowTracker
@@ -119,17 +119,15 @@ def _flush_now(deadline: float, tracker: DoowTracker | None) -> bool:
     # Collecting and journaling may take longer than the budget (then unwaited for),
     # so that what misses the deadline is at least on disk.
     left = max(0.0, deadline - time.monotonic())
-    set_flush_deadline(deadline - min(FINISH_SECONDS, left / 4))
     timeout = max(left, LOCAL_WORK_SECONDS)
     try:
-        if tracker is not None:
-            return tracker.flush(timeout=timeout)
-        return _flush_global_providers(timeout)
+        with export_deadline(deadline - min(FINISH_SECONDS, left / 4)):
+            if tracker is not None:
+                return tracker.flush(timeout=timeout)
+            return _flush_global_providers(timeout)
     except Exception:
         logger.exception("doow: flush failed")
         return False
-    finally:
-        set_flush_deadline(None)
 
 
 def _flush_global_providers(timeout: float) -> bool:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import math
+import operator
 import os
 import re
 import signal
 import threading
 import uuid
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, Literal
 
@@ -36,21 +38,26 @@ from doow_otel.config import Settings
 from doow_otel.conversion import TRACKER_SCOPE, ConversionOptions
 from doow_otel.errors import ConfigurationError
 from doow_otel.events import (
-    DEFAULT_POLICY,
     MAX_ATTRIBUTES,
+    MAX_INT_QUANTITY,
     AttributeValue,
+    AttributionPolicy,
     InvalidEvent,
     attributes_problem,
     license_problem,
     metric_problem,
     quantity_problem,
+    reserved_key_problem,
     unit_problem,
 )
 from doow_otel.exporters import (
     DELTA_TEMPORALITY,
     DoowMetricExporter,
     DoowSpanExporter,
+    RetainingMetricExporter,
     metric_reader,
+    release_client,
+    shared_client,
 )
 from doow_otel.wire import MAX_BATCH_EVENTS
 
@@ -112,17 +119,28 @@ class DoowTracker:
         )
         self.settings = settings
         self.disabled = settings.disabled
-        self.client = client or DoowClient(
-            settings.api_key,
-            endpoint=settings.endpoint,
-            timeout=timeout,
-            spool=spool,
-            on_error=on_error,
+        reserved = reserved_key_problem(settings.attribution)
+        if reserved:
+            raise ConfigurationError(f"attribution: {reserved}")
+        # A missing or malformed key is reported when sending would start, not raised
+        # here: a module-level tracker must never crash an import.
+        self.problem = None if route == "collector" or client is not None else settings.problem()
+        self._client_args: dict[str, Any] = {
+            "api_key": settings.api_key,
+            "endpoint": settings.endpoint,
+            "timeout": timeout,
+            "spool": spool,
+            "on_error": on_error,
+            "disabled": settings.disabled,
+        }
+        if route == "collector" or settings.disabled or self.problem is not None:
             # through a collector, the collector holds the key and talks to Doow
-            disabled=settings.disabled or route == "collector",
-        )
+            self._client_args.update(api_key=None, spool=None, disabled=True)
+        self._owns_client = client is None
+        self.client = client or shared_client(**self._client_args)
         self.timeout = timeout
-        self._base: dict[str, AttributeValue] = DEFAULT_POLICY.clean(settings.attribution)
+        self.policy = AttributionPolicy()
+        self._base: dict[str, AttributeValue] = self.policy.clean(settings.attribution)
         self._default_license = settings.default_license_id
         self._counters: dict[tuple[str, str | None], tuple[Counter, str | None]] = {}
         self._clean: dict[tuple[str, object], bool] = {}
@@ -139,13 +157,19 @@ class DoowTracker:
         self.options = options
 
         self._owns_meter_provider = meter_provider is None
+        self._exporters: list[Any] = []  # ours, asked after each flush whether usage was lost
+        self._reader: Any = None
         if meter_provider is None:
             exporter: MetricExporter = (
-                _collector_exporter(collector_endpoint, timeout)
+                RetainingMetricExporter(
+                    _collector_exporter(collector_endpoint, timeout), self.client.report
+                )
                 if route == "collector"
-                else DoowMetricExporter(self.client, options=options)
+                else DoowMetricExporter(self.client, options=options, problem=self.problem)
             )
+            self._exporters.append(exporter)
             reader = metric_reader(exporter, interval=settings.flush_interval, timeout=timeout)
+            self._reader = reader
             meter_provider = MeterProvider(
                 metric_readers=[reader],
                 resource=Resource.create({"service.instance.id": str(uuid.uuid4())}),
@@ -155,8 +179,11 @@ class DoowTracker:
         self._meter: Meter = meter_provider.get_meter(TRACKER_SCOPE, __version__)
         self.tracer_provider = tracer_provider
         if tracer_provider is not None:
-            add_span_processing(tracer_provider, self.client, options)
+            self._exporters.append(
+                add_span_processing(tracer_provider, self.client, options, problem=self.problem)
+            )
         atexit.register(self._at_exit)
+        _register_fork_hooks(self)
         if handle_sigterm:
             _install_sigterm_flush(self)
 
@@ -178,28 +205,36 @@ class DoowTracker:
     ) -> None:
         """Record usage. Takes keywords, or one mapping with the seed's field names."""
         if event is not None:
+            if not isinstance(event, Mapping):
+                raise InvalidEvent("event", f"must be a mapping, got {type(event).__name__}")
             unknown = set(event) - _SEED_FIELDS
             if unknown:
-                name = sorted(unknown)[0]
+                name = sorted(map(str, unknown))[0]
                 raise InvalidEvent(name, f"is not a track() field; known: {sorted(_SEED_FIELDS)}")
             metric = event.get("metric")
             quantity = event.get("quantity")
             license_id = event.get("license_id")
             unit = event.get("unit")
             attribution = event.get("attribution")
-        found = self._counters.get((metric, unit))  # type: ignore[arg-type]
+        try:
+            found = self._counters.get((metric, unit))  # type: ignore[arg-type]
+        except TypeError:  # an unhashable metric or unit: named below
+            found = None
         if found is None:
             found = self._instrument(metric, unit)
         counter, alias = found
         kind = type(quantity)
-        if (kind is not int and kind is not float) or not 0 < quantity < math.inf:  # type: ignore[operator]
+        if kind is not int and kind is not float:
+            quantity = _plain_quantity(quantity)
+            kind = type(quantity)
+        if not 0 < quantity < math.inf or (kind is int and quantity > MAX_INT_QUANTITY):  # type: ignore[operator]
             raise InvalidEvent("quantity", quantity_problem(quantity, "USAGE") or "is invalid")
         if license_id is None:
             license_id = license_from_baggage() or self._default_license
-        if license_id not in self._valid_licenses:
+        if type(license_id) is not str or license_id not in self._valid_licenses:
             self._check_license(license_id)
         attributes = dict(self._base)
-        if attribution:
+        if attribution is not None:
             attributes.update(self._cleaned(attribution))
         attributes[LICENSE_KEY] = license_id  # type: ignore[assignment]
         if alias is not None:
@@ -219,8 +254,11 @@ class DoowTracker:
         if problem:
             raise InvalidEvent("unit", problem)
         assert isinstance(metric, str)
-        alias = None if _OTEL_NAME.fullmatch(metric) else metric
-        name = "doow.usage" if alias else metric
+        # OTel instrument names are case-insensitive (the SDK lowercases them): a name that
+        # is not already lowercase, or that OTel refuses, rides exactly in `doow.metric`.
+        valid = _OTEL_NAME.fullmatch(metric) is not None
+        alias = None if valid and metric == metric.lower() else metric
+        name = metric.lower() if valid else "doow.usage"
         counter = self._meter.create_counter(name, unit=str(unit or ""))
         with self._lock:
             found = self._counters.setdefault((metric, unit), (counter, alias))  # type: ignore[arg-type]
@@ -239,8 +277,12 @@ class DoowTracker:
         if len(self._valid_licenses) < _CACHE_LIMIT:
             self._valid_licenses.add(license_id)  # type: ignore[arg-type]
 
-    def _cleaned(self, attribution: Mapping[str, AttributeValue]) -> Mapping[str, AttributeValue]:
+    def _cleaned(self, attribution: object) -> Mapping[str, AttributeValue]:
         """The attribution minus what the policy strips; per (key, value) verdicts are cached."""
+        if type(attribution) is not dict and not isinstance(attribution, Mapping):
+            raise InvalidEvent("attribution", attributes_problem(attribution) or "is invalid")
+        if not attribution:
+            return attribution
         verdicts = self._clean
         try:
             fits = len(attribution) + len(self._base) <= MAX_ATTRIBUTES
@@ -248,10 +290,10 @@ class DoowTracker:
                 return attribution
         except TypeError:  # an unhashable value: let the check below name it
             pass
-        problem = attributes_problem(attribution)
+        problem = attributes_problem(attribution) or reserved_key_problem(attribution)
         if problem:
             raise InvalidEvent("attribution", problem)
-        cleaned = DEFAULT_POLICY.clean(attribution)
+        cleaned = self.policy.clean(attribution)
         if len(verdicts) > _CACHE_LIMIT:
             verdicts.clear()
         for item in attribution.items():
@@ -262,13 +304,24 @@ class DoowTracker:
     # --- flushing ---
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Export everything recorded so far (and replay the spool); True when all went out."""
+        """Export everything recorded so far (and replay the spool).
+
+        True when all went out or is kept in the spool; False (and `on_error` told why)
+        when usage was neither delivered nor kept."""
         timeout_millis = (timeout if timeout is not None else self.timeout) * 1000
         self._pending = 0
-        ok = bool(self.meter_provider.force_flush(timeout_millis))
-        if self.tracer_provider is not None:
-            ok = bool(self.tracer_provider.force_flush(int(timeout_millis))) and ok
-        return ok
+        _flushing.depth = getattr(_flushing, "depth", 0) + 1
+        try:
+            ok = bool(self.meter_provider.force_flush(timeout_millis))
+            if self.tracer_provider is not None:
+                ok = bool(self.tracer_provider.force_flush(int(timeout_millis))) and ok
+            for exporter in self._exporters:  # the SDK's readers ignore export results
+                ok = not exporter.take_failures() and ok
+            return ok
+        finally:
+            _flushing.depth -= 1
+            if _flushing.depth == 0 and _sigterm_pending:
+                _exit_on_sigterm()
 
     @property
     def has_pending(self) -> bool:
@@ -302,7 +355,12 @@ class DoowTracker:
         self._flush_wanted.set()
         if self._owns_meter_provider:
             self.meter_provider.shutdown()
-        self.client.close()
+        with contextlib.suppress(ValueError):
+            _sigterm_trackers.remove(self)
+        with contextlib.suppress(Exception):
+            atexit.unregister(self._at_exit)
+        if self._owns_client:
+            release_client(self.client)
 
     def _at_exit(self) -> None:
         with contextlib.suppress(Exception):  # never break interpreter exit
@@ -313,6 +371,38 @@ class DoowTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+    # --- fork safety (gunicorn --preload, multiprocessing) ---
+
+    def _before_fork(self) -> None:
+        """Collect what is recorded into our exporter, which holds it for the parent: the
+        child starts with nothing of the parent's, so nothing is billed twice (the child's
+        data points would carry another pid in the resource, hence other ids)."""
+        if self._closed or self._reader is None:
+            return
+        for exporter in self._exporters:
+            exporter.holding = True
+        with contextlib.suppress(Exception):
+            self._reader.collect(timeout_millis=self.timeout * 1000)
+
+    def _after_fork_in_parent(self) -> None:
+        for exporter in self._exporters:
+            exporter.holding = False
+        if self._exporters and any(exporter.has_retained for exporter in self._exporters):
+            self._flush_soon()
+
+    def _after_fork_in_child(self) -> None:
+        """New locks, threads and connections: nothing held or open in the parent is used."""
+        self._lock = threading.Lock()
+        self._flusher = None
+        self._flush_wanted = threading.Event()
+        self._pending = 0
+        if self._owns_client and not self._closed:
+            self.client = shared_client(**self._client_args)
+        for exporter in self._exporters:
+            exporter.after_fork_in_child(self.client)
+        if self._reader is not None and hasattr(self._reader, "_export_lock"):
+            self._reader._export_lock = threading.Lock()  # a parent thread may have held it
 
     # --- serverless wrappers (doow_otel.serverless) ---
 
@@ -341,12 +431,34 @@ class DoowTracker:
 
 
 def add_span_processing(
-    tracer_provider: TracerProvider, client: DoowClient, options: ConversionOptions
-) -> None:
+    tracer_provider: TracerProvider,
+    client: DoowClient,
+    options: ConversionOptions,
+    *,
+    problem: str | None = None,
+) -> DoowSpanExporter:
     """Add Doow's span processing to an existing TracerProvider, beside what it has."""
+    exporter = DoowSpanExporter(client, options=options, problem=problem)
     tracer_provider.add_span_processor(LicenseFromBaggage())
-    tracer_provider.add_span_processor(
-        BatchSpanProcessor(DoowSpanExporter(client, options=options))
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    return exporter
+
+
+def _plain_quantity(quantity: object) -> int | float:
+    """An int or float from a numeric subclass (an IntEnum, numpy's integers and floats);
+    anything else is refused with the reason and the fix."""
+    if isinstance(quantity, bool) or quantity is None:
+        raise InvalidEvent("quantity", quantity_problem(quantity, "USAGE") or "is invalid")
+    if isinstance(quantity, int):
+        return int(quantity)
+    if isinstance(quantity, float):
+        return float(quantity)
+    if hasattr(type(quantity), "__index__"):  # numpy.int64 and friends
+        return operator.index(quantity)  # type: ignore[arg-type]
+    raise InvalidEvent(
+        "quantity",
+        f"must be an int or float, got {type(quantity).__name__}; convert it with int() or "
+        "float() (Doow quantities are JSON numbers)",
     )
 
 
@@ -383,6 +495,8 @@ def configure(**kwargs: Any) -> DoowTracker:
 
 
 _sigterm_trackers: list[DoowTracker] = []
+_sigterm_pending = False
+_flushing = threading.local()  # depth of DoowTracker.flush() calls on this thread
 
 
 def _install_sigterm_flush(tracker: DoowTracker) -> None:
@@ -393,13 +507,47 @@ def _install_sigterm_flush(tracker: DoowTracker) -> None:
     try:
         if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
             return  # the application (or its server) handles SIGTERM itself
-
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            for each in list(_sigterm_trackers):
-                each._at_exit()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, on_sigterm)
+        signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):  # not the main interpreter, or no signals here
         pass
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _sigterm_pending
+    if getattr(_flushing, "depth", 0):
+        # The signal interrupted a flush on this thread, which holds the SDK's export
+        # lock: flushing again here would wait for it forever. That flush ends within
+        # its timeout; then we flush what came after it, and exit.
+        _sigterm_pending = True
+        return
+    _exit_on_sigterm()
+
+
+def _exit_on_sigterm() -> None:
+    global _sigterm_pending
+    _sigterm_pending = False
+    for each in list(_sigterm_trackers):
+        each._at_exit()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _register_fork_hooks(tracker: DoowTracker) -> None:
+    if not hasattr(os, "register_at_fork"):
+        return
+    ref = weakref.ref(tracker)
+
+    def hook(name: str) -> Callable[[], None]:
+        def call() -> None:
+            alive = ref()
+            if alive is not None:
+                with contextlib.suppress(Exception):  # never break a fork
+                    getattr(alive, name)()
+
+        return call
+
+    os.register_at_fork(
+        before=hook("_before_fork"),
+        after_in_parent=hook("_after_fork_in_parent"),
+        after_in_child=hook("_after_fork_in_child"),
+    )
