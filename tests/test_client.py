@@ -95,12 +95,20 @@ def test_401_stops_sending_keeps_events_and_reports_once(
     assert first.spooled == 2 and second.spooled == 3
     assert len(local_doow.requests()) == 1  # stopped after the first 401
     assert [r.kind for r in reports] == ["auth"]
-    bad.close()
-    fixed = DoowClient(local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s")
-    replay = fixed.send([])
+    assert bad.stats()["auth_latched"] == 1
+    # a new key, set in-process, clears the latch at once and takes the spooled usage along
+    bad.set_api_key(local_doow.api_key)
+    replay = bad.send([])
     assert replay.delivered == 5 and replay.replayed == 5
     assert local_doow.total("api_calls") == 5
-    fixed.close()
+    assert bad.stats()["replayed"] == 5 and bad.stats()["auth_latched"] == 0
+    bad.close()
+
+
+def test_set_api_key_is_validated_like_the_constructor(client: DoowClient) -> None:
+    with pytest.raises(ConfigurationError, match="^api_key: .*dk_") as caught:
+        client.set_api_key("sk_live_secretvalue")
+    assert "secretvalue" not in str(caught.value)
 
 
 def test_413_splits_the_batch(local_doow: LocalDoow, client: DoowClient) -> None:

@@ -1,17 +1,31 @@
 """`DoowClient`: delivers usage events to Doow's ingest API, exactly once, within a deadline.
 
-How the contract's answers are handled (doow-ingest-contract.md):
-202 done; 207 rejected events reported, never resent; 400 permanent; 401 stops all
-sending with that key; 413 halves the batch; 429 waits as told; 5xx, timeouts and
-connection errors retry with exponential backoff and full jitter. Whatever is not
-delivered by the deadline stays in the spool (written ahead of the first attempt)
-and is replayed, oldest first and with the same ids, by the next send.
+The client only orchestrates: journal each batch to the spool, post it, act on the
+answer as `doow_otel.status` decides (the table shared with the Go exporter), unjournal.
+
+- Delivered (Doow's JSON acknowledgement): done; 207 rejections are reported, never resent.
+- Retry (408, 429, 5xx, timeouts, dropped connections): exponential backoff with full
+  jitter, or the wait Doow asks for. A batch that keeps getting 5xx answers does not
+  block the queue: after `max_attempts` failed sends (counted across sends and processes,
+  kept with the entry) or once older than `max_age`, it is set aside under
+  `<spool>/set-aside/`, reported, and the batches behind it flow.
+- Split (413): the halves are sent. Reject (400, other 4xx): reported, set aside, never resent.
+- Keep, auth (401/403): sending with this key stops (latched) but recovers: one probe
+  request per `auth_probe_interval` seconds, and `set_api_key()` clears the latch at once.
+- Keep, endpoint (redirects, never followed since they would carry the key elsewhere; 404;
+  a 2xx that is not Doow's acknowledgement): reported as a configuration error, kept.
+
+The deadline is a hard bound on wall-clock time: each request runs on its own thread and
+is abandoned (its connections closed) when the deadline passes, so a server trickling
+its answer a byte at a time cannot hold the caller. Whatever is not delivered by the
+deadline stays in the spool (written ahead of the first attempt) and is replayed,
+oldest first and with the same ids, by the next send. The spool holds only this
+endpoint's and key's entries (see `doow_otel.spool`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import random
 import threading
@@ -19,10 +33,9 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from doow_otel._version import __version__
@@ -30,6 +43,7 @@ from doow_otel.config import Settings
 from doow_otel.errors import ConfigurationError, ErrorReport, Redactor, Reporter
 from doow_otel.events import UsageEvent
 from doow_otel.spool import Spool
+from doow_otel.status import Decision, Rejection, decide, transport_failure
 from doow_otel.wire import Batch, compress, make_batches
 
 if TYPE_CHECKING:
@@ -39,7 +53,6 @@ __all__ = ["DoowClient", "Rejection", "SendResult"]
 
 USER_AGENT = f"doow-otel-python/{__version__}"
 logger = logging.getLogger("doow_otel")
-MAX_RETRY_AFTER = 300.0
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
 MIN_ATTEMPT_SECONDS = 0.01
@@ -52,15 +65,13 @@ class _Default(Enum):
 DEFAULT_SPOOL = _Default.SPOOL
 
 
-@dataclass(frozen=True)
-class Rejection:
-    event_id: str
-    reason: str
-
-
 @dataclass
 class SendResult:
-    """What became of the events of one `send` (including replayed spool entries)."""
+    """What became of the events of one `send` (including replayed spool entries).
+
+    `dropped`: Doow refused them (a copy is set aside on disk) or there was nowhere to keep
+    them. `set_aside`: Doow kept failing on them; on disk under `set-aside/`, not retried.
+    """
 
     delivered: int = 0
     rejected: list[Rejection] = field(default_factory=list)
@@ -68,10 +79,11 @@ class SendResult:
     dropped: int = 0
     replayed: int = 0  # of `delivered`, how many came from the spool
     skipped: int = 0  # sending disabled (DOOW_TRACK_DISABLED)
+    set_aside: int = 0
 
     @property
     def ok(self) -> bool:
-        return not (self.rejected or self.spooled or self.dropped)
+        return not (self.rejected or self.spooled or self.dropped or self.set_aside)
 
     def add(self, other: SendResult) -> None:
         self.delivered += other.delivered
@@ -80,20 +92,25 @@ class SendResult:
         self.dropped += other.dropped
         self.replayed += other.replayed
         self.skipped += other.skipped
-
-
-class _Outcome(Enum):
-    DELIVERED = "delivered"
-    PERMANENT = "permanent"  # Doow will never take it: report and drop
-    UNDELIVERED = "undelivered"  # not now: keep it in the spool
-    TOO_LARGE = "too_large"
+        self.set_aside += other.set_aside
 
 
 @dataclass
-class _Attempt:
-    outcome: _Outcome
-    delivered: int = 0
-    rejections: list[Rejection] = field(default_factory=list)
+class _Round:
+    """One send: its deadline, and whether the answers so far say to stop sending."""
+
+    end: float
+    stop: bool = False
+
+
+@dataclass
+class _Journaled:
+    """A batch and where it waits: its spool entry (None: no spool), age and failed attempts."""
+
+    batch: Batch
+    path: Path | None
+    created_ns: int | None = None
+    attempts: int = 0
 
 
 def _is_loopback(host: str) -> bool:
@@ -105,37 +122,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _retry_after(header: str | None) -> float | None:
-    if not header:
-        return None
-    try:
-        seconds = float(header)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(header).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(seconds, MAX_RETRY_AFTER))
-
-
-def _rate_limit_wait(header: str | None) -> float | None:
-    """The longest `retry_after` in `X-Doow-Rate-Limits` (JSON per category)."""
-    if not header:
-        return None
-    try:
-        limits = json.loads(header)
-        waits = [float(v["retry_after"]) for v in limits.values() if "retry_after" in v]
-    except (ValueError, TypeError, AttributeError, KeyError):
-        return None
-    return max(0.0, min(max(waits), MAX_RETRY_AFTER)) if waits else None
-
-
 class DoowClient:
     """Sends usage events to Doow.
 
     One HTTP connection pool, opened on first use and reused by every later send
     (warm serverless invocations pay no new handshake). Thread-safe; sends are
-    serialised so a replay never races a send of the same batch.
+    serialised so a replay never races a send of the same batch. `transport` (an
+    `httpx.BaseTransport`, e.g. `httpx.MockTransport`) replaces the network.
     """
 
     def __init__(
@@ -150,6 +143,10 @@ class DoowClient:
         on_error: Callable[[ErrorReport], None] | None = None,
         allow_insecure: bool = False,
         disabled: bool | None = None,
+        transport: httpx.BaseTransport | None = None,
+        max_attempts: int = 20,
+        max_age: float = 24 * 3600.0,
+        auth_probe_interval: float = 30.0,
     ) -> None:
         settings = Settings.resolve(api_key=api_key, endpoint=endpoint, disabled=disabled)
         self.disabled = settings.disabled
@@ -158,19 +155,15 @@ class DoowClient:
         self.max_retries = max_retries
         if max_in_flight < 1:
             raise ConfigurationError("max_in_flight: must be at least 1 (1: one batch at a time)")
+        if max_attempts < 1:
+            raise ConfigurationError("max_attempts: must be at least 1 (default 20)")
         self.max_in_flight = max_in_flight
+        self.max_attempts = max_attempts
+        self.max_age = max_age
+        self.auth_probe_interval = auth_probe_interval
         key = settings.api_key
         if not self.disabled:
-            if not key:
-                raise ConfigurationError(
-                    "api_key: no Doow API key; pass api_key='dk_...' or set DOOW_TRACK_API_KEY "
-                    "(or DOOW_TRACK_DISABLED=true to turn sending off)"
-                )
-            if not key.startswith("dk_") or any(c.isspace() for c in key):
-                raise ConfigurationError(
-                    "api_key: a Doow SDK key starts with 'dk_' and has no spaces; "
-                    "copy it from Company Settings > Integrations"
-                )
+            _check_key(key)
             _check_endpoint(self.endpoint, allow_insecure)
         self._key = key or ""
         self.report = Reporter(on_error, Redactor(key))
@@ -181,16 +174,20 @@ class DoowClient:
         self.spool: Spool | None = spool
         if self.spool is not None:
             self.spool.report = self.report
+            self.spool.bind(self.endpoint, self._key)
+        self._transport = transport
         self._http: httpx.Client | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.RLock()
-        self._stats_lock = threading.Lock()
+        self._state_lock = threading.Lock()
         self._wake = threading.Event()
-        self._auth_failed = False
+        self._auth_latched = False
+        self._next_probe = 0.0
+        self._endpoint_reported = False
         self._blocked_until = 0.0
         self._stats: dict[str, int] = {
             "sent": 0, "delivered": 0, "rejected": 0, "spooled": 0, "dropped": 0,
-            "replayed": 0, "requests": 0, "retries": 0,
+            "replayed": 0, "requests": 0, "retries": 0, "set_aside": 0, "abandoned": 0,
         }  # fmt: skip
 
     def __repr__(self) -> str:
@@ -213,42 +210,41 @@ class DoowClient:
         events = list(events)
         if self.disabled:
             return SendResult(skipped=len(events))
-        end = _deadline(deadline, timeout, self.timeout)
+        sending = _Round(_deadline(deadline, timeout, self.timeout))
         result = SendResult()
         with self._lock:
-            self._replay(end, result)
-            batches = make_batches(events)
+            self._replay(sending, result)
             # Journal every batch before the first request: a process killed mid-send
             # leaves them all in the spool for the next one.
-            paths = [self._journal(batch) for batch in batches]
+            work = [self._journal(batch) for batch in make_batches(events)]
             self._count(sent=len(events))
-            work = list(zip(batches, paths, strict=True))
             if len(work) > 1 and self.max_in_flight > 1:
                 # Several batches: keep up to max_in_flight requests going at once on
                 # the pooled connections (a bulk send is not one round trip per batch).
-                parts = self._executor().map(self._deliver_part, batches, paths, [end] * len(work))
+                parts = self._executor().map(self._deliver_part, work, [sending] * len(work))
                 for part in parts:
                     result.add(part)
             else:
-                for batch, path in work:
-                    self._deliver(batch, end, result, path=path, fresh=True)
+                for item in work:
+                    self._deliver(item, sending, result, fresh=True)
         return result
-
-    def _deliver_part(self, batch: Batch, path: Path | None, end: float) -> SendResult:
-        part = SendResult()
-        self._deliver(batch, end, part, path=path, fresh=True)
-        return part
-
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="doow-send")
-        return self._pool
 
     def flush_spool(
         self, *, deadline: float | None = None, timeout: float | None = None
     ) -> SendResult:
         """Replay spooled batches only."""
         return self.send((), deadline=deadline, timeout=timeout)
+
+    def set_api_key(self, api_key: str) -> None:
+        """Rotate the key: spooled usage moves to the new key and any auth latch clears."""
+        _check_key(api_key)
+        with self._lock:
+            self.report.redact.add(api_key)
+            if self.spool is not None:
+                self.spool.rebind(self.endpoint, api_key)
+            self._key = api_key
+            with self._state_lock:
+                self._auth_latched = False
 
     def heartbeat(self, *, timeout: float | None = None) -> bool:
         """`POST /telemetry/heartbeat`: True when Doow accepts the key."""
@@ -264,14 +260,18 @@ class DoowClient:
         except Exception as exc:
             self.report("network", f"heartbeat failed: {self._describe(exc)}")
             return False
-        if response.status_code == 401:
-            self._auth_failure()
+        if response.status_code in (401, 403):
+            self._latch_auth(f"HTTP {response.status_code}", 0)
         return response.status_code == 200
 
     def stats(self) -> dict[str, int]:
-        with self._stats_lock:
+        with self._state_lock:
             stats = dict(self._stats)
-        stats["pending_in_spool"] = len(self.spool) if self.spool else 0
+            stats["auth_latched"] = int(self._auth_latched)
+        spool = self.spool
+        stats["pending_in_spool"] = len(spool) if spool else 0
+        stats["dropped_spool_full"] = spool.dropped_full if spool else 0
+        stats["other_owners_in_spool"] = spool.others() if spool else 0
         return stats
 
     def close(self) -> None:
@@ -290,233 +290,299 @@ class DoowClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- delivery ---
+    # --- orchestration: journal, send, unjournal ---
 
-    def _replay(self, end: float, result: SendResult) -> None:
+    def _replay(self, sending: _Round, result: SendResult) -> None:
         if self.spool is None:
             return
         for path in self.spool.paths():
-            if time.monotonic() >= end or self._auth_failed:
+            if time.monotonic() >= sending.end or sending.stop or self._waiting_for_probe():
                 return
             entry = self.spool.load(path)
             if entry is None:
                 continue
             part = SendResult()
-            self._deliver(entry.batch, end, part, path=path, fresh=False)
+            item = _Journaled(entry.batch, path, entry.created_ns, entry.attempts)
+            self._deliver(item, sending, part, fresh=False)
             part.replayed = part.delivered
+            self._count(replayed=part.delivered)
             result.add(part)
             if part.spooled:  # Doow is not taking data now: keep the order, stop here
                 return
 
-    def _journal(self, batch: Batch) -> Path | None:
-        """Write the batch ahead of its first attempt; None when there is no usable spool."""
+    def _journal(
+        self, batch: Batch, created_ns: int | None = None, attempts: int = 0
+    ) -> _Journaled:
+        """Write the batch ahead of its first attempt (path None: no spool configured)."""
         if self.spool is None:
-            return None
-        try:
-            return self.spool.write(batch, durable=False)
-        except OSError as exc:
-            logger.warning(
-                "doow: spool %s not writable (%s); undelivered events will be dropped, not kept",
-                self.spool.directory,
-                exc.strerror,
+            return _Journaled(batch, None)
+        path = self.spool.write(batch, durable=False, created_ns=created_ns, attempts=attempts)
+        return _Journaled(batch, path, created_ns, attempts)
+
+    def _unjournal(self, item: _Journaled) -> None:
+        if item.path is not None and self.spool is not None:
+            self.spool.remove(item.path)
+
+    def _deliver_part(self, item: _Journaled, sending: _Round) -> SendResult:
+        part = SendResult()
+        self._deliver(item, sending, part, fresh=True)
+        return part
+
+    def _deliver(self, item: _Journaled, sending: _Round, result: SendResult, fresh: bool) -> None:
+        """Post one batch and act on the decision."""
+        batch, count = item.batch, len(item.batch)
+        decision, refused = self._post_with_retries(batch, sending)
+        action = decision.action if decision else "retry"
+        if decision is not None and action == "split":
+            halves = [self._journal(h, item.created_ns, item.attempts) for h in batch.halves()]
+            for half in halves:  # journaled before the whole is given up
+                self._deliver(half, sending, result, fresh=fresh)
+            self._unjournal(item)
+        elif decision is not None and action == "delivered":
+            result.delivered += decision.accepted
+            result.rejected.extend(decision.rejected)
+            self._count(delivered=decision.accepted, rejected=len(decision.rejected))
+            if decision.rejected:
+                self.report(
+                    "partial_accept",
+                    f"Doow rejected {len(decision.rejected)} of {count} events",
+                    count=len(decision.rejected),
+                    status=207,
+                    rejections=tuple((r.event_id, r.reason) for r in decision.rejected),
+                )
+            self._unjournal(item)
+        elif decision is not None and action == "reject":
+            where = self._set_aside(item)
+            self.report(
+                "validation",
+                f"Doow refused a batch of {count} events ({decision.reason}); it is never "
+                f"resent{where}",
+                count=count,
+                status=_status_of(decision.reason),
             )
-            return None
-
-    def _unjournal(self, path: Path | None) -> None:
-        if path is not None and self.spool is not None:
-            self.spool.remove(path)
-
-    def _deliver(
-        self, batch: Batch, end: float, result: SendResult, path: Path | None, fresh: bool
-    ) -> None:
-        """Post one batch; then remove its journal entry, or keep it durably for later."""
-        count = len(batch)
-        attempt = self._post_with_retries(batch, end)
-        if attempt.outcome is _Outcome.TOO_LARGE and count > 1:
-            halves = batch.halves()
-            paths = [self._journal(half) for half in halves]  # before giving up the whole
-            for half, half_path in zip(halves, paths, strict=True):
-                self._deliver(half, end, result, path=half_path, fresh=fresh)
-            self._unjournal(path)
-            return
-        if attempt.outcome is _Outcome.TOO_LARGE:
-            attempt = _Attempt(_Outcome.PERMANENT)
-            self.report("dropped", "an event is larger than Doow accepts (413)", count=1)
-        if attempt.outcome is _Outcome.DELIVERED:
-            result.delivered += attempt.delivered
-            result.rejected.extend(attempt.rejections)
-            self._count(delivered=attempt.delivered, rejected=len(attempt.rejections))
-        elif attempt.outcome is _Outcome.PERMANENT:
             result.dropped += count
             self._count(dropped=count)
-        else:
-            if path is not None:
-                self._make_durable(path)
-                result.spooled += count
-                self._count(spooled=count if fresh else 0)
-            else:
-                result.dropped += count
-                self._count(dropped=count)
-                self.report(
-                    "dropped", f"{count} events not delivered and no spool configured", count=count
-                )
+        elif refused and self._exhausted(item):
+            where = self._set_aside(item)
+            self.report(
+                "dropped",
+                f"Doow kept failing on a batch of {count} events ({refused}, "
+                f"{item.attempts} attempts); the batches behind it go on{where}",
+                count=count,
+            )
+            result.set_aside += count
+            self._count(set_aside=count)
+        else:  # keep: undelivered by the deadline, or an auth or endpoint problem
+            self._keep(item, result, fresh)
+
+    def _keep(self, item: _Journaled, result: SendResult, fresh: bool) -> None:
+        count = len(item.batch)
+        if item.path is None or self.spool is None:
+            result.dropped += count
+            self._count(dropped=count)
+            self.report(
+                "dropped", f"{count} events not delivered and no spool configured", count=count
+            )
             return
-        self._unjournal(path)
+        self.spool.make_durable(item.path)
+        result.spooled += count
+        self._count(spooled=count if fresh else 0)
 
-    def _make_durable(self, path: Path) -> None:
-        assert self.spool is not None
-        try:
-            self.spool.make_durable(path)
-        except OSError as exc:
-            self.report("dropped", f"spool entry not made durable: {exc.strerror}")
+    def _set_aside(self, item: _Journaled) -> str:
+        if item.path is None or self.spool is None:
+            return ""
+        return "; " + self.spool.set_aside(item.path, len(item.batch))
 
-    def _post_with_retries(self, batch: Batch, end: float) -> _Attempt:
-        if self._auth_failed:
-            return _Attempt(_Outcome.UNDELIVERED)
+    def _exhausted(self, item: _Journaled) -> bool:
+        """Count a failed send against a spooled batch; True when it should be set aside."""
+        if item.path is None or self.spool is None:
+            return False
+        item.path = self.spool.record_attempt(item.path)
+        item.attempts += 1
+        age = (time.time_ns() - (item.created_ns or time.time_ns())) / 1e9
+        return item.attempts >= self.max_attempts or age >= self.max_age
+
+    def _post_with_retries(self, batch: Batch, sending: _Round) -> tuple[Decision | None, str]:
+        """The final decision for the batch, or None when it stays undelivered for now.
+
+        The second value names the server's 5xx answer when that is why it stays undelivered
+        (an answer about the batch; transport failures and 429 say nothing about it).
+        """
         body, encoding = compress(batch.body())
-        headers = self._headers(encoding)
         attempt = 0
+        refused = ""
         while True:
+            if sending.stop or not self._may_send():
+                return None, ""
             now = time.monotonic()
             if now < self._blocked_until:  # still rate limited from an earlier answer
-                if self._blocked_until >= end or not self._sleep(self._blocked_until - now):
-                    return _Attempt(_Outcome.UNDELIVERED)
+                if self._blocked_until >= sending.end or not self._sleep(self._blocked_until - now):
+                    return None, refused
                 now = time.monotonic()
-            remaining = end - now
-            if remaining < MIN_ATTEMPT_SECONDS:
+            if sending.end - now < MIN_ATTEMPT_SECONDS:
                 self.report(
                     "timeout",
                     f"deadline reached; {len(batch)} events kept in the spool",
                     count=len(batch),
                 )
-                return _Attempt(_Outcome.UNDELIVERED)
-            wait: float | None = None
-            self._count(requests=1)
-            try:
-                response = self._client().post(
-                    f"{self.endpoint}/telemetry/events",
-                    content=body,
-                    headers=headers,
-                    timeout=min(self.timeout, remaining),
+                return None, refused
+            decision = self._exchange(batch, body, self._headers(encoding), sending.end)
+            if decision.action != "retry":
+                return self._settle(decision, len(batch), sending), ""
+            if decision.reason.startswith("HTTP 5"):
+                refused = decision.reason
+            wait = decision.retry_after
+            if decision.reason == "HTTP 429":
+                if wait:
+                    self._blocked_until = time.monotonic() + wait
+                self.report(
+                    "rate_limited",
+                    f"rate limited by Doow; retry in {wait or 0:.2f}s",
+                    count=len(batch),
+                    status=429,
                 )
-            except Exception as exc:  # httpx errors carry the request: describe, never pass on
-                kind = "timeout" if "Timeout" in type(exc).__name__ else "network"
-                problem = self._describe(exc)
-                self._log_retryable(kind, problem, len(batch))
             else:
-                decided = self._decide(response, batch)
-                if decided is not None:
-                    return decided
-                wait = _retry_after(response.headers.get("retry-after"))
-                if response.status_code == 429:
-                    wait = (
-                        max(
-                            wait or 0.0,
-                            _rate_limit_wait(response.headers.get("x-doow-rate-limits")) or 0.0,
-                        )
-                        or wait
-                    )
-                    if wait:
-                        self._blocked_until = time.monotonic() + wait
-                    self.report(
-                        "rate_limited",
-                        f"rate limited by Doow; retry in {wait or 0:.2f}s",
-                        count=len(batch),
-                        status=429,
-                    )
-                else:
-                    self._log_retryable("network", f"HTTP {response.status_code}", len(batch))
+                logger.debug("doow (%d events), will retry: %s", len(batch), decision.reason)
             attempt += 1
             if attempt > self.max_retries:
                 self.report(
                     "network",
-                    f"gave up after {attempt} attempts; {len(batch)} events kept in the spool",
+                    f"gave up after {attempt} attempts ({decision.reason}); "
+                    f"{len(batch)} events kept in the spool",
                     count=len(batch),
                 )
-                return _Attempt(_Outcome.UNDELIVERED)
+                return None, refused
             delay = (
                 wait
                 if wait is not None
                 else random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
             )
-            if time.monotonic() + delay >= end or not self._sleep(delay):
+            if time.monotonic() + delay >= sending.end or not self._sleep(delay):
                 self.report(
                     "timeout",
                     f"next attempt would pass the deadline; {len(batch)} events kept in the spool",
                     count=len(batch),
                 )
-                return _Attempt(_Outcome.UNDELIVERED)
+                return None, refused
             self._count(retries=1)
 
-    def _decide(self, response: httpx.Response, batch: Batch) -> _Attempt | None:
-        """The final outcome for this answer, or None to retry."""
-        status = response.status_code
-        if status in (200, 202):
-            return _Attempt(_Outcome.DELIVERED, delivered=len(batch))
-        if status == 207:
-            return self._partial(response, batch)
-        if status == 413:
-            return _Attempt(_Outcome.TOO_LARGE)
-        if status in (401, 403):
-            self._auth_failure()
-            return _Attempt(_Outcome.UNDELIVERED)
-        if status == 429 or status == 408 or status >= 500:
+    def _settle(self, decision: Decision, count: int, sending: _Round) -> Decision | None:
+        """Record what a final answer says about the key and the endpoint."""
+        if decision.problem == "auth":
+            sending.stop = True
+            self._latch_auth(decision.reason, count)
             return None
-        reason = _error_text(response)
-        self.report(
-            "validation",
-            f"Doow refused a batch of {len(batch)} events (HTTP {status}): {reason}",
-            count=len(batch),
-            status=status,
-        )
-        return _Attempt(_Outcome.PERMANENT)
+        if decision.problem == "endpoint":
+            sending.stop = True
+            if not self._endpoint_reported:
+                self._endpoint_reported = True
+                self.report(
+                    "configuration",
+                    f"endpoint: {self.endpoint} answered {decision.reason}; it is not Doow's "
+                    "ingest API (redirects are never followed: they would carry the API key "
+                    "elsewhere). Set endpoint= (or DOOW_TRACK_ENDPOINT) to Doow's API base URL, "
+                    f"e.g. https://api.doow.co. The {count} events are kept in the spool.",
+                    count=count,
+                )
+            return None
+        with self._state_lock:
+            self._auth_latched = False  # Doow took or judged the batch: the key works
+        self._endpoint_reported = False
+        return decision
 
-    def _partial(self, response: httpx.Response, batch: Batch) -> _Attempt:
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        reasons: dict[str, str] = {}
-        for item in body.get("rejections") or []:
-            if isinstance(item, dict) and "event_id" in item:
-                reasons[str(item["event_id"])] = str(item.get("reason", "rejected"))
-        accepted = body.get("accepted")
-        if isinstance(accepted, list):  # older servers: the accepted ids
-            taken = {str(a) for a in accepted}
-            for event_id in batch.event_ids:
-                if event_id not in taken:
-                    reasons.setdefault(event_id, "rejected (no reason given)")
-        rejections = [Rejection(eid, reason) for eid, reason in reasons.items()]
-        self.report(
-            "partial_accept",
-            f"Doow rejected {len(rejections)} of {len(batch)} events",
-            count=len(rejections),
-            status=207,
-            rejections=tuple((r.event_id, r.reason) for r in rejections),
-        )
-        return _Attempt(_Outcome.DELIVERED, len(batch) - len(rejections), rejections)
+    def _waiting_for_probe(self) -> bool:
+        with self._state_lock:
+            return self._auth_latched and time.monotonic() < self._next_probe
 
-    def _auth_failure(self) -> None:
-        if not self._auth_failed:
-            self._auth_failed = True
+    def _may_send(self) -> bool:
+        """False while the key is latched after 401/403, except for one probe per interval."""
+        with self._state_lock:
+            if not self._auth_latched:
+                return True
+            now = time.monotonic()
+            if now < self._next_probe:
+                return False
+            self._next_probe = now + self.auth_probe_interval
+            return True
+
+    def _latch_auth(self, reason: str, count: int) -> None:
+        with self._state_lock:
+            first = not self._auth_latched
+            self._auth_latched = True
+            self._next_probe = time.monotonic() + self.auth_probe_interval
+        if first:
             self.report(
                 "auth",
-                "Doow answered 401: the API key is missing, malformed or revoked. Sending has "
-                "stopped for this key; events are kept in the spool. Set a valid dk_ key.",
-                status=401,
+                f"Doow answered {reason}: the API key is missing, malformed or revoked. Sending "
+                f"with this key has stopped (one probe every {self.auth_probe_interval:g}s); "
+                "events are kept in the spool. Set a valid dk_ key (set_api_key()).",
+                count=count,
+                status=_status_of(reason),
             )
 
-    # --- plumbing ---
+    # --- transport ---
+
+    def _exchange(self, batch: Batch, body: bytes, headers: dict[str, str], end: float) -> Decision:
+        """One request, abandoned at `end` whatever the server does; the decision for it."""
+        http = self._client()
+        done = threading.Event()
+        box: dict[str, object] = {}
+
+        def post() -> None:
+            try:
+                box["response"] = http.post(
+                    f"{self.endpoint}/telemetry/events",
+                    content=body,
+                    headers=headers,
+                    timeout=min(self.timeout, max(MIN_ATTEMPT_SECONDS, end - time.monotonic())),
+                )
+            except BaseException as exc:  # httpx errors carry the request: describe, never pass on
+                box["error"] = exc
+            finally:
+                done.set()
+
+        self._count(requests=1)
+        threading.Thread(target=post, name="doow-request", daemon=True).start()
+        if not done.wait(max(0.0, end - time.monotonic())):
+            self._abandon(http)
+            return transport_failure("timeout", "the deadline passed during the request")
+        error = box.get("error")
+        if isinstance(error, BaseException):
+            if "Timeout" in type(error).__name__:
+                return transport_failure("timeout", self._describe(error))
+            return transport_failure("connection", self._describe(error))
+        response: httpx.Response = box["response"]  # type: ignore[assignment]
+        return decide(
+            batch.event_ids, response.status_code, response.headers, response.content, time.time()
+        )
+
+    def _abandon(self, http: httpx.Client) -> None:
+        """Close the connections of a request past its deadline (the caller does not wait)."""
+        self._count(abandoned=1)
+        with self._state_lock:
+            if self._http is not http:
+                return
+            self._http = None
+        if self._transport is None:  # a transport passed in stays the caller's to close
+            threading.Thread(target=http.close, name="doow-abandon", daemon=True).start()
 
     def _client(self) -> httpx.Client:
-        if self._http is None:
-            import httpx  # imported on first use: keeps `import doow_otel` cheap
+        with self._state_lock:
+            if self._http is None:
+                import httpx  # imported on first use: keeps `import doow_otel` cheap
 
-            self._http = httpx.Client(
-                limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
-                timeout=self.timeout,
-            )
-        return self._http
+                self._http = httpx.Client(
+                    limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
+                    timeout=self.timeout,
+                    transport=self._transport,
+                    follow_redirects=False,  # a redirect would carry the key elsewhere
+                )
+            return self._http
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="doow-send")
+        return self._pool
 
     def _headers(self, encoding: str | None) -> dict[str, str]:
         headers = {
@@ -532,15 +598,12 @@ class DoowClient:
     def _describe(self, exc: BaseException) -> str:
         return self.report.redact(f"{type(exc).__name__}: {exc}")[:300]
 
-    def _log_retryable(self, kind: str, problem: str, count: int) -> None:
-        logger.debug("doow %s (%d events), will retry: %s", kind, count, problem)
-
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless the client is closed meanwhile; True when the sleep was not cut short."""
         return not self._wake.wait(max(0.0, seconds))
 
     def _count(self, **deltas: int) -> None:
-        with self._stats_lock:
+        with self._state_lock:
             for name, delta in deltas.items():
                 self._stats[name] += delta
 
@@ -549,6 +612,27 @@ def _deadline(deadline: float | None, timeout: float | None, default: float) -> 
     if deadline is not None:
         return deadline
     return time.monotonic() + (timeout if timeout is not None else default)
+
+
+def _status_of(reason: str) -> int | None:
+    """The status in a decision's reason ("HTTP 400: ...")."""
+    parts = reason.split()
+    if len(parts) > 1 and parts[0] == "HTTP" and parts[1].rstrip(":").isdigit():
+        return int(parts[1].rstrip(":"))
+    return None
+
+
+def _check_key(key: str | None) -> None:
+    if not key:
+        raise ConfigurationError(
+            "api_key: no Doow API key; pass api_key='dk_...' or set DOOW_TRACK_API_KEY "
+            "(or DOOW_TRACK_DISABLED=true to turn sending off)"
+        )
+    if not key.startswith("dk_") or any(c.isspace() for c in key):
+        raise ConfigurationError(
+            "api_key: a Doow SDK key starts with 'dk_' and has no spaces; "
+            "copy it from Company Settings > Integrations"
+        )
 
 
 def _check_endpoint(endpoint: str, allow_insecure: bool) -> None:
@@ -562,12 +646,3 @@ def _check_endpoint(endpoint: str, allow_insecure: bool) -> None:
             f"endpoint: {endpoint!r} would send the API key unencrypted; use https, "
             "or pass allow_insecure=True for a trusted network"
         )
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        data: Any = response.json()
-        text = data.get("error") or data.get("message") or data.get("reason") or data
-    except ValueError:
-        text = response.text
-    return str(text)[:300]

@@ -17,7 +17,14 @@ __all__ = ["ConfigurationError", "DoowError", "ErrorKind", "ErrorReport", "Repor
 logger = logging.getLogger("doow_otel")
 
 ErrorKind = Literal[
-    "auth", "rate_limited", "partial_accept", "validation", "network", "timeout", "dropped"
+    "auth",
+    "configuration",  # the endpoint is not Doow's ingest API (redirect, 404, not Doow's answer)
+    "rate_limited",
+    "partial_accept",
+    "validation",
+    "network",
+    "timeout",
+    "dropped",
 ]
 
 
@@ -45,14 +52,20 @@ class ErrorReport:
 
 
 class Redactor:
-    """Removes a secret from any text before it is logged or handed out."""
+    """Removes secrets (every key the client has used) from any text before it is logged
+    or handed out."""
 
     def __init__(self, secret: str | None) -> None:
-        self._secret = secret or None
+        self._secrets: list[str] = [secret] if secret else []
+
+    def add(self, secret: str) -> None:
+        if secret and secret not in self._secrets:
+            self._secrets.append(secret)
 
     def __call__(self, text: str) -> str:
-        if self._secret and self._secret in text:
-            text = text.replace(self._secret, "dk_***")
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "dk_***")
         return text
 
 
