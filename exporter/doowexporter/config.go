@@ -6,21 +6,23 @@ import (
 	"net"
 	"net/url"
 	"strings"
-	"time"
 	"unicode"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 )
 
-// Config is the doow exporter's configuration.
+// Config is the doow exporter's configuration: the standard HTTP client settings
+// (confighttp: endpoint, tls, proxy_url, headers, auth, compression, keepalive,
+// timeout, ...), the sending queue and retries, and Doow's own options.
 type Config struct {
-	// Endpoint is Doow's API, https://api.doow.co by default; events go to
-	// <endpoint>/telemetry/events.
-	Endpoint string `mapstructure:"endpoint"`
+	// ClientConfig: endpoint is Doow's API, https://api.doow.co by default; events go
+	// to <endpoint>/telemetry/events.
+	confighttp.ClientConfig `mapstructure:",squash"`
 	// APIKey is the Doow SDK key (dk_...). Opaque: it is never logged.
 	APIKey configopaque.String `mapstructure:"api_key"`
 	// AllowInsecure permits http:// to hosts other than loopback.
@@ -37,15 +39,14 @@ type Config struct {
 	// GenAIWithoutLicense bills GenAI spans without a license to the default license.
 	GenAIWithoutLicense bool `mapstructure:"genai_without_license"`
 
-	// Timeout bounds each request to Doow.
-	Timeout     time.Duration                                            `mapstructure:"timeout"`
 	RetryConfig configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
 	QueueConfig configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
 }
 
 var _ component.Config = (*Config)(nil)
 
-// Validate names the field that is wrong and how to fix it.
+// Validate names the field that is wrong and how to fix it. (The collector also runs
+// confighttp's own checks, of compression_params for one.)
 func (cfg *Config) Validate() error {
 	var errs []error
 	if cfg.APIKey == "" {
@@ -56,11 +57,21 @@ func (cfg *Config) Validate() error {
 	if err := checkEndpoint(cfg.Endpoint, cfg.AllowInsecure); err != nil {
 		errs = append(errs, err)
 	}
+	if cfg.ProxyURL != "" {
+		if u, err := url.ParseRequestURI(cfg.ProxyURL); err != nil || u.Host == "" {
+			errs = append(errs, errors.New("proxy_url: not a URL; e.g. http://proxy.internal:3128"))
+		}
+	}
+	for name := range cfg.Headers.Iter {
+		if strings.EqualFold(name, "Authorization") {
+			errs = append(errs, errors.New("headers: Authorization is set from api_key; remove it from headers"))
+		}
+	}
 	if cfg.HistogramQuantity != "sum" && cfg.HistogramQuantity != "count" {
 		errs = append(errs, fmt.Errorf("histogram_quantity: %q must be sum or count", cfg.HistogramQuantity))
 	}
 	if cfg.Timeout <= 0 {
-		errs = append(errs, errors.New("timeout: must be positive, e.g. 10s"))
+		errs = append(errs, errors.New("timeout: must be positive, e.g. 10s (a request without a bound would stall the queue)"))
 	}
 	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configcompression"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
@@ -28,7 +29,9 @@ import (
 type doowExporter struct {
 	cfg       *Config
 	url       string
+	userAgent string
 	opts      conversionOptions
+	settings  component.TelemetrySettings
 	logger    *zap.Logger
 	telemetry *telemetry
 	client    *http.Client
@@ -44,7 +47,9 @@ func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
 	e := &doowExporter{
 		cfg:       cfg,
 		url:       strings.TrimRight(cfg.Endpoint, "/") + "/telemetry/events",
+		userAgent: userAgent(set.BuildInfo),
 		opts:      cfg.conversionOptions(),
+		settings:  set.TelemetrySettings,
 		logger:    set.Logger,
 		telemetry: t,
 	}
@@ -52,12 +57,40 @@ func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
 	return e, nil
 }
 
-func (e *doowExporter) start(context.Context, component.Host) error {
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	// the queue's consumers post in parallel: keep a connection for each
-	transport.MaxIdleConnsPerHost = 64
-	e.client = &http.Client{Timeout: e.cfg.Timeout, Transport: transport, CheckRedirect: neverRedirect}
+// userAgent names the distribution and its version, then this exporter, e.g.
+// "otelcol-doow/0.1.0 doowexporter/0.1.0".
+func userAgent(build component.BuildInfo) string {
+	return fmt.Sprintf("%s/%s doowexporter/%s", build.Command, build.Version, version)
+}
+
+// start builds the HTTP client from the standard settings (TLS, proxy, headers,
+// auth extensions, compression, keep-alive, timeout).
+func (e *doowExporter) start(ctx context.Context, host component.Host) error {
+	var extensions map[component.ID]component.Component
+	if host != nil {
+		extensions = host.GetExtensions()
+	}
+	client, err := e.cfg.ToClient(ctx, extensions, e.settings)
+	if err != nil {
+		return err
+	}
+	client.CheckRedirect = neverRedirect
+	e.client = client
+	e.warnAboutLosses()
 	return nil
+}
+
+// warnAboutLosses says which settings can lose usage, and which Doow may refuse.
+func (e *doowExporter) warnAboutLosses() {
+	if c := e.cfg.Compression; c.IsCompressed() && c != configcompression.TypeGzip {
+		e.logger.Warn("Doow's ingest API documents gzip only; if it answers 415, set compression: gzip", zap.String("compression", string(c)))
+	}
+	if !e.cfg.RetryConfig.Enabled {
+		e.logger.Warn("retry_on_failure is disabled: usage that meets a transient failure (a 503, a dropped connection) is dropped; enable it")
+	} else if e.cfg.RetryConfig.MaxElapsedTime > 0 {
+		e.logger.Warn("retry_on_failure.max_elapsed_time is set: usage still failing after it (an outage, a revoked api_key) is dropped; set it to 0 to retry until delivered",
+			zap.Duration("max_elapsed_time", e.cfg.RetryConfig.MaxElapsedTime))
+	}
 }
 
 // neverRedirect keeps redirects from being followed: they would carry the API key to
@@ -132,18 +165,15 @@ func (e *doowExporter) combine(errs []error) error {
 // collector's machinery: a retryable error keeps the batch in the sending queue, a
 // permanent one drops it.
 func (e *doowExporter) send(ctx context.Context, b batch) error {
-	body, encoding := compress(b.body())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
+	// compression (gzip by default) is confighttp's, in the client's transport
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(b.body()))
 	if err != nil {
 		return consumererror.NewPermanent(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+string(e.cfg.APIKey))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "doow-otel-collector/"+version)
+	req.Header.Set("User-Agent", e.userAgent)
 	req.Header.Set("X-Doow-SDK-Version", version)
-	if encoding != "" {
-		req.Header.Set("Content-Encoding", encoding)
-	}
 	resp, err := e.client.Do(req)
 	if err != nil {
 		// net/http errors name the URL, never the headers: safe to pass on.

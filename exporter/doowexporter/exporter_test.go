@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +15,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
-	"go.opentelemetry.io/collector/confmap/confmaptest"
+	"go.opentelemetry.io/collector/config/configcompression"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -25,7 +24,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/require"
+
+	"github.com/doow/doow-otel/exporter/doowexporter/internal/metadata"
 )
 
 const testKey = "dk_test_secret_0123456789"
@@ -41,17 +43,27 @@ type received struct {
 	batchID string
 	events  int
 	auth    string
+	header  http.Header
 }
 
 func (f *fakeDoow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var reader io.Reader = r.Body
-	if r.Header.Get("Content-Encoding") == "gzip" {
+	switch r.Header.Get("Content-Encoding") {
+	case "gzip":
 		gz, err := gzip.NewReader(r.Body)
 		if err != nil {
 			w.WriteHeader(400)
 			return
 		}
 		reader = gz
+	case "zstd":
+		zr, err := zstd.NewReader(r.Body)
+		if err != nil {
+			w.WriteHeader(400)
+			return
+		}
+		defer zr.Close()
+		reader = zr
 	}
 	var body struct {
 		BatchID string            `json:"batch_id"`
@@ -59,7 +71,7 @@ func (f *fakeDoow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = json.NewDecoder(reader).Decode(&body)
 	f.mu.Lock()
-	f.requests = append(f.requests, received{body.BatchID, len(body.Events), r.Header.Get("Authorization")})
+	f.requests = append(f.requests, received{body.BatchID, len(body.Events), r.Header.Get("Authorization"), r.Header.Clone()})
 	var answer func(http.ResponseWriter, int)
 	if len(f.answers) > 0 {
 		answer, f.answers = f.answers[0], f.answers[1:]
@@ -108,7 +120,7 @@ func usage(points int) pmetric.Metrics {
 
 // start runs the exporter (without exporterhelper) against f, with logs and metrics
 // kept for the test.
-func start(t *testing.T, f *fakeDoow) (*doowExporter, *observer.ObservedLogs, *componenttest.Telemetry) {
+func start(t *testing.T, f *fakeDoow, configure ...func(*Config)) (*doowExporter, *observer.ObservedLogs, *componenttest.Telemetry) {
 	t.Helper()
 	tel := componenttest.NewTelemetry()
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
@@ -118,7 +130,11 @@ func start(t *testing.T, f *fakeDoow) (*doowExporter, *observer.ObservedLogs, *c
 	cfg := createDefaultConfig().(*Config)
 	cfg.Endpoint = server.URL
 	cfg.APIKey = testKey
-	set := exportertest.NewNopSettings(componentType)
+	for _, change := range configure {
+		change(cfg)
+	}
+	set := exportertest.NewNopSettings(metadata.Type)
+	set.BuildInfo = component.BuildInfo{Command: "otelcol-doow", Version: "9.8.7"}
 	set.TelemetrySettings = tel.NewTelemetrySettings()
 	set.Logger = zap.New(core)
 	e, err := newExporter(cfg, set)
@@ -142,6 +158,32 @@ func TestDeliversInBatchesOf500WithTheKey(t *testing.T) {
 	}
 	if f.requests[0].auth != "Bearer "+testKey {
 		t.Fatal("missing bearer key")
+	}
+}
+
+// The standard HTTP client settings reach the wire: compression (gzip by default, zstd
+// when configured, the body still Doow's JSON), custom headers, and a User-Agent that
+// names the distribution.
+func TestTheHTTPClientComesFromTheStandardSettings(t *testing.T) {
+	for _, compression := range []configcompression.Type{"", configcompression.TypeZstd, "none"} {
+		t.Run(string(compression), func(t *testing.T) {
+			f := &fakeDoow{}
+			e, _, _ := start(t, f, func(cfg *Config) {
+				if compression != "" {
+					cfg.Compression = compression
+				}
+				cfg.Headers.Set("X-Team", "billing")
+			})
+			require.NoError(t, e.pushMetrics(context.Background(), usage(3)))
+			require.Len(t, f.requests, 1)
+			got := f.requests[0]
+			require.Equal(t, 3, got.events, "the body decodes to Doow's JSON")
+			want := map[configcompression.Type]string{"": "gzip", "zstd": "zstd", "none": ""}[compression]
+			require.Equal(t, want, got.header.Get("Content-Encoding"))
+			require.Equal(t, "billing", got.header.Get("X-Team"))
+			require.Equal(t, "otelcol-doow/9.8.7 doowexporter/"+version, got.header.Get("User-Agent"))
+			require.Equal(t, "Bearer "+testKey, got.auth)
+		})
 	}
 }
 
@@ -267,7 +309,7 @@ func TestThrottledPushIsRetriedByTheCollector(t *testing.T) {
 	cfg.APIKey = testKey
 	cfg.RetryConfig.InitialInterval = 10 * time.Millisecond
 	ctx := context.Background()
-	exp, err := factory.CreateMetrics(ctx, exportertest.NewNopSettings(componentType), cfg)
+	exp, err := factory.CreateMetrics(ctx, exportertest.NewNopSettings(metadata.Type), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,60 +422,5 @@ func TestA413SplitsTheBatchAndSendsTheHalves(t *testing.T) {
 	}
 	if len(f.requests) != 3 || f.requests[1].events != 5 || f.requests[2].events != 5 {
 		t.Fatalf("requests %+v", f.requests)
-	}
-}
-
-func TestConfigFromYAML(t *testing.T) {
-	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	load := func(name string) *Config {
-		cfg := createDefaultConfig().(*Config)
-		sub, err := cm.Sub(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sub.Unmarshal(cfg); err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-	if err := load("doow").Validate(); err != nil {
-		t.Fatalf("defaults: %v", err)
-	}
-	custom := load("doow/custom")
-	if err := custom.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if custom.DefaultLicenseID != "lic_default" || custom.HistogramQuantity != "count" ||
-		custom.Timeout != 3*time.Second || !custom.QueueConfig.HasValue() ||
-		custom.QueueConfig.Get().StorageID == nil || custom.ResourceAttributes[1] != "k8s.namespace.name" {
-		t.Fatalf("custom config %+v", custom)
-	}
-	if err := load("doow/plain_http").Validate(); err == nil || !strings.Contains(err.Error(), "endpoint:") {
-		t.Fatalf("plain http to a remote host: %v", err)
-	}
-	err = load("doow/bad_key").Validate()
-	if err == nil || !strings.Contains(err.Error(), "api_key:") || strings.Contains(err.Error(), "sk_live_123") {
-		t.Fatalf("bad key: %v", err)
-	}
-}
-
-func TestFactory(t *testing.T) {
-	factory := NewFactory()
-	if factory.Type().String() != "doow" {
-		t.Fatalf("type %s", factory.Type())
-	}
-	if factory.MetricsStability() != component.StabilityLevelAlpha ||
-		factory.TracesStability() != component.StabilityLevelAlpha || factory.LogsStability() != component.StabilityLevelAlpha {
-		t.Fatal("metrics, traces and logs are alpha")
-	}
-	cfg := factory.CreateDefaultConfig()
-	if err := componenttest.CheckConfigStruct(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.(*Config).Validate(); err == nil || !strings.Contains(err.Error(), "api_key: required") {
-		t.Fatalf("a default config names the missing key: %v", err)
 	}
 }

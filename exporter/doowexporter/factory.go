@@ -1,25 +1,24 @@
 package doowexporter
 
 import (
+	"compress/gzip"
 	"context"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configcompression"
+	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
+
+	"github.com/doow/doow-otel/exporter/doowexporter/internal/metadata"
 )
 
-const (
-	typeStr   = "doow"
-	stability = component.StabilityLevelAlpha
-	// version is sent as X-Doow-SDK-Version and in the User-Agent.
-	version = "0.1.0"
-)
-
-var componentType = component.MustNewType(typeStr)
+// version is sent as X-Doow-SDK-Version and in the User-Agent.
+const version = "0.1.0"
 
 // DefaultResourceAttributes are copied into attribution unless configured otherwise.
 var DefaultResourceAttributes = []string{"service.name", "deployment.environment", "faas.name", "cloud.region"}
@@ -27,21 +26,33 @@ var DefaultResourceAttributes = []string{"service.name", "deployment.environment
 // NewFactory creates the factory of the doow exporter.
 func NewFactory() exporter.Factory {
 	return exporter.NewFactory(
-		componentType,
+		metadata.Type,
 		createDefaultConfig,
-		exporter.WithMetrics(createMetrics, stability),
-		exporter.WithTraces(createTraces, stability),
-		exporter.WithLogs(createLogs, stability),
+		exporter.WithMetrics(createMetrics, metadata.MetricsStability),
+		exporter.WithTraces(createTraces, metadata.TracesStability),
+		exporter.WithLogs(createLogs, metadata.LogsStability),
 	)
 }
 
 func createDefaultConfig() component.Config {
+	client := confighttp.NewDefaultClientConfig()
+	client.Endpoint = "https://api.doow.co"
+	client.Timeout = 10 * time.Second
+	client.Compression = configcompression.TypeGzip
+	// usage JSON is repetitive: the fastest level still shrinks it about tenfold, at a
+	// fraction of the CPU of the default level
+	client.CompressionParams.Level = configcompression.Level(gzip.BestSpeed)
+	// the queue's consumers post in parallel: keep a connection for each
+	client.Keepalive.Get().MaxIdleConnsPerHost = 64
+	retry := configretry.NewDefaultBackOffConfig()
+	// usage is retried until delivered: a failure longer than max_elapsed_time (a
+	// revoked key, an outage) would otherwise drop it from the queue
+	retry.MaxElapsedTime = 0
 	return &Config{
-		Endpoint:           "https://api.doow.co",
+		ClientConfig:       client,
 		ResourceAttributes: append([]string(nil), DefaultResourceAttributes...),
 		HistogramQuantity:  "sum",
-		Timeout:            10 * time.Second,
-		RetryConfig:        configretry.NewDefaultBackOffConfig(),
+		RetryConfig:        retry,
 		QueueConfig:        configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
 	}
 }
