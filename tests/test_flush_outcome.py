@@ -1,0 +1,107 @@
+"""flush() tells the truth (issue 9, item 8): False, and on_error told, whenever usage was
+neither delivered nor kept; a collector that is not listening is reported and the usage
+goes out with the next flush. Judged by what the local server stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_collector import BINARY, Collector, free_port, wait_for
+
+from doow_otel.errors import ErrorReport
+from doow_otel.testing import LocalDoow
+from doow_otel.tracker import DoowTracker
+
+
+def test_no_spool_and_a_failing_server_flush_false_then_delivered_next_flush(
+    local_doow: LocalDoow,
+) -> None:
+    reports: list[ErrorReport] = []
+    tracker = DoowTracker(
+        local_doow.api_key,
+        endpoint=local_doow.url,
+        spool=None,
+        on_error=reports.append,
+        flush_interval=3600,
+        timeout=1.0,
+        handle_sigterm=False,
+    )
+    try:
+        local_doow.faults.fail_next(1000, status=503)
+        for _ in range(3):
+            tracker.track(metric="api_calls", quantity=1, license_id="lic_a")
+        assert tracker.flush() is False
+        assert reports, "on_error heard nothing"
+        assert local_doow.total("api_calls") == 0
+        local_doow.faults.clear()
+        assert tracker.flush() is True
+        assert local_doow.total("api_calls") == 3
+    finally:
+        tracker.shutdown()
+
+
+def test_a_permanent_refusal_makes_flush_false(local_doow: LocalDoow, tmp_path: Path) -> None:
+    reports: list[ErrorReport] = []
+    tracker = DoowTracker(
+        local_doow.api_key,
+        endpoint=local_doow.url,
+        spool=tmp_path,
+        on_error=reports.append,
+        flush_interval=3600,
+        handle_sigterm=False,
+    )
+    try:
+        local_doow.faults.fail_next(1, status=400)
+        tracker.track(metric="api_calls", quantity=1, license_id="lic_a")
+        assert tracker.flush() is False
+        assert reports
+        tracker.track(metric="api_calls", quantity=2, license_id="lic_a")
+        assert tracker.flush() is True
+    finally:
+        tracker.shutdown()
+
+
+def test_collector_not_listening_is_reported_and_retried(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    if not BINARY.exists():
+        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    collector = Collector(local_doow, tmp_path / "queue", tmp_path / "collector.log")
+    (tmp_path / "queue").mkdir()
+    collector.http_port = free_port()
+    reports: list[ErrorReport] = []
+    tracker = DoowTracker(
+        route="collector",
+        collector_endpoint=f"http://127.0.0.1:{collector.http_port}",
+        on_error=reports.append,
+        flush_interval=3600,
+        timeout=2.0,
+        handle_sigterm=False,
+    )
+    try:
+        for i in range(10):
+            tracker.track(metric="api_calls", quantity=1, license_id=f"lic_{i % 2}")
+        assert tracker.flush() is False
+        assert any("collector" in r.message for r in reports), reports
+        _start_on(collector, collector.http_port)
+        tracker.track(metric="api_calls", quantity=5, license_id="lic_0")
+        assert tracker.flush() is True
+        assert wait_for(lambda: local_doow.total("api_calls") == 15)
+        assert local_doow.total("api_calls", "lic_0") == 10
+    finally:
+        tracker.shutdown()
+        collector.stop()
+
+
+def _start_on(collector: Collector, http_port: int) -> None:
+    """Start the collector on a port chosen before (Collector.start picks new ones)."""
+    import test_collector
+
+    original = test_collector.free_port
+    ports = iter([http_port, free_port()])
+    test_collector.free_port = lambda: next(ports)
+    try:
+        collector.start()
+    finally:
+        test_collector.free_port = original
