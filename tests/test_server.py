@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -446,3 +448,187 @@ def test_serve_without_a_key_prints_a_development_key_once(tmp_path: Path) -> No
         process.terminate()
         output = process.communicate(timeout=10)[0]
     assert key not in output  # printed once, at start
+
+
+# --- limits: sums past 64 bits, malformed framing, idle and excess connections, the log ---
+
+
+def test_usage_sums_past_int64_exactly(local_doow: LocalDoow) -> None:
+    big = 2**63 - 1
+    events = [event(measurements=[{"metric_name": "tokens", "quantity": big}]) for _ in range(3)]
+    events.append(event(measurements=[{"metric_name": "tokens", "quantity": 5}]))
+    credits = [
+        event(
+            license_id="lic_neg",
+            kind="ADJUSTMENT",
+            measurements=[{"metric_name": "tokens", "quantity": q}],
+        )
+        for q in (-big, -big, -big, 7)
+    ]
+    assert post(local_doow, {"events": events + credits}).status_code == 202
+    usage = {row["license_id"]: row["total"] for row in get(local_doow, "/api/usage")["usage"]}
+    assert usage == {"lic_raw": 3 * big + 5, "lic_neg": -3 * big + 7}
+    assert local_doow.total("tokens", "lic_raw") == 3 * big + 5
+    assert local_doow.total("tokens") == 12
+    by = get(local_doow, "/api/usage", by="function", license_id="lic_raw")["usage"]
+    assert [row["total"] for row in by] == [3 * big + 5]
+
+
+def test_real_quantities_still_sum_as_reals(local_doow: LocalDoow) -> None:
+    events = [event(measurements=[{"metric_name": "gb", "quantity": q}]) for q in (1.5, 2, 0.25)]
+    assert post(local_doow, {"events": events}).status_code == 202
+    assert get(local_doow, "/api/usage")["usage"][0]["total"] == 3.75
+    assert local_doow.total("gb") == 3.75
+
+
+@pytest.mark.parametrize(
+    "quantity", [2**63, 10**30, 10**400, -(2**63)], ids=["2^63", "1e30", "1e400", "-2^63"]
+)
+def test_a_quantity_beyond_64_bits_is_rejected_with_the_fix(
+    local_doow: LocalDoow, quantity: int
+) -> None:
+    kind = "USAGE" if quantity > 0 else "ADJUSTMENT"
+    bad = event(kind=kind, measurements=[{"metric_name": "api_calls", "quantity": quantity}])
+    answer = post(local_doow, {"events": [bad, event()]})
+    assert answer.status_code == 207, answer.text
+    (rejection,) = answer.json()["rejections"]
+    assert rejection["event_id"] == bad["event_id"]
+    assert "measurements[0].quantity" in rejection["reason"]
+    assert "split" in rejection["reason"]
+    assert local_doow.total("api_calls") == 1
+
+
+def raw_exchange(doow: LocalDoow, request: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes and read until the server closes the connection."""
+    host, port = doow.server.server_address[:2]
+    with socket.create_connection((str(host), int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("abc", "'abc' is not a number"),
+        ("-5", "-5 is negative"),
+        ("5_0", "not a number"),
+        ("+5", "not a number"),
+        ("1e3", "not a number"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/telemetry/events", "/api/stats", "/nowhere"])
+def test_malformed_content_length_is_400_and_closes(
+    local_doow: LocalDoow, value: str, needle: str, path: str
+) -> None:
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {local_doow.api_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {value}\r\n\r\n"
+        "GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n"
+    ).encode()
+    answer = raw_exchange(local_doow, request)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert b"Connection: close" in head
+    message = json.loads(body)["message"]
+    assert message.startswith("Content-Length: ") and needle in message
+    assert answer.count(b"HTTP/1.1 ") == 1  # what followed was not taken as a request
+    assert local_doow.stats()["batches"] == 0
+
+
+def test_an_early_error_never_takes_the_body_for_the_next_request(local_doow: LocalDoow) -> None:
+    body = b"GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = (
+        f"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+        + b"GET /api/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    answer = raw_exchange(local_doow, request)
+    assert re.findall(rb"HTTP/1.1 (\d+) ", answer) == [b"404", b"401"]
+
+
+def test_idle_connections_are_closed(local_doow: LocalDoow) -> None:
+    assert local_doow.server.idle_timeout == 30
+    local_doow.server.idle_timeout = 0.3
+    host, port = local_doow.server.server_address[:2]
+    with socket.create_connection((str(host), int(port)), timeout=20) as idle:
+        assert idle.recv(1024) == b""  # closed by the server, long before our 20 s
+    with socket.create_connection((str(host), int(port)), timeout=20) as stalled:
+        stalled.sendall(
+            f"POST /telemetry/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            f"{local_doow.api_key}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n{".encode()
+        )
+        assert stalled.recv(1024) == b""  # a body that stops coming is not waited for
+    assert wait_until(lambda: local_doow.server.open_connections == 0)
+    assert [r["status"] for r in local_doow.requests()] == [0]
+
+
+def wait_until(condition: Any, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_connections_beyond_the_limit_get_503_and_threads_stay_bounded() -> None:
+    from doow_otel.server import start, stop
+
+    key = "dk_test_limit"
+    server, _ = start(keys=[key], max_connections=3)
+    host, port = server.server_address[:2]
+    threads_before = threading.active_count()
+    try:
+        idle = [socket.create_connection((str(host), int(port)), timeout=10) for _ in range(3)]
+        assert wait_until(lambda: server.open_connections == 3)
+        for _ in range(5):
+            with socket.create_connection((str(host), int(port)), timeout=10) as extra:
+                extra.sendall(b"GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = b""
+                while chunk := extra.recv(4096):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 503 "), answer
+            assert b"Retry-After: 1" in answer and b"too many open connections" in answer
+        assert server.refused_connections == 5
+        assert server.open_connections == 3
+        assert threading.active_count() <= threads_before + 3
+        idle.pop().close()
+        assert wait_until(lambda: server.open_connections == 2)
+        answer = httpx.get(server.url + "/api/stats", headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        stop(server)
+
+
+def test_the_request_log_is_bounded_in_bytes() -> None:
+    from doow_otel.server import start, stop
+
+    key = "dk_test_log"
+    server, _ = start(keys=[key], request_log_bytes=50_000)
+    try:
+        batch_ids = []
+        for _ in range(20):
+            batch_id = str(uuid.uuid4())
+            batch_ids.append(batch_id)
+            body = {"batch_id": batch_id, "events": [event() for _ in range(100)]}
+            answer = httpx.post(
+                server.url + "/telemetry/events",
+                json=body,
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert answer.status_code == 202
+        kept = server.requests()
+        assert 1 <= len(kept) < 20
+        assert [r["batch_id"] for r in kept] == batch_ids[-len(kept) :]  # the newest stay
+        assert server.request_log.bytes <= 50_000
+        assert server.request_log.evicted == 20 - len(kept)
+        assert sum(len(json.dumps(r)) for r in kept) <= 50_000
+        assert server.store.stats()["accepted"] == 2000  # the log's limit never touches usage
+    finally:
+        stop(server)

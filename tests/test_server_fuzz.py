@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -152,3 +153,28 @@ def test_random_queries(
     _, client = server
     answer = client.get(path, params=params)
     assert answer.status_code in (200, 400)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(
+    path=st.sampled_from(POSTS + GETS),
+    length=st.text(
+        st.characters(blacklist_categories=["Cs", "Cc", "Zl", "Zp"]), min_size=1, max_size=12
+    ).filter(lambda v: v.strip() and not v.strip().isdigit()),
+)
+def test_a_malformed_content_length_is_always_a_400(
+    server: tuple[LocalDoow, httpx.Client], path: str, length: str
+) -> None:
+    doow, _ = server
+    host, port = doow.server.server_address[:2]
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {doow.api_key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: "
+    )
+    with socket.create_connection((str(host), int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + length.encode("utf-8") + b"\r\n\r\n{}")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert b"Content-Length" in answer.partition(b"\r\n\r\n")[2]

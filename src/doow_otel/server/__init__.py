@@ -16,7 +16,8 @@ from pathlib import Path
 from types import FrameType
 
 from doow_otel.server.faults import Faults
-from doow_otel.server.handler import DoowServer
+from doow_otel.server.handler import IDLE_TIMEOUT, MAX_CONNECTIONS, DoowServer
+from doow_otel.server.request_log import MAX_BYTES
 from doow_otel.server.store import Store
 
 __all__ = ["DoowServer", "Faults", "Store", "new_key", "serve", "start"]
@@ -33,6 +34,9 @@ def start(
     port: int = 0,
     db: str | Path = ":memory:",
     keys: list[str],
+    idle_timeout: float = IDLE_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
+    request_log_bytes: int = MAX_BYTES,
 ) -> tuple[DoowServer, threading.Thread]:
     """Start a server in a daemon thread; port 0 picks a free one."""
     if not keys:
@@ -42,7 +46,14 @@ def start(
     for key in keys:
         if not key.startswith("dk_"):
             raise ValueError("keys: Doow SDK keys start with dk_")
-    server = DoowServer((host, port), Store(db), keys)
+    server = DoowServer(
+        (host, port),
+        Store(db),
+        keys,
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        request_log_bytes=request_log_bytes,
+    )
     thread = threading.Thread(target=server.serve_forever, name="doow-local", daemon=True)
     thread.start()
     return server, thread

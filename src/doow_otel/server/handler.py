@@ -13,7 +13,6 @@ import json
 import socket
 import threading
 import zlib
-from collections import deque
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,10 +31,12 @@ from doow_otel.conversion import convert_metrics_request
 from doow_otel.events import check_wire_event
 from doow_otel.server.faults import Faults
 from doow_otel.server.page import PAGE
-from doow_otel.server.store import Outcome, Store
+from doow_otel.server.request_log import MAX_BYTES, LogEntry, RequestLog
+from doow_otel.server.store import MAX_QUANTITY, MIN_QUANTITY, Outcome, Store
 
 MAX_EVENTS = 500
-MAX_LOGGED_REQUESTS = 10_000
+IDLE_TIMEOUT = 30.0  # seconds a connection may sit idle (or stall mid-request)
+MAX_CONNECTIONS = 128  # open connections, each served by one thread
 MAX_BATCH_BYTES = 1 << 20  # decompressed; Doow's SDKs stay under ~450 KB
 MAX_OTLP_BYTES = 8 << 20
 JSON_TYPES = ("application/json",)
@@ -63,24 +64,47 @@ class _Dropped(Exception):
 
 
 class DoowServer(ThreadingHTTPServer):
-    """A Doow-compatible ingest server over a `Store`."""
+    """A Doow-compatible ingest server over a `Store`.
+
+    One thread per open connection, at most `max_connections` of them: a connection
+    beyond that is answered 503 (Retry-After: 1) and closed at once. A connection idle
+    for `idle_timeout` seconds, before or inside a request, is closed.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64
 
     def __init__(
-        self, address: tuple[str, int], store: Store, keys: list[str], faults: Faults | None = None
+        self,
+        address: tuple[str, int],
+        store: Store,
+        keys: list[str],
+        faults: Faults | None = None,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+        request_log_bytes: int = MAX_BYTES,
     ) -> None:
+        if idle_timeout <= 0:
+            raise ValueError("idle_timeout: must be a positive number of seconds")
+        if max_connections < 1:
+            raise ValueError("max_connections: must be at least 1")
         self.store = store
         self.faults = faults or Faults()
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.refused_connections = 0
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._open = 0
+        self._open_lock = threading.Lock()
         # Batches are parsed, checked and stored one at a time: with the GIL they could
         # not run in parallel anyway, and threads taking turns by a lock waste no CPU
         # fighting over it.
         self.processing = threading.Lock()
         self._keys = list(keys)
         self._revoked: set[str] = set()
-        self._log_lock = threading.Lock()
-        self.request_log: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
+        self.request_log = RequestLog(max_bytes=request_log_bytes)
         super().__init__(address, _Handler)
 
     @property
@@ -103,15 +127,56 @@ class DoowServer(ThreadingHTTPServer):
     def revoke(self, key: str) -> None:
         self._revoked.add(key)
 
-    def log_request(self, entry: dict[str, Any]) -> None:
-        with self._log_lock:
-            self.request_log.append(entry)
-
     def requests(self, *, include_in_flight: bool = False) -> list[dict[str, Any]]:
-        with self._log_lock:
-            return [
-                dict(e) for e in self.request_log if include_in_flight or e["status"] is not None
-            ]
+        return self.request_log.snapshot(include_in_flight=include_in_flight)
+
+    @property
+    def open_connections(self) -> int:
+        with self._open_lock:
+            return self._open
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        with self._open_lock:
+            self._open += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._open_lock:
+            self._open -= 1
+        self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        """Answer 503 without a thread: this runs on the accepting thread, so it never
+        waits on the client (a short send timeout, then the socket is closed)."""
+        self.refused_connections += 1
+        body = json.dumps(
+            {
+                "message": f"too many open connections (at most {self.max_connections}); "
+                "retry in a second",
+                "errorClass": "ServerError",
+            }
+        ).encode()
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(OSError):
+            request.settimeout(0.5)
+            request.sendall(head.encode() + body)
+        self.shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-answer is not the server's error; stay quiet."""
@@ -148,8 +213,13 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = f"doow-otel-local/{__version__}"
     server: DoowServer
-    _entry: dict[str, Any] | None = None
+    _entry: LogEntry | None = None
     _key: str = ""
+    _unread = 0  # body bytes declared and not yet read
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_timeout)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: request lines are in `requests()`; headers (the key) are never logged."""
@@ -180,24 +250,27 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, routes: Mapping[str, Callable[[], None]]) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
         route = routes.get(path)
-        entry: dict[str, Any] | None = None
+        entry: LogEntry | None = None
+        self._unread = 0
         try:
+            if path.startswith("/telemetry/") and route is not None:
+                entry = self.server.request_log.add(self._log_entry(path))
+            self._entry = entry
+            self._unread = self._declared_length()
+            self._note(bytes=self._unread)
             if route is None:
                 raise HTTPError(404, f"no route for {self.command} {path}")
-            if path.startswith("/telemetry/"):
-                entry = self._log_entry(path)
-                self.server.log_request(entry)
-            self._entry = entry
             if path != "/":
                 self._key = self._authenticate()
             route()
-        except _Dropped:
+        except (_Dropped, TimeoutError):  # the fault injection, or a client that stalled
             self.close_connection = True
             if entry is not None:
-                entry["status"] = 0
+                self.server.request_log.update(entry, status=0)
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except HTTPError as error:
+            self._skip_body(error)
             payload = {"message": error.message, "errorClass": _error_class(error.status)}
             self._json(error.status, payload, close=error.close, extra=error.headers)
         except Exception as error:  # never let one request take the server down
@@ -215,17 +288,16 @@ class _Handler(BaseHTTPRequestHandler):
             "sdk_version": self.headers.get("X-Doow-SDK-Version"),
             "event_ids": None,
             "peer_port": self.client_address[1],
-            "bytes": int(self.headers.get("Content-Length") or 0),
+            "bytes": None,
         }
 
     def _note(self, **fields: Any) -> None:
         if self._entry is not None:
-            self._entry.update(fields)
+            self.server.request_log.update(self._entry, **fields)
 
     def _authenticate(self) -> str:
         key = self.server.authorized(self.headers.get("Authorization"))
         if key is None:
-            self._discard_body()
             raise HTTPError(
                 401, "missing, malformed or revoked API key (Authorization: Bearer dk_...)"
             )
@@ -233,28 +305,51 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- body handling ---
 
+    def _declared_length(self) -> int:
+        """The body's length from Content-Length (0 without one). A malformed one leaves
+        the rest of the stream unreadable, so its 400 closes the connection."""
+        if self.headers.get("Transfer-Encoding", "").strip().lower() not in ("", "identity"):
+            raise HTTPError(
+                411, "Transfer-Encoding: send the body with a Content-Length", close=True
+            )
+        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return 0
+        if len(values) > 1:
+            raise HTTPError(
+                400, "Content-Length: given more than once with different values", close=True
+            )
+        text = values.pop()
+        if text[:1] == "-" and text[1:].isascii() and text[1:].isdigit():
+            raise HTTPError(
+                400,
+                f"Content-Length: {text} is negative; give the body's size in bytes",
+                close=True,
+            )
+        if not (text.isascii() and text.isdigit()):
+            raise HTTPError(
+                400,
+                f"Content-Length: {text[:32]!r} is not a number; give the body's size in bytes "
+                "as decimal digits",
+                close=True,
+            )
+        return int(text)
+
     def _content_length(self, limit: int) -> int:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            raise HTTPError(411, "send the body with a Content-Length", close=True)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise HTTPError(400, "Content-Length: not a number", close=True) from None
-        if length < 0:
-            raise HTTPError(400, "Content-Length: negative", close=True)
+        length = self._unread
         if length > limit:
             raise HTTPError(413, f"body: {length} bytes; at most {limit} are accepted", close=True)
         return length
 
-    def _discard_body(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        if 0 < length <= MAX_OTLP_BYTES:
-            self.rfile.read(length)
-        elif length:
-            self.close_connection = True
+    def _skip_body(self, error: HTTPError) -> None:
+        """Before an early error answer: read the unread body (or close the connection),
+        so that the body is never taken for the next request."""
+        if self._unread and not error.close:
+            if self._unread <= MAX_OTLP_BYTES:
+                self.rfile.read(self._unread)
+                self._unread = 0
+            else:
+                error.close = True
 
     def _read_body(self, limit: int, types: tuple[str, ...]) -> tuple[bytes, str]:
         """The decompressed body and its media type, within `limit` bytes both ways.
@@ -266,6 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
             if faults.take_drop("before_body"):
                 raise _Dropped
         raw = self.rfile.read(length)
+        self._unread = 0
         if len(raw) < length:
             raise _Dropped  # the client went away
         failure = faults.take_failure() if faults is not None else None
@@ -319,7 +415,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._note(
             events=len(events),
             batch_id=batch_id,
-            event_ids=[e.get("event_id") for e in events if isinstance(e, dict)],
+            event_ids=[_id_or_none(e.get("event_id")) for e in events if isinstance(e, dict)],
         )
         if not self.headers.get("X-Doow-SDK-Version") and isinstance(body.get("sdk_version"), str):
             self._note(sdk_version=body["sdk_version"])
@@ -328,7 +424,7 @@ class _Handler(BaseHTTPRequestHandler):
         valid: list[dict[str, Any]] = []
         rejections: list[dict[str, Any]] = []
         for event in events:
-            reason = check_wire_event(event)
+            reason = _out_of_range(event) or check_wire_event(event)
             if reason is None:
                 valid.append(event)
             else:
@@ -473,7 +569,7 @@ class _Handler(BaseHTTPRequestHandler):
         close: bool = False,
     ) -> None:
         if self._entry is not None:  # logged before the client can see the answer
-            self._entry["status"] = status
+            self.server.request_log.update(self._entry, status=status)
         self._entry = None
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -488,6 +584,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except OSError:
             self.close_connection = True
+
+
+def _id_or_none(value: Any) -> str | None:
+    """What the request log keeps of an event id: a string, else None (its size known)."""
+    return value if isinstance(value, str) else None
+
+
+def _out_of_range(event: Any) -> str | None:
+    """An integer quantity the database cannot hold (SQLite integers are 64-bit)."""
+    measurements = event.get("measurements") if isinstance(event, dict) else None
+    if not isinstance(measurements, list):
+        return None
+    for i, measurement in enumerate(measurements):
+        quantity = measurement.get("quantity") if isinstance(measurement, dict) else None
+        if (
+            isinstance(quantity, int)
+            and not isinstance(quantity, bool)
+            and not MIN_QUANTITY <= quantity <= MAX_QUANTITY
+        ):
+            return (
+                f"measurements[{i}].quantity: {len(str(abs(quantity)))} digits is beyond a "
+                f"64-bit integer; send at most {MAX_QUANTITY} per event and split larger usage "
+                "over several events"
+            )
+    return None
 
 
 def _error_class(status: int) -> str:

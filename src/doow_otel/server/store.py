@@ -58,6 +58,17 @@ CREATE TABLE IF NOT EXISTS keys (fingerprint TEXT PRIMARY KEY, last_used_at TEXT
 """
 
 MAX_PAGE = 1000
+MAX_QUANTITY = 2**63 - 1  # SQLite's integers are 64-bit; the handler rejects beyond
+MIN_QUANTITY = -MAX_QUANTITY  # symmetric, as the SDK checks it
+# SQLite's SUM raises "integer overflow" past 64 bits and TOTAL is a float. Integers are
+# summed exactly as a high and a low 32-bit half (each half's sum fits for 2^31 rows)
+# and joined in Python; real quantities are summed apart.
+EXACT_SUM = (
+    "SUM(CASE WHEN typeof(quantity) = 'integer' THEN quantity >> 32 END), "
+    "SUM(CASE WHEN typeof(quantity) = 'integer' THEN quantity & 4294967295 END), "
+    "TOTAL(CASE WHEN typeof(quantity) = 'real' THEN quantity END), "
+    "COUNT(CASE WHEN typeof(quantity) = 'real' THEN 1 END)"
+)
 INSERT_EVENT = (
     "INSERT OR IGNORE INTO events (event_id, position, batch_id, metric, quantity, license_id, "
     "unit, kind, occurred_at, received_at, source, attribution, metadata) "
@@ -82,6 +93,12 @@ def fingerprint(api_key: str) -> str:
 
 def _now() -> str:
     return format_time(datetime.now(timezone.utc))
+
+
+def _exact_total(high: int | None, low: int | None, real: float, reals: int) -> int | float:
+    """Join EXACT_SUM's columns: an exact integer unless some quantity was a real."""
+    whole = ((high or 0) << 32) + (low or 0)
+    return whole + real if reals else whole
 
 
 def _reason_class(reason: str) -> str:
@@ -273,7 +290,7 @@ class Store:
             group.append("attr")
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {select}, SUM(quantity), COUNT(*), MAX(unit), MAX(received_at) "
+                f"SELECT {select}, {EXACT_SUM}, COUNT(*), MAX(unit), MAX(received_at) "
                 f"FROM events {clause} GROUP BY {', '.join(group)} ORDER BY metric, license_id",
                 params,
             ).fetchall()
@@ -282,7 +299,8 @@ class Store:
             item: dict[str, Any] = {"metric": row[0], "license_id": row[1]}
             if by is not None:
                 item[by] = row[2]
-            total, count, unit, last = row[-4:]
+            high, low, real, reals, count, unit, last = row[-7:]
+            total = _exact_total(high, low, real, reals)
             item.update(total=total, events=count, unit=unit, last_received_at=last)
             result.append(item)
         return result
@@ -291,10 +309,9 @@ class Store:
         where, params = self._filters(metric=metric, license_id=license_id)
         with self._lock:
             row = self._db.execute(
-                f"SELECT TOTAL(quantity), SUM(quantity) FROM events WHERE {' AND '.join(where)}",
-                params,
+                f"SELECT {EXACT_SUM} FROM events WHERE {' AND '.join(where)}", params
             ).fetchone()
-        return row[1] if isinstance(row[1], int) else float(row[0])
+        return _exact_total(*row)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
