@@ -1,7 +1,8 @@
 """End to end through the real otelcol-doow binary (built from collector/manifest.yaml
 with the doow exporter) and the repository's otel-collector-config.yaml, into the local
 server: exact totals from apps with no Doow code, from DoowTracker routed through the
-collector, from cumulative counters, and across a SIGKILL with a persistent queue."""
+collector, from cumulative counters, across a SIGKILL with a persistent queue, and
+across a rotated API key; and `validate` on configs with the standard HTTP settings."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ import pytest
 from doow_otel.testing import LocalDoow
 
 ROOT = Path(__file__).resolve().parents[1]
-BINARY = ROOT / "collector" / "_build" / "otelcol-doow"
+# another build of the distribution can be tested with OTELCOL_DOOW_BINARY
+BINARY = Path(
+    os.environ.get("OTELCOL_DOOW_BINARY") or ROOT / "collector" / "_build" / "otelcol-doow"
+)
 CONFIG = ROOT / "otel-collector-config.yaml"
 
 
@@ -36,6 +40,7 @@ class Collector:
     doow: LocalDoow
     queue_dir: Path
     log: Path
+    api_key: str | None = None  # the server's key unless given
     http_port: int = 0
     grpc_port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -48,7 +53,7 @@ class Collector:
         self.http_port, self.grpc_port = free_port(), free_port()
         env = {
             **os.environ,
-            "DOOW_API_KEY": self.doow.api_key,
+            "DOOW_API_KEY": self.api_key or self.doow.api_key,
             "DOOW_ENDPOINT": self.doow.url,
             "DOOW_QUEUE_DIR": str(self.queue_dir),
             "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
@@ -157,7 +162,10 @@ def test_an_app_with_only_the_otel_sdk_and_its_otlp_exporter(
     assert local_doow.total("exports", "lic_0") == 4
     (event,) = local_doow.events(metric="exports")
     assert event["attribution"]["service.name"] == "plain-otel-app"
-    assert local_doow.requests()[0]["user_agent"].startswith("doow-otel-collector/")
+    # the distribution and its version, then the exporter
+    user_agent = local_doow.requests()[0]["user_agent"]
+    assert user_agent.startswith("otelcol-doow/0.1.0 "), user_agent
+    assert " doowexporter/" in user_agent
 
 
 def test_cumulative_counters_are_converted_by_the_pipeline(
@@ -257,3 +265,103 @@ def test_the_pipeline_config_validates_and_names_a_missing_key(tmp_path: Path) -
     missing = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0
     assert "api_key: required" in missing.stderr + missing.stdout
+
+
+def test_a_wrong_key_keeps_usage_in_the_queue_until_the_key_is_rotated(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """A 401 is not the batch's fault: the usage stays in the persistent queue (the
+    shipped config retries without a time limit) and a restart with the right key
+    delivers all of it, once."""
+    if not BINARY.exists():
+        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    log = tmp_path / "collector.log"
+    wrong = Collector(local_doow, queue, log, api_key="dk_revoked_0123456789abcdef").start()
+    try:
+        run_app(
+            PLAIN_OTEL_APP,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": wrong.otlp_http,
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+            },
+            tmp_path,
+        )
+        # every pipeline's usage met the 401, and was retried, not dropped
+        assert wait_for(
+            lambda: sum(r["status"] == 401 for r in local_doow.requests()) >= 6, seconds=60
+        ), log.read_text()[-3000:]
+        assert "set api_key to a valid Doow SDK key" in log.read_text()
+    finally:
+        wrong.stop()  # SIGTERM: the queue stays on disk
+    assert local_doow.total("api_calls") == 0
+
+    rotated = Collector(local_doow, queue, log).start()  # the server's key, same queue
+    try:
+        assert wait_for(
+            lambda: (
+                local_doow.total("api_calls") == 30
+                and local_doow.total("input_tokens") == 812
+                and local_doow.total("exports") == 4
+            ),
+            seconds=60,
+        ), log.read_text()[-3000:]
+        time.sleep(2.5)  # one more batch interval: nothing further arrives
+    finally:
+        rotated.stop()
+    assert local_doow.total("api_calls") == 30
+    assert [local_doow.total("api_calls", f"lic_{i}") for i in range(3)] == [10, 10, 10]
+    assert local_doow.total("input_tokens") == 812
+    assert local_doow.total("exports") == 4
+    assert local_doow.stats()["rejected"] == 0
+
+
+HTTP_SETTINGS_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:4318
+exporters:
+  doow:
+    endpoint: https://doow.internal.example:8443
+    api_key: dk_validate_0123456789
+    tls:
+      ca_file: {ca_file}
+      min_version: "1.3"
+    proxy_url: http://proxy.internal:3128
+    headers:
+      X-Team: billing
+    compression: zstd
+    keepalive:
+      idle_conn_timeout: 30s
+      max_idle_conns_per_host: 8
+    timeout: 20s
+service:
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [doow]
+"""
+
+
+def test_validate_accepts_the_standard_http_client_settings(tmp_path: Path) -> None:
+    if not BINARY.exists():
+        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("")
+    config = tmp_path / "config.yaml"
+    config.write_text(HTTP_SETTINGS_CONFIG.format(ca_file=ca_file))
+    command = [str(BINARY), "validate", "--config", str(config)]
+    ok = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    # and a bad one names the field and the fix
+    config.write_text(
+        HTTP_SETTINGS_CONFIG.format(ca_file=ca_file).replace(
+            "proxy_url: http://proxy.internal:3128", "proxy_url: proxy:3128"
+        )
+    )
+    bad = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
+    assert "proxy_url: not a URL" in bad.stderr + bad.stdout
