@@ -6,9 +6,12 @@ answer as `doow_otel.status` decides (the table shared with the Go exporter), un
 - Delivered (Doow's JSON acknowledgement): done; 207 rejections are reported, never resent.
 - Retry (408, 429, 5xx, timeouts, dropped connections): exponential backoff with full
   jitter, or the wait Doow asks for. A batch that keeps getting 5xx answers does not
-  block the queue: after `max_attempts` failed sends (counted across sends and processes,
-  kept with the entry) or once older than `max_age`, it is set aside under
-  `<spool>/set-aside/`, reported, and the batches behind it flow.
+  block the queue: a replay that finds its head undelivered tries the next entry (two
+  undelivered in a row: Doow is not taking data, stop). Each send in which the batch got
+  a 5xx while Doow was taking this client's other batches counts as a failed attempt
+  (kept with the entry, across processes; an outage counts nothing); after
+  `max_attempts`, or at a 5xx once older than `max_age`, it is set aside under
+  `<spool>/set-aside/` and reported.
 - Split (413): the halves are sent. Reject (400, other 4xx): reported, set aside, never resent.
 - Keep, auth (401/403): sending with this key stops (latched) but recovers: one probe
   request per `auth_probe_interval` seconds, and `set_api_key()` clears the latch at once.
@@ -56,6 +59,7 @@ logger = logging.getLogger("doow_otel")
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
 MIN_ATTEMPT_SECONDS = 0.01
+UP_EVIDENCE_SECONDS = 300.0  # a delivery this recent shows Doow is up (see _exhausted)
 
 
 class _Default(Enum):
@@ -185,6 +189,7 @@ class DoowClient:
         self._next_probe = 0.0
         self._endpoint_reported = False
         self._blocked_until = 0.0
+        self._last_delivery = float("-inf")  # monotonic time of the last delivery
         self._stats: dict[str, int] = {
             "sent": 0, "delivered": 0, "rejected": 0, "spooled": 0, "dropped": 0,
             "replayed": 0, "requests": 0, "retries": 0, "set_aside": 0, "abandoned": 0,
@@ -221,9 +226,14 @@ class DoowClient:
             if len(work) > 1 and self.max_in_flight > 1:
                 # Several batches: keep up to max_in_flight requests going at once on
                 # the pooled connections (a bulk send is not one round trip per batch).
-                parts = self._executor().map(self._deliver_part, work, [sending] * len(work))
-                for part in parts:
-                    result.add(part)
+                pool, futures = self._executor(), []
+                for item in work:
+                    try:
+                        futures.append(pool.submit(self._deliver_part, item, sending))
+                    except RuntimeError:  # the interpreter is exiting (an atexit export):
+                        result.add(self._deliver_part(item, sending))  # no new threads
+                for future in futures:
+                    result.add(future.result())
             else:
                 for item in work:
                     self._deliver(item, sending, result, fresh=True)
@@ -269,9 +279,9 @@ class DoowClient:
             stats = dict(self._stats)
             stats["auth_latched"] = int(self._auth_latched)
         spool = self.spool
-        stats["pending_in_spool"] = len(spool) if spool else 0
-        stats["dropped_spool_full"] = spool.dropped_full if spool else 0
-        stats["other_owners_in_spool"] = spool.others() if spool else 0
+        stats["pending_in_spool"] = len(spool) if spool is not None else 0
+        stats["dropped_spool_full"] = spool.dropped_full if spool is not None else 0
+        stats["other_owners_in_spool"] = spool.others() if spool is not None else 0
         return stats
 
     def close(self) -> None:
@@ -295,6 +305,7 @@ class DoowClient:
     def _replay(self, sending: _Round, result: SendResult) -> None:
         if self.spool is None:
             return
+        kept = 0
         for path in self.spool.paths():
             if time.monotonic() >= sending.end or sending.stop or self._waiting_for_probe():
                 return
@@ -307,7 +318,10 @@ class DoowClient:
             part.replayed = part.delivered
             self._count(replayed=part.delivered)
             result.add(part)
-            if part.spooled:  # Doow is not taking data now: keep the order, stop here
+            # One entry kept: try the next (a batch Doow fails on must not block the ones
+            # behind it). Two in a row: Doow is not taking data now; keep the order, stop.
+            kept = kept + 1 if part.spooled else 0
+            if kept >= 2:
                 return
 
     def _journal(
@@ -316,6 +330,7 @@ class DoowClient:
         """Write the batch ahead of its first attempt (path None: no spool configured)."""
         if self.spool is None:
             return _Journaled(batch, None)
+        created_ns = created_ns or time.time_ns()
         path = self.spool.write(batch, durable=False, created_ns=created_ns, attempts=attempts)
         return _Journaled(batch, path, created_ns, attempts)
 
@@ -339,6 +354,7 @@ class DoowClient:
                 self._deliver(half, sending, result, fresh=fresh)
             self._unjournal(item)
         elif decision is not None and action == "delivered":
+            self._last_delivery = time.monotonic()
             result.delivered += decision.accepted
             result.rejected.extend(decision.rejected)
             self._count(delivered=decision.accepted, rejected=len(decision.rejected))
@@ -394,11 +410,17 @@ class DoowClient:
         return "; " + self.spool.set_aside(item.path, len(item.batch))
 
     def _exhausted(self, item: _Journaled) -> bool:
-        """Count a failed send against a spooled batch; True when it should be set aside."""
+        """After a send in which Doow answered 5xx to the batch: True when it should be set aside.
+
+        The failure counts against the batch only while Doow is taking other batches from
+        this client (one delivered within `UP_EVIDENCE_SECONDS`): an outage sets nothing
+        aside. Past `max_age`, the batch is set aside at its next 5xx whatever the reason.
+        """
         if item.path is None or self.spool is None:
             return False
-        item.path = self.spool.record_attempt(item.path)
-        item.attempts += 1
+        if time.monotonic() - self._last_delivery <= UP_EVIDENCE_SECONDS:
+            item.path = self.spool.record_attempt(item.path)
+            item.attempts += 1
         age = (time.time_ns() - (item.created_ns or time.time_ns())) / 1e9
         return item.attempts >= self.max_attempts or age >= self.max_age
 

@@ -204,7 +204,8 @@ class Spool:
         path = self.directory / MEMORY / name
         with self._lock:
             self._memory[path] = body
-            overflow = list(self._memory)[: max(0, len(self._memory) - self.max_memory_batches)]
+            oldest = sorted(self._memory, key=lambda p: p.name)
+            overflow = oldest[: max(0, len(oldest) - self.max_memory_batches)]
             dropped = [Batch.from_body(self._memory.pop(p)) for p in overflow]
         for batch in dropped:
             self._dropped_full(len(batch), f"memory journal full ({self.max_memory_batches})")
