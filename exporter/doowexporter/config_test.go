@@ -2,6 +2,7 @@ package doowexporter
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,4 +111,28 @@ func TestFactory(t *testing.T) {
 func TestTheUserAgentNamesTheDistribution(t *testing.T) {
 	build := component.BuildInfo{Command: "otelcol-doow", Description: "d", Version: "1.2.3"}
 	assert.Equal(t, "otelcol-doow/1.2.3 doowexporter/"+version, userAgent(build))
+}
+
+// Settings that can lose usage, or that Doow may refuse, are named at start.
+func TestRiskySettingsAreWarnedAboutAtStart(t *testing.T) {
+	cases := map[string]struct {
+		change func(*Config)
+		warns  string
+	}{
+		"zstd":             {func(c *Config) { c.Compression = configcompression.TypeZstd }, "Doow's ingest API documents gzip only"},
+		"no retries":       {func(c *Config) { c.RetryConfig.Enabled = false }, "retry_on_failure is disabled"},
+		"max_elapsed_time": {func(c *Config) { c.RetryConfig.MaxElapsedTime = time.Minute }, "set it to 0 to retry until delivered"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, logs, _ := start(t, &fakeDoow{}, c.change)
+			warned := false
+			for _, entry := range logs.All() {
+				warned = warned || strings.Contains(entry.Message, c.warns)
+			}
+			assert.True(t, warned, "logs: %+v", logs.All())
+		})
+	}
+	_, logs, _ := start(t, &fakeDoow{})
+	assert.Empty(t, logs.All(), "the defaults are safe")
 }
