@@ -162,7 +162,9 @@ def test_an_app_with_only_the_otel_sdk_and_its_otlp_exporter(
     assert local_doow.total("exports", "lic_0") == 4
     (event,) = local_doow.events(metric="exports")
     assert event["attribution"]["service.name"] == "plain-otel-app"
-    # the distribution and its version, then the exporter
+    # gzip by default (confighttp's compression); the distribution and its version,
+    # then the exporter
+    assert all(r["content_encoding"] == "gzip" for r in local_doow.requests())
     user_agent = local_doow.requests()[0]["user_agent"]
     assert user_agent.startswith("otelcol-doow/0.1.0 "), user_agent
     assert " doowexporter/" in user_agent
