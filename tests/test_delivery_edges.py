@@ -119,6 +119,10 @@ def test_entries_without_an_owner_are_reported_and_not_replayed(
     assert local_doow.total("unowned") == 0 and local_doow.total("api_calls") == 1
     assert legacy.exists()
     assert any(r.kind == "configuration" and r.count == 1 for r in reports)
+    # the user says they are theirs: sent with this key, exactly once
+    assert client.adopt_spooled(unowned=True) == 1
+    assert client.send([]).replayed == 2 and local_doow.total("unowned") == 2
+    assert client.stats()["other_owners_in_spool"] == 0
     client.close()
 
 
@@ -344,6 +348,12 @@ def test_404_is_a_wrong_endpoint_kept_and_reported(local_doow: LocalDoow, tmp_pa
     assert [r.kind for r in reports] == ["configuration"]
     assert "404" in reports[0].message and "endpoint" in reports[0].message
     client.close()
+    # the endpoint fixed: the usage kept under the wrong one is sent once adopted
+    fixed = DoowClient(local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s")
+    assert fixed.send([]).replayed == 0
+    assert fixed.adopt_spooled(endpoint=f"{local_doow.url}/v1") == 1
+    assert fixed.send([]).replayed == 3 and local_doow.total("api_calls") == 3
+    fixed.close()
 
 
 def test_auth_latch_recovers_on_a_later_good_answer(local_doow: LocalDoow, tmp_path: Path) -> None:

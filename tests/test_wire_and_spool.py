@@ -120,3 +120,52 @@ def test_default_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_batch_from_body_rejects_garbage() -> None:
     with pytest.raises(ValueError):
         Batch.from_body(b"[1, 2]")
+
+
+def test_entry_names_carry_a_salted_owner_never_the_key(tmp_path: Path) -> None:
+    key = "dk_live_abcdefghijklmnop"
+    spool = Spool(tmp_path)
+    spool.bind("https://api.doow.co", key)
+    path = spool.write(make_batches(events(1))[0], durable=True)
+    other = Spool(tmp_path)
+    other.bind("https://api.doow.co", "dk_live_other_key_123")
+    assert other.paths() == [] and other.others() == 1
+    again = Spool(tmp_path)
+    again.bind("https://api.doow.co", key)
+    assert again.paths() == [path]  # the same owner in a later process (the salt is kept)
+    for file in tmp_path.rglob("*"):
+        assert key not in file.name and key.encode() not in file.read_bytes()
+
+
+def test_rebind_takes_the_entries_to_the_new_key(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.bind("https://api.doow.co", "dk_old_123456")
+    spool.write(make_batches(events(2))[0], durable=False)
+    spool.rebind("https://api.doow.co", "dk_new_123456")
+    fresh = Spool(tmp_path)
+    fresh.bind("https://api.doow.co", "dk_new_123456")
+    assert len(fresh) == 1 and fresh.others() == 0
+
+
+def test_attempts_are_kept_with_the_entry(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    path = spool.write(make_batches(events(1))[0], durable=False)
+    path = spool.record_attempt(spool.record_attempt(path))
+    entry = Spool(tmp_path).load(path)
+    assert entry is not None and entry.attempts == 2 and entry.created_ns > 0
+
+
+def test_a_failed_write_keeps_the_batch_in_memory_and_no_temporary(tmp_path: Path) -> None:
+    reports: list[ErrorReport] = []
+    target = tmp_path / "spool"
+    target.write_text("a file where the directory should be")
+    spool = Spool(target)
+    spool.report = Reporter(reports.append)
+    batch = make_batches(events(2))[0]
+    path = spool.write(batch, durable=True)
+    spool.write(make_batches(events(1))[0], durable=False)
+    entry = spool.load(path)
+    assert entry is not None and entry.batch.body() == batch.body()
+    assert len(spool) == 2
+    assert len(reports) == 1 and "spool problem" in reports[0].message
+    assert [p.name for p in tmp_path.iterdir()] == ["spool"]

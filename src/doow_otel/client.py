@@ -256,6 +256,23 @@ class DoowClient:
             with self._state_lock:
                 self._auth_latched = False
 
+    def adopt_spooled(
+        self, *, endpoint: str | None = None, api_key: str | None = None, unowned: bool = False
+    ) -> int:
+        """Send spooled usage of another endpoint or key (say, after fixing a wrong endpoint
+        or rotating the key across a restart) with this client's; returns the batches taken.
+
+        The spool never does this on its own: usage written for a test server must never
+        reach production. `unowned=True` takes the entries of doow-otel versions that did not
+        record an owner. Omitted, `endpoint` and `api_key` default to this client's.
+        """
+        if self.spool is None:
+            return 0
+        with self._lock:
+            if unowned:
+                return self.spool.adopt(None, None)
+            return self.spool.adopt(endpoint or self.endpoint, api_key or self._key)
+
     def heartbeat(self, *, timeout: float | None = None) -> bool:
         """`POST /telemetry/heartbeat`: True when Doow accepts the key."""
         if self.disabled:

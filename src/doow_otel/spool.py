@@ -134,8 +134,34 @@ class Spool:
     @property
     def owner(self) -> str:
         if self._owner is None:
-            self._owner = hashlib.sha256(self._salt() + self._identity).hexdigest()[:16]
+            self._owner = self._owner_of(self._identity)
         return self._owner
+
+    def _owner_of(self, identity: bytes) -> str:
+        return hashlib.sha256(self._salt() + identity).hexdigest()[:16]
+
+    def adopt(self, endpoint: str | None, api_key: str | None) -> int:
+        """Take over the entries of (endpoint, key), or with None the entries that have no
+        owner (written before owners existed); returns how many batches were taken."""
+        other = None
+        if endpoint is not None and api_key is not None:
+            other = self._owner_of(hashlib.sha256(f"{endpoint}\0{api_key}".encode()).digest())
+        taken = 0
+        for name in self._names():
+            if other is not None and _OWNED.match(name) and name.startswith(f"u{other}-"):
+                target = f"u{self.owner}-" + name.split("-", 1)[1]
+            elif other is None and (unowned := _UNOWNED.match(name)):
+                target = f"u{self.owner}-{unowned[1]}-{unowned[2]}-a0{SUFFIX}"
+            else:
+                continue
+            try:
+                os.replace(self.directory / name, self.directory / target)
+            except OSError as exc:
+                self._problem(f"could not take over {name}: {exc.strerror or exc}")
+                continue
+            taken += 1
+        self._others_reported = False  # report what is left, if anything
+        return taken
 
     def _salt(self) -> bytes:
         path = self.directory / SALT_FILE
@@ -243,7 +269,9 @@ class Spool:
                 "configuration",
                 f"{others} batches in the spool {self.directory} belong to another endpoint or "
                 "key (or were written before entries had owners); they are not sent with this "
-                "key and stay where they are",
+                "key and stay where they are. If they are yours, "
+                "DoowClient.adopt_spooled(endpoint=..., api_key=...) (or unowned=True) sends "
+                "them with this key",
                 count=others,
             )
         mine = [self.directory / n for n in names if self._mine(n)]
