@@ -19,11 +19,15 @@ WHENS: tuple[str, ...] = ("before_body", "after_body")
 
 @dataclass
 class Failure:
-    """An answer the server gives instead of processing the request."""
+    """An answer the server gives instead of processing the request: Doow's JSON error
+    (`message`), or, when `body` is set, exactly that body (a catch-all host's page, a
+    redirect, an odd error shape)."""
 
     status: int
     headers: dict[str, str]
     message: str
+    body: bytes | None = None
+    content_type: str = "application/json"
 
 
 class Faults:
@@ -41,6 +45,7 @@ class Faults:
         self._latency_when: When = "before_body"
         self._drops = 0
         self._drop_when: When = "before_body"
+        self._trickle = 0.0
         self.max_body_size: int | None = None
 
     # --- controls ---
@@ -70,6 +75,34 @@ class Faults:
             self._failure = Failure(status, headers, message)
             self._fail_count = 0 if fraction is not None else count
             self._fail_fraction = fraction or 0.0
+
+    def answer_next(
+        self,
+        count: int = 1,
+        status: int = 200,
+        *,
+        body: str = "<html><body>Welcome</body></html>",
+        content_type: str = "text/html",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Answer the next `count` requests with exactly this status, body and headers,
+        storing nothing: a catch-all host's 200 page, a redirect (`headers={"Location":
+        ...}`), an error body of an unexpected shape."""
+        if not 100 <= status <= 599:
+            raise ValueError(f"status: {status} is not an HTTP status (100-599)")
+        with self._lock:
+            self._failure = Failure(status, dict(headers or {}), "", body.encode(), content_type)
+            self._fail_count = count
+            self._fail_fraction = 0.0
+
+    def trickle(self, seconds_per_byte: float) -> None:
+        """Write every ingest answer one byte at a time, `seconds_per_byte` apart, after
+        the batch is stored: a server (or proxy) that defeats per-read timeouts."""
+        if seconds_per_byte < 0:
+            raise ValueError(f"seconds_per_byte: {seconds_per_byte} must not be negative")
+        with self._lock:
+            self._trickle = seconds_per_byte
+            self._cleared.clear()
 
     def latency(self, seconds: float, *, when: When = "before_body") -> None:
         """Delay every request: before the body is read (nothing stored yet) or after the
@@ -102,7 +135,8 @@ class Faults:
     def apply(self, command: Mapping[str, Any]) -> None:
         """The admin endpoint's form: `{"fail_next": {"count": 2, "status": 503}}`,
         `{"latency": {"seconds": 1}}`, `{"drop_connection": {...}}`, `{"max_body": n}`,
-        `{"clear": true}`."""
+        `{"answer_next": {"status": 302, "headers": {"Location": "/"}}}`,
+        `{"trickle": {"seconds_per_byte": 0.5}}`, `{"clear": true}`."""
         if not isinstance(command, Mapping) or len(command) != 1:
             raise ValueError(
                 "body: send one of fail_next, latency, drop_connection, max_body, clear"
@@ -112,7 +146,13 @@ class Faults:
             self.clear()
         elif name == "max_body":
             self.max_body(None if args is None else int(args))
-        elif name in ("fail_next", "latency", "drop_connection") and isinstance(args, Mapping):
+        elif name in (
+            "fail_next",
+            "answer_next",
+            "latency",
+            "drop_connection",
+            "trickle",
+        ) and isinstance(args, Mapping):
             getattr(self, name)(**args)
         else:
             raise ValueError(f"{name}: unknown fault or arguments not an object")
@@ -124,6 +164,15 @@ class Faults:
             seconds = self._latency if self._latency_when == when else 0.0
         if seconds > 0:
             self._cleared.wait(seconds)
+
+    def trickle_wait(self) -> float:
+        """Seconds between the bytes of an answer (0: write it whole)."""
+        with self._lock:
+            return self._trickle
+
+    def pause(self, seconds: float) -> bool:
+        """Sleep `seconds` unless the faults are cleared meanwhile; True when cleared."""
+        return self._cleared.wait(seconds)
 
     def take_drop(self, when: When) -> bool:
         with self._lock:
@@ -153,5 +202,6 @@ class Faults:
                 "latency_when": self._latency_when,
                 "drops": self._drops,
                 "drop_when": self._drop_when,
+                "trickle": self._trickle,
                 "max_body": self.max_body_size,
             }

@@ -51,12 +51,14 @@ class HTTPError(Exception):
         *,
         close: bool = False,
         headers: Mapping[str, str] | None = None,
+        body: tuple[bytes, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.close = close
         self.headers = dict(headers or {})
+        self.body = body  # (bytes, content type) to send as is, instead of Doow's JSON error
 
 
 class _Dropped(Exception):
@@ -216,6 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
     _entry: LogEntry | None = None
     _key: str = ""
     _unread = 0  # body bytes declared and not yet read
+    _trickled = False  # an ingest answer after the store: the trickle fault applies
 
     def setup(self) -> None:
         super().setup()
@@ -252,6 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
         route = routes.get(path)
         entry: LogEntry | None = None
         self._unread = 0
+        self._trickled = False
         try:
             if path.startswith("/telemetry/") and route is not None:
                 entry = self.server.request_log.add(self._log_entry(path))
@@ -271,8 +275,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except HTTPError as error:
             self._skip_body(error)
-            payload = {"message": error.message, "errorClass": _error_class(error.status)}
-            self._json(error.status, payload, close=error.close, extra=error.headers)
+            if error.body is not None:
+                self._send(error.status, *error.body, extra=error.headers, close=error.close)
+            else:
+                payload = {"message": error.message, "errorClass": _error_class(error.status)}
+                self._json(error.status, payload, close=error.close, extra=error.headers)
         except Exception as error:  # never let one request take the server down
             self._json(500, {"message": f"internal error: {type(error).__name__}"}, close=True)
 
@@ -366,7 +373,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Dropped  # the client went away
         failure = faults.take_failure() if faults is not None else None
         if failure is not None:
-            raise HTTPError(failure.status, failure.message, headers=failure.headers)
+            body = None if failure.body is None else (failure.body, failure.content_type)
+            raise HTTPError(failure.status, failure.message, headers=failure.headers, body=body)
         media = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if media not in types:
             raise HTTPError(
@@ -381,6 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _after_store(self) -> None:
         faults = self.server.faults
+        self._trickled = True
         faults.delay("after_body")
         if faults.take_drop("after_body"):
             raise _Dropped
@@ -571,19 +580,37 @@ class _Handler(BaseHTTPRequestHandler):
         if self._entry is not None:  # logged before the client can see the answer
             self.server.request_log.update(self._entry, status=status)
         self._entry = None
+        trickle = self.server.faults.trickle_wait() if self._trickled else 0.0
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (extra or {}).items():
             self.send_header(name, value)
-        if close:
+        if close or trickle:
             self.send_header("Connection", "close")
             self.close_connection = True
+        if trickle:
+            self._write_trickling(b"".join(self._headers_buffer) + b"\r\n" + body, trickle)
+            self._headers_buffer = []
+            return
         self.end_headers()
         try:
             self.wfile.write(body)
         except OSError:
             self.close_connection = True
+
+    def _write_trickling(self, answer: bytes, seconds_per_byte: float) -> None:
+        """The injected trickle: one byte at a time, until written, the client leaves, or
+        the faults are cleared (then the rest at once)."""
+        try:
+            for i in range(len(answer)):
+                self.wfile.write(answer[i : i + 1])
+                self.wfile.flush()
+                if self.server.faults.pause(seconds_per_byte):
+                    self.wfile.write(answer[i + 1 :])
+                    return
+        except OSError:
+            pass
 
 
 def _id_or_none(value: Any) -> str | None:
