@@ -197,6 +197,7 @@ func main() {
 	perRequest := flag.Int("per-request", 1000, "points per OTLP request")
 	senders := flag.Int("senders", 4, "concurrent OTLP senders")
 	binary := flag.String("collector", "../../collector/_build/otelcol-doow", "otelcol-doow binary")
+	only := flag.String("only", "", "run one exporter (doow or otlphttp), for profiling")
 	flag.Parse()
 
 	sinkPort := freePort()
@@ -207,9 +208,12 @@ func main() {
 
 	doow := fmt.Sprintf("doow:\n    endpoint: %s\n    api_key: dk_bench_0123456789\n    sending_queue:\n      enabled: false", sinkURL)
 	otlphttp := fmt.Sprintf("otlphttp:\n    endpoint: %s\n    sending_queue:\n      enabled: false", sinkURL)
-	results := []result{
-		run(*binary, dir, "otlphttp (stock)", otlphttp, "otlphttp", *points, *perRequest, *senders),
-		run(*binary, dir, "doow", doow, "doow", *points, *perRequest, *senders),
+	var results []result
+	if *only != "doow" {
+		results = append(results, run(*binary, dir, "otlphttp (stock)", otlphttp, "otlphttp", *points, *perRequest, *senders))
+	}
+	if *only != "otlphttp" {
+		results = append(results, run(*binary, dir, "doow", doow, "doow", *points, *perRequest, *senders))
 	}
 	fmt.Printf("\nThrough otelcol-doow: %d delta usage points in OTLP requests of %d, %d senders, batch 500 (one run)\n",
 		*points, *perRequest, *senders)

@@ -1,13 +1,13 @@
 package doowexporter
 
 import (
-	"encoding/binary"
 	"encoding/hex"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -18,6 +18,11 @@ import (
 // OTLP to Doow events: the rules of docs/conversion.md, written once for Go. The
 // Python package's conversion module applies the same rules; tests/vectors/ holds
 // both to the same events and the same ids.
+//
+// A collector converts hundreds of thousands of points a second, so the converter
+// reuses its buffers: ids are encoded into one byte slice and hashed in place, event
+// ids and attribution are carved from blocks shared by many events, and the policy's
+// verdicts on keys and values are remembered for the push.
 
 const (
 	trackerScope   = "doow_otel"
@@ -54,31 +59,66 @@ type conversion struct {
 type converter struct {
 	opts   conversionOptions
 	result conversion
+
+	id      []byte     // the canonical encoding of what is being named
+	pairs   []mapEntry // a map's entries being sorted (a stack, for nested maps)
+	points  []usagePoint
+	own     []attr // the record's attribution before the merge
+	attrs   []attr // the events' attribution, carved from shared blocks
+	idBlock []byte // the events' ids, carved from shared blocks
+
+	secretKeys    map[string]bool   // the policy's verdict on each key
+	valueVerdicts map[string]string // and on string values, up to maxValueVerdicts
 }
 
+const (
+	attrBlock        = 1024
+	idBlockIDs       = 128
+	maxValueVerdicts = 1024
+)
+
 func newConverter(opts conversionOptions) *converter {
-	return &converter{opts: opts, result: conversion{dropped: map[string]int{}, stripped: map[strippedAttr]int{}}}
+	return &converter{
+		opts:          opts,
+		result:        conversion{dropped: map[string]int{}, stripped: map[strippedAttr]int{}},
+		secretKeys:    map[string]bool{},
+		valueVerdicts: map[string]string{},
+	}
 }
 
 // --- canonical encoding for event ids ---
 
-func encStr(s string) string { return "s" + strconv.Itoa(len(s)) + ":" + s }
+func appendEncStr(b []byte, s string) []byte {
+	b = append(b, 's')
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	return append(append(b, ':'), s...)
+}
 
-func encInt(n int64) string { return "i" + strconv.FormatInt(n, 10) + ";" }
+func appendEncInt(b []byte, n int64) []byte {
+	return append(strconv.AppendInt(append(b, 'i'), n, 10), ';')
+}
 
-func encUint(n uint64) string { return "i" + strconv.FormatUint(n, 10) + ";" }
+func appendEncUint(b []byte, n uint64) []byte {
+	return append(strconv.AppendUint(append(b, 'i'), n, 10), ';')
+}
 
-func encValue(v pcommon.Value) string {
+type mapEntry struct {
+	key   string
+	value pcommon.Value
+}
+
+func (c *converter) encValue(v pcommon.Value) {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
-		return encStr(v.Str())
+		c.id = appendEncStr(c.id, v.Str())
 	case pcommon.ValueTypeBool:
 		if v.Bool() {
-			return "b1"
+			c.id = append(c.id, "b1"...)
+		} else {
+			c.id = append(c.id, "b0"...)
 		}
-		return "b0"
 	case pcommon.ValueTypeInt:
-		return encInt(v.Int())
+		c.id = appendEncInt(c.id, v.Int())
 	case pcommon.ValueTypeDouble:
 		bits := math.Float64bits(v.Double())
 		if math.IsNaN(v.Double()) {
@@ -86,79 +126,100 @@ func encValue(v pcommon.Value) string {
 			// another payload (Go's math.NaN), which would change the id
 			bits = canonicalNaN
 		}
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], bits)
-		return "d" + hex.EncodeToString(b[:])
+		c.id = append(c.id, 'd')
+		for shift := 56; shift >= 0; shift -= 8 {
+			b := byte(bits >> shift)
+			c.id = append(c.id, hexDigits[b>>4], hexDigits[b&0x0f])
+		}
 	case pcommon.ValueTypeSlice:
 		items := v.Slice()
-		var b strings.Builder
-		b.WriteString("a" + strconv.Itoa(items.Len()) + "[")
+		c.id = append(strconv.AppendInt(append(c.id, 'a'), int64(items.Len()), 10), '[')
 		for i := 0; i < items.Len(); i++ {
-			b.WriteString(encValue(items.At(i)))
+			c.encValue(items.At(i))
 		}
-		b.WriteString("]")
-		return b.String()
+		c.id = append(c.id, ']')
 	case pcommon.ValueTypeMap:
-		return encAttrs(v.Map())
+		c.encAttrs(v.Map())
 	case pcommon.ValueTypeBytes:
 		raw := v.Bytes().AsRaw()
-		return "y" + strconv.Itoa(len(raw)) + ":" + hex.EncodeToString(raw)
+		c.id = append(strconv.AppendInt(append(c.id, 'y'), int64(len(raw)), 10), ':')
+		c.id = hex.AppendEncode(c.id, raw)
+	default:
+		c.id = append(c.id, 'n')
 	}
-	return "n"
 }
 
-func encAttrs(m pcommon.Map) string {
-	type kv struct {
-		key   string
-		value pcommon.Value
-	}
-	pairs := make([]kv, 0, m.Len())
+func (c *converter) encAttrs(m pcommon.Map) {
+	start := len(c.pairs)
 	m.Range(func(k string, v pcommon.Value) bool {
-		pairs = append(pairs, kv{k, v})
+		c.pairs = append(c.pairs, mapEntry{k, v})
 		return true
 	})
+	n := len(c.pairs) - start
 	// stable: a repeated key keeps its order, as in Python's sorted()
-	sort.SliceStable(pairs, func(i, j int) bool { return pairs[i].key < pairs[j].key })
-	var b strings.Builder
-	b.WriteString("m" + strconv.Itoa(len(pairs)) + "{")
-	for _, p := range pairs {
-		b.WriteString(encStr(p.key))
-		b.WriteString(encValue(p.value))
+	slices.SortStableFunc(c.pairs[start:], func(a, b mapEntry) int { return strings.Compare(a.key, b.key) })
+	c.id = append(strconv.AppendInt(append(c.id, 'm'), int64(n), 10), '{')
+	for i := start; i < start+n; i++ {
+		p := c.pairs[i] // (nested maps append to c.pairs: index, never range)
+		c.id = appendEncStr(c.id, p.key)
+		c.encValue(p.value)
 	}
-	b.WriteString("}")
-	return b.String()
+	c.id = append(c.id, '}')
+	c.pairs = c.pairs[:start]
+}
+
+// startID begins the encoding of a name in namespace; eventID finishes it.
+func (c *converter) startID(namespace [16]byte) { c.id = append(c.id[:0], namespace[:]...) }
+
+func (c *converter) eventID() string {
+	var out [36]byte
+	uuid5Of(&out, c.id)
+	if len(c.idBlock)+len(out) > cap(c.idBlock) {
+		c.idBlock = make([]byte, 0, idBlockIDs*len(out))
+	}
+	start := len(c.idBlock)
+	c.idBlock = append(c.idBlock, out[:]...)
+	// the block's bytes are never written again: the string may share them
+	return unsafe.String(&c.idBlock[start], len(out))
+}
+
+// encodedAttrs is the canonical encoding of m on its own (a resource's, once per push).
+func (c *converter) encodedAttrs(m pcommon.Map) []byte {
+	c.id = c.id[:0]
+	c.encAttrs(m)
+	return slices.Clone(c.id)
 }
 
 // --- attribute access ---
 
 // plain is an attribution value: scalars as they are (finite doubles), arrays of
-// scalars joined with ","; nil for anything else.
+// scalars joined with ","; kindNone for anything else.
 func plain(v pcommon.Value) attrValue {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
-		return v.Str()
+		return strValue(v.Str())
 	case pcommon.ValueTypeBool:
-		return v.Bool()
+		return boolValue(v.Bool())
 	case pcommon.ValueTypeInt:
-		return v.Int()
+		return intValue(v.Int())
 	case pcommon.ValueTypeDouble:
 		if math.IsNaN(v.Double()) || math.IsInf(v.Double(), 0) {
-			return nil
+			return attrValue{}
 		}
-		return v.Double()
+		return doubleValue(v.Double())
 	case pcommon.ValueTypeSlice:
 		items := v.Slice()
 		parts := make([]string, 0, items.Len())
 		for i := 0; i < items.Len(); i++ {
 			p := plain(items.At(i))
-			if p == nil {
-				return nil
+			if p.kind == kindNone {
+				return attrValue{}
 			}
 			parts = append(parts, scalarText(p))
 		}
-		return strings.Join(parts, ",")
+		return strValue(strings.Join(parts, ","))
 	}
-	return nil
+	return attrValue{}
 }
 
 func stringAttr(m pcommon.Map, key string) string {
@@ -179,18 +240,18 @@ func license(sources ...pcommon.Map) string {
 	return ""
 }
 
-func number(m pcommon.Map, key string) *quantity {
+func number(m pcommon.Map, key string) (quantity, bool) {
 	v, ok := m.Get(key)
 	if !ok {
-		return nil
+		return quantity{}, false
 	}
 	switch v.Type() {
 	case pcommon.ValueTypeInt:
-		return &quantity{isInt: true, i: v.Int()}
+		return quantity{isInt: true, i: v.Int()}, true
 	case pcommon.ValueTypeDouble:
-		return &quantity{f: v.Double()}
+		return quantity{f: v.Double()}, true
 	}
-	return nil
+	return quantity{}, false
 }
 
 func isOverflow(m pcommon.Map) bool {
@@ -214,86 +275,143 @@ func spanHex(id pcommon.SpanID) string {
 
 // --- attribution ---
 
-func (c *converter) resourceAttribution(resource pcommon.Map) map[string]attrValue {
-	picked := map[string]attrValue{}
+func byKey(a, b attr) int { return strings.Compare(a.key, b.key) }
+
+func (c *converter) resourceAttribution(resource pcommon.Map) []attr {
+	var picked []attr
 	for _, key := range c.opts.resourceAttributes {
 		v, ok := resource.Get(key)
 		if !ok {
 			continue
 		}
 		value := plain(v)
-		if s, isStr := value.(string); key == "service.name" && isStr && strings.HasPrefix(s, "unknown_service") {
+		if key == "service.name" && value.kind == kindStr && strings.HasPrefix(value.str, "unknown_service") {
 			continue // the SDKs' placeholder names nothing
 		}
-		if value != nil {
-			picked[key] = value
+		if value.kind != kindNone {
+			picked = append(picked, attr{key, value})
 		}
 	}
-	return picked
+	slices.SortStableFunc(picked, byKey)
+	// a key listed twice: once
+	return slices.CompactFunc(picked, func(a, b attr) bool { return a.key == b.key })
 }
 
-func sorted(merged map[string]attrValue) []attr {
-	out := make([]attr, 0, len(merged))
-	for k, v := range merged {
-		out = append(out, attr{k, v})
-	}
-	sortAttrs(out)
-	return out
-}
-
-func (c *converter) attribution(base map[string]attrValue, record pcommon.Map, skip string) []attr {
-	merged := make(map[string]attrValue, len(base)+record.Len())
-	for k, v := range base {
-		merged[k] = v
-	}
+// attribution is the resource's attribution (base) merged with a record's own
+// attributes, which win on a shared key, cleaned by the policy.
+func (c *converter) attribution(base []attr, record pcommon.Map, skip string) []attr {
+	own := c.own[:0]
 	record.Range(func(k string, v pcommon.Value) bool {
 		if k == "" || strings.HasPrefix(k, "doow.") || k == "license_id" || k == skip {
 			return true
 		}
-		if p := plain(v); p != nil {
-			merged[k] = p
+		if p := plain(v); p.kind != kindNone {
+			own = append(own, attr{k, p})
 		}
 		return true
 	})
-	return sorted(merged)
+	c.own = own
+	return c.merge(base, own)
 }
 
-// emit adds one event, or counts why it was dropped; a zero quantity is skipped quietly.
-func (c *converter) emit(metric string, q *quantity, licenseID, unit string, nanos uint64, attribution []attr, eventID string) {
-	drop := func(code string) { c.result.dropped[code]++ }
-	switch {
-	case q == nil:
-		drop("missing_quantity")
-		return
-	case math.IsNaN(q.float()) || math.IsInf(q.float(), 0) || q.float() < 0:
-		drop("invalid_quantity")
-		return
-	case q.float() == 0:
-		return
-	case nanos == 0:
-		drop("missing_time")
-		return
-	case licenseID == "":
-		drop("missing_license")
-		return
-	case !metricValid(metric):
-		drop("invalid_metric_name")
-		return
-	case !licenseValid(licenseID):
-		drop("invalid_license")
-		return
+// merge sorts own (the last of a repeated key wins, as in a dict), merges it over base,
+// and keeps what the policy allows, in key order.
+func (c *converter) merge(base, own []attr) []attr {
+	slices.SortStableFunc(own, byKey)
+	if len(c.attrs)+len(base)+len(own) > cap(c.attrs) {
+		c.attrs = make([]attr, 0, max(attrBlock, len(base)+len(own)))
 	}
-	if utf8.RuneCountInString(unit) > maxUnitLen {
+	start := len(c.attrs)
+	i, j := 0, 0
+	for i < len(base) || j < len(own) {
+		var next attr
+		if j == len(own) || i < len(base) && base[i].key < own[j].key {
+			next = base[i]
+			i++
+		} else {
+			if i < len(base) && base[i].key == own[j].key {
+				i++
+			}
+			for j+1 < len(own) && own[j+1].key == own[j].key {
+				j++
+			}
+			next = own[j]
+			j++
+		}
+		reason := c.whyStripped(next)
+		if reason == "" && len(c.attrs)-start >= maxAttributes {
+			reason = "too many attribution keys"
+		}
+		if reason != "" {
+			c.result.stripped[strippedAttr{next.key, reason}]++
+			continue
+		}
+		c.attrs = append(c.attrs, next)
+	}
+	return c.attrs[start:len(c.attrs):len(c.attrs)]
+}
+
+// whyStripped is the policy's whyStripped, remembered for the push.
+func (c *converter) whyStripped(a attr) string {
+	secret, known := c.secretKeys[a.key]
+	if !known {
+		secret = keyNamesSecret(a.key)
+		c.secretKeys[a.key] = secret
+	}
+	if secret {
+		return "key names a secret"
+	}
+	if a.value.kind != kindStr {
+		return ""
+	}
+	reason, known := c.valueVerdicts[a.value.str]
+	if !known {
+		reason = whyValueStripped(a.value.str)
+		if len(c.valueVerdicts) < maxValueVerdicts {
+			c.valueVerdicts[a.value.str] = reason
+		}
+	}
+	return reason
+}
+
+// accepts says whether a record makes an event, or counts why it was dropped; a zero
+// quantity is skipped quietly.
+func (c *converter) accepts(metric string, q quantity, hasQuantity bool, licenseID string, nanos uint64) bool {
+	code := ""
+	switch {
+	case !hasQuantity:
+		code = "missing_quantity"
+	case math.IsNaN(q.float()) || math.IsInf(q.float(), 0) || q.float() < 0:
+		code = "invalid_quantity"
+	case q.float() == 0:
+		return false
+	case nanos == 0:
+		code = "missing_time"
+	case licenseID == "":
+		code = "missing_license"
+	case !metricValid(metric):
+		code = "invalid_metric_name"
+	case !licenseValid(licenseID):
+		code = "invalid_license"
+	default:
+		return true
+	}
+	c.result.dropped[code]++
+	return false
+}
+
+func (c *converter) add(metric string, q quantity, licenseID, unit string, nanos uint64, attribution []attr, eventID string) {
+	if len(unit) > maxUnitLen && utf8.RuneCountInString(unit) > maxUnitLen {
 		unit = ""
 	}
 	c.result.events = append(c.result.events, event{
 		eventID:     eventID,
 		licenseID:   licenseID,
-		occurredAt:  formatTime(nanos),
+		nanos:       nanos,
 		unit:        unit,
 		metric:      metric,
-		quantity:    *q,
-		attribution: cleanAttribution(attribution, c.result.stripped),
+		quantity:    q,
+		attribution: attribution,
 	})
 }
 
@@ -303,12 +421,12 @@ func (c *converter) metrics(md pmetric.Metrics) {
 	for i := 0; i < md.ResourceMetrics().Len(); i++ {
 		rm := md.ResourceMetrics().At(i)
 		resource := rm.Resource().Attributes()
-		encResource := encAttrs(resource)
+		encResource := c.encodedAttrs(resource)
 		base := c.resourceAttribution(resource)
 		for j := 0; j < rm.ScopeMetrics().Len(); j++ {
 			sm := rm.ScopeMetrics().At(j)
 			scope := sm.Scope()
-			prefix := encResource + encStr(scope.Name()) + encStr(scope.Version())
+			prefix := appendEncStr(appendEncStr(slices.Clip(encResource), scope.Name()), scope.Version())
 			for k := 0; k < sm.Metrics().Len(); k++ {
 				metric := sm.Metrics().At(k)
 				listed := scope.Name() == trackerScope || c.opts.usageMetrics[metric.Name()]
@@ -322,12 +440,17 @@ func (c *converter) metrics(md pmetric.Metrics) {
 type usagePoint struct {
 	attrs       pcommon.Map
 	start, time uint64
-	value       *quantity
+	value       quantity
+	hasValue    bool
 	noSum       bool
+	tooLarge    bool // a histogram count past int64
 }
 
-func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base map[string]attrValue, prefix string, listed bool) {
-	var points []usagePoint
+func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base []attr, prefix []byte, listed bool) {
+	points := c.points[:0]
+	if n := pointCount(metric); cap(points) < n {
+		points = make([]usagePoint, 0, n)
+	}
 	var temporality pmetric.AggregationTemporality
 	switch metric.Type() {
 	case pmetric.MetricTypeSum:
@@ -341,9 +464,9 @@ func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base map
 			up := usagePoint{attrs: p.Attributes(), start: uint64(p.StartTimestamp()), time: uint64(p.Timestamp())}
 			switch p.ValueType() {
 			case pmetric.NumberDataPointValueTypeInt:
-				up.value = &quantity{isInt: true, i: p.IntValue()}
+				up.value, up.hasValue = quantity{isInt: true, i: p.IntValue()}, true
 			case pmetric.NumberDataPointValueTypeDouble:
-				up.value = &quantity{f: p.DoubleValue()}
+				up.value, up.hasValue = quantity{f: p.DoubleValue()}, true
 			}
 			points = append(points, up)
 		}
@@ -364,11 +487,13 @@ func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base map
 	default:
 		return
 	}
+	c.points = points
 	usageMetric := listed
-	for _, p := range points {
-		usageMetric = usageMetric || license(p.attrs) != ""
+	for i := range points {
+		usageMetric = usageMetric || license(points[i].attrs) != ""
 	}
-	for _, p := range points {
+	for i := range points {
+		p := &points[i]
 		own := license(p.attrs)
 		if isOverflow(p.attrs) {
 			if usageMetric { // the SDK's cardinality limit folded licenses away
@@ -387,6 +512,10 @@ func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base map
 			c.result.dropped["histogram_without_sum"]++
 			continue
 		}
+		if p.tooLarge {
+			c.result.dropped["invalid_quantity"]++
+			continue
+		}
 		name := stringAttr(p.attrs, "doow.metric")
 		if name == "" {
 			name = metric.Name()
@@ -398,22 +527,42 @@ func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base map
 		if licenseID == "" {
 			licenseID = c.opts.defaultLicenseID
 		}
+		if !c.accepts(name, p.value, p.hasValue, licenseID, p.time) {
+			continue
+		}
 		unit := stringAttr(p.attrs, "doow.unit")
 		if unit == "" {
 			unit = metric.Unit()
 		}
-		id := uuid5(nsMetric, prefix+encStr(metric.Name())+encAttrs(p.attrs)+encUint(p.start)+encUint(p.time))
-		c.emit(name, p.value, licenseID, unit, p.time, c.attribution(base, p.attrs, ""), id)
+		c.startID(nsMetric)
+		c.id = appendEncStr(append(c.id, prefix...), metric.Name())
+		c.encAttrs(p.attrs)
+		c.id = appendEncUint(appendEncUint(c.id, p.start), p.time)
+		c.add(name, p.value, licenseID, unit, p.time, c.attribution(base, p.attrs, ""), c.eventID())
 	}
 }
 
+func pointCount(metric pmetric.Metric) int {
+	switch metric.Type() {
+	case pmetric.MetricTypeSum:
+		return metric.Sum().DataPoints().Len()
+	case pmetric.MetricTypeHistogram:
+		return metric.Histogram().DataPoints().Len()
+	case pmetric.MetricTypeExponentialHistogram:
+		return metric.ExponentialHistogram().DataPoints().Len()
+	}
+	return 0
+}
+
 func (c *converter) histogramPoint(attrs pcommon.Map, start, time, count uint64, hasSum bool, sum float64) usagePoint {
-	p := usagePoint{attrs: attrs, start: start, time: time}
+	p := usagePoint{attrs: attrs, start: start, time: time, hasValue: true}
 	switch {
+	case c.opts.histogramCount && count > math.MaxInt64:
+		p.tooLarge = true
 	case c.opts.histogramCount:
-		p.value = &quantity{isInt: true, i: int64(count)}
+		p.value = quantity{isInt: true, i: int64(count)}
 	case hasSum:
-		p.value = &quantity{f: sum}
+		p.value = quantity{f: sum}
 	default:
 		p.noSum = true
 	}
@@ -436,7 +585,7 @@ func (c *converter) traces(td ptrace.Traces) {
 	}
 }
 
-func (c *converter) span(span ptrace.Span, resource pcommon.Map, base map[string]attrValue) {
+func (c *converter) span(span ptrace.Span, resource pcommon.Map, base []attr) {
 	spanAttrs := span.Attributes()
 	traceID, spanID := traceHex(span.TraceID()), spanHex(span.SpanID())
 	for position := 0; position < span.Events().Len(); position++ {
@@ -448,8 +597,9 @@ func (c *converter) span(span ptrace.Span, resource pcommon.Map, base map[string
 		if licenseID == "" {
 			licenseID = c.opts.defaultLicenseID
 		}
-		id := uuid5(nsSpanEvent, encStr(traceID)+encStr(spanID)+encInt(int64(position)))
-		c.usageRecord(ev.Attributes(), licenseID, uint64(ev.Timestamp()), base, "", id)
+		c.startID(nsSpanEvent)
+		c.id = appendEncInt(appendEncStr(appendEncStr(c.id, traceID), spanID), int64(position))
+		c.usageRecord(ev.Attributes(), licenseID, uint64(ev.Timestamp()), base, "")
 	}
 	c.genai(span, spanAttrs, resource, base, traceID, spanID)
 }
@@ -463,10 +613,13 @@ var genaiAttribution = []struct {
 	{"finish_reason", []string{"gen_ai.response.finish_reasons"}},
 }
 
-func (c *converter) genai(span ptrace.Span, attrs, resource pcommon.Map, base map[string]attrValue, traceID, spanID string) {
-	metrics := []string{"input_tokens", "output_tokens"}
-	counts := []*quantity{number(attrs, "gen_ai.usage.input_tokens"), number(attrs, "gen_ai.usage.output_tokens")}
-	if counts[0] == nil && counts[1] == nil {
+func (c *converter) genai(span ptrace.Span, attrs, resource pcommon.Map, base []attr, traceID, spanID string) {
+	metrics := [2]string{"input_tokens", "output_tokens"}
+	var counts [2]quantity
+	var has [2]bool
+	counts[0], has[0] = number(attrs, "gen_ai.usage.input_tokens")
+	counts[1], has[1] = number(attrs, "gen_ai.usage.output_tokens")
+	if !has[0] && !has[1] {
 		return
 	}
 	licenseID := license(attrs, resource)
@@ -476,38 +629,45 @@ func (c *converter) genai(span ptrace.Span, attrs, resource pcommon.Map, base ma
 		}
 		licenseID = c.opts.defaultLicenseID
 	}
-	merged := make(map[string]attrValue, len(base)+3)
-	for k, v := range base {
-		merged[k] = v
-	}
-	for _, m := range genaiAttribution {
-		for _, source := range m.sources {
-			if v, ok := attrs.Get(source); ok {
-				if p := plain(v); p != nil {
-					merged[m.target] = p
-					break
-				}
-			}
-		}
-	}
-	attribution := sorted(merged)
+	var attribution []attr
 	for i, q := range counts {
-		if q == nil {
+		if !has[i] || !c.accepts(metrics[i], q, true, licenseID, uint64(span.EndTimestamp())) {
 			continue
 		}
-		id := uuid5(nsGenAI, encStr(traceID)+encStr(spanID)+encStr(metrics[i]))
-		c.emit(metrics[i], q, licenseID, "tokens", uint64(span.EndTimestamp()), attribution, id)
+		if attribution == nil {
+			own := c.own[:0]
+			for _, m := range genaiAttribution {
+				for _, source := range m.sources {
+					if v, ok := attrs.Get(source); ok {
+						if p := plain(v); p.kind != kindNone {
+							own = append(own, attr{m.target, p})
+							break
+						}
+					}
+				}
+			}
+			c.own = own
+			attribution = c.merge(base, own)
+		}
+		c.startID(nsGenAI)
+		c.id = appendEncStr(appendEncStr(appendEncStr(c.id, traceID), spanID), metrics[i])
+		c.add(metrics[i], q, licenseID, "tokens", uint64(span.EndTimestamp()), attribution, c.eventID())
 	}
 }
 
-// usageRecord converts a doow.usage span event or log record.
-func (c *converter) usageRecord(attrs pcommon.Map, licenseID string, nanos uint64, base map[string]attrValue, skip, id string) {
+// usageRecord converts a doow.usage span event or log record whose id is encoded in c.id.
+func (c *converter) usageRecord(attrs pcommon.Map, licenseID string, nanos uint64, base []attr, skip string) {
 	metric := stringAttr(attrs, "doow.metric")
 	if metric == "" {
 		c.result.dropped["missing_metric"]++
 		return
 	}
-	c.emit(metric, number(attrs, "doow.quantity"), licenseID, stringAttr(attrs, "doow.unit"), nanos, c.attribution(base, attrs, skip), id)
+	q, ok := number(attrs, "doow.quantity")
+	if !c.accepts(metric, q, ok, licenseID, nanos) {
+		return
+	}
+	id := c.eventID()
+	c.add(metric, q, licenseID, stringAttr(attrs, "doow.unit"), nanos, c.attribution(base, attrs, skip), id)
 }
 
 // --- logs ---
@@ -516,11 +676,11 @@ func (c *converter) logs(ld plog.Logs) {
 	for i := 0; i < ld.ResourceLogs().Len(); i++ {
 		rl := ld.ResourceLogs().At(i)
 		resource := rl.Resource().Attributes()
-		encResource := encAttrs(resource)
+		encResource := c.encodedAttrs(resource)
 		base := c.resourceAttribution(resource)
 		for j := 0; j < rl.ScopeLogs().Len(); j++ {
 			sl := rl.ScopeLogs().At(j)
-			prefix := encResource + encStr(sl.Scope().Name())
+			prefix := appendEncStr(slices.Clip(encResource), sl.Scope().Name())
 			for k := 0; k < sl.LogRecords().Len(); k++ {
 				record := sl.LogRecords().At(k)
 				attrs := record.Attributes()
@@ -539,9 +699,12 @@ func (c *converter) logs(ld plog.Logs) {
 				if nanos == 0 {
 					nanos = uint64(record.ObservedTimestamp())
 				}
-				id := uuid5(nsLog, prefix+encUint(uint64(record.Timestamp()))+encUint(uint64(record.ObservedTimestamp()))+
-					encStr(traceHex(record.TraceID()))+encStr(spanHex(record.SpanID()))+encAttrs(attrs))
-				c.usageRecord(attrs, licenseID, nanos, base, "event.name", id)
+				c.startID(nsLog)
+				c.id = appendEncUint(append(c.id, prefix...), uint64(record.Timestamp()))
+				c.id = appendEncUint(c.id, uint64(record.ObservedTimestamp()))
+				c.id = appendEncStr(appendEncStr(c.id, traceHex(record.TraceID())), spanHex(record.SpanID()))
+				c.encAttrs(attrs)
+				c.usageRecord(attrs, licenseID, nanos, base, "event.name")
 			}
 		}
 	}
@@ -549,6 +712,7 @@ func (c *converter) logs(ld plog.Logs) {
 
 func convertMetrics(md pmetric.Metrics, opts conversionOptions) conversion {
 	c := newConverter(opts)
+	c.result.events = make([]event, 0, md.DataPointCount())
 	c.metrics(md)
 	return c.result
 }

@@ -1,11 +1,9 @@
 package doowexporter
 
 import (
-	"bytes"
 	"crypto/sha1"
 	"math"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,8 +59,33 @@ var (
 
 func pyIgnoreCase(pattern string) string { return strings.ReplaceAll(pattern, "i", "[iıİ]") }
 
-// attrValue is an attribution value: string, bool, int64 or float64.
-type attrValue any
+// attrValue is an attribution value: a string, bool, int64 or float64 (no boxing: a
+// conversion makes millions of them).
+type attrValue struct {
+	kind valueKind
+	str  string
+	bits uint64 // the int64, the float64's bits, or the bool as 0/1
+}
+
+type valueKind uint8
+
+const (
+	kindNone valueKind = iota
+	kindStr
+	kindBool
+	kindInt
+	kindDouble
+)
+
+func strValue(s string) attrValue     { return attrValue{kind: kindStr, str: s} }
+func intValue(i int64) attrValue      { return attrValue{kind: kindInt, bits: uint64(i)} }
+func doubleValue(f float64) attrValue { return attrValue{kind: kindDouble, bits: math.Float64bits(f)} }
+func boolValue(b bool) attrValue {
+	if b {
+		return attrValue{kind: kindBool, bits: 1}
+	}
+	return attrValue{kind: kindBool}
+}
 
 // attr is one attribution entry; attribution is kept sorted by key bytes.
 type attr struct {
@@ -88,7 +111,7 @@ func (q quantity) float() float64 {
 type event struct {
 	eventID     string
 	licenseID   string
-	occurredAt  string
+	nanos       uint64 // occurred_at
 	unit        string
 	metric      string
 	quantity    quantity
@@ -100,13 +123,19 @@ func whyStripped(key string, value attrValue) string {
 	if keyNamesSecret(key) {
 		return "key names a secret"
 	}
-	if s, ok := value.(string); ok {
-		if utf8.RuneCountInString(s) > maxAttrValueLen {
-			return "value too long (payload or log?)"
-		}
-		if looksLikeCredential(s) {
-			return "value looks like a credential"
-		}
+	if value.kind == kindStr {
+		return whyValueStripped(value.str)
+	}
+	return ""
+}
+
+// whyValueStripped says why a string value may not be sent, or "".
+func whyValueStripped(s string) string {
+	if len(s) > maxAttrValueLen && utf8.RuneCountInString(s) > maxAttrValueLen {
+		return "value too long (payload or log?)"
+	}
+	if looksLikeCredential(s) {
+		return "value looks like a credential"
 	}
 	return ""
 }
@@ -147,23 +176,6 @@ func looksLikeCredential(value string) bool {
 // strippedAttr is an attribution key the policy removed, and why; never the value.
 type strippedAttr struct{ key, reason string }
 
-// cleanAttribution applies the attribution policy; stripped keys are counted.
-func cleanAttribution(attrs []attr, stripped map[strippedAttr]int) []attr {
-	out := make([]attr, 0, len(attrs))
-	for _, a := range attrs {
-		reason := whyStripped(a.key, a.value)
-		if reason == "" && len(out) >= maxAttributes {
-			reason = "too many attribution keys"
-		}
-		if reason != "" {
-			stripped[strippedAttr{a.key, reason}]++
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
-}
-
 // metricValid: letters, digits and _ . : - (ASCII, as Python's pattern), at most 128.
 func metricValid(metric string) bool {
 	if metric == "" || len(metric) > maxMetricLen {
@@ -185,11 +197,48 @@ func licenseValid(license string) bool {
 // pyIsSpace is Python's str.isspace: Go's unicode.IsSpace, and the separators \x1c-\x1f.
 func pyIsSpace(r rune) bool { return unicode.IsSpace(r) || '\x1c' <= r && r <= '\x1f' }
 
-// formatTime is ISO 8601 in UTC with milliseconds, truncated.
-func formatTime(nanos uint64) string {
-	millis := int64(nanos / 1_000_000)
-	return time.UnixMilli(millis).UTC().Format("2006-01-02T15:04:05.000Z")
+// appendTime writes ISO 8601 in UTC with milliseconds, truncated.
+func appendTime(buf []byte, nanos uint64) []byte {
+	t := time.UnixMilli(int64(nanos / 1_000_000)).UTC()
+	year, month, day := t.Date()
+	hour, minute, second := t.Clock()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(buf, "2006-01-02T15:04:05.000Z")
+	}
+	buf = appendDigits(buf, year, 4)
+	buf = appendDigits(append(buf, '-'), int(month), 2)
+	buf = appendDigits(append(buf, '-'), day, 2)
+	buf = appendDigits(append(buf, 'T'), hour, 2)
+	buf = appendDigits(append(buf, ':'), minute, 2)
+	buf = appendDigits(append(buf, ':'), second, 2)
+	buf = appendDigits(append(buf, '.'), t.Nanosecond()/1_000_000, 3)
+	return append(buf, 'Z')
 }
+
+func appendDigits(buf []byte, n, width int) []byte {
+	var digits [4]byte
+	for i := width - 1; i >= 0; i-- {
+		digits[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(buf, digits[:width]...)
+}
+
+// timeText remembers the last time written: the points of a push mostly share one.
+type timeText struct {
+	millis uint64
+	text   []byte
+}
+
+func (t *timeText) appendTo(buf []byte, nanos uint64) []byte {
+	if millis := nanos / 1_000_000; t.text == nil || millis != t.millis {
+		t.millis, t.text = millis, appendTime(t.text[:0], nanos)
+	}
+	return append(buf, t.text...)
+}
+
+// formatTime is appendTime as a string.
+func formatTime(nanos uint64) string { return string(appendTime(nil, nanos)) }
 
 const hexDigits = "0123456789abcdef"
 
@@ -197,17 +246,25 @@ const hexDigits = "0123456789abcdef"
 func uuid5(namespace [16]byte, name string) string {
 	input := make([]byte, 0, 16+len(name))
 	input = append(append(input, namespace[:]...), name...)
+	var out [36]byte
+	uuid5Of(&out, input)
+	return string(out[:])
+}
+
+// uuid5Of writes the version 5 UUID of input (the namespace's 16 bytes, then the name).
+func uuid5Of(out *[36]byte, input []byte) {
 	sum := sha1.Sum(input)
 	sum[6] = (sum[6] & 0x0f) | 0x50
 	sum[8] = (sum[8] & 0x3f) | 0x80
-	out := make([]byte, 0, 36)
+	j := 0
 	for i := 0; i < 16; i++ {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out = append(out, '-')
+			out[j] = '-'
+			j++
 		}
-		out = append(out, hexDigits[sum[i]>>4], hexDigits[sum[i]&0x0f])
+		out[j], out[j+1] = hexDigits[sum[i]>>4], hexDigits[sum[i]&0x0f]
+		j += 2
 	}
-	return string(out)
 }
 
 func mustUUID(text string) [16]byte {
@@ -223,88 +280,85 @@ func mustUUID(text string) [16]byte {
 	return out
 }
 
-// pyFloat formats a double as Python's repr does (and so its json module): the
+// appendPyFloat writes a double as Python's repr does (and so its json module): the
 // shortest digits that round-trip, ".0" on integral values, exponent from 1e16 or
 // below 1e-4. Python and Go must write the same quantities.
-func pyFloat(f float64) string {
+func appendPyFloat(buf []byte, f float64) []byte {
 	if math.Trunc(f) == f && math.Abs(f) < 1e16 {
-		return strconv.FormatFloat(f, 'f', 1, 64)
+		return strconv.AppendFloat(buf, f, 'f', 1, 64)
 	}
-	sci := strconv.FormatFloat(f, 'e', -1, 64)
-	mantissa, expText, _ := strings.Cut(sci, "e")
-	exp, _ := strconv.Atoi(expText)
+	start := len(buf)
+	buf = strconv.AppendFloat(buf, f, 'e', -1, 64)
+	e := start + strings.LastIndexByte(string(buf[start:]), 'e')
+	exp, _ := strconv.Atoi(string(buf[e+1:]))
 	if exp < -4 || exp >= 16 {
-		sign := "+"
+		sign := byte('+')
 		if exp < 0 {
-			sign, exp = "-", -exp
+			sign, exp = '-', -exp
 		}
-		return mantissa + "e" + sign + padTwo(exp)
+		buf = append(buf[:e+1], sign)
+		if exp < 10 {
+			buf = append(buf, '0')
+		}
+		return strconv.AppendInt(buf, int64(exp), 10)
 	}
-	return strconv.FormatFloat(f, 'f', -1, 64)
+	return strconv.AppendFloat(buf[:start], f, 'f', -1, 64)
 }
 
-func padTwo(n int) string {
-	if n < 10 {
-		return "0" + strconv.Itoa(n)
-	}
-	return strconv.Itoa(n)
-}
+func pyFloat(f float64) string { return string(appendPyFloat(nil, f)) }
 
 // scalarText is how an array item is written when arrays are joined with ",".
 func scalarText(v attrValue) string {
-	switch x := v.(type) {
-	case bool:
-		if x {
+	switch v.kind {
+	case kindBool:
+		if v.bits != 0 {
 			return "true"
 		}
 		return "false"
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case float64:
-		return pyFloat(x)
-	case string:
-		return x
+	case kindInt:
+		return strconv.FormatInt(int64(v.bits), 10)
+	case kindDouble:
+		return pyFloat(math.Float64frombits(v.bits))
+	case kindStr:
+		return v.str
 	}
 	return ""
 }
 
-// writeJSONString writes s as Python's json module does with ensure_ascii=False, so
+// appendJSONString writes s as Python's json module does with ensure_ascii=False, so
 // both implementations send the same bytes (and so split batches at the same points):
 // only '"', '\\' and control characters are escaped; invalid UTF-8 becomes U+FFFD.
-func writeJSONString(buf *bytes.Buffer, s string) {
-	buf.WriteByte('"')
+func appendJSONString(buf []byte, s string) []byte {
+	buf = append(buf, '"')
 	if !needsEscape(s) {
-		buf.WriteString(s)
-		buf.WriteByte('"')
-		return
+		return append(append(buf, s...), '"')
 	}
 	for _, r := range s {
 		switch r {
 		case '"':
-			buf.WriteString(`\"`)
+			buf = append(buf, `\"`...)
 		case '\\':
-			buf.WriteString(`\\`)
+			buf = append(buf, `\\`...)
 		case '\b':
-			buf.WriteString(`\b`)
+			buf = append(buf, `\b`...)
 		case '\f':
-			buf.WriteString(`\f`)
+			buf = append(buf, `\f`...)
 		case '\n':
-			buf.WriteString(`\n`)
+			buf = append(buf, `\n`...)
 		case '\r':
-			buf.WriteString(`\r`)
+			buf = append(buf, `\r`...)
 		case '\t':
-			buf.WriteString(`\t`)
+			buf = append(buf, `\t`...)
 		default:
 			if r < 0x20 {
-				buf.WriteString(`\u00`)
-				buf.WriteByte(hexDigits[r>>4])
-				buf.WriteByte(hexDigits[r&0xf])
+				buf = append(buf, `\u00`...)
+				buf = append(buf, hexDigits[r>>4], hexDigits[r&0xf])
 			} else {
-				buf.WriteRune(r) // ranging turned invalid UTF-8 into U+FFFD
+				buf = utf8.AppendRune(buf, r) // ranging turned invalid UTF-8 into U+FFFD
 			}
 		}
 	}
-	buf.WriteByte('"')
+	return append(buf, '"')
 }
 
 func needsEscape(s string) bool {
@@ -316,52 +370,52 @@ func needsEscape(s string) bool {
 	return false
 }
 
-func writeValue(buf *bytes.Buffer, v attrValue) {
-	switch x := v.(type) {
-	case string:
-		writeJSONString(buf, x)
-	case bool:
-		buf.WriteString(strconv.FormatBool(x))
-	case int64:
-		buf.WriteString(strconv.FormatInt(x, 10))
-	case float64:
-		buf.WriteString(pyFloat(x))
+func appendValue(buf []byte, v attrValue) []byte {
+	switch v.kind {
+	case kindStr:
+		return appendJSONString(buf, v.str)
+	case kindBool:
+		return strconv.AppendBool(buf, v.bits != 0)
+	case kindInt:
+		return strconv.AppendInt(buf, int64(v.bits), 10)
+	case kindDouble:
+		return appendPyFloat(buf, math.Float64frombits(v.bits))
 	}
+	return buf
 }
 
-// encode writes the event as Doow's ingest API takes it.
-func (e *event) encode() []byte {
-	buf := bytes.NewBuffer(make([]byte, 0, 256))
-	buf.WriteString(`{"event_id":`)
-	writeJSONString(buf, e.eventID)
-	buf.WriteString(`,"license_id":`)
-	writeJSONString(buf, e.licenseID)
-	buf.WriteString(`,"occurred_at":"` + e.occurredAt + `","source_system":"sdk","kind":"USAGE","attribution":{`)
+// appendTo writes the event as Doow's ingest API takes it.
+func (e *event) appendTo(buf []byte, times *timeText) []byte {
+	buf = append(buf, `{"event_id":`...)
+	buf = appendJSONString(buf, e.eventID)
+	buf = append(buf, `,"license_id":`...)
+	buf = appendJSONString(buf, e.licenseID)
+	buf = append(buf, `,"occurred_at":"`...)
+	buf = times.appendTo(buf, e.nanos)
+	buf = append(buf, `","source_system":"sdk","kind":"USAGE","attribution":{`...)
 	for i, a := range e.attribution {
 		if i > 0 {
-			buf.WriteByte(',')
+			buf = append(buf, ',')
 		}
-		writeJSONString(buf, a.key)
-		buf.WriteByte(':')
-		writeValue(buf, a.value)
+		buf = appendJSONString(buf, a.key)
+		buf = append(buf, ':')
+		buf = appendValue(buf, a.value)
 	}
-	buf.WriteString(`},"metadata":{},"measurements":[{"metric_name":`)
-	writeJSONString(buf, e.metric)
-	buf.WriteString(`,"quantity":`)
+	buf = append(buf, `},"metadata":{},"measurements":[{"metric_name":`...)
+	buf = appendJSONString(buf, e.metric)
+	buf = append(buf, `,"quantity":`...)
 	if e.quantity.isInt {
-		buf.WriteString(strconv.FormatInt(e.quantity.i, 10))
+		buf = strconv.AppendInt(buf, e.quantity.i, 10)
 	} else {
-		buf.WriteString(pyFloat(e.quantity.f))
+		buf = appendPyFloat(buf, e.quantity.f)
 	}
-	buf.WriteString(`}]`)
+	buf = append(buf, `}]`...)
 	if e.unit != "" {
-		buf.WriteString(`,"unit":`)
-		writeJSONString(buf, e.unit)
+		buf = append(buf, `,"unit":`...)
+		buf = appendJSONString(buf, e.unit)
 	}
-	buf.WriteByte('}')
-	return buf.Bytes()
+	return append(buf, '}')
 }
 
-func sortAttrs(attrs []attr) {
-	sort.SliceStable(attrs, func(i, j int) bool { return attrs[i].key < attrs[j].key })
-}
+// encode is the event's JSON on its own.
+func (e *event) encode() []byte { return e.appendTo(make([]byte, 0, 256), &timeText{}) }

@@ -1,7 +1,6 @@
 package doowexporter
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 )
@@ -19,7 +18,7 @@ func TestPolicyReadsPatternsAsPython(t *testing.T) {
 		"llm.token_count.prompt": false,
 	}
 	for key, stripped := range keys {
-		if got := whyStripped(key, int64(1)) != ""; got != stripped {
+		if got := whyStripped(key, intValue(1)) != ""; got != stripped {
 			t.Errorf("key %q stripped = %v, Python says %v", key, got, stripped)
 		}
 	}
@@ -34,17 +33,16 @@ func TestPolicyReadsPatternsAsPython(t *testing.T) {
 		"ghp_0123456789abcdefghijAB": true, "task-abcdefghijklmnopqrs": false,
 	}
 	for value, stripped := range values {
-		if got := whyStripped("k", value) != ""; got != stripped {
+		if got := whyStripped("k", strValue(value)) != ""; got != stripped {
 			t.Errorf("value %q stripped = %v, Python says %v", value, got, stripped)
 		}
 	}
 }
 
 func TestJSONStringsAreWrittenAsPython(t *testing.T) {
-	var buf bytes.Buffer
-	writeJSONString(&buf, "q\"\\\n\t\x01\b\f\x7f<>&\u2028é")
-	if want := "\"q\\\"\\\\\\n\\t\\u0001\\b\\f\x7f<>&\u2028é\""; buf.String() != want {
-		t.Fatalf("got %q, want %q", buf.String(), want)
+	got := string(appendJSONString(nil, "q\"\\\n\t\x01\b\f\x7f<>&\u2028é"))
+	if want := "\"q\\\"\\\\\\n\\t\\u0001\\b\\f\x7f<>&\u2028é\""; got != want {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
 
