@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_collector import BINARY, Collector, free_port, wait_for
 
 from doow_otel.errors import ErrorReport
 from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
+from test_collector import BINARY, Collector, free_port, wait_for
 
 
 def test_no_spool_and_a_failing_server_flush_false_then_delivered_next_flush(

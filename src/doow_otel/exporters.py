@@ -61,6 +61,7 @@ __all__ = [
     "DELTA_TEMPORALITY",
     "DoowLogExporter",
     "DoowMetricExporter",
+    "DoowMetricReader",
     "DoowSpanExporter",
     "RetainingMetricExporter",
     "export_deadline",
@@ -124,6 +125,7 @@ def shared_client(
     spool: Any = DEFAULT_SPOOL,
     on_error: Callable[[ErrorReport], None] | None = None,
     disabled: bool | None = None,
+    **client_options: Any,
 ) -> DoowClient:
     """The process's client for this configuration, created on first use.
 
@@ -136,7 +138,15 @@ def shared_client(
     if spool is DEFAULT_SPOOL:
         spool = spool_directory()
     spool_key = str(spool) if isinstance(spool, (str, os.PathLike)) else id(spool)
-    key = (settings.api_key, settings.endpoint, settings.disabled, timeout, spool_key, on_error)
+    key = (
+        settings.api_key,
+        settings.endpoint,
+        settings.disabled,
+        timeout,
+        spool_key,
+        on_error,
+        tuple(sorted(client_options.items())),
+    )
     with _clients_lock:
         found = _clients.get(key)
         if found is None:
@@ -147,6 +157,7 @@ def shared_client(
                 spool=Path(spool) if isinstance(spool, os.PathLike) else spool,
                 on_error=on_error,
                 disabled=settings.disabled,
+                **client_options,
             )
             found = (client, 0)
         _clients[key] = (found[0], found[1] + 1)
@@ -191,7 +202,22 @@ class _DoowExporterBase:
         **client_kwargs: Any,
     ) -> None:
         self._shared = client is None
-        self.client = client if client is not None else shared_client(**client_kwargs)
+        if client is None:
+            # Built with no client (opentelemetry-instrument does): configured from the
+            # environment; a missing key is reported at the first export, never raised
+            # here, where it would abort the application's whole OpenTelemetry setup.
+            settings = Settings.resolve(
+                api_key=client_kwargs.get("api_key"),
+                endpoint=client_kwargs.get("endpoint"),
+                disabled=client_kwargs.get("disabled"),
+            )
+            problem = problem or settings.problem(
+                allow_insecure=bool(client_kwargs.get("allow_insecure"))
+            )
+            if problem is not None:
+                client_kwargs.update(api_key=None, spool=None, disabled=True)
+            client = shared_client(**client_kwargs)
+        self.client = client
         if options is None:
             options = ConversionOptions(default_license_id=Settings.resolve().default_license_id)
         self.options = options
@@ -572,6 +598,21 @@ def metric_reader(
         export_timeout_millis=timeout * 1000,
         cardinality_limits=usage_cardinality_limits(cardinality_limit),
     )
+
+
+class DoowMetricReader(PeriodicExportingMetricReader):
+    """The reader `opentelemetry-instrument` builds for `OTEL_METRICS_EXPORTER=doow`: the
+    same interval (`DOOW_TRACK_FLUSH_INTERVAL`) and cardinality limits as DoowTracker's,
+    where the SDK's default reader would fold the 2001st license into an overflow point."""
+
+    def __init__(self, exporter: MetricExporter | None = None, **kwargs: Any) -> None:
+        timeout = float(kwargs.pop("timeout", 10.0))
+        super().__init__(
+            exporter or DoowMetricExporter(),
+            export_interval_millis=Settings.resolve().flush_interval * 1000,
+            export_timeout_millis=timeout * 1000,
+            cardinality_limits=usage_cardinality_limits(),
+        )
 
 
 def usage_cardinality_limits(limit: int = DEFAULT_CARDINALITY_LIMIT) -> dict[type, int]:
