@@ -9,12 +9,11 @@ import (
 
 // Batches as the Python package's wire module makes them: at most 500 events and
 // about 450 KB, a batch id derived from the event ids (the same events always travel
-// under the same batch_id), gzip above 1 KB.
+// under the same batch_id).
 
 const (
 	maxBatchEvents = 500
 	maxBatchBytes  = 450 * 1024
-	gzipAboveBytes = 1024
 )
 
 var batchNamespace = mustUUID("5b1d6f0e-3c52-4c8e-9f0e-6f1c2d7a9b10")
@@ -140,25 +139,26 @@ func finishBatch(buf []byte, ends []int, events []event) batch {
 	return b
 }
 
-// gzip writers hold about a megabyte of state each: reuse them.
-var gzipWriters = sync.Pool{New: func() any {
-	w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
-	return w
-}}
+// gzipWriters holds reusable writers per level (1-9): each holds about a megabyte of
+// state.
+var gzipWriters [gzip.BestCompression + 1]sync.Pool
 
-// compress gzips bodies above 1 KB; it returns the body and its Content-Encoding.
-// Level 1: usage JSON is repetitive, so it still shrinks about tenfold, at a fraction
-// of the CPU of higher levels; klauspost's gzip (the collector's own dependency) takes
-// half the CPU of the standard library's at that level.
-func compress(body []byte) ([]byte, string) {
-	if len(body) <= gzipAboveBytes {
-		return body, ""
+// gzipBody compresses a body at level 1-9 with klauspost's gzip (a dependency of the
+// collector already), which takes half the CPU of the standard library's that
+// confighttp uses; ok is false for other levels, which are left to confighttp.
+func gzipBody(body []byte, level int) (compressed []byte, ok bool) {
+	if level < gzip.BestSpeed || level > gzip.BestCompression {
+		return nil, false
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, len(body)/6))
-	w := gzipWriters.Get().(*gzip.Writer)
-	w.Reset(buf)
+	buf := bytes.NewBuffer(make([]byte, 0, len(body)/6+64))
+	w, _ := gzipWriters[level].Get().(*gzip.Writer)
+	if w == nil {
+		w, _ = gzip.NewWriterLevel(buf, level)
+	} else {
+		w.Reset(buf)
+	}
 	_, _ = w.Write(body)
 	_ = w.Close()
-	gzipWriters.Put(w)
-	return buf.Bytes(), "gzip"
+	gzipWriters[level].Put(w)
+	return buf.Bytes(), true
 }
