@@ -168,18 +168,23 @@ class Spool:
         with contextlib.suppress(OSError):
             return path.read_bytes()
         salt = secrets.token_bytes(16)
+        temporary = self.directory / f".tmp-{uuid.uuid4().hex}"
         try:
             self._prepare()
-            temporary = self.directory / f".tmp-{uuid.uuid4().hex}"
-            temporary.write_bytes(salt)
+            with open(temporary, "wb") as handle:
+                handle.write(salt)
+                handle.flush()
+                os.fsync(handle.fileno())  # a lost salt would orphan every entry
             try:
                 os.link(temporary, path)  # fails if another process made one meanwhile
             except FileExistsError:
                 salt = path.read_bytes()
-            finally:
-                temporary.unlink()
+            self._fsync_directory()
         except OSError as exc:
             self._problem(f"cannot create {path}: {exc.strerror or exc}")
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
         return salt
 
     def others(self) -> int:
