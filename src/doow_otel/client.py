@@ -132,7 +132,8 @@ class DoowClient:
     One HTTP connection pool, opened on first use and reused by every later send
     (warm serverless invocations pay no new handshake). Thread-safe; sends are
     serialised so a replay never races a send of the same batch. `transport` (an
-    `httpx.BaseTransport`, e.g. `httpx.MockTransport`) replaces the network.
+    `httpx.BaseTransport`, e.g. `httpx.MockTransport`) replaces the network; `close()`
+    closes it.
     """
 
     def __init__(
@@ -292,6 +293,14 @@ class DoowClient:
         return response.status_code == 200
 
     def stats(self) -> dict[str, int]:
+        """Counters since the client was made (events unless named otherwise).
+
+        sent, delivered, rejected (207), spooled (kept for later), dropped (refused by Doow,
+        or no spool), replayed (delivered from the spool), set_aside (Doow kept failing on
+        them), dropped_spool_full (the oldest entries of a full spool or memory journal),
+        requests, retries, abandoned (requests cut at the deadline); auth_latched (0/1),
+        pending_in_spool and other_owners_in_spool (batches).
+        """
         with self._state_lock:
             stats = dict(self._stats)
             stats["auth_latched"] = int(self._auth_latched)
@@ -602,7 +611,7 @@ class DoowClient:
             if self._http is not http:
                 return
             self._http = None
-        if self._transport is None:  # a transport passed in stays the caller's to close
+        if self._transport is None:  # a transport passed in is closed by close() only
             threading.Thread(target=http.close, name="doow-abandon", daemon=True).start()
 
     def _client(self) -> httpx.Client:
