@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -74,6 +75,14 @@ def usage_total(url: str, metric: str) -> float:
     )
     answer.raise_for_status()
     return sum(float(row["total"]) for row in answer.json()["usage"])
+
+
+def stats(url: str) -> dict[str, Any]:
+    """The server's counters (accepted, rejected, duplicates, ...)."""
+    answer = httpx.get(f"{url}/api/stats", headers={"Authorization": f"Bearer {KEY}"})
+    answer.raise_for_status()
+    result: dict[str, Any] = answer.json()
+    return result
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:

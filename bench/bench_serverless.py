@@ -11,7 +11,7 @@ minus the bare handler, side by side in one run:
     provider force-flushed at the end (to the server's OTLP endpoint).
 Then Vercel with `wait_until`: time to the response's last byte, with and without
 doow-otel. Then memory (tracemalloc) over 1,000 warm invocations.
-Usage: python bench/bench_serverless.py [invocations]
+Usage: python bench/bench_serverless.py [invocations] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -28,9 +27,14 @@ from typing import Any
 
 import httpx
 
+from _results import Record, Recorder, options
 from _server import KEY, local_server, table, usage_total
 
 LATENCY = 0.02
+EVENTS = (1, 10, 100)
+PER_EVENT_UP_TO = 10  # one request per event: 100 would take 2 s per invocation
+MEMORY_INVOCATIONS = 1000
+OURS = "doow-otel with_lambda (one flush)"
 
 
 class Context:
@@ -141,17 +145,12 @@ def bare(events: int) -> Callable[[int], object]:
     return lambda i: handler_body(lambda lic, q: None, events, "bare")
 
 
-def lambda_table(url: str, n: int) -> list[list[str]]:
+def lambda_table(url: str, n: int, rec: Recorder) -> list[list[str]]:
     rows: list[list[str]] = []
-    for events in (1, 10):
+    for events in EVENTS:
         base_wall, base_cpu = time_invocations(bare(events), n)
         contenders: dict[str, Callable[[str], tuple[Callable[[int], object], Any]]] = {
-            "doow-otel with_lambda (one flush)": functools.partial(
-                lambda e, m: ours(url, e, m, tempfile.mkdtemp()), events
-            ),
-            "Node SDK strategy (flush per event, doow-track)": functools.partial(
-                lambda e, m: doow_track(url, e, m, per_event=True), events
-            ),
+            OURS: functools.partial(lambda e, m: ours(url, e, m, tempfile.mkdtemp()), events),
             "doow-track 0.1.2, flush at the end": functools.partial(
                 lambda e, m: doow_track(url, e, m, per_event=False), events
             ),
@@ -159,6 +158,12 @@ def lambda_table(url: str, n: int) -> list[list[str]]:
                 lambda e, m: otel_lambda(url, e, m), events
             ),
         }
+        if events <= PER_EVENT_UP_TO:
+            contenders["Node SDK strategy (flush per event, doow-track)"] = functools.partial(
+                lambda e, m: doow_track(url, e, m, per_event=True), events
+            )
+        added: dict[str, tuple[float, float]] = {}
+        stored_share: dict[str, float] = {}
         for name, make in contenders.items():
             metric = f"bench_{events}_{len(rows)}"
             invoke, close = make(metric)
@@ -166,6 +171,8 @@ def lambda_table(url: str, n: int) -> list[list[str]]:
             close()
             stored = usage_total(url, metric)
             expected = (n + 2) * events
+            added[name] = (wall - base_wall, cpu - base_cpu)
+            stored_share[name] = stored / expected
             rows.append(
                 [
                     name,
@@ -175,10 +182,34 @@ def lambda_table(url: str, n: int) -> list[list[str]]:
                     f"{stored / expected:.0%}",
                 ]
             )
+        for figure, unit, index in (
+            ("added latency per warm Lambda invocation", "ms", 0),
+            ("added CPU per warm Lambda invocation", "ms CPU", 1),
+        ):
+            rec.add(
+                Record(
+                    name=f"{figure}, {events} event{'s' if events > 1 else ''}",
+                    unit=unit,
+                    better="lower",
+                    ours=added[OURS][index],
+                    ours_label=OURS,
+                    alternatives={k: v[index] for k, v in added.items() if k != OURS},
+                    delivered_ok=stored_share[OURS] == 1.0,
+                    group="lambda_wall" if index == 0 else "lambda_cpu",
+                    params={
+                        "events_per_invocation": events,
+                        "invocations": n,
+                        "server_latency_ms": LATENCY * 1000,
+                        "stored": stored_share,
+                    },
+                    note=f"median of {n} warm invocations minus the bare handler; the server "
+                    f"answers in {LATENCY * 1000:.0f} ms",
+                )
+            )
     return rows
 
 
-def vercel_table(url: str, n: int) -> list[list[str]]:
+def vercel_table(url: str, n: int, rec: Recorder) -> list[list[str]]:
     """ASGI app under with_vercel: time until the response's last body message."""
     from vercel.cache.context import set_context
 
@@ -225,13 +256,28 @@ def vercel_table(url: str, n: int) -> list[list[str]]:
     ours_ms = asyncio.run(run(wrapped))
     meter.shutdown()
     stored = usage_total(url, "vercel_calls")
+    rec.add(
+        Record(
+            name="Vercel: time to the last response byte, 10 events, wait_until",
+            unit="ms",
+            better="lower",
+            ours=ours_ms,
+            ours_label="with_vercel",
+            alternatives={"bare ASGI app (no metering)": base},
+            delivered_ok=stored == n * 10,
+            group="vercel",
+            params={"invocations": n},
+            compared=False,
+            note="the flush runs in wait_until, after the response",
+        )
+    )
     return [
         ["bare ASGI app", f"{base:.2f}", "-"],
         ["with_vercel + wait_until, 10 events", f"{ours_ms:.2f}", f"{stored / (n * 10):.0%}"],
     ]
 
 
-def memory_rows(url: str, invocations: int) -> list[list[str]]:
+def memory_rows(url: str, invocations: int, rec: Recorder) -> list[list[str]]:
     invoke, close = ours(url, 10, "memory_probe", tempfile.mkdtemp())
     tracemalloc.start()
     rows = []
@@ -242,30 +288,52 @@ def memory_rows(url: str, invocations: int) -> list[list[str]]:
             rows.append([str(i + 1), f"{current / 1024:,.0f}", f"{peak / 1024:,.0f}"])
     tracemalloc.stop()
     close()
+    rec.add(
+        Record(
+            name=f"memory held after {invocations:,} warm invocations of 10 events",
+            unit="KiB",
+            better="lower",
+            ours=current / 1024,
+            ours_label=OURS,
+            alternatives={},
+            delivered_ok=usage_total(url, "memory_probe") == invocations * 10,
+            group="memory",
+            params={"invocations": invocations, "peak_kib": peak / 1024},
+            note="tracemalloc, current (peak in params)",
+        )
+    )
     return rows
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
-    with local_server() as url:
-        faults(url, {"latency": {"seconds": LATENCY}})
-        table(
-            f"Added per warm Lambda invocation (median of {n}; server answers in "
-            f"{LATENCY * 1000:.0f} ms; CPU is this process's)",
-            ["strategy", "events", "added wall ms", "added CPU ms", "usage stored"],
-            lambda_table(url, n),
-        )
-        table(
-            "Vercel (ASGI) with wait_until: time to the last response byte",
-            ["app", "ms", "usage stored"],
-            vercel_table(url, n),
-        )
-        faults(url, {"clear": True})
-        table(
-            "doow-otel memory over 1,000 warm invocations of 10 events (tracemalloc, KiB)",
-            ["invocations", "current", "peak"],
-            memory_rows(url, 1000),
-        )
+    global EVENTS, MEMORY_INVOCATIONS
+    args, rec = options(__doc__ or "")
+    n = args.args[0] if args.args else 40
+    if args.quick:
+        n, EVENTS, MEMORY_INVOCATIONS = 4, (1, 10), 50
+    try:
+        with local_server() as url:
+            faults(url, {"latency": {"seconds": LATENCY}})
+            table(
+                f"Added per warm Lambda invocation (median of {n}; server answers in "
+                f"{LATENCY * 1000:.0f} ms; CPU is this process's)",
+                ["strategy", "events", "added wall ms", "added CPU ms", "usage stored"],
+                lambda_table(url, n, rec),
+            )
+            table(
+                "Vercel (ASGI) with wait_until: time to the last response byte",
+                ["app", "ms", "usage stored"],
+                vercel_table(url, n, rec),
+            )
+            faults(url, {"clear": True})
+            table(
+                f"doow-otel memory over {MEMORY_INVOCATIONS:,} warm invocations of 10 events "
+                "(tracemalloc, KiB)",
+                ["invocations", "current", "peak"],
+                memory_rows(url, MEMORY_INVOCATIONS, rec),
+            )
+    finally:
+        rec.write()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 - export of 10,000 data points: DoowMetricExporter vs the stock OTLP/HTTP exporter;
 - `import doow_otel` vs `import doow_track`;
 - a cold start (import, construct, first track, first flush to the local server).
-Usage: python bench/bench_track.py
+Usage: python bench/bench_track.py [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -18,13 +18,16 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from _results import Record, Recorder, options
 from _server import KEY, local_server, table, usage_total
 
 CALLS = 50_000
 POINTS = 10_000
+REPEATS = 5
+PROCESSES = 7
 
 
-def per_call(fn: Callable[[], None], calls: int = CALLS, repeats: int = 5) -> float:
+def per_call(fn: Callable[[], None], calls: int, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
@@ -34,7 +37,7 @@ def per_call(fn: Callable[[], None], calls: int = CALLS, repeats: int = 5) -> fl
     return best * 1e6
 
 
-def bench_track_calls(url: str, spool: str) -> list[list[str]]:
+def bench_track_calls(url: str, spool: str, rec: Recorder) -> list[list[str]]:
     from doow_track import Tracker, TrackerOptions, TrackEvent
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -53,30 +56,56 @@ def bench_track_calls(url: str, spool: str) -> list[list[str]]:
         KEY, TrackerOptions(endpoint=url, flush_at=10**9, flush_interval=3600, max_queue_size=10**7)
     )
     results = {
-        "OTel Counter.add (same attributes)": per_call(lambda: counter.add(1, raw_attrs)),
+        "OTel Counter.add (same attributes)": per_call(
+            lambda: counter.add(1, raw_attrs), CALLS, REPEATS
+        ),
         "doow-otel DoowTracker.track": per_call(
             lambda: meter.track(
                 metric="api_calls", quantity=1, license_id="lic_1", attribution=attribution
-            )
+            ),
+            CALLS,
+            REPEATS,
         ),
         "doow-track Tracker.track": per_call(
             lambda: theirs.track(
                 TrackEvent(
                     metric="api_calls", quantity=1, license_id="lic_1", attribution=attribution
                 )
-            )
+            ),
+            CALLS,
+            REPEATS,
         ),
     }
-    meter.shutdown()
+    meter.shutdown()  # delivers what was tracked: checked against the server below
+    tracked = CALLS * REPEATS
+    delivered = usage_total(url, "api_calls") == tracked
     base = results["OTel Counter.add (same attributes)"]
     ours = results["doow-otel DoowTracker.track"]
+    rec.add(
+        Record(
+            name="track() per call",
+            unit="us/call",
+            better="lower",
+            ours=ours,
+            ours_label="DoowTracker.track",
+            alternatives={
+                "doow-track Tracker.track": results["doow-track Tracker.track"],
+                "OTel Counter.add (same attributes)": base,
+            },
+            delivered_ok=delivered,
+            group="track",
+            params={"calls": CALLS, "repeats": REPEATS},
+            note=f"best of {REPEATS} x {CALLS:,} calls; the {tracked:,} tracked events were "
+            "then flushed and counted on the server",
+        )
+    )
     return [
         [name, f"{us:.2f}", f"{us / base:.2f}x", f"{ours / us:.2f}x"]
         for name, us in results.items()
     ]
 
 
-def bench_export(url: str, spool: str) -> list[list[str]]:
+def bench_export(url: str, spool: str, rec: Recorder) -> list[list[str]]:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricExporter
@@ -99,7 +128,6 @@ def bench_export(url: str, spool: str) -> list[list[str]]:
 
     doow = run("doow", DoowMetricExporter(DoowClient(KEY, endpoint=url, spool=spool)), "exported")
     stored = usage_total(url, "exported")
-    assert stored == POINTS, f"server stored {stored} of {POINTS}"
     otlp = run(
         "otlp",
         OTLPMetricExporter(
@@ -109,6 +137,23 @@ def bench_export(url: str, spool: str) -> list[list[str]]:
         ),
         "via_otlp",
     )
+    stored_otlp = usage_total(url, "via_otlp")
+    rec.add(
+        Record(
+            name="export CPU per data point",
+            unit="us CPU/point",
+            better="lower",
+            ours=doow[1] * 1e6 / POINTS,
+            ours_label="DoowMetricExporter",
+            alternatives={"OTel OTLPMetricExporter (OTLP/HTTP)": otlp[1] * 1e6 / POINTS},
+            delivered_ok=stored == POINTS and stored_otlp == POINTS,
+            group="export",
+            params={"points": POINTS},
+            note=f"one export of {POINTS:,} delta points to the local server; "
+            f"stored {stored:,.0f} and {stored_otlp:,.0f}",
+        )
+    )
+    assert stored == POINTS, f"server stored {stored} of {POINTS}"
     return [
         [
             "DoowMetricExporter -> /telemetry/events",
@@ -123,9 +168,9 @@ def bench_export(url: str, spool: str) -> list[list[str]]:
     ]
 
 
-def wall(cmd: list[str], env: dict[str, str] | None = None, repeats: int = 7) -> float:
+def wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
     times = []
-    for _ in range(repeats):
+    for _ in range(PROCESSES):
         started = time.perf_counter()
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
         times.append(time.perf_counter() - started)
@@ -148,7 +193,7 @@ t.flush()
 """
 
 
-def bench_startup(url: str, spool: str) -> list[list[str]]:
+def bench_startup(url: str, spool: str, rec: Recorder) -> list[list[str]]:
     py = sys.executable
     nothing = wall([py, "-c", "pass"])
     ours = wall([py, "-c", "import doow_otel"]) - nothing
@@ -161,7 +206,26 @@ def bench_startup(url: str, spool: str) -> list[list[str]]:
     }
     cold_ours = wall([py, "-c", COLD_OURS], env) - nothing
     cold_theirs = wall([py, "-c", COLD_THEIRS], env) - nothing
-    assert usage_total(url, "cold_ours") == usage_total(url, "cold_theirs") == 7
+    delivered = usage_total(url, "cold_ours") == usage_total(url, "cold_theirs") == PROCESSES
+    for name, mine, alternative in (
+        ("import time", ours, theirs),
+        ("cold start: import, construct, track, flush", cold_ours, cold_theirs),
+    ):
+        rec.add(
+            Record(
+                name=name,
+                unit="ms",
+                better="lower",
+                ours=mine,
+                ours_label="doow_otel",
+                alternatives={"doow-track 0.1.2": alternative},
+                delivered_ok=delivered,
+                group="startup",
+                params={"processes": PROCESSES},
+                note=f"median of {PROCESSES} processes, minus an empty interpreter",
+            )
+        )
+    assert delivered, "a cold start did not deliver its event"
     return [
         ["import", f"{ours:.0f}", f"{theirs:.0f}", f"{ours / theirs:.2f}"],
         [
@@ -174,22 +238,29 @@ def bench_startup(url: str, spool: str) -> list[list[str]]:
 
 
 def main() -> None:
-    with local_server() as url, tempfile.TemporaryDirectory() as spool:
-        table(
-            f"track() per call (best of 5 x {CALLS:,} calls)",
-            ["call", "us/call", "vs Counter.add", "doow-otel relative"],
-            bench_track_calls(url, spool),
-        )
-        table(
-            f"Export of {POINTS:,} delta data points to the local server",
-            ["exporter", "wall ms", "CPU us/point"],
-            bench_export(url, spool),
-        )
-        table(
-            "Start-up (median of 7 processes, minus an empty interpreter)",
-            ["", "doow-otel ms", "doow-track ms", "ratio"],
-            bench_startup(url, spool),
-        )
+    global CALLS, POINTS, REPEATS, PROCESSES
+    args, rec = options(__doc__ or "")
+    if args.quick:
+        CALLS, POINTS, REPEATS, PROCESSES = 2_000, 500, 2, 2
+    try:
+        with local_server() as url, tempfile.TemporaryDirectory() as spool:
+            table(
+                f"track() per call (best of {REPEATS} x {CALLS:,} calls)",
+                ["call", "us/call", "vs Counter.add", "doow-otel relative"],
+                bench_track_calls(url, spool, rec),
+            )
+            table(
+                f"Export of {POINTS:,} delta data points to the local server",
+                ["exporter", "wall ms", "CPU us/point"],
+                bench_export(url, spool, rec),
+            )
+            table(
+                f"Start-up (median of {PROCESSES} processes, minus an empty interpreter)",
+                ["", "doow-otel ms", "doow-track ms", "ratio"],
+                bench_startup(url, spool, rec),
+            )
+    finally:
+        rec.write()
 
 
 if __name__ == "__main__":

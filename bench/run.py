@@ -1,0 +1,265 @@
+"""Run every benchmark in bench/, each side by side with its alternative, in one run, and
+write the results: bench/results/latest.json (one record per figure, with the machine's
+facts) and bench/results/latest.md (tables and charts).
+
+    ./dev bench            the full run (several minutes; builds the collector if needed)
+    ./dev bench --quick    small counts: a smoke check of every benchmark and the report
+
+Each benchmark script runs in its own process with `--json`, so one failing benchmark
+is reported and the others still run. The exit status is 1 when a benchmark failed or
+a figure's usage was not all delivered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from _report import write_report
+from _results import Record
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PYTHON_BENCHMARKS = ["bench_track", "bench_client", "bench_serverless", "bench_server_ingest"]
+OPTIONAL = ["bench_package", "bench_sampling"]  # run when present
+COLLECTOR = "collectorbench"
+SCHEMA = 1
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # ok, failed, skipped
+    seconds: float = 0.0
+    reason: str = ""
+    output: str = ""
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_streaming(command: list[str], cwd: Path, timeout: float) -> tuple[int, str]:
+    """Run `command`, echoing its output as it comes, and return (status, output)."""
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+        if time.monotonic() > deadline:
+            process.kill()
+            lines.append(f"\n(killed after {timeout:.0f} s)\n")
+            break
+    return process.wait(), "".join(lines)
+
+
+def python_benchmark(name: str, quick: bool, timeout: float) -> Outcome:
+    script = BENCH / f"{name}.py"
+    source = script.read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "records.json"
+        command = [sys.executable, str(script)]
+        speaks_json = "--json" in source
+        if speaks_json:
+            command += ["--json", str(out)]
+        if quick and "--quick" in source:
+            command.append("--quick")
+        started = time.monotonic()
+        status, output = run_streaming(command, BENCH, timeout)
+        seconds = time.monotonic() - started
+        records = json.loads(out.read_text())["records"] if out.exists() else []
+    if status != 0:
+        tail = "\n".join(output.strip().splitlines()[-3:])
+        return Outcome(name, "failed", seconds, f"exit status {status}: {tail}", output, records)
+    reason = "" if speaks_json else "prints tables only: no records"
+    return Outcome(name, "ok", seconds, reason, output, records)
+
+
+COLLECTOR_ROW = re.compile(
+    r"^(?P<name>otlphttp \(stock\)|doow)\s+(?P<eps>[\d.]+)\s+(?P<cpu>[\d.]+)\s+[\d.]+x\s*$"
+)
+
+
+def collector_benchmark(quick: bool, build: bool, timeout: float) -> Outcome:
+    """bench/collectorbench (Go): doow exporter against stock otlphttp through otelcol-doow."""
+    binary = ROOT / "collector" / "_build" / "otelcol-doow"
+    if shutil.which("go") is None:
+        return Outcome(COLLECTOR, "skipped", reason="no go toolchain on PATH")
+    if build:
+        status, output = run_streaming(["bash", "collector/build.sh"], ROOT, 1800)
+        if status != 0:
+            return Outcome(COLLECTOR, "failed", reason="collector/build.sh failed", output=output)
+    elif not binary.exists():
+        return Outcome(COLLECTOR, "skipped", reason=f"{binary.relative_to(ROOT)} is not built")
+    points, senders = (20_000, 2) if quick else (200_000, 4)
+    command = ["go", "run", ".", "-points", str(points), "-senders", str(senders)]
+    started = time.monotonic()
+    status, output = run_streaming(command, BENCH / COLLECTOR, timeout)
+    seconds = time.monotonic() - started
+    rows = {m["name"]: m for line in output.splitlines() if (m := COLLECTOR_ROW.match(line))}
+    if status != 0 or set(rows) != {"doow", "otlphttp (stock)"}:
+        return Outcome(COLLECTOR, "failed", seconds, f"exit status {status}", output)
+    delivered = "the sink counted" not in output  # printed when any event did not arrive
+    params = {"points": points, "points_per_request": 1000, "senders": senders, "batch": 500}
+    note = "OTLP in, through the same otelcol-doow binary, into a sink that counts events"
+    records = [
+        _record(
+            "collector throughput",
+            "events/s",
+            "higher",
+            float(rows["doow"]["eps"]),
+            float(rows["otlphttp (stock)"]["eps"]),
+            delivered,
+            params,
+            note,
+        ),
+        _record(
+            "collector CPU per 1000 events",
+            "ms CPU/1000 events",
+            "lower",
+            float(rows["doow"]["cpu"]),
+            float(rows["otlphttp (stock)"]["cpu"]),
+            delivered,
+            params,
+            note,
+        ),
+    ]
+    return Outcome(COLLECTOR, "ok", seconds, "", output, records)
+
+
+def _record(
+    name: str,
+    unit: str,
+    better: str,
+    ours: float,
+    stock: float,
+    delivered: bool,
+    params: dict[str, Any],
+    note: str,
+) -> dict[str, Any]:
+    record = Record(
+        name=name,
+        unit=unit,
+        better=better,
+        ours=ours,
+        ours_label="doow exporter",
+        alternatives={"otlphttp exporter (stock)": stock},
+        delivered_ok=delivered,
+        group="collector",
+        params=params,
+        note=note,
+        benchmark=COLLECTOR,
+    ).finish()
+    return asdict(record)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _command(command: list[str], cwd: Path = ROOT) -> str | None:
+    try:
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def machine() -> dict[str, Any]:
+    """Facts printed beside the absolute figures: they only compare on the same machine."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or None,
+    )
+    go = _command(["go", "version"])
+    commit = _command(["git", "rev-parse", "--short", "HEAD"])
+    dirty = _command(["git", "status", "--porcelain", "--untracked-files=no"])
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "go": go.split()[2] if go else None,
+        "otel_sdk": _version("opentelemetry-sdk"),
+        "doow_otel": _version("doow-otel"),
+        "doow_track": _version("doow-track"),
+        "commit": f"{commit}{'+changes' if dirty else ''}" if commit else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke check")
+    parser.add_argument(
+        "--out", type=Path, default=BENCH / "results", help="where latest.json/.md go"
+    )
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks")
+    parser.add_argument(
+        "--no-build", action="store_true", help="skip the collector unless already built"
+    )
+    args = parser.parse_args()
+    timeout = 300.0 if args.quick else 3600.0
+    names = PYTHON_BENCHMARKS + [n for n in OPTIONAL if (BENCH / f"{n}.py").exists()]
+    wanted = set(args.only or [*names, COLLECTOR])
+    unknown = wanted - {*names, COLLECTOR}
+    if unknown:
+        parser.error(f"--only: no benchmark named {', '.join(sorted(unknown))}")
+    facts = machine()
+    started = datetime.now(timezone.utc)
+    outcomes: list[Outcome] = []
+    for name in names:
+        if name in wanted:
+            print(f"\n=== {name} ===", flush=True)
+            outcomes.append(python_benchmark(name, args.quick, timeout))
+    if COLLECTOR in wanted:
+        print(f"\n=== {COLLECTOR} ===", flush=True)
+        outcomes.append(collector_benchmark(args.quick, not args.no_build, timeout))
+    result = {
+        "schema": SCHEMA,
+        "generated_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "quick": args.quick,
+        "command": "./dev bench" + (" --quick" if args.quick else ""),
+        "machine": facts,
+        "benchmarks": [
+            {"name": o.name, "status": o.status, "seconds": round(o.seconds, 1), "reason": o.reason}
+            for o in outcomes
+        ],
+        "records": [r for o in outcomes for r in o.records],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_report(result, {o.name: o.output for o in outcomes}, args.out)  # adds "charts"
+    (args.out / "latest.json").write_text(json.dumps(result, indent=1) + "\n")
+    failed = [o.name for o in outcomes if o.status == "failed"]
+    lost = [r["name"] for r in result["records"] if not r["delivered_ok"]]
+    print(f"\nwrote {args.out / 'latest.json'} and {args.out / 'latest.md'}")
+    for name in failed:
+        print(f"FAILED: {name}", file=sys.stderr)
+    for name in lost:
+        print(f"NOT ALL DELIVERED: {name}", file=sys.stderr)
+    return 1 if failed or lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""`./dev bench --quick` runs every benchmark and writes the JSON, the report and the charts.
+
+Checks the shape of what it wrote and that every figure's usage was delivered, never the
+timings (those are measured, not asserted). The collector benchmark runs when the
+collector is already built (`./dev test` builds it first), else it is reported skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON_BENCHMARKS = {"bench_track", "bench_client", "bench_serverless", "bench_server_ingest"}
+RECORD_FIELDS = {
+    "benchmark": str,
+    "name": str,
+    "unit": str,
+    "better": str,
+    "ours": (int, float),
+    "ours_label": str,
+    "alternatives": dict,
+    "ratios": dict,
+    "delivered_ok": bool,
+    "group": str,
+    "params": dict,
+    "note": str,
+}
+
+
+@pytest.mark.timeout(170)
+def test_quick_bench_writes_records_report_and_charts(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--no-build",
+            "--out",
+            tmp_path,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=160,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "latest.json").read_text())
+
+    assert result["schema"] == 1 and result["quick"] is True
+    machine = result["machine"]
+    for fact in ("cores", "python", "go", "otel_sdk", "cpu", "commit"):
+        assert fact in machine, fact
+    assert isinstance(machine["cores"], int) and machine["python"].count(".") == 2
+    assert machine["otel_sdk"]
+
+    statuses = {b["name"]: b["status"] for b in result["benchmarks"]}
+    assert set(statuses) >= PYTHON_BENCHMARKS
+    assert all(statuses[name] == "ok" for name in PYTHON_BENCHMARKS), result["benchmarks"]
+    assert statuses.get("collectorbench") in ("ok", "skipped")
+
+    records = result["records"]
+    for record in records:
+        for name, kind in RECORD_FIELDS.items():
+            assert isinstance(record[name], kind), (record["name"], name)
+        assert record["better"] in ("lower", "higher")
+        assert record["delivered_ok"] is True, record["name"]  # a quick run still delivers
+        assert set(record["ratios"]) == set(record["alternatives"])
+        assert record["ratio"] is None or record["ratio"] > 0
+        assert "goal" in record and "goal_met" in record
+    produced = {r["benchmark"] for r in records}
+    assert produced >= {name for name, status in statuses.items() if status == "ok"} - {
+        "bench_sampling"  # helper-owned script; may print tables only
+    }
+    groups = {r["group"] for r in records}
+    assert {"track", "export", "startup", "client", "lambda_wall", "server"} <= groups
+    lambda_events = {
+        r["params"]["events_per_invocation"] for r in records if r["group"] == "lambda_wall"
+    }
+    assert len(lambda_events) >= 2  # the latency chart needs a line, not a point
+    if statuses.get("collectorbench") == "ok":
+        assert {"collector throughput", "collector CPU per 1000 events"} <= {
+            r["name"] for r in records
+        }
+
+    report = (tmp_path / "latest.md").read_text()
+    assert "quick run" in report and "## Headline" in report
+    for chart in result["charts"]:
+        assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG"), chart
+        assert f"]({chart})" in report
+    assert "ratios.png" in result["charts"] and "lambda_latency.png" in result["charts"]
