@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Go side of the test command: vet and test the doow exporter (with the shared vectors
-# and random OTLP converted by Python first, to be converted alike), then build the
+# Go side of the test command: vet and test the doow exporter (with the shared vectors,
+# random OTLP converted by Python first, to be converted alike, and random ingest
+# answers decided by Python first, to be decided alike), then build the
 # collector distribution when missing or stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 parity=$(mktemp -d)
-trap 'rm -rf "$parity"' EXIT
+answers=$(mktemp)
+trap 'rm -rf "$parity" "$answers"' EXIT
 "${DOOW_VENV:-.venv}/bin/python" scripts/parity_fuzz.py "$parity" --cases 1000
+"${DOOW_VENV:-.venv}/bin/python" scripts/status_fuzz.py "$answers" --cases 3000
 (
   cd exporter/doowexporter
   test -z "$(gofmt -l .)" || { gofmt -l . >&2; echo "gofmt: files above need formatting" >&2; exit 1; }
@@ -16,7 +19,7 @@ trap 'rm -rf "$parity"' EXIT
   before=$(generated)
   go generate ./...
   [ "$before" = "$(generated)" ] || { echo "go generate changed the generated files: run it after editing metadata.yaml" >&2; exit 1; }
-  DOOW_PARITY_DIR="$parity" go test ./...
+  DOOW_PARITY_DIR="$parity" DOOW_STATUS_FUZZ="$answers" go test ./...
 )
 (cd bench/collectorbench && go vet ./...)
 bash collector/build.sh

@@ -76,7 +76,7 @@ func decide(ids []string, status int, header http.Header, body []byte, now time.
 			return decision{action: actionKeep, problem: problemEndpoint}
 		}
 		rejected := rejectedEvents(ids, ack)
-		return decision{action: actionDelivered, accepted: len(ids) - len(rejected), rejected: rejected}
+		return decision{action: actionDelivered, accepted: distinct(ids) - len(rejected), rejected: rejected}
 	case status < 200 || (status >= 300 && status < 400):
 		return decision{action: actionKeep, problem: problemEndpoint}
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
@@ -113,42 +113,49 @@ func rejectedEvents(ids []string, ack map[string]json.RawMessage) []rejection {
 	for _, id := range ids {
 		sent[id] = true
 	}
+	var rejected []rejection
+	seen := map[string]bool{}
+	reject := func(id, reason string) {
+		if sent[id] && !seen[id] {
+			seen[id] = true
+			rejected = append(rejected, rejection{EventID: id, Reason: reason})
+		}
+	}
 	var items []json.RawMessage
-	if json.Unmarshal(ack["rejections"], &items) == nil && items != nil {
-		var rejected []rejection
-		seen := map[string]bool{}
+	if json.Unmarshal(ack["rejections"], &items) == nil {
 		for _, item := range items {
 			var fields map[string]json.RawMessage
 			var id string
-			if json.Unmarshal(item, &fields) != nil || json.Unmarshal(fields["event_id"], &id) != nil ||
-				!isJSONString(fields["event_id"]) || !sent[id] || seen[id] {
-				continue
+			if json.Unmarshal(item, &fields) == nil && isJSONString(fields["event_id"]) &&
+				json.Unmarshal(fields["event_id"], &id) == nil {
+				reject(id, reasonText(fields["reason"]))
 			}
-			seen[id] = true
-			rejected = append(rejected, rejection{EventID: id, Reason: reasonText(fields["reason"])})
 		}
-		return rejected
 	}
 	var acceptedIDs []json.RawMessage
-	if json.Unmarshal(ack["accepted"], &acceptedIDs) != nil || acceptedIDs == nil {
-		return nil // a count: all that was not listed as rejected was accepted
-	}
-	accepted := map[string]bool{}
-	for _, raw := range acceptedIDs {
-		var id string
-		if isJSONString(raw) && json.Unmarshal(raw, &id) == nil {
-			accepted[id] = true
+	if json.Unmarshal(ack["accepted"], &acceptedIDs) == nil && acceptedIDs != nil {
+		accepted := map[string]bool{}
+		for _, raw := range acceptedIDs {
+			var id string
+			if isJSONString(raw) && json.Unmarshal(raw, &id) == nil {
+				accepted[id] = true
+			}
 		}
-	}
-	var rejected []rejection
-	seen := map[string]bool{}
-	for _, id := range ids {
-		if !accepted[id] && !seen[id] {
-			seen[id] = true
-			rejected = append(rejected, rejection{EventID: id, Reason: noReason})
+		for _, id := range ids {
+			if !accepted[id] {
+				reject(id, noReason)
+			}
 		}
 	}
 	return rejected
+}
+
+func distinct(ids []string) int {
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		seen[id] = true
+	}
+	return len(seen)
 }
 
 func isJSONString(raw json.RawMessage) bool {
@@ -253,9 +260,12 @@ func retryAfter(header http.Header, now time.Time) (time.Duration, bool) {
 	if limits := header.Get("X-Doow-Rate-Limits"); limits != "" && json.Unmarshal([]byte(limits), &categories) == nil {
 		for _, raw := range categories {
 			var category map[string]json.RawMessage
-			var seconds float64
-			if json.Unmarshal(raw, &category) != nil || !isJSONNumber(category["retry_after"]) ||
-				json.Unmarshal(category["retry_after"], &seconds) != nil || seconds < 0 {
+			if json.Unmarshal(raw, &category) != nil || !isJSONNumber(category["retry_after"]) {
+				continue
+			}
+			// a number past float64's range reads as infinite, as in Python: capped
+			seconds, err := strconv.ParseFloat(string(bytes.TrimSpace(category["retry_after"])), 64)
+			if (err != nil && !math.IsInf(seconds, 0)) || seconds < 0 {
 				continue
 			}
 			wait = max(wait, time.Duration(min(seconds, maxRetryAfter.Seconds())*float64(time.Second)))

@@ -36,52 +36,73 @@ type answerCase struct {
 }
 
 func TestEveryIngestAnswerIsDecidedAsTheSharedTableSays(t *testing.T) {
-	data, err := os.ReadFile(answersFile)
+	cases := readAnswers(t, answersFile)
+	require.GreaterOrEqual(t, len(cases), 48)
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) { checkDecision(t, c) })
+	}
+}
+
+// Random answers decided by the Python client (scripts/status_fuzz.py; go-check
+// writes them and sets DOOW_STATUS_FUZZ) are decided alike here.
+func TestPythonAndGoDecideRandomAnswersAlike(t *testing.T) {
+	path := os.Getenv("DOOW_STATUS_FUZZ")
+	if path == "" {
+		t.Skip("DOOW_STATUS_FUZZ is not set: scripts/go-check.sh sets it")
+	}
+	for _, c := range readAnswers(t, path) {
+		t.Run(c.Name, func(t *testing.T) { checkDecision(t, c) })
+	}
+}
+
+func readAnswers(t *testing.T, path string) []answerCase {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	var file struct {
 		Cases []answerCase `json:"cases"`
 	}
 	require.NoError(t, json.Unmarshal(data, &file))
-	require.GreaterOrEqual(t, len(file.Cases), 48)
-	for _, c := range file.Cases {
-		t.Run(c.Name, func(t *testing.T) {
-			var got decision
-			if c.Failure != "" {
-				got = decideFailure()
-			} else {
-				now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
-				if c.Now != "" {
-					now, err = time.Parse(time.RFC3339, c.Now)
-					require.NoError(t, err)
-				}
-				header := http.Header{}
-				for k, v := range c.Answer.Headers {
-					header.Set(k, v)
-				}
-				got = decide(c.Events, c.Answer.Status, header, []byte(c.Answer.Body), now)
-			}
-			want := c.Decision
-			require.Equal(t, want.Action, string(got.action))
-			switch got.action {
-			case actionDelivered:
-				assert.Equal(t, want.Accepted, got.accepted, "accepted")
-				assert.Equal(t, len(want.Rejected), len(got.rejected), "rejected: %+v", got.rejected)
-				if len(want.Rejected) > 0 {
-					assert.Equal(t, want.Rejected, got.rejected)
-				}
-			case actionRetry:
-				if want.RetryAfter == nil {
-					assert.False(t, got.hasWait, "no wait, backoff; got %v", got.retryAfter)
-				} else {
-					assert.True(t, got.hasWait, "a wait")
-					assert.InDelta(t, *want.RetryAfter, got.retryAfter.Seconds(), 1e-9)
-				}
-			case actionReject:
-				assert.Equal(t, want.Reason, got.reason)
-			case actionKeep:
-				assert.Equal(t, want.Problem, got.problem)
-			}
-		})
+	return file.Cases
+}
+
+func checkDecision(t *testing.T, c answerCase) {
+	var got decision
+	if c.Failure != "" {
+		got = decideFailure()
+	} else {
+		now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+		if c.Now != "" {
+			var err error
+			now, err = time.Parse(time.RFC3339, c.Now)
+			require.NoError(t, err)
+		}
+		header := http.Header{}
+		for k, v := range c.Answer.Headers {
+			header.Set(k, v)
+		}
+		got = decide(c.Events, c.Answer.Status, header, []byte(c.Answer.Body), now)
+	}
+	want := c.Decision
+	require.Equal(t, want.Action, string(got.action))
+	switch got.action {
+	case actionDelivered:
+		assert.Equal(t, want.Accepted, got.accepted, "accepted")
+		assert.Equal(t, len(want.Rejected), len(got.rejected), "rejected: %+v", got.rejected)
+		if len(want.Rejected) > 0 {
+			assert.Equal(t, want.Rejected, got.rejected)
+		}
+	case actionRetry:
+		if want.RetryAfter == nil {
+			assert.False(t, got.hasWait, "no wait, backoff; got %v", got.retryAfter)
+		} else {
+			assert.True(t, got.hasWait, "a wait")
+			assert.InDelta(t, *want.RetryAfter, got.retryAfter.Seconds(), 1e-9)
+		}
+	case actionReject:
+		assert.Equal(t, want.Reason, got.reason)
+	case actionKeep:
+		assert.Equal(t, want.Problem, got.problem)
 	}
 }
 
