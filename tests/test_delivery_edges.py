@@ -356,11 +356,14 @@ def test_404_is_a_wrong_endpoint_kept_and_reported(local_doow: LocalDoow, tmp_pa
     fixed.close()
 
 
-def test_auth_latch_recovers_on_a_later_good_answer(local_doow: LocalDoow, tmp_path: Path) -> None:
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_latch_recovers_on_a_later_good_answer(
+    local_doow: LocalDoow, tmp_path: Path, status: int
+) -> None:
     revoked = True
 
     def rule(request: httpx.Request) -> httpx.Response | None:
-        return httpx.Response(401, json={"message": "revoked"}) if revoked else None
+        return httpx.Response(status, json={"message": "revoked"}) if revoked else None
 
     client = DoowClient(
         local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s",
@@ -455,11 +458,12 @@ def test_a_207_naming_unknown_ids_never_gives_negative_counts(tmp_path: Path) ->
 
 
 @contextlib.contextmanager
-def trickling_server() -> Iterator[str]:
-    """A loopback server that answers 202, one byte every 50 ms, for at most 20 s."""
+def trickling_server() -> Iterator[tuple[str, threading.Event]]:
+    """A loopback server that answers 202, one byte every 50 ms, for at most 20 s; the
+    event is set when the client closes the connection."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(20)
-    stop = threading.Event()
+    stop, closed = threading.Event(), threading.Event()
     answer = (
         b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
         b'Content-Length: 15\r\n\r\n{"accepted": 1}'
@@ -473,12 +477,16 @@ def trickling_server() -> Iterator[str]:
                 for byte in answer * 10:  # longer than any deadline in this test
                     if stop.wait(0.05):
                         return
-                    conn.sendall(bytes([byte]))
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        closed.set()
+                        return
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", closed
     finally:
         stop.set()
         listener.close()
@@ -486,7 +494,7 @@ def trickling_server() -> Iterator[str]:
 
 
 def test_the_deadline_holds_against_a_trickling_server(tmp_path: Path) -> None:
-    with trickling_server() as url:
+    with trickling_server() as (url, closed):
         client = DoowClient("dk_test_123456", endpoint=url, spool=tmp_path / "s", timeout=5.0)
         started = time.monotonic()
         result = client.send(events(2), timeout=0.5)
@@ -495,4 +503,5 @@ def test_the_deadline_holds_against_a_trickling_server(tmp_path: Path) -> None:
         assert elapsed < 2.0, f"send took {elapsed:.1f}s past a 0.5 s deadline"
         assert client.stats()["abandoned"] == 1
         assert len(client.spool or []) == 1
+        assert closed.wait(10), "the abandoned request still holds its connection"
         client.close()
