@@ -14,6 +14,7 @@ import socket
 import threading
 import zlib
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,7 +29,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from doow_otel import otlp_json
 from doow_otel._version import __version__
 from doow_otel.conversion import convert_metrics_request
-from doow_otel.events import check_wire_event
+from doow_otel.events import KINDS, check_wire_event, format_time, parse_time
 from doow_otel.server.faults import Faults
 from doow_otel.server.page import PAGE
 from doow_otel.server.request_log import MAX_BYTES, LogEntry, RequestLog
@@ -237,6 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "/api/usage": self._api_usage,
                 "/api/stats": self._api_stats,
                 "/api/rejections": self._api_rejections,
+                "/api/series": self._api_series,
             }
         )
 
@@ -517,12 +519,35 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise HTTPError(400, f"{name}: must be an integer") from None
 
+    def _time_param(self, query: Mapping[str, str], name: str) -> datetime | None:
+        if name not in query:
+            return None
+        try:
+            return parse_time(query[name])
+        except ValueError:
+            raise HTTPError(
+                400, f"{name}: give an ISO 8601 time with a timezone, e.g. 2026-01-31T12:00:00Z"
+            ) from None
+
+    def _filters(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """The read API's common filters: metric, license_id, kind, since, until."""
+        kind = query.get("kind")
+        if kind is not None and kind not in KINDS:
+            raise HTTPError(400, f"kind: must be one of {', '.join(KINDS)}")
+        since = self._time_param(query, "since")
+        until = self._time_param(query, "until")
+        return {
+            "metric": query.get("metric") or None,
+            "license_id": query.get("license_id") or None,
+            "kind": kind,
+            "since": format_time(since) if since else None,
+            "until": format_time(until) if until else None,
+        }
+
     def _api_events(self) -> None:
         q = self._query()
         page, cursor = self.server.store.events(
-            metric=q.get("metric"),
-            license_id=q.get("license_id"),
-            since=q.get("since"),
+            **self._filters(q),
             before=self._int_param(q, "before", None),
             limit=self._int_param(q, "limit", 100) or 100,
         )
@@ -531,7 +556,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _api_usage(self) -> None:
         q = self._query()
         usage = self.server.store.usage(
-            metric=q.get("metric"), license_id=q.get("license_id"), by=q.get("by")
+            **self._filters(q), by=q.get("by"), per_kind=q.get("per_kind") == "true"
         )
         self._json(200, {"usage": usage})
 
@@ -539,8 +564,31 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, self.server.store.stats())
 
     def _api_rejections(self) -> None:
-        limit = self._int_param(self._query(), "limit", 100) or 100
-        self._json(200, {"rejections": self.server.store.rejections(limit)})
+        q = self._query()
+        filters = self._filters(q)
+        page, cursor = self.server.store.rejection_page(
+            since=filters["since"],
+            until=filters["until"],
+            before=self._int_param(q, "before", None),
+            limit=self._int_param(q, "limit", 100) or 100,
+        )
+        self._json(200, {"rejections": page, "next_before": cursor})
+
+    def _api_series(self) -> None:
+        q = self._query()
+        filters = self._filters(q)
+        bucket = self._int_param(q, "bucket", None)
+        if bucket is not None and bucket < 1:
+            raise HTTPError(400, "bucket: give a number of seconds, at least 1")
+        series = self.server.store.series(
+            metric=filters["metric"],
+            license_id=filters["license_id"],
+            kind=filters["kind"],
+            since=self._time_param(q, "since"),
+            until=self._time_param(q, "until"),
+            bucket=bucket,
+        )
+        self._json(200, series)
 
     def _page(self) -> None:
         self._send(

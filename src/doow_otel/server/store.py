@@ -107,6 +107,39 @@ def _reason_class(reason: str) -> str:
     return head.split("[", 1)[0] if "." not in head else head.split(".", 1)[1]
 
 
+NICE_BUCKETS = (
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+    172800,
+    604800,
+    2592000,
+)
+
+
+def _nice_bucket(span: int, most: int = 120) -> int:
+    """The smallest round bucket (seconds) that cuts `span` seconds in at most `most`."""
+    for step in NICE_BUCKETS:
+        if span <= step * most:
+            return step
+    return -(-span // most)
+
+
 class Store:
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
@@ -231,15 +264,16 @@ class Store:
         *,
         metric: str | None = None,
         license_id: str | None = None,
+        kind: str | None = None,
         since: str | None = None,
+        until: str | None = None,
         before: int | None = None,
         limit: int = 100,
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """Newest first; returns the page and the `before` cursor of the next page."""
-        where, params = self._filters(metric=metric, license_id=license_id)
-        if since is not None:
-            where.append("received_at >= ?")
-            params.append(since)
+        """Newest first; returns the page and the `before` cursor of the next page.
+        `since` (inclusive) and `until` (exclusive) bound `received_at`."""
+        where, params = self._filters(metric=metric, license_id=license_id, kind=kind)
+        self._received_between(where, params, since, until)
         if before is not None:
             where.append("seq < ?")
             params.append(before)
@@ -278,12 +312,21 @@ class Store:
         metric: str | None = None,
         license_id: str | None = None,
         by: str | None = None,
+        kind: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        per_kind: bool = False,
     ) -> list[dict[str, Any]]:
-        """Totals per metric and license (and per value of one attribution key)."""
-        where, params = self._filters(metric=metric, license_id=license_id)
+        """Totals per metric and license (and per value of one attribution key). With
+        `per_kind`, usage and adjustments are totalled apart (a `kind` in each row)."""
+        where, params = self._filters(metric=metric, license_id=license_id, kind=kind)
+        self._received_between(where, params, since, until)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         group = ["metric", "license_id"]
         select = "metric, license_id"
+        if per_kind:
+            select += ", kind"
+            group.append("kind")
         if by is not None:
             select += ", json_extract(attribution, ?) AS attr"
             params.insert(0, "$." + json.dumps(by))
@@ -297,8 +340,10 @@ class Store:
         result = []
         for row in rows:
             item: dict[str, Any] = {"metric": row[0], "license_id": row[1]}
+            if per_kind:
+                item["kind"] = row[2]
             if by is not None:
-                item[by] = row[2]
+                item[by] = row[3 if per_kind else 2]
             high, low, real, reals, count, unit, last = row[-7:]
             total = _exact_total(high, low, real, reals)
             item.update(total=total, events=count, unit=unit, last_received_at=last)
@@ -331,12 +376,98 @@ class Store:
         }
 
     def rejections(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self.rejection_page(limit=limit)[0]
+
+    def rejection_page(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Rejected events with their reasons, newest first, paged like `events`."""
+        where: list[str] = []
+        params: list[Any] = []
+        self._received_between(where, params, since, until)
+        if before is not None:
+            where.append("seq < ?")
+            params.append(before)
+        limit = max(1, min(limit, MAX_PAGE))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._lock:
             rows = self._db.execute(
-                "SELECT event_id, reason, received_at FROM rejections ORDER BY seq DESC LIMIT ?",
-                (max(1, min(limit, MAX_PAGE)),),
+                f"SELECT seq, event_id, reason, received_at FROM rejections {clause} "
+                "ORDER BY seq DESC LIMIT ?",
+                [*params, limit + 1],
             ).fetchall()
-        return [{"event_id": r[0], "reason": r[1], "received_at": r[2]} for r in rows]
+        page = [{"event_id": r[1], "reason": r[2], "received_at": r[3]} for r in rows[:limit]]
+        cursor = rows[limit - 1][0] if len(rows) > limit else None
+        return page, cursor
+
+    def series(
+        self,
+        *,
+        metric: str | None = None,
+        license_id: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        bucket: int | None = None,
+    ) -> dict[str, Any]:
+        """Totals per time bucket (by `received_at`), metric, license and kind.
+
+        Without `bucket` (seconds), one is chosen to give at most about 120 buckets over
+        the range (`since`..`until`, else the data's first and last arrival). Buckets
+        with nothing in them are left out; `t` is a bucket's start in Unix seconds.
+        """
+        where, params = self._filters(metric=metric, license_id=license_id, kind=kind)
+        self._received_between(
+            where,
+            params,
+            format_time(since) if since else None,
+            format_time(until) if until else None,
+        )
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        epoch = "CAST(strftime('%s', received_at) AS INTEGER)"
+        with self._lock:
+            first, last = self._db.execute(
+                f"SELECT MIN({epoch}), MAX({epoch}) FROM events {clause}", params
+            ).fetchone()
+            start = int(since.timestamp()) if since else first
+            end = int(until.timestamp()) if until else last
+            step = bucket or _nice_bucket((end or 0) - (start or 0))
+            rows = self._db.execute(
+                f"SELECT ({epoch} / ?) * ? AS t, metric, license_id, kind, {EXACT_SUM}, "
+                f"COUNT(*) FROM events {clause} GROUP BY t, metric, license_id, kind "
+                "ORDER BY metric, license_id, kind = 'ADJUSTMENT', t",
+                [step, step, *params],
+            ).fetchall()
+        points = [
+            {
+                "t": r[0],
+                "metric": r[1],
+                "license_id": r[2],
+                "kind": r[3],
+                "total": _exact_total(*r[4:8]),
+                "events": r[8],
+            }
+            for r in rows
+        ]
+        return {"bucket": step, "since": start, "until": end, "points": points}
+
+    @staticmethod
+    def _received_between(
+        where: list[str], params: list[Any], since: str | None, until: str | None
+    ) -> None:
+        """Bound `received_at` (ISO 8601 as `format_time` writes it, so text compares in
+        time order): `since` inclusive, `until` exclusive."""
+        if since is not None:
+            where.append("received_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("received_at < ?")
+            params.append(until)
 
     @staticmethod
     def _filters(**values: str | None) -> tuple[list[str], list[Any]]:
