@@ -12,7 +12,7 @@ from doow_otel.testing import LocalDoow
 
 
 def run_cli(
-    args: list[str], doow: LocalDoow, tmp_path: Path, stdin: str = ""
+    args: list[str], doow: LocalDoow, tmp_path: Path, stdin: str | bytes = ""
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
@@ -20,13 +20,15 @@ def run_cli(
         "DOOW_TRACK_ENDPOINT": doow.url,
         "DOOW_SPOOL_DIR": str(tmp_path / "spool"),
     }
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "doow_otel.cli", *args],
-        input=stdin,
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
         env=env,
         capture_output=True,
-        text=True,
         timeout=120,
+    )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
     )
 
 
@@ -42,7 +44,7 @@ def test_send_delivers_every_good_line_and_names_the_bad_ones(
     lines[9] = "not json"
     lines[20] = line(quantity="three")
     result = run_cli(["send"], local_doow, tmp_path, "\n".join(lines) + "\n")
-    assert result.returncode == 1  # something was not delivered
+    assert result.returncode == 3  # every good line delivered, bad lines skipped
     assert "line 5: quantity: must be greater than 0" in result.stderr
     assert "line 10: not JSON" in result.stderr
     assert "line 21: quantity: must be an int or float" in result.stderr
@@ -96,3 +98,27 @@ def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "api_key: no Doow API key" in result.stderr
+
+
+def test_send_skips_each_bad_line_naming_it_and_sends_the_rest(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    bad = {
+        2: (b"{not json", "line 2: not JSON"),
+        3: (b"[1, 2]", "line 3: must be a JSON object"),
+        4: (b'{"metric": "api_calls", "quantity": 1}', "line 4: license_id: is required"),
+        5: (line(timestamp="0001-01-01T00:00:00+01:00").encode(), "line 5: occurred_at"),
+        6: (line(occurred_at="99999-01-01T00:00:00Z").encode(), "line 6: occurred_at"),
+        7: (line(occurred_at=1e300).encode(), "line 7: occurred_at"),
+        8: (b"[" * 100_000 + b"]" * 100_000, "line 8: not JSON"),
+        9: (b'{"metric": "api_calls\xff", "quantity": 1}', "line 9: not UTF-8"),
+        10: (line(quantity=2**63).encode(), "line 10: quantity"),
+    }
+    lines = [bad[n][0] if n in bad else line(quantity=n).encode() for n in range(1, 14)]
+    result = run_cli(["send"], local_doow, tmp_path, b"\n".join(lines) + b"\n")
+    assert result.returncode == 3, result.stderr
+    for _, message in bad.values():
+        assert message in result.stderr, (message, result.stderr)
+    good = [n for n in range(1, 14) if n not in bad]
+    assert local_doow.total("api_calls", "lic_cli") == sum(good)
+    assert f"delivered {len(good)}," in result.stderr

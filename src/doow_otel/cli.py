@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -17,6 +17,8 @@ from doow_otel.events import InvalidEvent, UsageEvent
 from doow_otel.wire import MAX_BATCH_EVENTS
 
 PROGRESS_EVERY = 1000
+SKIPPED_LINES = 3
+"""`send`'s exit status when every good line went out but bad lines were skipped."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "send":
-            return _send(args, sys.stdin, sys.stderr)
+            return _send(args, sys.stdin.buffer, sys.stderr)
         if args.command == "test-event":
             return _test_event(args)
         if args.command == "serve":
@@ -68,7 +70,9 @@ SEND_HELP = """Reads one JSON event per line from stdin, in the seed's format:
   {"metric": "api_calls", "quantity": 1, "license_id": "lic_...", "attribution": {...}}
 Optional fields: unit, kind, occurred_at (ISO 8601), event_id (UUID; give one to make
 re-running the same input safe), metadata. Bad lines are reported with their line
-number and skipped. Exits non-zero when anything was not delivered."""
+number and the field, and skipped; the good lines are sent. Exit status: 0 all
+delivered, 1 something was not delivered (kept in the spool, rejected or dropped),
+2 configuration error, 3 all good lines delivered but bad lines were skipped."""
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -85,22 +89,45 @@ def _client(args: argparse.Namespace, errors: TextIO) -> DoowClient:
     return DoowClient(args.api_key, endpoint=args.endpoint, timeout=args.timeout, on_error=on_error)
 
 
-def _read_events(lines: TextIO, errors: TextIO, bad: list[int]) -> Iterator[UsageEvent]:
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+def _read_events(lines: Iterable[bytes], errors: TextIO, bad: list[int]) -> Iterator[UsageEvent]:
+    """The good lines' events; each bad line is skipped with its number and the reason."""
+    for number, raw in enumerate(lines, 1):
         try:
-            data = json.loads(line)
-            if not isinstance(data, dict):
-                raise InvalidEvent("line", "must be a JSON object")
-            yield UsageEvent.from_mapping(data)
-        except (ValueError, TypeError) as exc:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _BadLine(f"not UTF-8 (byte {exc.start + 1})") from None
+            if not line.strip():
+                continue
+            yield _parse_line(line)
+        except _BadLine as exc:
             bad.append(number)
-            reason = f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else exc
-            print(f"line {number}: {reason}", file=errors)
+            print(f"line {number}: {exc}", file=errors)
 
 
-def _send(args: argparse.Namespace, lines: TextIO, errors: TextIO) -> int:
+class _BadLine(Exception):
+    pass
+
+
+def _parse_line(line: str) -> UsageEvent:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise _BadLine(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # nesting too deep, a number too long
+        raise _BadLine(f"not JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise _BadLine(f"must be a JSON object, got {type(data).__name__}")
+    try:
+        return UsageEvent.from_mapping(data)
+    except InvalidEvent as exc:
+        raise _BadLine(str(exc)) from None
+    except (OverflowError, ValueError, TypeError) as exc:  # e.g. a timestamp out of range
+        field = "occurred_at" if isinstance(exc, OverflowError) else "line"
+        raise _BadLine(f"{field}: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _send(args: argparse.Namespace, lines: Iterable[bytes], errors: TextIO) -> int:
     client = _client(args, errors)
     logging_quiet()
     bad: list[int] = []
@@ -139,7 +166,9 @@ def _send(args: argparse.Namespace, lines: TextIO, errors: TextIO) -> int:
             f"spooled events are in {client.spool.directory}; the next send delivers them",
             file=errors,
         )
-    return 0 if total.ok and not bad else 1
+    if not total.ok:
+        return 1
+    return SKIPPED_LINES if bad else 0
 
 
 def _test_event(args: argparse.Namespace) -> int:

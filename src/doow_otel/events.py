@@ -66,7 +66,10 @@ def parse_time(value: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError("no timezone")
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it
+        raise ValueError("out of range in UTC") from None
 
 
 # --- field checks: each returns the problem in words, or None when the value is fine ---
@@ -313,9 +316,10 @@ class UsageEvent:
         if isinstance(occurred_at, str):
             try:
                 occurred_at = parse_time(occurred_at)
-            except ValueError:
+            except ValueError as exc:
                 raise InvalidEvent(
-                    "occurred_at", f"{occurred_at!r} is not ISO 8601 with a timezone"
+                    "occurred_at",
+                    f"{str(occurred_at)[:40]!r} is not ISO 8601 with a timezone, in range ({exc})",
                 ) from None
         if not isinstance(occurred_at, datetime):
             raise InvalidEvent("occurred_at", "must be a datetime (timezone-aware) or ISO string")
@@ -324,7 +328,11 @@ class UsageEvent:
                 "occurred_at",
                 "is a naive datetime; pass a timezone-aware one, e.g. datetime.now(timezone.utc)",
             )
-        object.__setattr__(self, "occurred_at", occurred_at.astimezone(timezone.utc))
+        try:
+            in_utc = occurred_at.astimezone(timezone.utc)
+        except OverflowError:
+            raise InvalidEvent("occurred_at", f"{occurred_at} is out of range in UTC") from None
+        object.__setattr__(self, "occurred_at", in_utc)
         object.__setattr__(self, "attribution", DEFAULT_POLICY.clean(self.attribution))
         object.__setattr__(self, "metadata", DEFAULT_POLICY.clean(self.metadata))
 
