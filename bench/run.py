@@ -33,8 +33,14 @@ from _results import Record
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-PYTHON_BENCHMARKS = ["bench_track", "bench_client", "bench_serverless", "bench_server_ingest"]
-OPTIONAL = ["bench_package", "bench_sampling"]  # run when present
+PYTHON_BENCHMARKS = [
+    "bench_track",
+    "bench_client",
+    "bench_serverless",
+    "bench_package",
+    "bench_server_ingest",
+]
+OPTIONAL = ["bench_sampling"]  # run when present
 COLLECTOR = "collectorbench"
 SCHEMA = 1
 

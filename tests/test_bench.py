@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON_BENCHMARKS = {"bench_track", "bench_client", "bench_serverless", "bench_server_ingest"}
+PYTHON_BENCHMARKS = {
+    "bench_track",
+    "bench_client",
+    "bench_serverless",
+    "bench_package",
+    "bench_server_ingest",
+}
 RECORD_FIELDS = {
     "benchmark": str,
     "name": str,
@@ -77,7 +83,7 @@ def test_quick_bench_writes_records_report_and_charts(tmp_path: Path) -> None:
         "bench_sampling"  # helper-owned script; may print tables only
     }
     groups = {r["group"] for r in records}
-    assert {"track", "export", "startup", "client", "lambda_wall", "server"} <= groups
+    assert {"track", "export", "startup", "client", "lambda_wall", "package", "server"} <= groups
     lambda_events = {
         r["params"]["events_per_invocation"] for r in records if r["group"] == "lambda_wall"
     }

@@ -1,0 +1,191 @@
+"""Lambda package size: what `pip install <package>` puts in a deployment zip.
+
+For doow-otel, doow-track 0.1.2 and OpenTelemetry's own route (the SDK and the OTLP/HTTP
+exporter), the installed files of the package and of every runtime dependency (from
+this environment's metadata; no .pyc, no scripts) are zipped as a Lambda deployment
+package is. Each package is then unzipped alone, as Lambda does, and a fresh
+interpreter that sees only it sends one usage event to the local server: a package
+that is small because it is incomplete cannot look good.
+Usage: python bench/bench_package.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from _results import Record, options
+from _server import KEY, local_server, table, usage_total
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS = """
+from doow_otel import DoowTracker
+meter = DoowTracker(handle_sigterm=False)
+meter.track(metric="pkg_doow_otel", quantity=1, license_id="lic_1")
+assert meter.flush()
+"""
+DOOW_TRACK = """
+import os
+from doow_track import Tracker, TrackerOptions, TrackEvent
+options = TrackerOptions(endpoint=os.environ["DOOW_TRACK_ENDPOINT"])
+t = Tracker(os.environ["DOOW_TRACK_API_KEY"], options)
+t.track(TrackEvent(metric="pkg_doow_track", quantity=1, license_id="lic_1"))
+t.flush()
+"""
+OTEL = """
+import os
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics import Counter, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+exporter = OTLPMetricExporter(
+    endpoint=os.environ["DOOW_TRACK_ENDPOINT"] + "/telemetry/otlp/v1/metrics",
+    headers={"Authorization": "Bearer " + os.environ["DOOW_TRACK_API_KEY"]},
+    preferred_temporality={Counter: AggregationTemporality.DELTA},
+)
+provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(exporter)])
+provider.get_meter("app").create_counter("pkg_otel").add(1, {"doow.license_id": "lic_1"})
+assert provider.force_flush(10_000)
+provider.shutdown()
+"""
+CONTENDERS = {
+    "doow-otel": (["doow-otel"], OURS, "pkg_doow_otel"),
+    "doow-track 0.1.2": (["doow-track"], DOOW_TRACK, "pkg_doow_track"),
+    "OTel SDK + OTLP/HTTP exporter": (
+        ["opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"],
+        OTEL,
+        "pkg_otel",
+    ),
+}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def closure(roots: list[str]) -> list[metadata.Distribution]:
+    """The distributions `pip install roots` brings, with the extras they ask for."""
+    seen: dict[str, metadata.Distribution] = {}
+    todo: list[tuple[str, frozenset[str]]] = [(r, frozenset()) for r in roots]
+    done: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        name, extras = todo.pop()
+        if (_norm(name), extras) in done:
+            continue
+        done.add((_norm(name), extras))
+        dist = metadata.distribution(name)
+        seen[_norm(name)] = dist
+        for line in dist.requires or []:
+            requirement = Requirement(line)
+            marker = requirement.marker
+            if marker is None or any(
+                marker.evaluate({"extra": extra}) for extra in (extras or {""})
+            ):
+                todo.append((requirement.name, frozenset(requirement.extras)))
+    return list(seen.values())
+
+
+def package_files(dist: metadata.Distribution) -> list[tuple[Path, str]]:
+    """(file on disk, name in the zip) for one distribution."""
+    if _norm(dist.metadata["Name"]) == "doow-otel":  # installed editable: ship the source
+        source = ROOT / "src" / "doow_otel"
+        return [
+            (path, str(path.relative_to(source.parent)))
+            for path in sorted(source.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts
+        ]
+    files = []
+    for entry in dist.files or []:
+        name = str(entry)
+        if name.startswith("..") or "__pycache__" in name or name.endswith(".pyc"):
+            continue  # scripts outside site-packages, compiled bytecode
+        path = Path(str(dist.locate_file(entry)))
+        if path.is_file():
+            files.append((path, name))
+    return files
+
+
+def build(roots: list[str], target: Path) -> tuple[int, int, int]:
+    """Zip the closure; unzip it into `target`. Returns (zip bytes, unzipped bytes, dists)."""
+    dists = closure(roots)
+    buffer = io.BytesIO()
+    unzipped = 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for dist in dists:
+            for path, name in package_files(dist):
+                archive.write(path, name)
+                unzipped += path.stat().st_size
+    buffer.seek(0)
+    with zipfile.ZipFile(buffer) as archive:
+        archive.extractall(target)
+    return len(buffer.getvalue()), unzipped, len(dists)
+
+
+def runs_alone(directory: Path, script: str, url: str, spool: str) -> bool:
+    """A fresh interpreter that sees only the unzipped package (and the standard library)."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(directory),
+        "DOOW_TRACK_API_KEY": KEY,
+        "DOOW_TRACK_ENDPOINT": url,
+        "DOOW_SPOOL_DIR": spool,
+        "HOME": spool,
+    }
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+    return done.returncode == 0
+
+
+def main() -> None:
+    _, rec = options(__doc__ or "")
+    results: dict[str, tuple[int, int, int, bool]] = {}
+    with local_server() as url, tempfile.TemporaryDirectory() as tmp:
+        for name, (roots, script, metric) in CONTENDERS.items():
+            target = Path(tmp) / _norm(name)
+            zipped, unzipped, dists = build(roots, target)
+            ran = runs_alone(target, script, url, tempfile.mkdtemp(dir=tmp))
+            results[name] = (zipped, unzipped, dists, ran and usage_total(url, metric) == 1)
+    ours = results["doow-otel"]
+    others = {k: v for k, v in results.items() if k != "doow-otel"}
+    delivered = {name: r[3] for name, r in results.items()}
+    for figure, index in (("Lambda package size, zipped", 0), ("Lambda package size, unzipped", 1)):
+        rec.add(
+            Record(
+                name=figure,
+                unit="MB",
+                better="lower",
+                ours=ours[index] / 1e6,
+                ours_label="doow-otel",
+                alternatives={name: r[index] / 1e6 for name, r in others.items()},
+                delivered_ok=ours[3],
+                group="package",
+                params={"distributions": {n: r[2] for n, r in results.items()}, "ran": delivered},
+                note="the package and its runtime dependencies; each then ran alone and "
+                "delivered one event",
+            )
+        )
+    rec.write()
+    table(
+        "Lambda deployment package (the package and its runtime dependencies, no .pyc)",
+        ["package", "zip MB", "unzipped MB", "distributions", "ran alone, delivered"],
+        [
+            [name, f"{r[0] / 1e6:.1f}", f"{r[1] / 1e6:.1f}", str(r[2]), "yes" if r[3] else "NO"]
+            for name, r in results.items()
+        ],
+    )
+    assert ours[3], "the doow-otel package did not run alone or did not deliver"
+
+
+if __name__ == "__main__":
+    main()
