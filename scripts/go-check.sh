@@ -15,7 +15,7 @@ trap 'rm -rf "$parity" "$answers"' EXIT
   test -z "$(gofmt -l .)" || { gofmt -l . >&2; echo "gofmt: files above need formatting" >&2; exit 1; }
   go vet ./...
   # the generated files are what mdatagen (pinned in internal/tools) makes of metadata.yaml
-  generated() { find internal/metadata generated_*_test.go -type f -print0 | sort -z | xargs -0 sha256sum; }
+  generated() { find internal/metadata internal/metadatatest documentation.md generated_*_test.go -type f -print0 | sort -z | xargs -0 sha256sum; }
   before=$(generated)
   go generate ./...
   [ "$before" = "$(generated)" ] || { echo "go generate changed the generated files: run it after editing metadata.yaml" >&2; exit 1; }

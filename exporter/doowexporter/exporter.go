@@ -103,6 +103,7 @@ func (e *doowExporter) shutdown(context.Context) error {
 	if e.client != nil {
 		e.client.CloseIdleConnections()
 	}
+	e.telemetry.metrics.Shutdown()
 	return nil
 }
 

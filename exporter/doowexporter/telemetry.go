@@ -2,20 +2,19 @@ package doowexporter
 
 import (
 	"context"
-	"errors"
 	"sync"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
+
+	"github.com/doow/doow-otel/exporter/doowexporter/internal/metadata"
 )
 
 // What the exporter could not bill is an operator's business: it is counted on the
 // collector's own metrics (service::telemetry, next to exporterhelper's sent and failed
 // items) and logged with the fix.
-
-const scopeName = "github.com/doow/doow-otel/exporter/doowexporter"
 
 // fixes says, for each reason code, how to stop the drops at the source.
 var fixes = map[string]string{
@@ -32,11 +31,8 @@ var fixes = map[string]string{
 }
 
 type telemetry struct {
-	logger   *zap.Logger
-	dropped  metric.Int64Counter
-	rejected metric.Int64Counter
-	// refusedCount counts the events of batches Doow refused
-	refusedCount metric.Int64Counter
+	logger  *zap.Logger
+	metrics *metadata.TelemetryBuilder // generated from metadata.yaml
 
 	mu       sync.Mutex
 	reported map[strippedAttr]bool
@@ -46,30 +42,15 @@ type telemetry struct {
 const maxReported = 1024
 
 func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
-	meter := set.MeterProvider.Meter(scopeName)
-	dropped, errDropped := meter.Int64Counter("otelcol_doow_usage_dropped",
-		metric.WithDescription("Usage records that could not be converted to Doow events, by reason code."),
-		metric.WithUnit("{record}"))
-	rejected, errRejected := meter.Int64Counter("otelcol_doow_events_rejected",
-		metric.WithDescription("Events Doow received and rejected (a 207 answer); they are not resent."),
-		metric.WithUnit("{event}"))
-	refused, errRefused := meter.Int64Counter("otelcol_doow_events_refused",
-		metric.WithDescription("Events in batches Doow refused as a whole (400, other 4xx, a 413 of one event); they are dropped, not resent."),
-		metric.WithUnit("{event}"))
-	return &telemetry{
-		logger:       set.Logger,
-		dropped:      dropped,
-		rejected:     rejected,
-		refusedCount: refused,
-		reported:     map[strippedAttr]bool{},
-	}, errors.Join(errDropped, errRejected, errRefused)
+	metrics, err := metadata.NewTelemetryBuilder(set)
+	return &telemetry{logger: set.Logger, metrics: metrics, reported: map[strippedAttr]bool{}}, err
 }
 
 // converted reports a push's conversion once the push is done (not on every retry):
 // drops are counted and logged, and each stripped key is logged the first time.
 func (t *telemetry) converted(ctx context.Context, result conversion) {
 	for code, count := range result.dropped {
-		t.dropped.Add(ctx, int64(count), metric.WithAttributes(attribute.String("reason", code)))
+		t.metrics.DoowUsageDropped.Add(ctx, int64(count), metric.WithAttributes(attribute.String("reason", code)))
 		t.logger.Warn("usage dropped", zap.String("reason", code), zap.Int("count", count), zap.String("fix", fixes[code]))
 	}
 	t.mu.Lock()
@@ -85,7 +66,7 @@ func (t *telemetry) converted(ctx context.Context, result conversion) {
 
 // rejectedEvents reports a 207: how many events Doow rejected, and each one's reason.
 func (t *telemetry) rejectedEvents(ctx context.Context, rejected, sent int, reasons []rejection) {
-	t.rejected.Add(ctx, int64(rejected))
+	t.metrics.DoowEventsRejected.Add(ctx, int64(rejected))
 	t.logger.Warn("Doow rejected events", zap.Int("rejected", rejected), zap.Int("sent", sent))
 	for _, r := range reasons {
 		t.logger.Warn("event rejected", zap.String("event_id", r.EventID), zap.String("reason", r.Reason))
@@ -94,6 +75,6 @@ func (t *telemetry) rejectedEvents(ctx context.Context, rejected, sent int, reas
 
 // refused reports a batch Doow refused for good, with Doow's reason.
 func (t *telemetry) refused(ctx context.Context, r *refusal) {
-	t.refusedCount.Add(ctx, int64(r.events))
+	t.metrics.DoowEventsRefused.Add(ctx, int64(r.events))
 	t.logger.Error("Doow refused a batch; its events are dropped", zap.Int("events", r.events), zap.String("reason", r.reason))
 }
