@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -505,3 +506,26 @@ def test_the_deadline_holds_against_a_trickling_server(tmp_path: Path) -> None:
         assert len(client.spool or []) == 1
         assert closed.wait(10), "the abandoned request still holds its connection"
         client.close()
+
+
+def test_a_send_at_interpreter_exit_works_without_new_threads(
+    local_doow: LocalDoow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.12 in an atexit handler: no new thread starts, no future is scheduled."""
+    import doow_otel.client
+
+    class Refusing(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    class Closed:
+        def submit(self, *args: object) -> None:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    client = DoowClient(local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s")
+    shim = types.SimpleNamespace(Thread=Refusing, Event=threading.Event)
+    monkeypatch.setattr(doow_otel.client, "threading", shim)
+    monkeypatch.setattr(client, "_executor", Closed)
+    assert client.send(events(1200)).delivered == 1200
+    assert local_doow.total("api_calls") == 1200
+    client.close()

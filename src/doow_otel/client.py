@@ -590,7 +590,10 @@ class DoowClient:
                 done.set()
 
         self._count(requests=1)
-        threading.Thread(target=post, name="doow-request", daemon=True).start()
+        try:
+            threading.Thread(target=post, name="doow-request", daemon=True).start()
+        except RuntimeError:  # the interpreter is exiting (an atexit export): no new threads,
+            post()  # so on this one, bounded by the per-read timeout only
         if not done.wait(max(0.0, end - time.monotonic())):
             self._abandon(http)
             return transport_failure("timeout", "the deadline passed during the request")
