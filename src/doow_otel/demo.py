@@ -6,9 +6,10 @@
    Doow is too slow (its usage is kept on disk and delivered by the next one);
 4. the Vercel example (FastAPI) under uvicorn, the ASGI server Vercel's runtime uses;
 5. the Azure Functions example, indexed and called through the azure-functions library;
-6. Doow failing (503, 429) while usage is sent: retried, delivered exactly once.
-Then it prints what the server stored per metric, license and path, and with
-`--keep-serving` leaves the page up.
+6. Doow failing (503, 429) while usage is sent: retried, delivered exactly once;
+7. a correction (an ADJUSTMENT) and two events Doow refuses, with the reasons.
+Then it prints what the server stored per metric, license, path and kind, and with
+`--keep-serving` leaves the server and its page up until Ctrl-C (or SIGTERM).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import socket
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from doow_otel.client import DoowClient
@@ -222,21 +225,84 @@ def _failures(doow: LocalDoow, spool: Path) -> None:
     )
 
 
+def _corrections_and_refusals(doow: LocalDoow, spool: Path) -> None:
+    import httpx
+
+    _step("7. A correction (ADJUSTMENT) and two events Doow refuses")
+    with DoowClient(doow.api_key, endpoint=doow.url, spool=spool) as client:
+        correction = UsageEvent(
+            metric="exports",
+            quantity=-20,
+            license_id="lic_umbrella",
+            kind="ADJUSTMENT",
+            attribution={"runtime": "client"},
+        )
+        client.send([correction])
+    print("   an ADJUSTMENT of -20 exports for lic_umbrella: stored apart from the usage")
+    # What a client without validation of its own might send; DoowClient and track()
+    # refuse these at the call, Doow answers 207 with a reason per event.
+    text_quantity = UsageEvent(metric="exports", quantity=1, license_id="lic_umbrella").to_wire()
+    text_quantity["measurements"][0]["quantity"] = "12"
+    no_license = UsageEvent(metric="exports", quantity=1, license_id="lic_umbrella").to_wire()
+    del no_license["license_id"]
+    answer = httpx.post(
+        f"{doow.url}/telemetry/events",
+        json={"events": [text_quantity, no_license]},
+        headers={"Authorization": f"Bearer {doow.api_key}"},
+    )
+    print(f"   HTTP {answer.status_code}; the reasons Doow gives:")
+    for rejection in answer.json().get("rejections", []):
+        print(f"     {rejection['reason']}")
+
+
 def _summary(doow: LocalDoow) -> None:
-    _step("What the local Doow stored (GET /api/usage?by=runtime)")
+    _step("What the local Doow stored (GET /api/usage?by=runtime&per_kind=true)")
     rows = [
-        [r["metric"], r["license_id"], str(r["total"]), str(r["runtime"]), str(r["events"])]
-        for r in doow.usage(by="runtime")
+        [
+            r["metric"],
+            r["license_id"],
+            str(r["total"]),
+            str(r["runtime"]),
+            str(r["events"]),
+            r["kind"],
+        ]
+        for r in doow.server.store.usage(by="runtime", per_kind=True)
     ]
-    header = ["metric", "license", "quantity", "path", "events"]
+    header = ["metric", "license", "quantity", "path", "events", "kind"]
     widths = [max(len(x) for x in column) for column in zip(header, *rows, strict=False)]
     for line in [header, ["-" * w for w in widths], *rows]:
-        print("   " + "  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)))
+        print("   " + "  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
     stats: dict[str, Any] = doow.stats()
     print(
         f"   accepted {stats['accepted']}, rejected {stats['rejected']}; "
         f"{stats['duplicates']} resent events recognised by id and not counted again"
     )
+
+
+def _serve_until_stopped(doow: LocalDoow) -> None:
+    """Keep the server and its page up until Ctrl-C or SIGTERM."""
+    print(f"\nServing. The page: {doow.url}/#key={doow.api_key}")
+    print("Send more with:")
+    print(
+        f"   DOOW_TRACK_API_KEY={doow.api_key} DOOW_TRACK_ENDPOINT={doow.url} "
+        "doow-otel test-event --metric api_calls --license-id lic_demo"
+    )
+    print(f"Stop with Ctrl-C (or: kill {os.getpid()}).", flush=True)
+    stop = threading.Event()
+
+    def stop_on(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    main = threading.current_thread() is threading.main_thread()  # signals: main only
+    previous = signal.signal(signal.SIGTERM, stop_on) if main else None
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    print("stopped", flush=True)
 
 
 def run(*, keep_serving: bool = False) -> int:
@@ -251,17 +317,11 @@ def run(*, keep_serving: bool = False) -> int:
             _vercel(doow, spool)
             _azure(doow, spool)
             _failures(doow, spool / "client")
+            _corrections_and_refusals(doow, spool / "corrections")
             _summary(doow)
             if keep_serving:
-                print("\nServing; send more with:")
-                print(
-                    f"   DOOW_TRACK_API_KEY={doow.api_key} DOOW_TRACK_ENDPOINT={doow.url} "
-                    "doow-otel test-event --metric api_calls --license-id lic_demo"
-                )
-                print("Ctrl-C to stop.")
-                try:
-                    while True:
-                        time.sleep(3600)
-                except KeyboardInterrupt:
-                    pass
+                _serve_until_stopped(doow)
+            else:
+                print("\nThe server stops with the demo; `./dev demo --keep-serving` keeps it")
+                print("and its page up (counters, chart, events, rejections) until Ctrl-C.")
     return 0
