@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from _report import write_report
+from _report import fmt, write_report
 from _results import Record
 
 BENCH = Path(__file__).resolve().parent
@@ -215,6 +215,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def print_headline(records: list[dict[str, Any]]) -> None:
+    print("\n=== headline: doow-otel against the alternative a user would pick ===")
+    for r in records:
+        alternative = next(iter(r["alternatives"]), "-")
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
+        delivered = "" if r["delivered_ok"] else "  NOT ALL DELIVERED"
+        print(
+            f"{ratio:>7}  {r['name']} ({r['unit']}): {fmt(r['ours'])} vs {alternative}{delivered}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke check")
@@ -257,6 +268,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_report(result, {o.name: o.output for o in outcomes}, args.out)  # adds "charts"
     (args.out / "latest.json").write_text(json.dumps(result, indent=1) + "\n")
+    print_headline(result["records"])
     failed = [o.name for o in outcomes if o.status == "failed"]
     lost = [r["name"] for r in result["records"] if not r["delivered_ok"]]
     print(f"\nwrote {args.out / 'latest.json'} and {args.out / 'latest.md'}")
