@@ -74,7 +74,8 @@ func createMetrics(ctx context.Context, set exporter.Settings, c component.Confi
 	if err != nil {
 		return nil, err
 	}
-	return exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics, helperOptions(cfg, e)...)
+	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
+	return h.metrics(exporterhelper.NewMetrics(ctx, set, cfg, h.pushMetrics(e.pushMetrics), helperOptions(cfg, e)...))
 }
 
 func createTraces(ctx context.Context, set exporter.Settings, c component.Config) (exporter.Traces, error) {
@@ -83,7 +84,8 @@ func createTraces(ctx context.Context, set exporter.Settings, c component.Config
 	if err != nil {
 		return nil, err
 	}
-	return exporterhelper.NewTraces(ctx, set, cfg, e.pushTraces, helperOptions(cfg, e)...)
+	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
+	return h.traces(exporterhelper.NewTraces(ctx, set, cfg, h.pushTraces(e.pushTraces), helperOptions(cfg, e)...))
 }
 
 func createLogs(ctx context.Context, set exporter.Settings, c component.Config) (exporter.Logs, error) {
@@ -92,5 +94,6 @@ func createLogs(ctx context.Context, set exporter.Settings, c component.Config) 
 	if err != nil {
 		return nil, err
 	}
-	return exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs, helperOptions(cfg, e)...)
+	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
+	return h.logs(exporterhelper.NewLogs(ctx, set, cfg, h.pushLogs(e.pushLogs), helperOptions(cfg, e)...))
 }
