@@ -369,3 +369,33 @@ def test_validate_accepts_the_standard_http_client_settings(tmp_path: Path) -> N
     bad = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
     assert "proxy_url: not a URL" in bad.stderr + bad.stdout
+
+
+def test_a_wrong_endpoint_keeps_usage_until_doow_answers(
+    collector: Collector, local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """A 404 says the endpoint is wrong, not the usage: it is kept and retried (the fix
+    is named in the log), and delivered exactly once when the answers are Doow's."""
+    local_doow.faults.fail_next(100_000, 404)
+    run_app(
+        PLAIN_OTEL_APP,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",
+        },
+        tmp_path,
+    )
+    assert wait_for(
+        lambda: sum(r["status"] == 404 for r in local_doow.requests()) >= 6, seconds=60
+    ), collector.log.read_text()[-3000:]
+    assert "check endpoint" in collector.log.read_text()
+    assert local_doow.total("api_calls") == 0
+    local_doow.faults.clear()
+    assert wait_for(
+        lambda: local_doow.total("api_calls") == 30 and local_doow.total("input_tokens") == 812,
+        seconds=60,
+    ), collector.log.read_text()[-3000:]
+    time.sleep(2.5)
+    assert local_doow.total("api_calls") == 30
+    assert local_doow.total("exports") == 4
+    assert "Doow accepts the exporter's configuration again" in collector.log.read_text()
