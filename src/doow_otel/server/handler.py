@@ -179,6 +179,12 @@ class DoowServer(ThreadingHTTPServer):
         with contextlib.suppress(OSError):
             request.settimeout(0.5)
             request.sendall(head.encode() + body)
+            # Closing with unread bytes would send a reset that can overtake the answer:
+            # read what the client already sent (without waiting for more).
+            request.setblocking(False)
+            for _ in range(16):
+                if not request.recv(65536):
+                    break
         self.shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -638,8 +644,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         if trickle:
-            self._write_trickling(b"".join(self._headers_buffer) + b"\r\n" + body, trickle)
-            self._headers_buffer = []
+            head: list[bytes] = self.__dict__.pop("_headers_buffer", [])  # what end_headers sends
+            self._write_trickling(b"".join(head) + b"\r\n" + body, trickle)
             return
         self.end_headers()
         try:
