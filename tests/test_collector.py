@@ -58,8 +58,10 @@ class Collector:
             "DOOW_QUEUE_DIR": str(self.queue_dir),
             "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
             "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
-            # the collector's own metrics: a port of its own, next to other collectors
+            # the collector's own metrics and health check: ports of its own, next to
+            # other collectors
             "OTELCOL_METRICS_PORT": str(free_port()),
+            "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{free_port()}",
         }
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
