@@ -287,7 +287,10 @@ class _Converter:
         except _Drop as drop:
             self.result.dropped[drop.code] += 1
         except InvalidEvent as invalid:
-            code = "invalid_license" if invalid.field == "license_id" else "invalid_metric_name"
+            # a quantity past int64 (a histogram count) is the quantity's fault
+            code = {"license_id": "invalid_license", "quantity": "invalid_quantity"}.get(
+                invalid.field, "invalid_metric_name"
+            )
             self.result.dropped[code] += 1
 
     # --- metrics ---
