@@ -9,8 +9,9 @@ minus the bare handler, side by side in one run:
   - doow-track 0.1.2 flushing once at the end of the invocation;
   - OpenTelemetry's Lambda instrumentation strategy: an OTLP metric exporter, the
     provider force-flushed at the end (to the server's OTLP endpoint).
-Then Vercel with `wait_until`: time to the response's last byte, with and without
-doow-otel. Then memory (tracemalloc) over 1,000 warm invocations.
+Then a cold invocation (a fresh interpreter: import, set up, first invocation) for
+the same strategies. Then Vercel with `wait_until`: time to the response's last byte,
+with and without doow-otel. Then memory (tracemalloc) over 1,000 warm invocations.
 Usage: python bench/bench_serverless.py [invocations] [--quick] [--json PATH]
 """
 
@@ -18,7 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -34,6 +38,7 @@ LATENCY = 0.02
 EVENTS = (1, 10, 100)
 PER_EVENT_UP_TO = 10  # one request per event: 100 would take 2 s per invocation
 MEMORY_INVOCATIONS = 1000
+COLD_PROCESSES = 7
 OURS = "doow-otel with_lambda (one flush)"
 
 
@@ -305,12 +310,119 @@ def memory_rows(url: str, invocations: int, rec: Recorder) -> list[list[str]]:
     return rows
 
 
+# A cold start: a fresh interpreter imports, sets up and runs its first invocation. Each
+# script prints the seconds from before its first import to the handler's return, so the
+# interpreter's own start-up (the same for all) is left out.
+COLD_PRELUDE = """
+import os, time
+started = time.perf_counter()
+class Context:
+    def get_remaining_time_in_millis(self):
+        return 10_000
+"""
+COLD = {
+    "bare handler (no metering)": """
+def handler(event, context):
+    return {"statusCode": 200}
+""",
+    OURS: """
+from doow_otel import DoowTracker
+meter = DoowTracker(handle_sigterm=False)
+@meter.with_lambda
+def handler(event, context):
+    meter.track(metric=os.environ["METRIC"], quantity=1, license_id="lic_1")
+    return {"statusCode": 200}
+""",
+    "doow-track 0.1.2, flush at the end": """
+from doow_track import Tracker, TrackerOptions, TrackEvent
+tracker = Tracker(
+    os.environ["DOOW_TRACK_API_KEY"], TrackerOptions(endpoint=os.environ["DOOW_TRACK_ENDPOINT"])
+)
+def handler(event, context):
+    tracker.track(TrackEvent(metric=os.environ["METRIC"], quantity=1, license_id="lic_1"))
+    tracker.flush()
+    return {"statusCode": 200}
+""",
+    "OTel Lambda instrumentation (OTLP, force_flush)": """
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics import Counter, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+exporter = OTLPMetricExporter(
+    endpoint=os.environ["DOOW_TRACK_ENDPOINT"] + "/telemetry/otlp/v1/metrics",
+    headers={"Authorization": "Bearer " + os.environ["DOOW_TRACK_API_KEY"]},
+    preferred_temporality={Counter: AggregationTemporality.DELTA},
+)
+provider = MeterProvider(
+    metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)]
+)
+counter = provider.get_meter("app").create_counter(os.environ["METRIC"])
+def handler(event, context):
+    counter.add(1, {"doow.license_id": "lic_1"})
+    provider.force_flush(10_000)
+    return {"statusCode": 200}
+""",
+}
+COLD_END = """
+handler({}, Context())
+print(time.perf_counter() - started)
+"""
+
+
+def cold_table(url: str, rec: Recorder) -> list[list[str]]:
+    medians: dict[str, float] = {}
+    stored_share: dict[str, float] = {}
+    for i, (name, body) in enumerate(COLD.items()):
+        metric = f"cold_{i}"
+        env = {
+            **os.environ,
+            "METRIC": metric,
+            "DOOW_TRACK_API_KEY": KEY,
+            "DOOW_TRACK_ENDPOINT": url,
+            "DOOW_SPOOL_DIR": tempfile.mkdtemp(),
+        }
+        times = []
+        for _ in range(COLD_PROCESSES):
+            done = subprocess.run(
+                [sys.executable, "-c", COLD_PRELUDE + body + COLD_END],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            times.append(float(done.stdout.strip().splitlines()[-1]) * 1000)
+        medians[name] = statistics.median(times)
+        stored_share[name] = usage_total(url, metric) / COLD_PROCESSES
+    bare = medians.pop("bare handler (no metering)")
+    stored_share.pop("bare handler (no metering)")
+    added = {name: ms - bare for name, ms in medians.items()}
+    rec.add(
+        Record(
+            name="cold Lambda invocation: import, set up, first invocation (1 event)",
+            unit="ms",
+            better="lower",
+            ours=added[OURS],
+            ours_label=OURS,
+            alternatives={k: v for k, v in added.items() if k != OURS},
+            delivered_ok=stored_share[OURS] == 1.0,
+            group="lambda_cold",
+            params={
+                "processes": COLD_PROCESSES,
+                "server_latency_ms": LATENCY * 1000,
+                "stored": stored_share,
+            },
+            note=f"median of {COLD_PROCESSES} fresh interpreters, from the first import to the "
+            "handler's return, minus a bare handler's",
+        )
+    )
+    return [[name, f"{ms:.0f}", f"{stored_share[name]:.0%}"] for name, ms in added.items()]
+
+
 def main() -> None:
-    global EVENTS, MEMORY_INVOCATIONS
+    global EVENTS, MEMORY_INVOCATIONS, COLD_PROCESSES
     args, rec = options(__doc__ or "")
     n = args.args[0] if args.args else 40
     if args.quick:
-        n, EVENTS, MEMORY_INVOCATIONS = 4, (1, 10), 50
+        n, EVENTS, MEMORY_INVOCATIONS, COLD_PROCESSES = 4, (1, 10), 50, 2
     try:
         with local_server() as url:
             faults(url, {"latency": {"seconds": LATENCY}})
@@ -319,6 +431,12 @@ def main() -> None:
                 f"{LATENCY * 1000:.0f} ms; CPU is this process's)",
                 ["strategy", "events", "added wall ms", "added CPU ms", "usage stored"],
                 lambda_table(url, n, rec),
+            )
+            table(
+                f"Added to a cold Lambda invocation (median of {COLD_PROCESSES} fresh "
+                "interpreters: first import to the handler's return, 1 event)",
+                ["strategy", "added ms", "usage stored"],
+                cold_table(url, rec),
             )
             table(
                 "Vercel (ASGI) with wait_until: time to the last response byte",

@@ -83,7 +83,16 @@ def test_quick_bench_writes_records_report_and_charts(tmp_path: Path) -> None:
         "bench_sampling"  # helper-owned script; may print tables only
     }
     groups = {r["group"] for r in records}
-    assert {"track", "export", "startup", "client", "lambda_wall", "package", "server"} <= groups
+    assert {
+        "track",
+        "export",
+        "startup",
+        "client",
+        "lambda_wall",
+        "lambda_cold",
+        "package",
+        "server",
+    } <= groups
     lambda_events = {
         r["params"]["events_per_invocation"] for r in records if r["group"] == "lambda_wall"
     }
