@@ -156,6 +156,26 @@ def test_the_chart_and_the_rejections_render_with_data(
         assert page.get_by_text(reason.split("\t")[-1]).is_visible()
 
 
+def test_a_chart_draws_the_largest_lines_and_says_how_many_are_left_out(
+    page: Any, local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    send(
+        local_doow,
+        tmp_path,
+        [UsageEvent(metric="calls", quantity=n, license_id=f"lic_{n:02}") for n in range(1, 11)],
+    )
+    open_page(page, local_doow)
+    chart = page.locator(".chart[data-metric=calls]")
+    expect(chart.locator("polyline")).to_have_count(8)
+    expect(chart.locator(".legend")).to_contain_text("+2 smaller lines")
+    drawn = {chart.locator("polyline").nth(i).get_attribute("data-line") for i in range(8)}
+    assert drawn == {f"lic_{n:02}" for n in range(3, 11)}  # the two smallest left out
+
+    page.select_option("#f-license", "lic_01")
+    expect(chart.locator("polyline")).to_have_count(1)
+    expect(chart.locator(".legend")).not_to_contain_text("smaller lines")
+
+
 def test_filters_narrow_the_tables(page: Any, local_doow: LocalDoow, tmp_path: Path) -> None:
     seed(local_doow, tmp_path / "spool")
     open_page(page, local_doow)

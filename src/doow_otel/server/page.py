@@ -85,6 +85,7 @@ PAGE = r"""<!doctype html>
 <h2>Totals per metric and license</h2>
 <table id="usage"><thead><tr><th>Metric</th><th>License</th><th>Kind</th><th>Total</th>
   <th>Unit</th><th>Events</th><th>Last received</th></tr></thead><tbody></tbody></table>
+<p id="usage-more" class="muted"></p>
 
 <h2>Events</h2>
 <div class="pager" id="events-pager"><button type="button" class="newer">Newer</button>
@@ -103,6 +104,8 @@ PAGE = r"""<!doctype html>
 <script>
 "use strict";
 const PAGE_SIZE = 25;
+const MAX_LINES = 8;  // per chart: the largest; a filter shows the others
+const MAX_ROWS = 200;  // of the totals table
 const COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777",
                 "#4b5563"];
 const SVG = "http://www.w3.org/2000/svg";
@@ -311,7 +314,10 @@ function drawCharts(series, units) {
                                    "font-size": 11, fill: "#4b5563"}, clock(last, last - first)));
     const legend = document.createElement("div");
     legend.className = "legend";
-    for (const [name, line] of lines) {
+    const volume = line => [...line.values.values()].reduce((sum, v) => sum + Math.abs(v), 0);
+    const shown = [...lines].sort((a, b) => volume(b[1]) - volume(a[1])).slice(0, MAX_LINES);
+    const drawn = new Set(shown.map(([name]) => name));
+    for (const [name, line] of [...lines].filter(([name]) => drawn.has(name))) {
       const color = colorOf(line.license);
       const points = [];
       for (let t = first; t <= last; t += step) points.push([x(t), y(line.values.get(t) || 0)]);
@@ -337,6 +343,12 @@ function drawCharts(series, units) {
     figure.dataset.metric = metric;
     const title = document.createElement("h3");
     title.textContent = metric + (units.get(metric) ? " (" + units.get(metric) + ")" : "");
+    if (lines.size > drawn.size) {
+      const more = document.createElement("span");
+      more.className = "muted";
+      more.textContent = "+" + (lines.size - drawn.size) + " smaller lines: filter by license";
+      legend.appendChild(more);
+    }
     figure.append(title, chart, legend);
     charts.push(figure);
   }
@@ -371,7 +383,9 @@ async function refresh() {
     setOptions($("f-license"), [...new Set(all.usage.map(u => u.license_id))].sort());
     const units = new Map(all.usage.filter(u => u.unit).map(u => [u.metric, u.unit]));
     drawCharts(series, units);
-    fill("usage", usage.usage.map(u =>
+    const extra = usage.usage.length - MAX_ROWS;
+    $("usage-more").textContent = extra > 0 ? extra + " more rows: filter to see them" : "";
+    fill("usage", usage.usage.slice(0, MAX_ROWS).map(u =>
       row([u.metric, u.license_id, u.kind, u.total, u.unit, u.events, u.last_received_at], [3, 5],
           u.kind === "ADJUSTMENT" ? "adjustment" : "")));
     fill("events", events.events.map(e =>
