@@ -188,7 +188,7 @@ def markdown(result: dict[str, Any], charts: dict[str, bool], outputs: dict[str,
     for bench in result["benchmarks"]:
         name = bench["name"]
         state = bench["status"] + (f": {bench['reason']}" if bench["reason"] else "")
-        lines += [f"### {name} ({state}, {bench['seconds']:.0f} s)", ""]
+        lines += [f"### {name} ({state}, {bench['seconds']:.1f} s)", ""]
         mine = [r for r in records if r["benchmark"] == name]
         if not mine:
             continue
