@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 	"unsafe"
 
@@ -77,13 +78,30 @@ const (
 	maxValueVerdicts = 1024
 )
 
+// converters keeps the scratch buffers (not what a conversion returns) across pushes.
+var converters = sync.Pool{New: func() any {
+	return &converter{secretKeys: map[string]bool{}, valueVerdicts: map[string]string{}}
+}}
+
 func newConverter(opts conversionOptions) *converter {
-	return &converter{
-		opts:          opts,
-		result:        conversion{dropped: map[string]int{}, stripped: map[strippedAttr]int{}},
-		secretKeys:    map[string]bool{},
-		valueVerdicts: map[string]string{},
-	}
+	c := converters.Get().(*converter)
+	c.opts = opts
+	c.result = conversion{dropped: map[string]int{}, stripped: map[strippedAttr]int{}}
+	return c
+}
+
+// done hands the conversion over and returns the scratch to the pool, keeping nothing
+// that refers to the push's data.
+func (c *converter) done() conversion {
+	result := c.result
+	c.result, c.opts, c.attrs, c.idBlock = conversion{}, conversionOptions{}, nil, nil
+	clear(c.points[:cap(c.points)])
+	clear(c.own[:cap(c.own)])
+	clear(c.pairs[:cap(c.pairs)])
+	clear(c.secretKeys)
+	clear(c.valueVerdicts)
+	converters.Put(c)
+	return result
 }
 
 // --- canonical encoding for event ids ---
@@ -714,17 +732,17 @@ func convertMetrics(md pmetric.Metrics, opts conversionOptions) conversion {
 	c := newConverter(opts)
 	c.result.events = make([]event, 0, md.DataPointCount())
 	c.metrics(md)
-	return c.result
+	return c.done()
 }
 
 func convertTraces(td ptrace.Traces, opts conversionOptions) conversion {
 	c := newConverter(opts)
 	c.traces(td)
-	return c.result
+	return c.done()
 }
 
 func convertLogs(ld plog.Logs, opts conversionOptions) conversion {
 	c := newConverter(opts)
 	c.logs(ld)
-	return c.result
+	return c.done()
 }

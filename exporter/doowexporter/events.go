@@ -386,8 +386,9 @@ func appendValue(buf []byte, v attrValue) []byte {
 
 // appendTo writes the event as Doow's ingest API takes it.
 func (e *event) appendTo(buf []byte, times *timeText) []byte {
-	buf = append(buf, `{"event_id":`...)
-	buf = appendJSONString(buf, e.eventID)
+	buf = append(buf, `{"event_id":"`...)
+	buf = append(buf, e.eventID...) // a UUID: nothing to escape
+	buf = append(buf, '"')
 	buf = append(buf, `,"license_id":`...)
 	buf = appendJSONString(buf, e.licenseID)
 	buf = append(buf, `,"occurred_at":"`...)
