@@ -83,12 +83,15 @@ def test_time_range_filters_bound_every_read(local_doow: LocalDoow, tmp_path: Pa
         ({"kind": "usage"}, "kind"),
         ({"bucket": "0"}, "bucket"),
         ({"bucket": "1m"}, "bucket"),
+        ({"bucket": str(10**12)}, "bucket"),
+        ({"before": str(2**70)}, "before"),  # past SQLite's 64-bit integers
     ],
 )
 def test_bad_read_parameters_are_named(
     local_doow: LocalDoow, params: dict[str, str], field: str
 ) -> None:
-    answer = get(local_doow, "/api/series", **params)
+    path = "/api/events" if field == "before" else "/api/series"
+    answer = get(local_doow, path, **params)
     assert answer.status_code == 400
     assert answer.json()["message"].startswith(f"{field}: ")
 

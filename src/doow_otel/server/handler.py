@@ -36,6 +36,7 @@ from doow_otel.server.request_log import MAX_BYTES, LogEntry, RequestLog
 from doow_otel.server.store import MAX_QUANTITY, MIN_QUANTITY, Outcome, Store
 
 MAX_EVENTS = 500
+MAX_BUCKET = 100 * 366 * 86400  # a century, in seconds: the read API's widest time bucket
 IDLE_TIMEOUT = 30.0  # seconds a connection may sit idle (or stall mid-request)
 MAX_CONNECTIONS = 128  # open connections, each served by one thread
 MAX_BATCH_BYTES = 1 << 20  # decompressed; Doow's SDKs stay under ~450 KB
@@ -521,9 +522,14 @@ class _Handler(BaseHTTPRequestHandler):
         if name not in query:
             return default
         try:
-            return int(query[name])
+            value = int(query[name])
         except ValueError:
             raise HTTPError(400, f"{name}: must be an integer") from None
+        if not MIN_QUANTITY <= value <= MAX_QUANTITY:  # SQLite's integers are 64-bit
+            raise HTTPError(
+                400, f"{name}: must be an integer between {MIN_QUANTITY} and {MAX_QUANTITY}"
+            )
+        return value
 
     def _time_param(self, query: Mapping[str, str], name: str) -> datetime | None:
         if name not in query:
@@ -584,8 +590,8 @@ class _Handler(BaseHTTPRequestHandler):
         q = self._query()
         filters = self._filters(q)
         bucket = self._int_param(q, "bucket", None)
-        if bucket is not None and bucket < 1:
-            raise HTTPError(400, "bucket: give a number of seconds, at least 1")
+        if bucket is not None and not 1 <= bucket <= MAX_BUCKET:
+            raise HTTPError(400, f"bucket: give a number of seconds from 1 to {MAX_BUCKET}")
         series = self.server.store.series(
             metric=filters["metric"],
             license_id=filters["license_id"],
