@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,26 +39,9 @@ RECORD_FIELDS = {
 }
 
 
-@pytest.mark.timeout(170)
-def test_quick_bench_writes_records_report_and_charts(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "run.py"),
-            "--quick",
-            "--no-build",
-            "--out",
-            tmp_path,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=160,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads((tmp_path / "latest.json").read_text())
-
-    assert result["schema"] == 1 and result["quick"] is True
+def check_shape(result: dict[str, Any], out: Path) -> None:
+    """What every run writes, quick or full: records, machine facts, report, charts."""
+    assert result["schema"] == 1
     machine = result["machine"]
     for fact in ("cores", "python", "go", "otel_sdk", "cpu", "commit"):
         assert fact in machine, fact
@@ -74,37 +58,54 @@ def test_quick_bench_writes_records_report_and_charts(tmp_path: Path) -> None:
         for name, kind in RECORD_FIELDS.items():
             assert isinstance(record[name], kind), (record["name"], name)
         assert record["better"] in ("lower", "higher")
-        assert record["delivered_ok"] is True, record["name"]  # a quick run still delivers
+        assert record["delivered_ok"] is True, record["name"]
         assert set(record["ratios"]) == set(record["alternatives"])
         assert record["ratio"] is None or record["ratio"] > 0
         assert "goal" in record and "goal_met" in record
     produced = {r["benchmark"] for r in records}
-    assert produced >= {name for name, status in statuses.items() if status == "ok"} - {
-        "bench_sampling"  # helper-owned script; may print tables only
-    }
+    ran = {name for name, status in statuses.items() if status == "ok"}
+    assert produced >= ran - {"bench_sampling"}  # helper-owned; may print tables only
     groups = {r["group"] for r in records}
-    assert {
-        "track",
-        "export",
-        "startup",
-        "client",
-        "lambda_wall",
-        "lambda_cold",
-        "package",
-        "server",
-    } <= groups
+    expected = {"track", "export", "startup", "client", "lambda_wall", "lambda_cold"}
+    assert groups >= expected | {"package", "server"}
     lambda_events = {
         r["params"]["events_per_invocation"] for r in records if r["group"] == "lambda_wall"
     }
     assert len(lambda_events) >= 2  # the latency chart needs a line, not a point
     if statuses.get("collectorbench") == "ok":
-        assert {"collector throughput", "collector CPU per 1000 events"} <= {
-            r["name"] for r in records
-        }
+        names = {r["name"] for r in records}
+        assert {"collector throughput", "collector CPU per 1000 events"} <= names
 
-    report = (tmp_path / "latest.md").read_text()
-    assert "quick run" in report and "## Headline" in report
+    report = (out / "latest.md").read_text()
+    assert "## Headline" in report
     for chart in result["charts"]:
-        assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG"), chart
+        assert (out / chart).read_bytes().startswith(b"\x89PNG"), chart
         assert f"]({chart})" in report
     assert "ratios.png" in result["charts"] and "lambda_latency.png" in result["charts"]
+
+
+@pytest.mark.timeout(170)
+def test_quick_bench_writes_records_report_and_charts(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--no-build"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=160,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "latest.json").read_text())
+    assert result["quick"] is True
+    check_shape(result, tmp_path)
+    assert "quick run" in (tmp_path / "latest.md").read_text()
+
+
+def test_the_committed_results_are_a_full_run_in_the_current_shape() -> None:
+    out = ROOT / "bench" / "results"
+    if not (out / "latest.json").exists():
+        pytest.skip("no committed full run yet (./dev bench writes one)")
+    result = json.loads((out / "latest.json").read_text())
+    assert result["quick"] is False, "bench/results holds a full run, never --quick"
+    check_shape(result, out)
+    assert {p.name for p in out.iterdir()} == {"latest.json", "latest.md", *result["charts"]}
