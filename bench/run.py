@@ -3,7 +3,7 @@ write the results: bench/results/latest.json (one record per figure, with the ma
 facts) and bench/results/latest.md (tables and charts).
 
     ./dev bench            the full run (several minutes; builds the collector if needed)
-    ./dev bench --quick    small counts: a smoke check of every benchmark and the report
+    ./dev bench --quick    small counts: a smoke check (into a temporary directory)
 
 Each benchmark script runs in its own process with `--json`, so one failing benchmark
 is reported and the others still run. The exit status is 1 when a benchmark failed or
@@ -234,13 +234,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke check")
     parser.add_argument(
-        "--out", type=Path, default=BENCH / "results", help="where latest.json/.md go"
+        "--out",
+        type=Path,
+        help="where latest.json, latest.md and the charts go (default: bench/results; "
+        "with --quick, a temporary directory: bench/results keeps the last full run)",
     )
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks")
     parser.add_argument(
         "--no-build", action="store_true", help="skip the collector unless already built"
     )
     args = parser.parse_args()
+    if args.out is None:
+        quick_out = Path(tempfile.gettempdir()) / "doow-otel-bench-quick"
+        args.out = quick_out if args.quick else BENCH / "results"
     timeout = 300.0 if args.quick else 3600.0
     names = PYTHON_BENCHMARKS + [n for n in OPTIONAL if (BENCH / f"{n}.py").exists()]
     wanted = set(args.only or [*names, COLLECTOR])
