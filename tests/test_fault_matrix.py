@@ -187,7 +187,8 @@ def test_fault(doow: LocalDoow, tmp_path: Path, path: str, fault: str) -> None:
         else:
             if fault not in STORED_BEFORE_ANSWER:
                 assert stored_first < expected
-            assert run.reports, f"{fault}: kept usage must be reported"
+            # reported (a wrapper's flush past its budget reports from the background)
+            assert _eventually(lambda: bool(run.reports), 5), f"{fault}: kept, not reported"
         doow.faults.clear()
 
         def recovered() -> bool:
