@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -153,4 +154,56 @@ func TestPyFloat(t *testing.T) {
 			t.Errorf("pyFloat(%v) = %s, want %s", f, got, want)
 		}
 	}
+}
+
+// The converter reuses pooled scratch and carves ids from shared blocks: conversions
+// running at once (as the queue's consumers do) must give what each gives alone.
+func TestParallelConversionsGiveWhatEachGivesAlone(t *testing.T) {
+	paths, _ := filepath.Glob(filepath.Join("..", "..", "tests", "vectors", "*.json"))
+	var vectors []vector
+	var want []string
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v vector
+		if err := json.Unmarshal(data, &v); err != nil {
+			t.Fatal(err)
+		}
+		vectors = append(vectors, v)
+		want = append(want, encodeAll(convertVector(t, v)))
+	}
+	var wg sync.WaitGroup
+	failures := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20*len(vectors); i++ {
+				n := (i*7 + g) % len(vectors)
+				got := encodeAll(convertVector(t, vectors[n]))
+				if got != want[n] {
+					failures <- filepath.Base(paths[n])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(failures)
+	for name := range failures {
+		t.Errorf("%s converted differently when converted in parallel", name)
+	}
+}
+
+func encodeAll(result conversion) string {
+	var out []byte
+	for i := range result.events {
+		out = append(append(out, result.events[i].encode()...), '\n')
+	}
+	for _, b := range makeBatches(result.events) {
+		out = append(append(out, b.body()...), '\n')
+	}
+	return string(out)
 }
