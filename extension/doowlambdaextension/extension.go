@@ -17,7 +17,7 @@ const (
 	// kept free before an invocation's deadline: Lambda ends the invoke phase there
 	invokeMargin = 50 * time.Millisecond
 	// kept free before the shutdown deadline, for the collector to stop and close its queue
-	shutdownMargin = 300 * time.Millisecond
+	shutdownMargin = 150 * time.Millisecond
 )
 
 type lambdaExtension struct {

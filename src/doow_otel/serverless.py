@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from doow_otel import lambda_extension
 from doow_otel.exporters import export_deadline
 
 if TYPE_CHECKING:
@@ -291,11 +292,16 @@ def with_lambda(
     Budget: `context.get_remaining_time_in_millis()` minus `safety_margin`, at most
     `flush_timeout`. Async handlers share one event loop across warm invocations, so
     clients bound to it (created by an earlier invocation) stay usable.
+
+    With the otelcol-doow extension layer and `route="collector"`, the flush is a push
+    to the extension on localhost, which delivers after the response (doow_otel.lambda_extension).
     """
     if handler is None:
         return functools.partial(
             with_lambda, tracker=tracker, flush_timeout=flush_timeout, safety_margin=safety_margin
         )
+    lambda_extension.hint_route(tracker)
+    to_extension = tracker is not None and tracker.route == "collector"
 
     @functools.wraps(handler)
     def wrapper(event: Any, context: Any) -> Any:
@@ -307,6 +313,8 @@ def with_lambda(
             return result
         finally:
             _end(tracker)
+            if to_extension:  # a cold start's first push must not race the extension's start
+                lambda_extension.await_collector(tracker.collector_endpoint)  # type: ignore[union-attr]
             remaining = _lambda_remaining(context)
             flush(_budget(remaining, flush_timeout, safety_margin), tracker=tracker)
 
