@@ -70,6 +70,21 @@ def _asks_for_doow() -> bool:
     )
 
 
+def _warn_about_sampling() -> None:
+    """With OTEL_TRACES_EXPORTER=doow, the SDK's batch processor hands the exporter only
+    sampled spans: usage on the others is not billed. Say so where it is decided."""
+    traces = [name.strip() for name in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",")]
+    sampler = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if "doow" in traces and sampler and sampler != "always_on":
+        logger.warning(
+            "doow: OTEL_TRACES_SAMPLER=%s drops spans, and with OTEL_TRACES_EXPORTER=doow "
+            "doow.usage span events and GenAI token counts on dropped spans are NOT billed. "
+            "Use OTEL_TRACES_SAMPLER=always_on, record usage with metrics or log records, "
+            "or set up tracing with doow_otel.configure(), which records what the sampler drops.",
+            sampler,
+        )
+
+
 def _rescue() -> None:
     try:
         missing = _missing_exporters() if _asks_for_doow() else {}
@@ -80,3 +95,4 @@ def _rescue() -> None:
 
 
 _rescue()
+_warn_about_sampling()

@@ -17,13 +17,12 @@ import dataclasses
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import (
     Counter,
     Histogram,
@@ -41,9 +40,16 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
     Sum,
 )
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, StaticSampler
 
+from doow_otel._otel_compat import (
+    LogRecordExporter,
+    LogRecordExportResult,
+    ReadableLogRecord,
+    reader_limits,
+)
 from doow_otel.client import DEFAULT_SPOOL, DoowClient, SendResult
 from doow_otel.config import Settings, spool_directory
 from doow_otel.conversion import (
@@ -64,6 +70,8 @@ __all__ = [
     "DoowMetricReader",
     "DoowSpanExporter",
     "RetainingMetricExporter",
+    "UsageRecordingSampler",
+    "UsageSpanProcessor",
     "export_deadline",
     "metric_reader",
     "shared_client",
@@ -105,9 +113,12 @@ def export_deadline(deadline: float | None) -> Iterator[None]:
 
 
 def _deadline(timeout_seconds: float) -> float:
-    own = time.monotonic() + timeout_seconds
+    now = time.monotonic()
+    own = now + timeout_seconds
     bound = _deadline_var.get()
-    return own if bound is None else min(own, bound)
+    # A bound already past: the flush's caller stopped waiting (the export queued behind
+    # another one on the SDK's export lock); this export runs on its own timeout.
+    return own if bound is None or bound <= now else min(own, bound)
 
 
 # --- one client per process and configuration ---
@@ -453,6 +464,142 @@ class DoowSpanExporter(_DoowExporterBase, SpanExporter):
         self._shutdown()
 
 
+class UsageRecordingSampler(Sampler):
+    """Wraps the application's sampler: a span it drops is recorded instead (not
+    sampled), so Doow's processor still bills the usage on it (`doow.usage` events,
+    GenAI token counts), while exporters of sampled spans, which skip spans that are
+    not sampled, receive exactly what they did before. The cost: dropped spans are
+    built in memory (bench/bench_sampling.py measures it)."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        result = self.sampler.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+        if result.decision is Decision.DROP:
+            return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
+        return result
+
+    def get_description(self) -> str:
+        return f"UsageRecording{{{self.sampler.get_description()}}}"
+
+
+def samples_everything(sampler: Sampler) -> bool:
+    """Whether no span is ever dropped (ParentBased drops under unsampled parents)."""
+    return isinstance(sampler, UsageRecordingSampler) or (
+        isinstance(sampler, StaticSampler) and sampler._decision is Decision.RECORD_AND_SAMPLE
+    )
+
+
+class UsageSpanProcessor(SpanProcessor):
+    """Hands the spans that carry usage to a `DoowSpanExporter`, sampled or not.
+
+    The SDK's batch processor skips spans that are not sampled; with
+    `UsageRecordingSampler` those still carry billable usage. Other spans cost one
+    check here and are never queued. Exports in batches from a daemon thread, and on
+    `force_flush` on the calling thread (so a serverless flush's deadline applies).
+    """
+
+    def __init__(
+        self,
+        exporter: DoowSpanExporter,
+        *,
+        interval: float = 5.0,
+        max_batch: int = 512,
+        max_queue: int = MAX_RETAINED_EVENTS,
+    ) -> None:
+        self.exporter = exporter
+        self.interval = interval
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self._spans: list[ReadableSpan] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._reinit()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def after_fork_in_child() -> None:
+                alive = ref()
+                if alive is not None:
+                    alive._reinit()
+
+            os.register_at_fork(after_in_child=after_fork_in_child)
+
+    def _reinit(self) -> None:
+        self._spans = []  # a child leaves the parent's spans to the parent
+        self._thread = None
+        self._lock = threading.Lock()
+        self._export_lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._closed or not _span_has_usage(span):
+            return
+        with self._lock:
+            if len(self._spans) >= self.max_queue:
+                full = None
+            else:
+                self._spans.append(span)
+                full = len(self._spans) >= self.max_batch
+        if full is None:
+            self.exporter.client.report(
+                "dropped", f"a usage span dropped: more than {self.max_queue:,} waiting", count=1
+            )
+            return
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="doow-usage-spans", daemon=True
+                    )
+                    self._thread.start()
+        if full:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self._export()
+
+    def _export(self) -> bool:
+        with self._export_lock:
+            ok = True
+            while True:
+                with self._lock:
+                    spans = self._spans[: self.max_batch]
+                    del self._spans[: self.max_batch]
+                if not spans and not self.exporter.has_retained:
+                    return ok
+                ok = self.exporter.export(spans) is SpanExportResult.SUCCESS and ok
+                if not spans:
+                    return ok
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        exported = self._export()
+        return self.exporter.force_flush(timeout_millis) and exported
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._export()
+        self._closed = True
+        self._wake.set()
+        self.exporter.shutdown()
+
+
 def _record_is_usage(record: ReadableLogRecord) -> bool:
     log = record.log_record
     if getattr(log, "event_name", None) == USAGE_EVENT_NAME:
@@ -596,7 +743,7 @@ def metric_reader(
         exporter or DoowMetricExporter(**exporter_kwargs),
         export_interval_millis=(interval or Settings.resolve().flush_interval) * 1000,
         export_timeout_millis=timeout * 1000,
-        cardinality_limits=usage_cardinality_limits(cardinality_limit),
+        **reader_limits(usage_cardinality_limits(cardinality_limit)),
     )
 
 
@@ -611,7 +758,7 @@ class DoowMetricReader(PeriodicExportingMetricReader):
             exporter or DoowMetricExporter(),
             export_interval_millis=Settings.resolve().flush_interval * 1000,
             export_timeout_millis=timeout * 1000,
-            cardinality_limits=usage_cardinality_limits(),
+            **reader_limits(usage_cardinality_limits()),
         )
 
 

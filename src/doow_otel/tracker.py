@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import math
 import operator
 import os
@@ -29,7 +30,6 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from doow_otel._version import __version__
 from doow_otel.baggage import LICENSE_KEY, LicenseFromBaggage, license_from_baggage
@@ -55,13 +55,18 @@ from doow_otel.exporters import (
     DoowMetricExporter,
     DoowSpanExporter,
     RetainingMetricExporter,
+    UsageRecordingSampler,
+    UsageSpanProcessor,
     metric_reader,
     release_client,
+    samples_everything,
     shared_client,
 )
 from doow_otel.wire import MAX_BATCH_EVENTS
 
 __all__ = ["DoowTracker", "configure"]
+
+logger = logging.getLogger("doow_otel")
 
 # OpenTelemetry instrument names are stricter than Doow metric names (they must start
 # with a letter and may not contain ':'); other names ride in a doow.metric attribute.
@@ -98,6 +103,7 @@ class DoowTracker:
         handle_sigterm: bool = True,
         route: Literal["doow", "collector"] | None = None,
         collector_endpoint: str | None = None,
+        record_unsampled_usage: bool = True,
     ) -> None:
         route = route or os.environ.get("DOOW_ROUTE", "doow")  # type: ignore[assignment]
         if route not in ("doow", "collector"):
@@ -181,7 +187,13 @@ class DoowTracker:
         self.tracer_provider = tracer_provider
         if tracer_provider is not None:
             self._exporters.append(
-                add_span_processing(tracer_provider, self.client, options, problem=self.problem)
+                add_span_processing(
+                    tracer_provider,
+                    self.client,
+                    options,
+                    problem=self.problem,
+                    record_unsampled_usage=record_unsampled_usage,
+                )
             )
         atexit.register(self._at_exit)
         _register_fork_hooks(self)
@@ -437,11 +449,29 @@ def add_span_processing(
     options: ConversionOptions,
     *,
     problem: str | None = None,
+    record_unsampled_usage: bool = True,
 ) -> DoowSpanExporter:
-    """Add Doow's span processing to an existing TracerProvider, beside what it has."""
+    """Add Doow's span processing to an existing TracerProvider, beside what it has.
+
+    Usage on spans the sampler drops is billed too: the provider's sampler is wrapped so
+    that it records what it drops (exporters of sampled spans see no difference). With
+    `record_unsampled_usage=False` it is left alone, and a warning says what is lost.
+    """
     exporter = DoowSpanExporter(client, options=options, problem=problem)
+    sampler = tracer_provider.sampler
+    if not samples_everything(sampler):
+        if record_unsampled_usage:
+            tracer_provider.sampler = UsageRecordingSampler(sampler)
+        else:
+            logger.warning(
+                "doow: the TracerProvider's sampler (%s) drops spans, and "
+                "record_unsampled_usage=False: doow.usage span events and GenAI token "
+                "counts on dropped spans are NOT billed. Record billable usage with "
+                "track() or a Counter, or leave record_unsampled_usage on.",
+                sampler.get_description(),
+            )
     tracer_provider.add_span_processor(LicenseFromBaggage())
-    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer_provider.add_span_processor(UsageSpanProcessor(exporter))
     return exporter
 
 
