@@ -9,6 +9,9 @@ minus the bare handler, side by side in one run:
   - doow-track 0.1.2 flushing once at the end of the invocation;
   - OpenTelemetry's Lambda instrumentation strategy: an OTLP metric exporter, the
     provider force-flushed at the end (to the server's OTLP endpoint).
+  - doow-otel through the otelcol-doow Lambda extension: `with_lambda` pushes to the
+    extension's collector on localhost (collector/build-lambda-layer.sh), which
+    delivers after the response; its own CPU per invocation is reported beside.
 Then a cold invocation (a fresh interpreter: import, set up, first invocation) for
 the same strategies. Then Vercel with `wait_until`: time to the response's last byte,
 with and without doow-otel. Then memory (tracemalloc) over 1,000 warm invocations.
@@ -40,6 +43,8 @@ PER_EVENT_UP_TO = 10  # one request per event: 100 would take 2 s per invocation
 MEMORY_INVOCATIONS = 1000
 COLD_PROCESSES = 7
 OURS = "doow-otel with_lambda (one flush)"
+EXTENSION = "doow-otel with_lambda + otelcol-doow extension (push to localhost)"
+EXTENSION_GOALS = ("<= 2", "<= 1")  # added wall ms, added CPU ms, per warm invocation
 
 
 class Context:
@@ -146,11 +151,104 @@ def otel_lambda(url: str, events: int, metric: str) -> tuple[Callable[[int], obj
     return (lambda i: handler({"i": i}, Context())), provider.shutdown
 
 
+class ExtensionCollector:
+    """The Lambda layer's collector (its default config), as the extension runs it
+    beside the function, here without the Lambda lifecycle (no AWS_LAMBDA_RUNTIME_API)."""
+
+    BINARY = os.path.join(
+        os.path.dirname(__file__), "..", "collector", "_build", "lambda", "otelcol-doow"
+    )
+    CONFIG = os.path.join(os.path.dirname(__file__), "..", "collector", "lambda", "config.yaml")
+
+    def __init__(self, url: str) -> None:
+        from _server import free_port
+
+        build = os.path.join(os.path.dirname(__file__), "..", "collector", "build-lambda-layer.sh")
+        subprocess.run(["bash", build], check=True, timeout=900)
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "DOOW_API_KEY": KEY,
+            "DOOW_ENDPOINT": url,
+            "DOOW_EXTENSION_OTLP_ENDPOINT": f"127.0.0.1:{port}",
+            "DOOW_EXTENSION_QUEUE_DIR": tempfile.mkdtemp(),
+            "DOOW_EXTENSION_CONFIG": self.CONFIG,
+        }
+        env.pop("AWS_LAMBDA_RUNTIME_API", None)
+        self.process = subprocess.Popen(
+            [self.BINARY], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        from doow_otel.lambda_extension import await_collector
+
+        if not await_collector(self.endpoint, limit=10):
+            raise RuntimeError("the extension's collector did not start")
+
+    def cpu_ms(self) -> float:
+        """The collector's CPU so far, summed over its threads (schedstat, in ns)."""
+        total = 0
+        for task in os.listdir(f"/proc/{self.process.pid}/task"):
+            with open(f"/proc/{self.process.pid}/task/{task}/schedstat") as stat:
+                total += int(stat.read().split()[0])
+        return total / 1e6
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def extension_route(
+    collector: ExtensionCollector, events: int, metric: str
+) -> tuple[Callable[[int], object], Any]:
+    from doow_otel import DoowTracker
+
+    meter = DoowTracker(
+        route="collector",
+        collector_endpoint=collector.endpoint,
+        flush_interval=3600,
+        handle_sigterm=False,
+    )
+
+    @meter.with_lambda
+    def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+        return handler_body(
+            lambda lic, q: meter.track(
+                metric=metric,
+                quantity=q,
+                license_id=lic,
+                attribution={"invocation": event["i"] % 2},
+            ),
+            events,
+            metric,
+        )
+
+    return (lambda i: handler({"i": i}, Context())), meter.shutdown
+
+
+def await_usage(url: str, metric: str, expected: int, limit: float = 30.0) -> int:
+    """The stored total once it reaches `expected` (the extension delivers after the
+    response), or what is there after `limit` seconds."""
+    end = time.monotonic() + limit
+    while (stored := usage_total(url, metric)) < expected and time.monotonic() < end:
+        time.sleep(0.05)
+    return stored
+
+
 def bare(events: int) -> Callable[[int], object]:
     return lambda i: handler_body(lambda lic, q: None, events, "bare")
 
 
 def lambda_table(url: str, n: int, rec: Recorder) -> list[list[str]]:
+    collector = ExtensionCollector(url)
+    try:
+        return _lambda_table(url, n, rec, collector)
+    finally:
+        collector.close()
+
+
+def _lambda_table(
+    url: str, n: int, rec: Recorder, collector: ExtensionCollector
+) -> list[list[str]]:
     rows: list[list[str]] = []
     for events in EVENTS:
         base_wall, base_cpu = time_invocations(bare(events), n)
@@ -167,15 +265,26 @@ def lambda_table(url: str, n: int, rec: Recorder) -> list[list[str]]:
             contenders["Node SDK strategy (flush per event, doow-track)"] = functools.partial(
                 lambda e, m: doow_track(url, e, m, per_event=True), events
             )
+        contenders[EXTENSION] = functools.partial(
+            lambda e, m: extension_route(collector, e, m), events
+        )
         added: dict[str, tuple[float, float]] = {}
         stored_share: dict[str, float] = {}
+        extension_cpu = 0.0
         for name, make in contenders.items():
             metric = f"bench_{events}_{len(rows)}"
             invoke, close = make(metric)
+            collector_cpu = collector.cpu_ms()
             wall, cpu = time_invocations(invoke, n)
             close()
-            stored = usage_total(url, metric)
             expected = (n + 2) * events
+            stored = (
+                await_usage(url, metric, expected)
+                if name == EXTENSION
+                else usage_total(url, metric)
+            )
+            if name == EXTENSION:
+                extension_cpu = (collector.cpu_ms() - collector_cpu) / (n + 2)
             added[name] = (wall - base_wall, cpu - base_cpu)
             stored_share[name] = stored / expected
             rows.append(
@@ -198,7 +307,9 @@ def lambda_table(url: str, n: int, rec: Recorder) -> list[list[str]]:
                     better="lower",
                     ours=added[OURS][index],
                     ours_label=OURS,
-                    alternatives={k: v[index] for k, v in added.items() if k != OURS},
+                    alternatives={
+                        k: v[index] for k, v in added.items() if k not in (OURS, EXTENSION)
+                    },
                     delivered_ok=stored_share[OURS] == 1.0,
                     group="lambda_wall" if index == 0 else "lambda_cpu",
                     params={
@@ -211,6 +322,38 @@ def lambda_table(url: str, n: int, rec: Recorder) -> list[list[str]]:
                     f"answers in {LATENCY * 1000:.0f} ms",
                 )
             )
+            rec.add(
+                Record(
+                    name=f"{figure} through the Lambda extension, "
+                    f"{events} event{'s' if events > 1 else ''}",
+                    unit=unit,
+                    better="lower",
+                    ours=added[EXTENSION][index],
+                    ours_label=EXTENSION,
+                    alternatives={k: v[index] for k, v in added.items() if k != EXTENSION},
+                    delivered_ok=stored_share[EXTENSION] == 1.0,
+                    group="lambda_extension_wall" if index == 0 else "lambda_extension_cpu",
+                    goal=EXTENSION_GOALS[index],
+                    params={
+                        "events_per_invocation": events,
+                        "invocations": n,
+                        "server_latency_ms": LATENCY * 1000,
+                        "extension_cpu_ms_per_invocation": extension_cpu,
+                        "stored": stored_share,
+                    },
+                    note="before the response, in the function's process; the extension's "
+                    f"collector spends {extension_cpu:.2f} ms CPU per invocation after it",
+                )
+            )
+        rows.append(
+            [
+                "  (the extension's collector, after the response)",
+                str(events),
+                "-",
+                f"{extension_cpu:.2f}",
+                "-",
+            ]
+        )
     return rows
 
 
