@@ -22,4 +22,10 @@ trap 'rm -rf "$parity" "$answers"' EXIT
   DOOW_PARITY_DIR="$parity" DOOW_STATUS_FUZZ="$answers" go test ./...
 )
 (cd bench/collectorbench && go vet ./...)
+(
+  cd extension/doowlambdaextension # the Lambda extension (tests/test_lambda_extension.py builds its layer)
+  test -z "$(gofmt -l .)" || { gofmt -l . >&2; echo "gofmt: files above need formatting" >&2; exit 1; }
+  go vet ./...
+  go test ./...
+)
 bash collector/build.sh
