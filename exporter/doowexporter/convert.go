@@ -1,7 +1,10 @@
 package doowexporter
 
 import (
+	"crypto/sha1"
+	"encoding"
 	"encoding/hex"
+	"hash"
 	"math"
 	"slices"
 	"strconv"
@@ -70,6 +73,12 @@ type converter struct {
 
 	secretKeys    map[string]bool   // the policy's verdict on each key
 	valueVerdicts map[string]string // and on string values, up to maxValueVerdicts
+
+	// a metric's points share the start of their ids' input (namespace, resource,
+	// scope, metric name): it is hashed once, and its SHA-1 state restored per point
+	sha      hash.Hash
+	prefixed []byte
+	sum      [sha1.Size]byte
 }
 
 const (
@@ -80,7 +89,7 @@ const (
 
 // converters keeps the scratch buffers (not what a conversion returns) across pushes.
 var converters = sync.Pool{New: func() any {
-	return &converter{secretKeys: map[string]bool{}, valueVerdicts: map[string]string{}}
+	return &converter{secretKeys: map[string]bool{}, valueVerdicts: map[string]string{}, sha: sha1.New()}
 }}
 
 func newConverter(opts conversionOptions) *converter {
@@ -192,6 +201,28 @@ func (c *converter) startID(namespace [16]byte) { c.id = append(c.id[:0], namesp
 func (c *converter) eventID() string {
 	var out [36]byte
 	uuid5Of(&out, c.id)
+	return c.keepID(&out)
+}
+
+// hashPrefix hashes the start of the ids' input (c.id) and keeps the SHA-1 state.
+func (c *converter) hashPrefix() {
+	c.sha.Reset()
+	_, _ = c.sha.Write(c.id)
+	c.prefixed, _ = c.sha.(encoding.BinaryAppender).AppendBinary(c.prefixed[:0])
+}
+
+// prefixedEventID is the id of the input hashed by hashPrefix followed by c.id.
+func (c *converter) prefixedEventID() string {
+	_ = c.sha.(encoding.BinaryUnmarshaler).UnmarshalBinary(c.prefixed)
+	_, _ = c.sha.Write(c.id)
+	c.sha.Sum(c.sum[:0])
+	var out [36]byte
+	formatUUID5(&out, c.sum)
+	return c.keepID(&out)
+}
+
+// keepID copies an id into the block shared by the push's ids.
+func (c *converter) keepID(out *[36]byte) string {
 	if len(c.idBlock)+len(out) > cap(c.idBlock) {
 		c.idBlock = make([]byte, 0, idBlockIDs*len(out))
 	}
@@ -510,6 +541,7 @@ func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base []a
 	for i := range points {
 		usageMetric = usageMetric || license(points[i].attrs) != ""
 	}
+	hashed := false
 	for i := range points {
 		p := &points[i]
 		own := license(p.attrs)
@@ -552,11 +584,16 @@ func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base []a
 		if unit == "" {
 			unit = metric.Unit()
 		}
-		c.startID(nsMetric)
-		c.id = appendEncStr(append(c.id, prefix...), metric.Name())
+		if !hashed {
+			c.startID(nsMetric)
+			c.id = appendEncStr(append(c.id, prefix...), metric.Name())
+			c.hashPrefix()
+			hashed = true
+		}
+		c.id = c.id[:0]
 		c.encAttrs(p.attrs)
 		c.id = appendEncUint(appendEncUint(c.id, p.start), p.time)
-		c.add(name, p.value, licenseID, unit, p.time, c.attribution(base, p.attrs, ""), c.eventID())
+		c.add(name, p.value, licenseID, unit, p.time, c.attribution(base, p.attrs, ""), c.prefixedEventID())
 	}
 }
 

@@ -252,8 +252,10 @@ func uuid5(namespace [16]byte, name string) string {
 }
 
 // uuid5Of writes the version 5 UUID of input (the namespace's 16 bytes, then the name).
-func uuid5Of(out *[36]byte, input []byte) {
-	sum := sha1.Sum(input)
+func uuid5Of(out *[36]byte, input []byte) { formatUUID5(out, sha1.Sum(input)) }
+
+// formatUUID5 writes a SHA-1 sum as a version 5 UUID.
+func formatUUID5(out *[36]byte, sum [sha1.Size]byte) {
 	sum[6] = (sum[6] & 0x0f) | 0x50
 	sum[8] = (sum[8] & 0x3f) | 0x80
 	j := 0
