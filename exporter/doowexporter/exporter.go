@@ -123,8 +123,12 @@ func (e *doowExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 // is done, delivered or refused for good, rather than on every retry.
 func (e *doowExporter) deliver(ctx context.Context, result conversion) error {
 	var errs []error
-	for _, b := range makeBatches(result.events) {
+	batches := makeBatches(result.events)
+	for _, b := range batches {
 		errs = append(errs, e.send(ctx, b))
+	}
+	if _, ok := ownGzip(e.cfg.ClientConfig); ok {
+		releaseBodies(batches) // they went out as gzipped copies
 	}
 	err := e.combine(errs)
 	if err == nil || consumererror.IsPermanent(err) {
@@ -169,10 +173,8 @@ func (e *doowExporter) send(ctx context.Context, b batch) error {
 	// compression (gzip by default) is confighttp's, in the client's transport, except
 	// gzip at levels 1-9, done here at half the CPU (confighttp leaves encoded bodies be)
 	body, gzipped := b.body(), false
-	if e.cfg.Compression == configcompression.TypeGzip {
-		if compressed, ok := gzipBody(body, int(e.cfg.CompressionParams.Level)); ok {
-			body, gzipped = compressed, true
-		}
+	if level, ok := ownGzip(e.cfg.ClientConfig); ok {
+		body, gzipped = gzipBody(body, level), true
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
 	if err != nil {

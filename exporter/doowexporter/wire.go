@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
+	"go.opentelemetry.io/collector/config/configcompression"
+	"go.opentelemetry.io/collector/config/confighttp"
 )
 
 // Batches as the Python package's wire module makes them: at most 500 events and
@@ -121,7 +123,11 @@ func makeBatches(events []event) []batch {
 
 // newBody makes room for the head and up to a batch of events of about eventSize.
 func newBody(eventSize, events int) []byte {
-	return make([]byte, bodyHeadLen, bodyHeadLen+2+min((eventSize+8)*min(events, maxBatchEvents), maxBatchBytes+4096))
+	size := bodyHeadLen + 2 + min((eventSize+8)*min(events, maxBatchEvents), maxBatchBytes+4096)
+	if b, ok := bodies.Get().([]byte); ok && cap(b) >= size {
+		return b[:bodyHeadLen]
+	}
+	return make([]byte, bodyHeadLen, size)
 }
 
 func finishBatch(buf []byte, ends []int, events []event) batch {
@@ -143,13 +149,16 @@ func finishBatch(buf []byte, ends []int, events []event) batch {
 // state.
 var gzipWriters [gzip.BestCompression + 1]sync.Pool
 
-// gzipBody compresses a body at level 1-9 with klauspost's gzip (a dependency of the
-// collector already), which takes half the CPU of the standard library's that
-// confighttp uses; ok is false for other levels, which are left to confighttp.
-func gzipBody(body []byte, level int) (compressed []byte, ok bool) {
-	if level < gzip.BestSpeed || level > gzip.BestCompression {
-		return nil, false
-	}
+// ownGzip says whether the exporter gzips bodies itself, and at which level: gzip at
+// levels 1-9, with klauspost's gzip (a dependency of the collector already), which
+// takes half the CPU of the standard library's that confighttp uses. confighttp
+// compresses the rest, and leaves a body that has a Content-Encoding be.
+func ownGzip(client confighttp.ClientConfig) (int, bool) {
+	level := int(client.CompressionParams.Level)
+	return level, client.Compression == configcompression.TypeGzip && level >= gzip.BestSpeed && level <= gzip.BestCompression
+}
+
+func gzipBody(body []byte, level int) []byte {
 	buf := bytes.NewBuffer(make([]byte, 0, len(body)/6+64))
 	w, _ := gzipWriters[level].Get().(*gzip.Writer)
 	if w == nil {
@@ -160,5 +169,18 @@ func gzipBody(body []byte, level int) (compressed []byte, ok bool) {
 	_, _ = w.Write(body)
 	_ = w.Close()
 	gzipWriters[level].Put(w)
-	return buf.Bytes(), true
+	return buf.Bytes()
+}
+
+// bodies are the buffers of batches whose push is over and that went out as gzipped
+// copies: the next push writes its batches into them.
+var bodies sync.Pool
+
+// releaseBodies hands the batches' buffers on; nothing may use the batches after.
+func releaseBodies(batches []batch) {
+	for _, b := range batches {
+		if b.encoded != nil {
+			bodies.Put(b.encoded[:0])
+		}
+	}
 }
