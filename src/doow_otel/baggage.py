@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from opentelemetry import baggage
 from opentelemetry.context import Context
-from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk.trace import Span, SpanProcessor
+
+from doow_otel._otel_compat import ReadWriteLogRecord
 
 __all__ = ["LICENSE_KEY", "LicenseFromBaggage", "LicenseFromBaggageLogs", "license_from_baggage"]
 
@@ -31,6 +33,9 @@ class LicenseFromBaggage(SpanProcessor):
         if license_id and not (span.attributes or {}).get(LICENSE_KEY):
             span.set_attribute(LICENSE_KEY, license_id)
 
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True  # the base class returns None (a failed flush) before opentelemetry-sdk 1.42
+
 
 class LicenseFromBaggageLogs(LogRecordProcessor):
     """Copies the baggage license onto each log record emitted without one."""
@@ -40,6 +45,8 @@ class LicenseFromBaggageLogs(LogRecordProcessor):
         license_id = license_from_baggage(record.context)
         if license_id and record.attributes is not None and LICENSE_KEY not in record.attributes:
             record.attributes = {**record.attributes, LICENSE_KEY: license_id}
+
+    emit = on_emit  # the name opentelemetry-sdk 1.34 calls
 
     def shutdown(self) -> None:
         pass

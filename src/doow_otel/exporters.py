@@ -677,9 +677,7 @@ class RetainingMetricExporter(MetricExporter):
             if not points:
                 continue
             left = max(0.0, end - time.monotonic()) * 1000
-            if still or self.exporter.export(data, timeout_millis=left) is not (
-                MetricExportResult.SUCCESS
-            ):
+            if still or not self._export_one(data, left):
                 still.append((data, points))
         if not still:
             return MetricExportResult.SUCCESS
@@ -699,6 +697,14 @@ class RetainingMetricExporter(MetricExporter):
             self._retained = still + self._retained
             self._failed += 1
         return MetricExportResult.FAILURE
+
+    def _export_one(self, data: MetricsData, timeout_millis: float) -> bool:
+        try:
+            return self.exporter.export(data, timeout_millis=timeout_millis) is (
+                MetricExportResult.SUCCESS
+            )
+        except Exception:  # OTLP/HTTP 1.34-1.39 raises when refused
+            return False
 
     def take_failures(self) -> int:
         with self._lock:
