@@ -80,3 +80,42 @@ def test_sigterm_during_a_flush_on_the_main_thread(local_doow: LocalDoow, tmp_pa
 
 def test_sigterm_while_another_thread_flushes(local_doow: LocalDoow, tmp_path: Path) -> None:
     _sigterm_mid_flush(local_doow, tmp_path, "thread")
+
+
+BUSY_APP = textwrap.dedent(
+    """
+    import os
+    from doow_otel import DoowTracker
+
+    meter = DoowTracker(os.environ["KEY"], endpoint=os.environ["URL"], spool=os.environ["SPOOL"],
+                        flush_interval=3600, timeout=5)
+    tracked = 0
+    while True:  # the signal lands inside track(), maybe holding the SDK's aggregation lock
+        meter.track(metric="api_calls", quantity=1, license_id=f"lic_{tracked % 50}")
+        tracked += 1
+        if tracked % 2000 == 0:
+            print(tracked, flush=True)
+    """
+)
+
+
+def test_sigterm_while_the_main_thread_tracks(local_doow: LocalDoow, tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(BUSY_APP)
+    env = {**os.environ, "KEY": local_doow.api_key, "URL": local_doow.url}
+    env["SPOOL"] = str(tmp_path / "spool")
+    app = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE)
+    try:
+        assert app.stdout is not None
+        before = int(app.stdout.readline())
+        app.send_signal(signal.SIGTERM)
+        app.wait(timeout=60)  # a deadlock on the aggregation lock never gets here
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    assert app.returncode == -signal.SIGTERM
+    with DoowClient(local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "spool") as c:
+        c.flush_spool(timeout=10)
+    total = local_doow.total("api_calls")
+    assert total >= before  # everything tracked before the signal

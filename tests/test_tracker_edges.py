@@ -289,3 +289,23 @@ def test_disabled_never_fails_even_without_home_or_key(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "flushed True" in done.stdout
+
+
+def test_usage_tracked_after_shutdown_is_counted_and_reported_once(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    reports: list[ErrorReport] = []
+    tracker = DoowTracker(
+        local_doow.api_key,
+        endpoint=local_doow.url,
+        spool=tmp_path,
+        on_error=reports.append,
+        handle_sigterm=False,
+    )
+    tracker.track(metric="api_calls", quantity=1, license_id="lic_a")
+    tracker.shutdown()
+    for _ in range(3):
+        tracker.track(metric="api_calls", quantity=1, license_id="lic_a")
+    assert tracker.dropped_after_shutdown == 3
+    assert len([r for r in reports if "after the tracker shut down" in r.message]) == 1
+    assert local_doow.total("api_calls") == 1

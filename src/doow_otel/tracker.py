@@ -160,6 +160,8 @@ class DoowTracker:
         self._flusher: threading.Thread | None = None
         self._flush_wanted = threading.Event()
         self._closed = False
+        self._off = self.disabled  # disabled, or shut down
+        self._after_shutdown = 0
         options = ConversionOptions(default_license_id=self._default_license)
         self.options = options
 
@@ -252,12 +254,29 @@ class DoowTracker:
         attributes[LICENSE_KEY] = license_id  # type: ignore[assignment]
         if alias is not None:
             attributes["doow.metric"] = alias
-        if self.disabled:
+        if self._off:
+            if self._closed:
+                self._tracked_after_shutdown()
             return
         counter.add(quantity, attributes)  # type: ignore[arg-type]
         self._pending += 1
         if self._pending >= (MAX_BATCH_EVENTS if self.invocations else self.settings.flush_at):
             self._flush_soon()
+
+    def _tracked_after_shutdown(self) -> None:
+        self._after_shutdown += 1
+        if self._after_shutdown == 1:
+            self.client.report(
+                "dropped",
+                "usage tracked after the tracker shut down (shutdown(), exit or SIGTERM) is "
+                "not recorded; this is reported once, and counted in dropped_after_shutdown",
+                count=1,
+            )
+
+    @property
+    def dropped_after_shutdown(self) -> int:
+        """track() calls after shutdown: not recorded."""
+        return self._after_shutdown
 
     def _instrument(self, metric: object, unit: object) -> tuple[Counter, str | None]:
         problem = metric_problem(metric)
@@ -323,18 +342,12 @@ class DoowTracker:
         when usage was neither delivered nor kept."""
         timeout_millis = (timeout if timeout is not None else self.timeout) * 1000
         self._pending = 0
-        _flushing.depth = getattr(_flushing, "depth", 0) + 1
-        try:
-            ok = bool(self.meter_provider.force_flush(timeout_millis))
-            if self.tracer_provider is not None:
-                ok = bool(self.tracer_provider.force_flush(int(timeout_millis))) and ok
-            for exporter in self._exporters:  # the SDK's readers ignore export results
-                ok = not exporter.take_failures() and ok
-            return ok
-        finally:
-            _flushing.depth -= 1
-            if _flushing.depth == 0 and _sigterm_pending:
-                _exit_on_sigterm()
+        ok = bool(self.meter_provider.force_flush(timeout_millis))
+        if self.tracer_provider is not None:
+            ok = bool(self.tracer_provider.force_flush(int(timeout_millis))) and ok
+        for exporter in self._exporters:  # the SDK's readers ignore export results
+            ok = not exporter.take_failures() and ok
+        return ok
 
     @property
     def has_pending(self) -> bool:
@@ -365,6 +378,7 @@ class DoowTracker:
             return
         self.flush(timeout)
         self._closed = True
+        self._off = True
         self._flush_wanted.set()
         if self._owns_meter_provider:
             self.meter_provider.shutdown()
@@ -526,8 +540,8 @@ def configure(**kwargs: Any) -> DoowTracker:
 
 
 _sigterm_trackers: list[DoowTracker] = []
-_sigterm_pending = False
-_flushing = threading.local()  # depth of DoowTracker.flush() calls on this thread
+_sigterm_flush: threading.Thread | None = None
+_sigterm_flushed = threading.Event()
 
 
 def _install_sigterm_flush(tracker: DoowTracker) -> None:
@@ -544,23 +558,29 @@ def _install_sigterm_flush(tracker: DoowTracker) -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    global _sigterm_pending
-    if getattr(_flushing, "depth", 0):
-        # The signal interrupted a flush on this thread, which holds the SDK's export
-        # lock: flushing again here would wait for it forever. That flush ends within
-        # its timeout; then we flush what came after it, and exit.
-        _sigterm_pending = True
+    """Flush on another thread and return at once.
+
+    The signal may interrupt the main thread anywhere: inside a flush holding the SDK's
+    export lock, inside `track()` holding an aggregation lock. Flushing here would wait
+    for those locks forever; returning lets the main thread release them. When the
+    flush is done (within the tracker's timeout) the thread signals again, and we die.
+    """
+    global _sigterm_flush
+    if _sigterm_flushed.is_set():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
         return
-    _exit_on_sigterm()
+    if _sigterm_flush is None:
+        # Not a daemon: an interpreter that exits meanwhile waits for the flush.
+        _sigterm_flush = threading.Thread(target=_flush_then_die, name="doow-sigterm")
+        _sigterm_flush.start()
 
 
-def _exit_on_sigterm() -> None:
-    global _sigterm_pending
-    _sigterm_pending = False
+def _flush_then_die() -> None:
     for each in list(_sigterm_trackers):
         each._at_exit()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    _sigterm_flushed.set()
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler, on the main thread, ends us
 
 
 def _register_fork_hooks(tracker: DoowTracker) -> None:
