@@ -58,6 +58,34 @@ type conversion struct {
 	events   []event
 	dropped  map[string]int
 	stripped map[strippedAttr]int
+	blocks   [][]attr // the blocks the events' attribution was carved from
+}
+
+// The events and attribution blocks of a push that is over serve the next one.
+var (
+	eventSlices sync.Pool // []event
+	attrBlocks  sync.Pool // []attr, attrBlock long
+)
+
+// release hands the events and their attribution on to the next conversion: nothing may
+// use them after (their strings, which refer to the push's data, are cleared).
+func (r *conversion) release() {
+	if cap(r.events) > 0 {
+		clear(r.events)
+		eventSlices.Put(r.events[:0])
+	}
+	for _, block := range r.blocks {
+		clear(block[:cap(block)])
+		attrBlocks.Put(block[:0])
+	}
+	*r = conversion{}
+}
+
+func newEvents(n int) []event {
+	if events, ok := eventSlices.Get().([]event); ok && cap(events) >= n {
+		return events
+	}
+	return make([]event, 0, n)
 }
 
 type converter struct {
@@ -368,7 +396,7 @@ func (c *converter) attribution(base []attr, record pcommon.Map, skip string) []
 func (c *converter) merge(base, own []attr) []attr {
 	slices.SortStableFunc(own, byKey)
 	if len(c.attrs)+len(base)+len(own) > cap(c.attrs) {
-		c.attrs = make([]attr, 0, max(attrBlock, len(base)+len(own)))
+		c.newAttrBlock(len(base) + len(own))
 	}
 	start := len(c.attrs)
 	i, j := 0, 0
@@ -398,6 +426,15 @@ func (c *converter) merge(base, own []attr) []attr {
 		c.attrs = append(c.attrs, next)
 	}
 	return c.attrs[start:len(c.attrs):len(c.attrs)]
+}
+
+func (c *converter) newAttrBlock(need int) {
+	if block, ok := attrBlocks.Get().([]attr); ok && cap(block) >= need {
+		c.attrs = block
+	} else {
+		c.attrs = make([]attr, 0, max(attrBlock, need))
+	}
+	c.result.blocks = append(c.result.blocks, c.attrs)
 }
 
 // whyStripped is the policy's whyStripped, remembered for the push.
@@ -767,7 +804,7 @@ func (c *converter) logs(ld plog.Logs) {
 
 func convertMetrics(md pmetric.Metrics, opts conversionOptions) conversion {
 	c := newConverter(opts)
-	c.result.events = make([]event, 0, md.DataPointCount())
+	c.result.events = newEvents(md.DataPointCount())
 	c.metrics(md)
 	return c.done()
 }

@@ -122,6 +122,7 @@ func (e *doowExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 // deliver sends a push's events; what could not be converted is reported once the push
 // is done, delivered or refused for good, rather than on every retry.
 func (e *doowExporter) deliver(ctx context.Context, result conversion) error {
+	defer result.release() // the push's events and buffers serve the next push
 	var errs []error
 	batches := makeBatches(result.events)
 	for _, b := range batches {
