@@ -52,7 +52,7 @@ def chart_ratios(records: list[dict[str, Any]], path: Path) -> bool:
         return False
     rows.reverse()  # matplotlib draws the first bar at the bottom
     height = max(2.5, 0.42 * len(rows) + 1.2)
-    fig, ax = plt.subplots(figsize=(10, height))
+    fig, ax = plt.subplots(figsize=(12, height))
     ratios = [r["ratio"] for r in rows]
     colors = ["#2a9d8f" if x >= 1 else "#e76f51" for x in ratios]
     labels = [f"{_label(r)}\nvs {next(iter(r['alternatives']))}" for r in rows]
@@ -76,22 +76,20 @@ def chart_ratios(records: list[dict[str, Any]], path: Path) -> bool:
 
 
 def chart_lambda(records: list[dict[str, Any]], path: Path) -> bool:
-    rows = sorted(
-        (r for r in records if r["group"] == "lambda_wall"),
-        key=lambda r: r["params"]["events_per_invocation"],
-    )
+    rows = [r for r in records if r["group"] in ("lambda_wall", "lambda_extension_wall")]
     if not rows:
         return False
-    series: dict[str, list[tuple[int, float]]] = {}
+    series: dict[str, dict[int, float]] = {}  # strategy -> events per invocation -> ms
     for r in rows:
         events = r["params"]["events_per_invocation"]
-        series.setdefault(r["ours_label"], []).append((events, r["ours"]))
+        series.setdefault(r["ours_label"], {})[events] = r["ours"]
         for name, value in r["alternatives"].items():
-            series.setdefault(name, []).append((events, value))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+            series.setdefault(name, {}).setdefault(events, value)
+    ours = {r["ours_label"] for r in rows}
+    fig, ax = plt.subplots(figsize=(8, 5.5))
     for name, points in series.items():
-        xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, marker="o", linewidth=2.5 if name == rows[0]["ours_label"] else 1.2)
+        xs, ys = zip(*sorted(points.items()), strict=True)
+        ax.plot(xs, ys, marker="o", linewidth=2.5 if name in ours else 1.2)
     latency = rows[0]["params"].get("server_latency_ms")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -102,7 +100,7 @@ def chart_lambda(records: list[dict[str, Any]], path: Path) -> bool:
     ax.set_xlabel("usage events per invocation")
     ax.set_ylabel("added wall ms per warm invocation")
     ax.set_title(f"Lambda: latency added by metering (server answers in {latency:.0f} ms)")
-    ax.legend(list(series), fontsize=7, loc="upper left")
+    ax.legend(list(series), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

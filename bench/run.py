@@ -55,10 +55,12 @@ class Outcome:
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_streaming(command: list[str], cwd: Path, timeout: float) -> tuple[int, str]:
+def run_streaming(
+    command: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """Run `command`, echoing its output as it comes, and return (status, output)."""
     process = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines: list[str] = []
     deadline = time.monotonic() + timeout
@@ -73,8 +75,9 @@ def run_streaming(command: list[str], cwd: Path, timeout: float) -> tuple[int, s
     return process.wait(), "".join(lines)
 
 
-def python_benchmark(name: str, quick: bool, timeout: float) -> Outcome:
+def python_benchmark(name: str, quick: bool, build: bool, timeout: float) -> Outcome:
     script = BENCH / f"{name}.py"
+    env = {**os.environ, **({} if build else {"DOOW_BENCH_NO_BUILD": "1"})}
     source = script.read_text()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "records.json"
@@ -85,7 +88,7 @@ def python_benchmark(name: str, quick: bool, timeout: float) -> Outcome:
         if quick and "--quick" in source:
             command.append("--quick")
         started = time.monotonic()
-        status, output = run_streaming(command, BENCH, timeout)
+        status, output = run_streaming(command, BENCH, timeout, env)
         seconds = time.monotonic() - started
         records = json.loads(out.read_text())["records"] if out.exists() else []
     if status != 0:
@@ -241,7 +244,9 @@ def main() -> int:
     )
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks")
     parser.add_argument(
-        "--no-build", action="store_true", help="skip the collector unless already built"
+        "--no-build",
+        action="store_true",
+        help="build nothing: routes whose collector is not built are left out",
     )
     args = parser.parse_args()
     if args.out is None:
@@ -259,7 +264,7 @@ def main() -> int:
     for name in names:
         if name in wanted:
             print(f"\n=== {name} ===", flush=True)
-            outcomes.append(python_benchmark(name, args.quick, timeout))
+            outcomes.append(python_benchmark(name, args.quick, not args.no_build, timeout))
     if COLLECTOR in wanted:
         print(f"\n=== {COLLECTOR} ===", flush=True)
         outcomes.append(collector_benchmark(args.quick, not args.no_build, timeout))
