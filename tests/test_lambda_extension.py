@@ -34,6 +34,7 @@ import pytest
 
 from doow_otel import lambda_extension
 from doow_otel.testing import LocalDoow
+from doow_otel.testing_lambda import LambdaRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "collector" / "_build" / "otelcol-doow-lambda-layer.zip"
@@ -352,3 +353,69 @@ def test_the_first_push_waits_for_the_extension_to_listen(monkeypatch: pytest.Mo
         listener.close()
     silent = free_port()
     assert not lambda_extension.await_collector(f"http://127.0.0.1:{silent}", limit=0.1)
+
+
+# --- freeze semantics: the in-package emulator, with the Extensions and Telemetry APIs ---
+
+
+@pytest.fixture
+def frozen_lambda(opt: Path, tmp_path: Path, local_doow: LocalDoow) -> Iterator[LambdaRuntime]:
+    """The layer's extension and the function under doow_otel.testing_lambda, which
+    sends platform.runtimeDone and freezes (SIGSTOP) each process as Lambda would."""
+    otlp_port = free_port()
+    (tmp_path / "app.py").write_text(textwrap.dedent(HANDLER))
+    runtime = LambdaRuntime(
+        "app.handler",
+        task_root=tmp_path,
+        extensions=[opt / "extensions" / "otelcol-doow"],
+        env={
+            "DOOW_API_KEY": local_doow.api_key,
+            "DOOW_ENDPOINT": local_doow.url,
+            "DOOW_EXTENSION_CONFIG": str(opt / "otelcol-doow" / "config.yaml"),
+            "DOOW_EXTENSION_OTLP_ENDPOINT": f"127.0.0.1:{otlp_port}",
+            "DOOW_EXTENSION_QUEUE_DIR": str(tmp_path / "queue"),
+            "DOOW_EXTENSION_LOG_LEVEL": "info",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+            "DOOW_ROUTE": "collector",
+            "READY_LOG": str(tmp_path / "ready.log"),
+        },
+    )
+    with runtime:
+        yield runtime
+
+
+def test_the_environment_freezes_only_once_the_invocations_usage_is_delivered(
+    frozen_lambda: LambdaRuntime, local_doow: LocalDoow
+) -> None:
+    frozen_lambda.invoke(usage(0), timeout=10)  # cold start
+    local_doow.faults.latency(0.3)
+    for n in range(1, 6):
+        started_ms = time.time() * 1000
+        result = frozen_lambda.invoke(usage(n), timeout=10)
+        assert result.ok, frozen_lambda.log()
+        # the response was posted without waiting for Doow's 0.3 s ...
+        assert result.posted_ms - started_ms < 300, result
+        # ... and the environment froze only once Doow had this invocation's usage: it is
+        # stored now, while the runtime and the extension are stopped
+        expected = expected_totals(range(n + 1))
+        assert stored(local_doow, expected) == expected, frozen_lambda.log()[-3000:]
+
+
+def test_with_doow_down_the_environment_freezes_at_once_and_delivers_when_back(
+    frozen_lambda: LambdaRuntime, local_doow: LocalDoow
+) -> None:
+    frozen_lambda.invoke(usage(0), timeout=10)
+    local_doow.faults.fail_next(status=503, fraction=1.0)
+    for n in range(1, 6):
+        result = frozen_lambda.invoke(usage(n), timeout=10)
+        assert result.ended_ms is not None
+        # the queue keeps the usage on disk: no wait for the 2 s drain_timeout
+        assert result.ended_ms - result.posted_ms < 2000, result
+    assert local_doow.total("invocations", "lic_1") == 0
+    local_doow.faults.clear()
+    expected = expected_totals(range(6))
+    end = time.monotonic() + 30
+    while stored(local_doow, expected) != expected and time.monotonic() < end:
+        time.sleep(0.2)  # frozen meanwhile; the retries run while the next invocation does
+        frozen_lambda.invoke({"track": []}, timeout=10)
+    assert stored(local_doow, expected) == expected, frozen_lambda.log()[-3000:]

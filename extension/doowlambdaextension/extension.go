@@ -126,7 +126,9 @@ func (x *lambdaExtension) afterInvoke(ctx context.Context, ev event, runtime *ru
 		return
 	}
 	limit = earliest(limit, time.Now().Add(x.cfg.DrainTimeout))
-	if pending, failing := x.drain.wait(ctx, limit, true); pending > 0 {
+	pending, failing := x.drain.wait(ctx, limit, true)
+	x.logger.Debug("invocation done", zap.String("request_id", ev.RequestID), zap.Int("pending", pending), zap.Bool("doow_failing", failing))
+	if pending > 0 {
 		x.logger.Info("usage not yet delivered stays in the persistent queue",
 			zap.Int("items", pending), zap.Bool("doow_failing", failing), zap.String("request_id", ev.RequestID))
 	}
