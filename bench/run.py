@@ -39,8 +39,7 @@ PYTHON_BENCHMARKS = [
     "bench_serverless",
     "bench_package",
     "bench_server_ingest",
-]
-OPTIONAL = ["bench_sampling"]  # run when present
+]  # in this order; any other bench/bench_*.py runs after them
 COLLECTOR = "collectorbench"
 SCHEMA = 1
 
@@ -253,7 +252,8 @@ def main() -> int:
         quick_out = Path(tempfile.gettempdir()) / "doow-otel-bench-quick"
         args.out = quick_out if args.quick else BENCH / "results"
     timeout = 300.0 if args.quick else 3600.0
-    names = PYTHON_BENCHMARKS + [n for n in OPTIONAL if (BENCH / f"{n}.py").exists()]
+    others = sorted(p.stem for p in BENCH.glob("bench_*.py") if p.stem not in PYTHON_BENCHMARKS)
+    names = PYTHON_BENCHMARKS + others
     wanted = set(args.only or [*names, COLLECTOR])
     unknown = wanted - {*names, COLLECTOR}
     if unknown:
