@@ -309,3 +309,35 @@ def test_usage_tracked_after_shutdown_is_counted_and_reported_once(
     assert tracker.dropped_after_shutdown == 3
     assert len([r for r in reports if "after the tracker shut down" in r.message]) == 1
     assert local_doow.total("api_calls") == 1
+
+
+def test_a_span_that_cannot_be_encoded_costs_only_its_own_usage(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    reports: list[ErrorReport] = []
+    provider = TracerProvider()
+    tracker = DoowTracker(
+        local_doow.api_key,
+        endpoint=local_doow.url,
+        spool=tmp_path,
+        tracer_provider=provider,
+        on_error=reports.append,
+        handle_sigterm=False,
+    )
+    tracer = provider.get_tracer("app")
+    try:
+        with tracer.start_as_current_span("llm") as bad:  # OTLP cannot carry 2**64
+            bad.set_attributes({"gen_ai.usage.input_tokens": 2**64, "doow.license_id": "lic_a"})
+        with tracer.start_as_current_span("export") as good:
+            good.add_event(
+                "doow.usage",
+                {"doow.metric": "pages", "doow.quantity": 3, "doow.license_id": "lic_a"},
+            )
+        assert tracker.flush() is False  # something was not billed, and said so
+    finally:
+        tracker.shutdown()
+        provider.shutdown()
+    assert local_doow.total("pages", "lic_a") == 3
+    assert any("int64" in r.message and "'llm'" in r.message for r in reports)

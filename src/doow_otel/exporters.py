@@ -416,6 +416,57 @@ def _encode_metrics(metrics_data: MetricsData, report: Reporter) -> Any:
     return request
 
 
+def _unencodable_usage(span: ReadableSpan) -> list[str]:
+    def too_big(value: object) -> bool:
+        return isinstance(value, int) and not -(2**63) <= value <= MAX_INT_QUANTITY
+
+    attributes = span.attributes or {}
+    found = [
+        key
+        for key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
+        if too_big(attributes.get(key))
+    ]
+    for event in span.events:
+        if event.name == USAGE_EVENT_NAME and too_big(
+            (event.attributes or {}).get("doow.quantity")
+        ):
+            found.append("a doow.usage event's doow.quantity")
+    return found
+
+
+def _encode_each(
+    encode: Callable[[Sequence[Any]], Any],
+    items: Sequence[Any],
+    field: str,
+    what: str,
+    report: Reporter,
+) -> Any:
+    """Encode spans or log records; one that cannot be encoded (an int attribute past
+    int64, say) is reported with the reason, and the others still go out."""
+    try:
+        return encode(items)
+    except Exception:  # noqa: BLE001 - find the bad ones below
+        pass
+    request: Any = None
+    for item in items:
+        try:
+            one = encode([item])
+        except Exception as exc:  # noqa: BLE001 - reported; the others go on
+            name = getattr(item, "name", None) or what
+            report(
+                "dropped",
+                f"a {what} ({name!r}) could not be encoded as OTLP, its usage is not billed: "
+                f"{type(exc).__name__}: {str(exc)[:200]}",
+                count=1,
+            )
+            continue
+        if request is None:
+            request = one
+        else:
+            getattr(request, field).extend(getattr(one, field))
+    return request if request is not None else encode([])
+
+
 def _split_big(metric: Any) -> Any:
     data = metric.data
     if not isinstance(data, Sum) or not any(
@@ -453,8 +504,23 @@ class DoowSpanExporter(_DoowExporterBase, SpanExporter):
             return SpanExportResult.SUCCESS
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-        conversion = convert_traces_request(encode_spans(usage), self.options)
+        request = _encode_each(encode_spans, usage, "resource_spans", "span", self.client.report)
+        conversion = convert_traces_request(request, self.options)
+        lost = 0
+        for span in usage:
+            for key in _unencodable_usage(span):
+                # The OTLP encoder leaves such an attribute out (logging it): say what it costs.
+                lost += 1
+                self.client.report(
+                    "dropped",
+                    f"span {span.name!r}: {key} is past the int64 range OTLP carries; that "
+                    "usage is not billed (record it in parts, or as a float)",
+                    count=1,
+                )
         ok = self._deliver(conversion, self.client.timeout)
+        if lost:
+            self._fail()
+            ok = False
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -617,7 +683,10 @@ class DoowLogExporter(_DoowExporterBase, LogRecordExporter):
             return LogRecordExportResult.SUCCESS
         from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 
-        conversion = convert_logs_request(encode_logs(usage), self.options)
+        request = _encode_each(
+            encode_logs, usage, "resource_logs", "log record", self.client.report
+        )
+        conversion = convert_logs_request(request, self.options)
         ok = self._deliver(conversion, self.client.timeout)
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
