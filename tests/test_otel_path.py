@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import baggage, context
@@ -189,6 +190,30 @@ def test_genai_span_bills_tokens(local_doow: LocalDoow, tmp_path: Path) -> None:
     provider.shutdown()
 
 
+def emit(logger: Any, attributes: dict[str, Any], *, usage: bool) -> None:
+    """A log record, a usage event or not, on any supported SDK: keyword arguments from
+    1.35; before that a LogRecord, marked as usage by the `event.name` attribute."""
+    try:
+        logger.emit(event_name="doow.usage" if usage else None, attributes=attributes)
+    except TypeError:
+        from opentelemetry.sdk._logs import LogRecord
+
+        marked = {**attributes, "event.name": "doow.usage"} if usage else attributes
+        from opentelemetry._logs import SeverityNumber
+        from opentelemetry.trace import TraceFlags
+
+        # 1.34's encoder needs these set (its logging handler sets them)
+        logger.emit(
+            LogRecord(
+                trace_id=0,
+                span_id=0,
+                trace_flags=TraceFlags(0),
+                severity_number=SeverityNumber.INFO,
+                attributes=marked,
+            )
+        )
+
+
 def test_usage_log_records(local_doow: LocalDoow, tmp_path: Path) -> None:
     provider = LoggerProvider()
     provider.add_log_record_processor(LicenseFromBaggageLogs())
@@ -198,11 +223,8 @@ def test_usage_log_records(local_doow: LocalDoow, tmp_path: Path) -> None:
     logger = provider.get_logger("billing")
     token = context.attach(baggage.set_baggage("doow.license_id", "lic_logs"))
     try:
-        logger.emit(
-            event_name="doow.usage",
-            attributes={"doow.metric": "exports", "doow.quantity": 3, "format": "csv"},
-        )
-        logger.emit(body="an ordinary log line", attributes={"doow.quantity": 99})
+        emit(logger, {"doow.metric": "exports", "doow.quantity": 3, "format": "csv"}, usage=True)
+        emit(logger, {"doow.quantity": 99}, usage=False)
     finally:
         context.detach(token)
     provider.force_flush()

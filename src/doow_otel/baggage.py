@@ -42,9 +42,13 @@ class LicenseFromBaggageLogs(LogRecordProcessor):
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         record = log_record.log_record
-        license_id = license_from_baggage(record.context)
+        # records carry no context before opentelemetry-sdk 1.35: the current one is theirs
+        license_id = license_from_baggage(getattr(record, "context", None))
         if license_id and record.attributes is not None and LICENSE_KEY not in record.attributes:
-            record.attributes = {**record.attributes, LICENSE_KEY: license_id}
+            try:  # in place: the SDK's encoders read BoundedAttributes' dropped count
+                record.attributes[LICENSE_KEY] = license_id  # type: ignore[index]
+            except TypeError:  # an immutable mapping
+                record.attributes = {**record.attributes, LICENSE_KEY: license_id}
 
     emit = on_emit  # the name opentelemetry-sdk 1.34 calls
 

@@ -479,7 +479,8 @@ class _Converter:
                 prefix = enc_resource + _enc_str(scope_logs.scope.name)
                 for record in scope_logs.log_records:
                     attrs = _index(record.attributes)
-                    name = record.event_name or _string(attrs, "event.name")
+                    # opentelemetry-proto before 1.35 has no event_name field
+                    name = getattr(record, "event_name", "") or _string(attrs, "event.name")
                     if name != USAGE_EVENT_NAME:
                         continue
                     self.usage_record(
