@@ -47,10 +47,12 @@ def hint_route(tracker: DoowTracker | None) -> None:
     if tracker is not None and tracker.route == "collector":
         return
     _hinted = True
-    logger.info(
+    # a warning: Lambda's Python runtime shows nothing below WARNING by default
+    logger.warning(
         "doow: the otelcol-doow extension layer is present but usage goes to Doow from the "
         "handler; set DOOW_ROUTE=collector (or DoowTracker(route='collector')) to push it "
-        "to the extension and keep Doow's round trip out of the response"
+        "to the extension and keep Doow's round trip out of the response "
+        "(DOOW_ROUTE=doow keeps the direct route and silences this)"
     )
 
 
