@@ -14,11 +14,14 @@ from doow_otel.events import InvalidEvent, UsageEvent
 
 if TYPE_CHECKING:
     from doow_otel.client import DoowClient, SendResult
-    from doow_otel.errors import DoowError, ErrorReport
+    from doow_otel.errors import ConfigurationError, DoowError, ErrorReport
     from doow_otel.exporters import (
         DoowLogExporter,
         DoowMetricExporter,
+        DoowMetricReader,
         DoowSpanExporter,
+        UsageRecordingSampler,
+        UsageSpanProcessor,
         metric_reader,
     )
     from doow_otel.spool import Spool
@@ -27,22 +30,28 @@ if TYPE_CHECKING:
 _LAZY = {
     "DoowClient": "doow_otel.client",
     "SendResult": "doow_otel.client",
+    "ConfigurationError": "doow_otel.errors",
     "DoowError": "doow_otel.errors",
     "ErrorReport": "doow_otel.errors",
     "Spool": "doow_otel.spool",
     "DoowMetricExporter": "doow_otel.exporters",
     "DoowSpanExporter": "doow_otel.exporters",
     "DoowLogExporter": "doow_otel.exporters",
+    "DoowMetricReader": "doow_otel.exporters",
+    "UsageRecordingSampler": "doow_otel.exporters",
+    "UsageSpanProcessor": "doow_otel.exporters",
     "metric_reader": "doow_otel.exporters",
     "DoowTracker": "doow_otel.tracker",
     "configure": "doow_otel.tracker",
 }
 
 __all__ = [
+    "ConfigurationError",
     "DoowClient",
     "DoowError",
     "DoowLogExporter",
     "DoowMetricExporter",
+    "DoowMetricReader",
     "DoowSpanExporter",
     "DoowTracker",
     "ErrorReport",
@@ -50,6 +59,8 @@ __all__ = [
     "SendResult",
     "Spool",
     "UsageEvent",
+    "UsageRecordingSampler",
+    "UsageSpanProcessor",
     "__version__",
     "configure",
     "metric_reader",
