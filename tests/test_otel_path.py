@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry import baggage, context
@@ -34,6 +33,7 @@ from doow_otel.baggage import LicenseFromBaggage, LicenseFromBaggageLogs
 from doow_otel.exporters import DoowLogExporter, DoowMetricExporter, DoowSpanExporter, metric_reader
 from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
+from otel_versions import emit
 
 
 class OTLPReceiver:
@@ -190,30 +190,6 @@ def test_genai_span_bills_tokens(local_doow: LocalDoow, tmp_path: Path) -> None:
     provider.shutdown()
 
 
-def emit(logger: Any, attributes: dict[str, Any], *, usage: bool) -> None:
-    """A log record, a usage event or not, on any supported SDK: keyword arguments from
-    1.35; before that a LogRecord, marked as usage by the `event.name` attribute."""
-    try:
-        logger.emit(event_name="doow.usage" if usage else None, attributes=attributes)
-    except TypeError:
-        from opentelemetry.sdk._logs import LogRecord
-
-        marked = {**attributes, "event.name": "doow.usage"} if usage else attributes
-        from opentelemetry._logs import SeverityNumber
-        from opentelemetry.trace import TraceFlags
-
-        # 1.34's encoder needs these set (its logging handler sets them)
-        logger.emit(
-            LogRecord(
-                trace_id=0,
-                span_id=0,
-                trace_flags=TraceFlags(0),
-                severity_number=SeverityNumber.INFO,
-                attributes=marked,
-            )
-        )
-
-
 def test_usage_log_records(local_doow: LocalDoow, tmp_path: Path) -> None:
     provider = LoggerProvider()
     provider.add_log_record_processor(LicenseFromBaggageLogs())
@@ -239,6 +215,7 @@ APP = textwrap.dedent(
     import logging
     from opentelemetry import metrics, trace
     from opentelemetry._logs import get_logger
+    from otel_versions import emit
 
     counter = metrics.get_meter("app").create_counter("api_calls")
     tracer = trace.get_tracer("app")
@@ -247,8 +224,8 @@ APP = textwrap.dedent(
     with tracer.start_as_current_span("work") as span:
         span.add_event("doow.usage", {"doow.metric": "pages", "doow.quantity": 4,
                                       "doow.license_id": "lic_auto"})
-    get_logger("app").emit(event_name="doow.usage", attributes={
-        "doow.metric": "exports", "doow.quantity": 2, "doow.license_id": "lic_auto"})
+    emit(get_logger("app"), {"doow.metric": "exports", "doow.quantity": 2,
+                             "doow.license_id": "lic_auto"}, usage=True)
     print("done")
     """
 )
@@ -268,6 +245,7 @@ def test_opentelemetry_instrument_with_no_code_change(
         "DOOW_TRACK_API_KEY": local_doow.api_key,
         "DOOW_TRACK_ENDPOINT": local_doow.url,
         "DOOW_SPOOL_DIR": str(tmp_path / "spool"),
+        "PYTHONPATH": str(Path(__file__).parent),  # otel_versions
     }
     instrument = Path(sys.executable).parent / "opentelemetry-instrument"
     run = subprocess.run(
