@@ -100,6 +100,7 @@ func cpuSeconds(pid int) float64 {
 }
 
 const configTemplate = `
+%s
 receivers:
   otlp:
     protocols:
@@ -112,6 +113,7 @@ processors:
 exporters:
   %s
 service:
+  extensions: [%s]
   telemetry:
     metrics:
       level: basic
@@ -124,9 +126,17 @@ service:
   pipelines:
     metrics:
       receivers: [otlp]
-      processors: [batch]
+      processors: [%s]
       exporters: [%s]
 `
+
+// contender is an exporter configuration and what its pipeline needs around it.
+type contender struct {
+	name, exporter, yaml string
+	extensions           string // the extensions section, or ""
+	extensionNames       string
+	processors           string
+}
 
 type result struct {
 	name                 string
@@ -153,21 +163,32 @@ func allocatedBytes(port int) float64 {
 	return 0
 }
 
-func run(binary, dir, name, exporterYAML, exporterName string, points, perRequest, senders int) result {
+func run(binary, dir string, c contender, points, perRequest, senders int) result {
+	name := c.name
 	port, telemetryPort := freePort(), freePort()
-	config := filepath.Join(dir, name+".yaml")
-	_ = os.WriteFile(config, []byte(fmt.Sprintf(configTemplate, port, exporterYAML, telemetryPort, exporterName)), 0o600)
+	config := filepath.Join(dir, strings.ReplaceAll(c.exporter, "/", "-")+".yaml")
+	yaml := fmt.Sprintf(configTemplate, c.extensions, port, c.yaml, c.extensionNames, telemetryPort, c.processors, c.exporter)
+	_ = os.WriteFile(config, []byte(yaml), 0o600)
 	cmd := exec.Command(binary, "--config", config)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	logPath := strings.TrimSuffix(config, ".yaml") + ".log"
+	if log, err := os.Create(logPath); err == nil {
+		defer log.Close()
+		cmd.Stdout, cmd.Stderr = log, log
+	}
 	if err := cmd.Start(); err != nil {
 		panic(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
 	url := fmt.Sprintf("http://127.0.0.1:%d/v1/metrics", port)
-	for i := 0; i < 300; i++ {
+	for i := 0; ; i++ {
 		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			c.Close()
 			break
+		}
+		if i == 300 {
+			output, _ := os.ReadFile(logPath)
+			fmt.Fprintf(os.Stderr, "%s: the collector did not start:\n%s\n", name, output)
+			os.Exit(1)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -230,7 +251,7 @@ func main() {
 	perRequest := flag.Int("per-request", 1000, "points per OTLP request")
 	senders := flag.Int("senders", 4, "concurrent OTLP senders")
 	binary := flag.String("collector", "../../collector/_build/otelcol-doow", "otelcol-doow binary")
-	only := flag.String("only", "", "run one exporter (doow or otlphttp), for profiling")
+	only := flag.String("only", "", "run one exporter (otlphttp, doow or doow/gateway), for profiling")
 	flag.Parse()
 
 	sinkPort := freePort()
@@ -241,14 +262,34 @@ func main() {
 
 	doow := fmt.Sprintf("doow:\n    endpoint: %s\n    api_key: dk_bench_0123456789\n    sending_queue:\n      enabled: false", sinkURL)
 	otlphttp := fmt.Sprintf("otlphttp:\n    endpoint: %s\n    sending_queue:\n      enabled: false", sinkURL)
+	// as collector/gateway.yaml: no batch processor, a file_storage queue that batches
+	gateway := fmt.Sprintf(`doow/gateway:
+    endpoint: %s
+    api_key: dk_bench_0123456789
+    sending_queue:
+      enabled: true
+      storage: file_storage
+      queue_size: 1000000
+      sizer: items
+      num_consumers: 8
+      batch:
+        flush_timeout: 200ms
+        min_size: 500
+        max_size: 500`, sinkURL)
+	storage := fmt.Sprintf("extensions:\n  file_storage:\n    directory: %s\n    create_directory: true", filepath.Join(dir, "queue"))
+	contenders := []contender{
+		{name: "otlphttp (stock)", exporter: "otlphttp", yaml: otlphttp, processors: "batch"},
+		{name: "doow", exporter: "doow", yaml: doow, processors: "batch"},
+		{name: "doow, disk queue", exporter: "doow/gateway", yaml: gateway, extensions: storage, extensionNames: "file_storage"},
+	}
 	var results []result
-	if *only != "doow" {
-		results = append(results, run(*binary, dir, "otlphttp (stock)", otlphttp, "otlphttp", *points, *perRequest, *senders))
+	for _, c := range contenders {
+		if *only == "" || strings.HasPrefix(c.exporter, *only) && (*only != "doow" || c.exporter == "doow") {
+			results = append(results, run(*binary, dir, c, *points, *perRequest, *senders))
+		}
 	}
-	if *only != "otlphttp" {
-		results = append(results, run(*binary, dir, "doow", doow, "doow", *points, *perRequest, *senders))
-	}
-	fmt.Printf("\nThrough otelcol-doow: %d delta usage points in OTLP requests of %d, %d senders, batch 500 (one run)\n",
+	fmt.Printf("\nThrough otelcol-doow: %d delta usage points in OTLP requests of %d, %d senders, batches of 500 (one run;\n"+
+		"\"disk queue\": as collector/gateway.yaml, a file_storage queue that batches, no batch processor)\n",
 		*points, *perRequest, *senders)
 	fmt.Printf("%-18s %12s %18s %18s %14s %12s\n", "exporter", "events/s", "collector CPU ms", "collector alloc", "CPU per event", "throughput")
 	fmt.Printf("%-18s %12s %18s %18s %14s %12s\n", "", "", "per 1000 events", "KB per 1000", "vs stock", "vs stock")
