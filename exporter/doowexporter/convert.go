@@ -107,6 +107,8 @@ type converter struct {
 	sha      hash.Hash
 	prefixed []byte
 	sum      [sha1.Size]byte
+
+	validMetric string // the last metric name found valid
 }
 
 const (
@@ -131,7 +133,7 @@ func newConverter(opts conversionOptions) *converter {
 // that refers to the push's data.
 func (c *converter) done() conversion {
 	result := c.result
-	c.result, c.opts, c.attrs, c.idBlock = conversion{}, conversionOptions{}, nil, nil
+	c.result, c.opts, c.attrs, c.idBlock, c.validMetric = conversion{}, conversionOptions{}, nil, nil, ""
 	clear(c.points[:cap(c.points)])
 	clear(c.own[:cap(c.own)])
 	clear(c.pairs[:cap(c.pairs)])
@@ -475,11 +477,12 @@ func (c *converter) accepts(metric string, q quantity, hasQuantity bool, license
 		code = "missing_time"
 	case licenseID == "":
 		code = "missing_license"
-	case !metricValid(metric):
+	case (metric == "" || metric != c.validMetric) && !metricValid(metric):
 		code = "invalid_metric_name"
 	case !licenseValid(licenseID):
 		code = "invalid_license"
 	default:
+		c.validMetric = metric // the points of a metric share its name
 		return true
 	}
 	c.result.dropped[code]++

@@ -191,7 +191,13 @@ func metricValid(metric string) bool {
 }
 
 func licenseValid(license string) bool {
-	return strings.TrimFunc(license, pyIsSpace) != "" && utf8.RuneCountInString(license) <= maxLicenseLen
+	if license == "" || len(license) > maxLicenseLen && utf8.RuneCountInString(license) > maxLicenseLen {
+		return false
+	}
+	if c := license[0]; c < utf8.RuneSelf && c > ' ' && c != '\x7f' { // the common case: not blank
+		return true
+	}
+	return strings.TrimFunc(license, pyIsSpace) != ""
 }
 
 // pyIsSpace is Python's str.isspace: Go's unicode.IsSpace, and the separators \x1c-\x1f.
