@@ -50,7 +50,9 @@ class Collector:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self) -> Collector:
-        self.http_port, self.grpc_port = free_port(), free_port()
+        # ports chosen once: a restart listens where the apps already send
+        self.http_port = self.http_port or free_port()
+        self.grpc_port = self.grpc_port or free_port()
         env = {
             **os.environ,
             "DOOW_API_KEY": self.api_key or self.doow.api_key,

@@ -84,7 +84,7 @@ def test_collector_not_listening_is_reported_and_retried(
             tracker.track(metric="api_calls", quantity=1, license_id=f"lic_{i % 2}")
         assert tracker.flush() is False
         assert any("collector" in r.message for r in reports), reports
-        _start_on(collector, collector.http_port)
+        collector.start()  # on the port the tracker was given
         tracker.track(metric="api_calls", quantity=5, license_id="lic_0")
         assert tracker.flush() is True
         assert wait_for(lambda: local_doow.total("api_calls") == 15)
@@ -92,16 +92,3 @@ def test_collector_not_listening_is_reported_and_retried(
     finally:
         tracker.shutdown()
         collector.stop()
-
-
-def _start_on(collector: Collector, http_port: int) -> None:
-    """Start the collector on a port chosen before (Collector.start picks new ones)."""
-    import test_collector
-
-    original = test_collector.free_port
-    ports = iter([http_port])
-    test_collector.free_port = lambda: next(ports, None) or original()
-    try:
-        collector.start()
-    finally:
-        test_collector.free_port = original
