@@ -139,3 +139,31 @@ def test_the_periodic_export_works_in_the_child(local_doow: LocalDoow, tmp_path:
         assert local_doow.total("api_calls", "lic_child") == 4
     finally:
         meter.shutdown()
+
+
+def test_the_zero_code_reader_bills_pre_fork_usage_once(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from doow_otel.exporters import DoowMetricExporter, DoowMetricReader
+
+    exporter = DoowMetricExporter(
+        api_key=local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "spool"
+    )
+    provider = MeterProvider(metric_readers=[DoowMetricReader(exporter)])
+    calls = provider.get_meter("app").create_counter("api_calls")
+    calls.add(3, {"doow.license_id": "lic_parent"})
+    parent_client = exporter.client
+    try:
+
+        def child() -> bool:
+            calls.add(2, {"doow.license_id": "lic_child"})
+            return exporter.client is not parent_client and bool(provider.force_flush(10_000))
+
+        assert _in_child(child) == 0
+        provider.force_flush(10_000)
+        assert local_doow.total("api_calls", "lic_parent") == 3
+        assert local_doow.total("api_calls", "lic_child") == 2
+    finally:
+        provider.shutdown()

@@ -200,6 +200,34 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_clients_after_fork)
 
 
+def _at_fork(
+    owner: Any,
+    *,
+    before: Callable[[Any], object] | None = None,
+    after_in_parent: Callable[[Any], object] | None = None,
+    after_in_child: Callable[[Any], object] | None = None,
+) -> None:
+    """Fork hooks that hold `owner` weakly and never break a fork."""
+    if not hasattr(os, "register_at_fork"):
+        return
+    ref = weakref.ref(owner)
+
+    def call(hook: Callable[[Any], object] | None) -> Callable[[], None]:
+        def run() -> None:
+            alive = ref()
+            if alive is not None and hook is not None:
+                with contextlib.suppress(Exception):
+                    hook(alive)
+
+        return run
+
+    os.register_at_fork(
+        before=call(before),
+        after_in_parent=call(after_in_parent),
+        after_in_child=call(after_in_child),
+    )
+
+
 # --- exporters ---
 
 
@@ -228,6 +256,7 @@ class _DoowExporterBase:
             if problem is not None:
                 client_kwargs.update(api_key=None, spool=None, disabled=True)
             client = shared_client(**client_kwargs)
+            _at_fork(self, after_in_child=lambda alive: alive._reopen(client_kwargs))
         self.client = client
         if options is None:
             options = ConversionOptions(default_license_id=Settings.resolve().default_license_id)
@@ -252,6 +281,10 @@ class _DoowExporterBase:
         self._failed = 0
         self.holding = False
         self.client = client
+
+    def _reopen(self, client_kwargs: dict[str, Any]) -> None:
+        """In a forked child: a client of its own (the registry was emptied first)."""
+        self.after_fork_in_child(shared_client(**client_kwargs))
 
     def take_failures(self) -> int:
         """Exports that left usage neither delivered nor kept, since the last call."""
@@ -835,6 +868,20 @@ class DoowMetricReader(PeriodicExportingMetricReader):
             export_timeout_millis=timeout * 1000,
             **reader_limits(usage_cardinality_limits()),
         )
+        # Like DoowTracker: what is recorded before a fork is collected and held for the
+        # parent, so the child (another pid in the resource, other ids) never bills it too.
+        _at_fork(self, before=DoowMetricReader._hold, after_in_parent=DoowMetricReader._release)
+
+    def _hold(self) -> None:
+        exporter = self._exporter
+        if isinstance(exporter, (_DoowExporterBase, RetainingMetricExporter)):
+            exporter.holding = True
+            self.collect(timeout_millis=self._export_timeout_millis)
+
+    def _release(self) -> None:
+        exporter = self._exporter
+        if isinstance(exporter, (_DoowExporterBase, RetainingMetricExporter)):
+            exporter.holding = False
 
 
 def usage_cardinality_limits(limit: int = DEFAULT_CARDINALITY_LIMIT) -> dict[type, int]:
