@@ -10,6 +10,42 @@ import pytest
 from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
 
+# Modules that start processes (the collector, Lambda runtimes, apps under
+# opentelemetry-instrument, forks, the benchmarks), a browser, or wait on real time:
+# `./dev test --fast` (pytest -m "not slow") leaves them out.
+SLOW_MODULES = {
+    "test_bench",
+    "test_cli",
+    "test_collector",
+    "test_crash_recovery",
+    "test_demo",
+    "test_fault_matrix",
+    "test_fault_matrix_processes",
+    "test_fleet",
+    "test_flush_outcome",
+    "test_fork",
+    "test_lambda_extension",
+    "test_server_page",
+    "test_serverless_lambda",
+    "test_sigterm",
+    "test_tracker_edges",
+    "test_zero_code",
+}
+
+# What `./dev matrix` runs on the oldest and the newest supported OpenTelemetry (pytest
+# -m smoke): track, the exporters beside an existing setup, opentelemetry-instrument, a
+# serverless wrapper, and delivery to the local server.
+SMOKE_MODULES = {"test_otel_compat", "test_otel_path", "test_serverless_flush", "test_tracker"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(getattr(item, "module", None), "__name__", "")
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if module in SMOKE_MODULES:
+            item.add_marker(pytest.mark.smoke)
+
 
 @pytest.fixture
 def meter(local_doow: LocalDoow, tmp_path: Path) -> Iterator[DoowTracker]:

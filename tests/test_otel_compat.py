@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
@@ -17,8 +16,6 @@ from opentelemetry.sdk.metrics.export import (
 from doow_otel.baggage import LicenseFromBaggage, LicenseFromBaggageLogs
 from doow_otel.errors import ErrorReport, Reporter
 from doow_otel.exporters import DELTA_TEMPORALITY, RetainingMetricExporter, metric_reader
-
-pytestmark = pytest.mark.smoke
 
 
 class RefusedExporter(MetricExporter):
