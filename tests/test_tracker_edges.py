@@ -145,6 +145,10 @@ class _NumpyLikeInt:
             {"metric": "m", "quantity": 1, "license_id": "l", "attribution": {"a": [1]}},
             "attribution",
         ),
+        (
+            {"metric": "m", "quantity": 1, "license_id": "l", "attribution": {"n": 2**64}},
+            "attribution",
+        ),
         ({"metric": "m", "quantity": decimal.Decimal("1.5"), "license_id": "l"}, "quantity"),
         ({"metric": "m", "quantity": 1, "license_id": ["l"]}, "license_id"),
     ],

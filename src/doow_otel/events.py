@@ -138,6 +138,8 @@ def attributes_problem(attributes: object) -> str | None:
             return f"[{key!r}] must be a str, int, float or bool, got {type(value).__name__}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"[{key!r}] must be finite, got {value!r}"
+        if type(value) is int and not -MAX_INT_QUANTITY - 1 <= value <= MAX_INT_QUANTITY:
+            return f"[{key!r}] {value} is past the int64 range OTLP carries; send it as a string"
     return None
 
 
@@ -178,7 +180,10 @@ _SECRET_KEY_RE = re.compile(
 _SECRET_VALUE_RE = re.compile(
     r"(\bdk_[A-Za-z0-9_\-]{6,}"  # a Doow key
     r"|\b(Bearer|bearer|BEARER)\s+\S+"  # an Authorization header value
-    r"|\b[Bb]asic\s+[A-Za-z0-9+/]*([a-z][A-Z]|[0-9+/=])[A-Za-z0-9+/]*"  # Basic credentials
+    # Basic credentials: base64 of 8+ characters with a digit, + / = or a lower-upper pair
+    # ("Basic 2", "basic plan", "Basic Authentication" stay)
+    r"|\b[Bb]asic\s+([A-Za-z0-9+/]{6,}([a-z][A-Z]|[0-9+/=])"
+    r"|[A-Za-z0-9+/]*([a-z][A-Z]|[0-9+/=])[A-Za-z0-9+/]{6,})"
     r"|://[^\s/?#@:]*:[^\s/?#@]+@"  # a URL with user:password@
     r"|\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"  # a JWT
     r"|\b(AKIA|ASIA)[A-Z0-9]{16}\b"  # an AWS access key id
