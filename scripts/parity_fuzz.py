@@ -49,7 +49,8 @@ STRINGS = [
     "http://h:80/a@b", "sk-abcdefghijklmnop", "sk-abcdefghijklmno", "ask-abcdefghijklmnop",
     "sk_live_abcd1234", "rk_test_abcd123", "ghp_abcdefghij0123456789",
     "github_pat_abcdefghij0123456789", "ghx_abcdefghij0123456789", "xoxb-12345678", "xoxz-12345678",
-    "AIza" + "b" * 35, "éAKIA0123456789ABCDEF",
+    "AIza" + "b" * 35, "éAKIA0123456789ABCDEF", "Basic 5GB", "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
+    "Basic abcdefG", "Basic 1abcdef",
 ]  # fmt: skip
 KEYS = [
     "service.name", "deployment.environment", "faas.name", "cloud.region", "host.name",

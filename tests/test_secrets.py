@@ -92,6 +92,7 @@ def test_token_counts_stay(key: str) -> None:
     [
         "bearer xyz",
         "Basic dXNlcjpwYXNz",
+        "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
         "postgres://app:hunter2@db.internal:5432/app",
         "sk-proj-AbCdEf0123456789xyz",
         "sk_live_51H8abcdEFGH",
@@ -105,7 +106,15 @@ def test_credential_values_are_stripped(value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["basic plan", "Basic Auth", "https://docs.example.com/a@b", "task-abcdefghijklmnop"]
+    "value",
+    [
+        "basic plan",
+        "Basic Auth",
+        "Basic 5GB",
+        "Basic 2024",
+        "https://docs.example.com/a@b",
+        "task-abcdefghijklmnop",
+    ],
 )
 def test_ordinary_values_stay(value: str) -> None:
     assert AttributionPolicy().why_stripped("k", value) is None

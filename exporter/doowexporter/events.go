@@ -45,7 +45,8 @@ var (
 		`|token_?counts?(\.(input|output|total|prompt|completion))?)`) + `\n?$`)
 	secretValueRE = regexp.MustCompile(before + `dk_[A-Za-z0-9_\-]{6,}` +
 		`|` + before + `(Bearer|bearer|BEARER)[` + pySpace + `]+[^` + pySpace + `]+` +
-		`|` + before + `[Bb]asic[` + pySpace + `]+[A-Za-z0-9+/]*([a-z][A-Z]|[0-9+/=])[A-Za-z0-9+/]*` +
+		`|` + before + `[Bb]asic[` + pySpace + `]+([A-Za-z0-9+/]{6,}([a-z][A-Z]|[0-9+/=])` +
+		`|[A-Za-z0-9+/]*([a-z][A-Z]|[0-9+/=])[A-Za-z0-9+/]{6,})` +
 		`|://[^` + pySpace + `/?#@:]*:[^` + pySpace + `/?#@]+@` +
 		`|` + before + `eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*` +
 		`|` + before + `(AKIA|ASIA)[A-Z0-9]{16}` + after +

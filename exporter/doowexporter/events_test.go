@@ -28,6 +28,7 @@ func TestPolicyReadsPatternsAsPython(t *testing.T) {
 		"AKIA0123456789ABCDEFé": false, "AKIA0123456789ABCDEF.": true,
 		strings.Repeat("é", 256): false, strings.Repeat("é", 257): true,
 		"bearer xyz": true, "Basic dXNlcjpwYXNz": true, "basic plan": false,
+		"Basic YWxhZGRpbjpvcGVuc2VzYW1l": true, "Basic 5GB": false, "Basic 2024": false,
 		"postgres://app:hunter2@db:5432/app": true, "https://h:443/a@b": false,
 		"sk-proj-AbCdEf0123456789": true, "sk_live_51H8abcdEF": true, "xoxb-123456789012": true,
 		"ghp_0123456789abcdefghijAB": true, "task-abcdefghijklmnopqrs": false,
