@@ -345,3 +345,34 @@ def test_a_span_that_cannot_be_encoded_costs_only_its_own_usage(
         provider.shutdown()
     assert local_doow.total("pages", "lic_a") == 3
     assert any("int64" in r.message and "'llm'" in r.message for r in reports)
+
+
+def test_disabled_never_fails_on_a_broken_environment(tmp_path: Path) -> None:
+    done = _run(
+        """
+        from doow_otel import DoowTracker
+        meter = DoowTracker()
+        meter.track(metric="api_calls", quantity=1)  # the license from DOOW_LICENSE_ID
+        print("flushed", meter.flush(timeout=2))
+        """,
+        {
+            "DOOW_TRACK_DISABLED": "true",
+            "DOOW_TRACK_ATTRIBUTION": "not json",
+            "DOOW_TRACK_FLUSH_AT": "many",
+            "DOOW_TRACK_FLUSH_INTERVAL": "-1",
+            "DOOW_LICENSE_ID": "lic_env",
+            "TMPDIR": str(tmp_path),
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    assert "flushed True" in done.stdout
+    assert "DOOW_TRACK_ATTRIBUTION" in done.stderr  # said, not raised
+
+
+def test_a_broken_environment_still_fails_when_sending(tmp_path: Path) -> None:
+    done = _run(
+        "from doow_otel import DoowTracker\nDoowTracker()",
+        {"DOOW_TRACK_ATTRIBUTION": "not json", "TMPDIR": str(tmp_path)},
+    )
+    assert done.returncode == 1
+    assert "DOOW_TRACK_ATTRIBUTION must be a JSON object" in done.stderr

@@ -23,6 +23,8 @@ from doow_otel.events import AttributeValue, attributes_problem, license_problem
 
 __all__ = ["DEFAULT_ENDPOINT", "Settings", "endpoint_problem", "spool_directory"]
 
+logger = logging.getLogger("doow_otel")
+
 DEFAULT_ENDPOINT = "https://api.doow.co"
 DEFAULT_FLUSH_AT = 20
 DEFAULT_FLUSH_INTERVAL = 10.0
@@ -44,6 +46,27 @@ def _env_number(name: str, default: float) -> float:
     if value <= 0:
         raise ConfigurationError(f"{name} must be greater than 0, got {raw!r}")
     return value
+
+
+def _env_attribution() -> Any:
+    raw = os.environ.get("DOOW_TRACK_ATTRIBUTION")
+    try:
+        attrs = json.loads(raw) if raw else {}
+    except ValueError:
+        raise ConfigurationError(
+            'DOOW_TRACK_ATTRIBUTION must be a JSON object, e.g. \'{"environment": "prod"}\''
+        ) from None
+    problem = attributes_problem(attrs)
+    if problem:
+        raise ConfigurationError(f"DOOW_TRACK_ATTRIBUTION: {problem}")
+    return attrs
+
+
+def _env_license() -> str | None:
+    license_id = os.environ.get("DOOW_LICENSE_ID") or None
+    if license_id is not None and license_problem(license_id):
+        raise ConfigurationError(f"DOOW_LICENSE_ID: {license_problem(license_id)}")
+    return license_id
 
 
 @dataclass(frozen=True)
@@ -71,30 +94,48 @@ class Settings:
         default_license_id: str | None = None,
     ) -> Settings:
         env = os.environ
+        off = _env_flag("DOOW_TRACK_DISABLED") if disabled is None else disabled
+
+        def lenient(value: Any, fallback: Any) -> Any:
+            """A bad environment value is an error, except with sending turned off:
+            DOOW_TRACK_DISABLED=true never fails (a warning, and the default)."""
+            try:
+                return value()
+            except ConfigurationError as exc:
+                if not off:
+                    raise
+                logger.warning("doow: %s; sending is disabled, so the default is used", exc)
+                return fallback
+
         attrs: Any = attribution
         if attrs is None:
-            raw = env.get("DOOW_TRACK_ATTRIBUTION")
-            try:
-                attrs = json.loads(raw) if raw else {}
-            except ValueError:
-                raise ConfigurationError(
-                    'DOOW_TRACK_ATTRIBUTION must be a JSON object, e.g. \'{"environment": "prod"}\''
-                ) from None
+            attrs = lenient(_env_attribution, {})
         problem = attributes_problem(attrs)
         if problem:
             raise ConfigurationError(f"attribution: {problem}")
-        license_id = default_license_id or env.get("DOOW_LICENSE_ID") or None
-        if license_id is not None and license_problem(license_id):
+        license_id = default_license_id
+        if license_id is None:
+            license_id = lenient(_env_license, None)
+        elif license_problem(license_id):
             raise ConfigurationError(f"default_license_id: {license_problem(license_id)}")
         settings = cls(
             # a key pasted with a newline or spaces around it is still the key
             api_key=(api_key or env.get("DOOW_TRACK_API_KEY") or "").strip() or None,
             endpoint=(endpoint or env.get("DOOW_TRACK_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
-            disabled=_env_flag("DOOW_TRACK_DISABLED") if disabled is None else disabled,
+            disabled=off,
             debug=_env_flag("DOOW_TRACK_DEBUG") if debug is None else debug,
-            flush_at=flush_at or int(_env_number("DOOW_TRACK_FLUSH_AT", DEFAULT_FLUSH_AT)),
+            flush_at=flush_at
+            or int(
+                lenient(
+                    lambda: _env_number("DOOW_TRACK_FLUSH_AT", DEFAULT_FLUSH_AT), DEFAULT_FLUSH_AT
+                )
+            ),
             flush_interval=flush_interval
-            or _env_number("DOOW_TRACK_FLUSH_INTERVAL", DEFAULT_FLUSH_INTERVAL * 1000) / 1000,
+            or lenient(
+                lambda: _env_number("DOOW_TRACK_FLUSH_INTERVAL", DEFAULT_FLUSH_INTERVAL * 1000),
+                DEFAULT_FLUSH_INTERVAL * 1000,
+            )
+            / 1000,
             attribution=dict(attrs),
             default_license_id=license_id,
         )
