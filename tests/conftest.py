@@ -34,8 +34,14 @@ SLOW_MODULES = {
 
 # What `./dev matrix` runs on the oldest and the newest supported OpenTelemetry (pytest
 # -m smoke): track, the exporters beside an existing setup, opentelemetry-instrument, a
-# serverless wrapper, and delivery to the local server.
-SMOKE_MODULES = {"test_otel_compat", "test_otel_path", "test_serverless_flush", "test_tracker"}
+# serverless wrapper, the conversion vectors, and delivery to the local server.
+SMOKE_MODULES = {
+    "test_otel_compat",
+    "test_otel_path",
+    "test_serverless_flush",
+    "test_tracker",
+    "test_vectors",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
