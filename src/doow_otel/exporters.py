@@ -17,7 +17,6 @@ import dataclasses
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
@@ -62,6 +61,7 @@ from doow_otel.conversion import (
 )
 from doow_otel.errors import ErrorReport, Reporter
 from doow_otel.events import MAX_INT_QUANTITY, UsageEvent
+from doow_otel.lifecycle import at_fork
 
 __all__ = [
     "DELTA_TEMPORALITY",
@@ -200,34 +200,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_clients_after_fork)
 
 
-def _at_fork(
-    owner: Any,
-    *,
-    before: Callable[[Any], object] | None = None,
-    after_in_parent: Callable[[Any], object] | None = None,
-    after_in_child: Callable[[Any], object] | None = None,
-) -> None:
-    """Fork hooks that hold `owner` weakly and never break a fork."""
-    if not hasattr(os, "register_at_fork"):
-        return
-    ref = weakref.ref(owner)
-
-    def call(hook: Callable[[Any], object] | None) -> Callable[[], None]:
-        def run() -> None:
-            alive = ref()
-            if alive is not None and hook is not None:
-                with contextlib.suppress(Exception):
-                    hook(alive)
-
-        return run
-
-    os.register_at_fork(
-        before=call(before),
-        after_in_parent=call(after_in_parent),
-        after_in_child=call(after_in_child),
-    )
-
-
 # --- exporters ---
 
 
@@ -256,7 +228,7 @@ class _DoowExporterBase:
             if problem is not None:
                 client_kwargs.update(api_key=None, spool=None, disabled=True)
             client = shared_client(**client_kwargs)
-            _at_fork(self, after_in_child=lambda alive: alive._reopen(client_kwargs))
+            at_fork(self, after_in_child=lambda alive: alive._reopen(client_kwargs))
         self.client = client
         if options is None:
             options = ConversionOptions(default_license_id=Settings.resolve().default_license_id)
@@ -626,15 +598,7 @@ class UsageSpanProcessor(SpanProcessor):
         self._thread: threading.Thread | None = None
         self._closed = False
         self._reinit()
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def after_fork_in_child() -> None:
-                alive = ref()
-                if alive is not None:
-                    alive._reinit()
-
-            os.register_at_fork(after_in_child=after_fork_in_child)
+        at_fork(self, after_in_child=UsageSpanProcessor._reinit)
 
     def _reinit(self) -> None:
         self._spans = []  # a child leaves the parent's spans to the parent
@@ -870,7 +834,7 @@ class DoowMetricReader(PeriodicExportingMetricReader):
         )
         # Like DoowTracker: what is recorded before a fork is collected and held for the
         # parent, so the child (another pid in the resource, other ids) never bills it too.
-        _at_fork(self, before=DoowMetricReader._hold, after_in_parent=DoowMetricReader._release)
+        at_fork(self, before=DoowMetricReader._hold, after_in_parent=DoowMetricReader._release)
 
     def _hold(self) -> None:
         exporter = self._exporter

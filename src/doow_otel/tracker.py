@@ -16,12 +16,9 @@ import math
 import operator
 import os
 import re
-import signal
 import threading
 import uuid
-import weakref
-from collections.abc import Callable, Mapping
-from types import FrameType
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from opentelemetry import metrics, trace
@@ -62,6 +59,7 @@ from doow_otel.exporters import (
     samples_everything,
     shared_client,
 )
+from doow_otel.lifecycle import at_fork, flush_on_sigterm, forget_on_sigterm
 from doow_otel.wire import MAX_BATCH_EVENTS
 
 __all__ = ["DoowTracker", "configure"]
@@ -198,9 +196,14 @@ class DoowTracker:
                 )
             )
         atexit.register(self._at_exit)
-        _register_fork_hooks(self)
+        at_fork(
+            self,
+            before=DoowTracker._before_fork,
+            after_in_parent=DoowTracker._after_fork_in_parent,
+            after_in_child=DoowTracker._after_fork_in_child,
+        )
         if handle_sigterm:
-            _install_sigterm_flush(self)
+            flush_on_sigterm(self._at_exit)
 
     def __repr__(self) -> str:
         return f"DoowTracker(client={self.client!r})"
@@ -382,8 +385,7 @@ class DoowTracker:
         self._flush_wanted.set()
         if self._owns_meter_provider:
             self.meter_provider.shutdown()
-        with contextlib.suppress(ValueError):
-            _sigterm_trackers.remove(self)
+        forget_on_sigterm(self._at_exit)
         with contextlib.suppress(Exception):
             atexit.unregister(self._at_exit)
         if self._owns_client:
@@ -537,68 +539,3 @@ def configure(**kwargs: Any) -> DoowTracker:
     ):
         metrics.set_meter_provider(tracker.meter_provider)
     return tracker
-
-
-_sigterm_trackers: list[DoowTracker] = []
-_sigterm_flush: threading.Thread | None = None
-_sigterm_flushed = threading.Event()
-
-
-def _install_sigterm_flush(tracker: DoowTracker) -> None:
-    """Flush on SIGTERM (container stop), then die as SIGTERM would have made us."""
-    _sigterm_trackers.append(tracker)
-    if len(_sigterm_trackers) > 1 or threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return  # the application (or its server) handles SIGTERM itself
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except (ValueError, OSError):  # not the main interpreter, or no signals here
-        pass
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Flush on another thread and return at once.
-
-    The signal may interrupt the main thread anywhere: inside a flush holding the SDK's
-    export lock, inside `track()` holding an aggregation lock. Flushing here would wait
-    for those locks forever; returning lets the main thread release them. When the
-    flush is done (within the tracker's timeout) the thread signals again, and we die.
-    """
-    global _sigterm_flush
-    if _sigterm_flushed.is_set():
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
-    if _sigterm_flush is None:
-        # Not a daemon: an interpreter that exits meanwhile waits for the flush.
-        _sigterm_flush = threading.Thread(target=_flush_then_die, name="doow-sigterm")
-        _sigterm_flush.start()
-
-
-def _flush_then_die() -> None:
-    for each in list(_sigterm_trackers):
-        each._at_exit()
-    _sigterm_flushed.set()
-    os.kill(os.getpid(), signal.SIGTERM)  # the handler, on the main thread, ends us
-
-
-def _register_fork_hooks(tracker: DoowTracker) -> None:
-    if not hasattr(os, "register_at_fork"):
-        return
-    ref = weakref.ref(tracker)
-
-    def hook(name: str) -> Callable[[], None]:
-        def call() -> None:
-            alive = ref()
-            if alive is not None:
-                with contextlib.suppress(Exception):  # never break a fork
-                    getattr(alive, name)()
-
-        return call
-
-    os.register_at_fork(
-        before=hook("_before_fork"),
-        after_in_parent=hook("_after_fork_in_parent"),
-        after_in_child=hook("_after_fork_in_child"),
-    )

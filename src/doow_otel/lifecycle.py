@@ -1,0 +1,100 @@
+"""Process lifecycle hooks: fork and SIGTERM, for the tracker and the exporters.
+
+Hooks hold their owner weakly and never raise into a fork or a signal. What each owner
+does at those moments stays with the owner (`DoowTracker._before_fork`, ...); this
+module only wires it to the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import weakref
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+__all__ = ["at_fork", "flush_on_sigterm", "forget_on_sigterm"]
+
+
+def at_fork(
+    owner: Any,
+    *,
+    before: Callable[[Any], object] | None = None,
+    after_in_parent: Callable[[Any], object] | None = None,
+    after_in_child: Callable[[Any], object] | None = None,
+) -> None:
+    """`os.register_at_fork` for a method of `owner` (called with the owner), held weakly:
+    an owner that is gone costs nothing at later forks."""
+    if not hasattr(os, "register_at_fork"):
+        return
+    ref = weakref.ref(owner)
+
+    def call(hook: Callable[[Any], object] | None) -> Callable[[], None]:
+        def run() -> None:
+            alive = ref()
+            if alive is not None and hook is not None:
+                with contextlib.suppress(Exception):  # never break a fork
+                    hook(alive)
+
+        return run
+
+    os.register_at_fork(
+        before=call(before),
+        after_in_parent=call(after_in_parent),
+        after_in_child=call(after_in_child),
+    )
+
+
+# --- SIGTERM (container stop): flush, then die as SIGTERM would have made us ---
+
+_flushes: list[Callable[[], object]] = []
+_flush_thread: threading.Thread | None = None
+_flushed = threading.Event()
+
+
+def flush_on_sigterm(flush: Callable[[], object]) -> None:
+    """Run `flush` when SIGTERM arrives, unless the application handles SIGTERM itself."""
+    _flushes.append(flush)
+    if len(_flushes) > 1 or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return  # the application (or its server) handles SIGTERM itself
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
+
+
+def forget_on_sigterm(flush: Callable[[], object]) -> None:
+    with contextlib.suppress(ValueError):
+        _flushes.remove(flush)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Flush on another thread and return at once.
+
+    The signal may interrupt the main thread anywhere: inside a flush holding the SDK's
+    export lock, inside `track()` holding an aggregation lock. Flushing here would wait
+    for those locks forever; returning lets the main thread release them. When the
+    flush is done (within the tracker's timeout) the thread signals again, and we die.
+    """
+    global _flush_thread
+    if _flushed.is_set():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    if _flush_thread is None:
+        # Not a daemon: an interpreter that exits meanwhile waits for the flush.
+        _flush_thread = threading.Thread(target=_flush_then_die, name="doow-sigterm")
+        _flush_thread.start()
+
+
+def _flush_then_die() -> None:
+    for flush in list(_flushes):
+        with contextlib.suppress(Exception):
+            flush()
+    _flushed.set()
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler, on the main thread, ends us
