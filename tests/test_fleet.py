@@ -232,3 +232,44 @@ def test_a_gateway_killed_while_holding_usage_loses_and_doubles_nothing(
     assert len(local_doow.events(metric="pages")) == cumulative_apps * LICENSES * ROUNDS
     assert len(local_doow.events(metric="api_calls")) == delta_apps * LICENSES * ROUNDS
     assert local_doow.stats()["rejected"] == 0
+
+
+def test_a_single_collector_killed_right_after_accepting_usage_loses_nothing(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """The shipped single-collector pipeline holds nothing accepted only in memory: an
+    app's export that succeeded is on disk, whatever happens to the collector next."""
+    if not BINARY.exists():
+        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    http_port = free_port()
+    env = {
+        "DOOW_API_KEY": local_doow.api_key,
+        "DOOW_ENDPOINT": local_doow.url,
+        "DOOW_QUEUE_DIR": str(queue),
+        "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http_port}",
+        "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
+    }
+    collector = Collector(ROOT / "otel-collector-config.yaml", env, tmp_path / "collector.log")
+    collector.start()
+    try:
+        assert wait_for(collector.healthy), collector.log.read_text()[-3000:]
+        local_doow.faults.fail_next(1_000_000, 503)  # nothing leaves before the kill
+        app = App("app", f"http://127.0.0.1:{http_port}", delta=True)
+        try:
+            app.round(0)  # accepted: the export returned success
+        finally:
+            app.shutdown()
+        collector.stop(signal.SIGKILL)
+        local_doow.faults.clear()
+        collector.start()  # same queue directory
+        assert wait_for(
+            lambda: all(
+                local_doow.total("api_calls", f"lic_{lic}") == lic + 1 for lic in range(LICENSES)
+            ),
+            seconds=30,
+        ), collector.log.read_text()[-3000:]
+        assert wait_for(lambda: local_doow.total("exports") == 2)
+    finally:
+        collector.stop()
