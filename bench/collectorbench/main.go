@@ -298,5 +298,7 @@ func main() {
 		fmt.Printf("%-18s %12.0f %18.2f %18.0f %13.2fx %11.2fx\n", r.name, r.eventsPerSecond, r.cpuMillisPerThousand,
 			r.allocKBPerThousand, r.cpuMillisPerThousand/base.cpuMillisPerThousand, r.eventsPerSecond/base.eventsPerSecond)
 	}
-	fmt.Println("(allocations inside the exporter alone: go test -bench ConvertAndBatch -benchmem in exporter/doowexporter)")
+	if *only == "" {
+		printAlone(exportersAlone())
+	}
 }
