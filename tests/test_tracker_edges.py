@@ -376,3 +376,31 @@ def test_a_broken_environment_still_fails_when_sending(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "DOOW_TRACK_ATTRIBUTION must be a JSON object" in done.stderr
+
+
+def test_exact_names_through_the_collector(local_doow: LocalDoow, tmp_path: Path) -> None:
+    """The Go exporter reads the same `doow.metric`: names keep their case there too."""
+    from test_collector import BINARY, Collector, wait_for
+
+    if not BINARY.exists():
+        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    (tmp_path / "queue").mkdir()
+    collector = Collector(local_doow, tmp_path / "queue", tmp_path / "collector.log").start()
+    tracker = DoowTracker(
+        route="collector",
+        collector_endpoint=collector.otlp_http,
+        flush_interval=3600,
+        handle_sigterm=False,
+    )
+    try:
+        tracker.track(metric="Tokens", quantity=1, license_id="lic_a")
+        tracker.track(metric="tokens", quantity=2, license_id="lic_a")
+        tracker.track(metric="API_Calls", quantity=3, license_id="lic_a")
+        assert tracker.flush()
+        assert wait_for(lambda: local_doow.total("API_Calls") == 3)
+        assert wait_for(lambda: local_doow.total("Tokens") == 1)
+        assert local_doow.total("tokens") == 2
+        assert local_doow.total("api_calls") == 0
+    finally:
+        tracker.shutdown()
+        collector.stop()
