@@ -117,6 +117,11 @@ class _Float(float):
     pass
 
 
+class _BadIndex:
+    def __index__(self) -> int:
+        raise TypeError("no")
+
+
 class _NumpyLikeInt:
     """An integer type that is not an int subclass (numpy.int64 behaves like this)."""
 
@@ -151,6 +156,9 @@ class _NumpyLikeInt:
         ),
         ({"metric": "m", "quantity": decimal.Decimal("1.5"), "license_id": "l"}, "quantity"),
         ({"metric": "m", "quantity": 1, "license_id": ["l"]}, "license_id"),
+        ({"metric": "m", "quantity": _BadIndex(), "license_id": "l"}, "quantity"),
+        ({"metric": "m", "quantity": 1j, "license_id": "l"}, "quantity"),
+        ({"metric": "m", "quantity": None, "license_id": "l"}, "quantity"),
     ],
 )
 def test_bad_input_is_named(meter: DoowTracker, kwargs: dict[str, object], field: str) -> None:

@@ -501,7 +501,12 @@ def _plain_quantity(quantity: object) -> int | float:
     if isinstance(quantity, float):
         return float(quantity)
     if hasattr(type(quantity), "__index__"):  # numpy.int64 and friends
-        return operator.index(quantity)  # type: ignore[arg-type]
+        try:
+            return operator.index(quantity)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - numpy.bool_ refuses, for one
+            raise InvalidEvent(
+                "quantity", f"{type(quantity).__name__} is not usable as an integer ({exc})"
+            ) from None
     raise InvalidEvent(
         "quantity",
         f"must be an int or float, got {type(quantity).__name__}; convert it with int() or "
