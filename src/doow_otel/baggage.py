@@ -45,10 +45,9 @@ class LicenseFromBaggageLogs(LogRecordProcessor):
         # records carry no context before opentelemetry-sdk 1.35: the current one is theirs
         license_id = license_from_baggage(getattr(record, "context", None))
         if license_id and record.attributes is not None and LICENSE_KEY not in record.attributes:
-            try:  # in place: the SDK's encoders read BoundedAttributes' dropped count
-                record.attributes[LICENSE_KEY] = license_id  # type: ignore[index]
-            except TypeError:  # an immutable mapping
-                record.attributes = {**record.attributes, LICENSE_KEY: license_id}
+            # in place: the SDK's (mutable) BoundedAttributes carry the dropped count that
+            # opentelemetry-sdk 1.34's encoder reads; a plain dict would break it
+            record.attributes[LICENSE_KEY] = license_id  # type: ignore[index]
 
     emit = on_emit  # the name opentelemetry-sdk 1.34 calls
 
