@@ -27,15 +27,22 @@ find_python() { # the newest installed patch release of Python $1
 }
 
 build() { # venv python otel instrumentation
-  local venv=$1 python=$2 otel=$3 contrib=$4 stamp="$1/.installed"
-  if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt "$0" ]; then
+  local venv=$1 python=$2 otel=$3 contrib=$4 stamp="$1/.installed" project fresh=1
+  local projects=(-e .)
+  for project in packages/*/pyproject.toml; do # the repo's other distributions
+    if [ -f "$project" ]; then projects+=(-e "$(dirname "$project")"); fi
+  done
+  for project in pyproject.toml packages/*/pyproject.toml "$0"; do
+    if [ -f "$project" ] && ! [ "$stamp" -nt "$project" ]; then fresh=0; fi
+  done
+  if [ -f "$stamp" ] && [ "$fresh" = 1 ]; then
     return
   fi
   echo "matrix: building $venv" >&2
   rm -rf "$venv"
   "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -e . pytest pytest-timeout hypothesis \
+  "$venv/bin/python" -m pip install -q "${projects[@]}" pytest pytest-timeout hypothesis \
     "opentelemetry-api==$otel" "opentelemetry-sdk==$otel" "opentelemetry-proto==$otel" \
     "opentelemetry-exporter-otlp-proto-common==$otel" \
     "opentelemetry-exporter-otlp-proto-http==$otel" \
