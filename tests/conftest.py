@@ -1,4 +1,4 @@
-"""Fixtures shared by the test modules (`local_doow` comes from doow_otel.testing)."""
+"""Fixtures shared by the test modules (`local_doow` comes from doow_otel_testing)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
+from doow_otel_testing import LocalDoow
 
 # Modules that start processes (the collector, Lambda runtimes, apps under
 # opentelemetry-instrument, forks, the benchmarks), a browser, or wait on real time:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 
 def run_cli(

@@ -12,7 +12,7 @@ import pytest
 
 from doow_otel import DoowClient, UsageEvent
 from doow_otel.errors import ConfigurationError, ErrorReport
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 
 def events(n: int, metric: str = "api_calls", license_id: str = "lic_1") -> list[UsageEvent]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 ROOT = Path(__file__).resolve().parents[1]
 # another build of the distribution can be tested with OTELCOL_DOOW_BINARY

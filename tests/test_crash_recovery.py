@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 CHILD = textwrap.dedent(
     """

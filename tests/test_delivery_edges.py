@@ -25,10 +25,10 @@ import pytest
 
 from doow_otel import DoowClient, UsageEvent
 from doow_otel.errors import ErrorReport
-from doow_otel.server import new_key
 from doow_otel.spool import Spool
-from doow_otel.testing import LocalDoow
 from doow_otel.wire import make_batches
+from doow_otel_testing import LocalDoow
+from doow_otel_testing.server import new_key
 
 Rule = Callable[[httpx.Request], "httpx.Response | None"]
 

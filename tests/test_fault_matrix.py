@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from doow_otel import DoowClient, DoowTracker, UsageEvent
 from doow_otel.errors import ErrorReport
 from doow_otel.exporters import DoowMetricExporter, DoowSpanExporter, metric_reader
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 from faultmatrix import FAULTS, FIRST, PATH_FAULTS, REJECTED, render
 
 # Faults whose batch is stored before the (missing or slow) answer: the sender cannot know.

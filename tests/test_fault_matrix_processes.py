@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 from faultmatrix import FAULTS, FIRST, PATH_FAULTS, PATH_PROCESS_FAULTS
 from test_collector import BINARY, Collector, run_app, wait_for
 

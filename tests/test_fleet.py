@@ -27,7 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 ROOT = Path(__file__).resolve().parents[1]
 BINARY = Path(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from doow_otel.errors import ErrorReport
-from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
+from doow_otel_testing import LocalDoow
 from test_collector import BINARY, Collector, free_port, wait_for
 
 

@@ -10,7 +10,7 @@ emulator offers no Telemetry API and never freezes: there the extension acknowle
 each INVOKE at once and exports in the background, and SHUTDOWN (SIGTERM to the
 emulator) is where it must drain.
 
-The freeze itself is proven under the in-package emulator (doow_otel.testing_lambda),
+The freeze itself is proven under the in-package emulator (doow_otel_testing.lambda_runtime),
 which sends platform.runtimeDone and SIGSTOPs the runtime and the extension as Lambda
 freezes the environment: the usage must be stored by then.
 """
@@ -37,8 +37,8 @@ from pathlib import Path
 import pytest
 
 from doow_otel import lambda_extension
-from doow_otel.testing import LocalDoow
-from doow_otel.testing_lambda import LambdaRuntime
+from doow_otel_testing import LocalDoow
+from doow_otel_testing.lambda_runtime import LambdaRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "collector" / "_build" / "otelcol-doow-lambda-layer.zip"
@@ -364,7 +364,7 @@ def test_the_first_push_waits_for_the_extension_to_listen(monkeypatch: pytest.Mo
 
 @pytest.fixture
 def frozen_lambda(opt: Path, tmp_path: Path, local_doow: LocalDoow) -> Iterator[LambdaRuntime]:
-    """The layer's extension and the function under doow_otel.testing_lambda, which
+    """The layer's extension and the function under doow_otel_testing.lambda_runtime, which
     sends platform.runtimeDone and freezes (SIGSTOP) each process as Lambda would."""
     otlp_port = free_port()
     (tmp_path / "app.py").write_text(textwrap.dedent(HANDLER))

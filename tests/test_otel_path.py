@@ -31,8 +31,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from doow_otel import DoowClient
 from doow_otel.baggage import LicenseFromBaggage, LicenseFromBaggageLogs
 from doow_otel.exporters import DoowLogExporter, DoowMetricExporter, DoowSpanExporter, metric_reader
-from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
+from doow_otel_testing import LocalDoow
 from otel_versions import emit
 
 

@@ -10,7 +10,7 @@ import pytest
 from doow_otel import DoowClient, UsageEvent
 from doow_otel.errors import ErrorReport
 from doow_otel.events import AttributionPolicy
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 KEY = "dk_SECRET_canary_7f3a9c2e"
 

@@ -31,7 +31,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     Sum,
 )
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -576,7 +576,7 @@ def wait_until(condition: Any, seconds: float = 10) -> bool:
 
 
 def test_connections_beyond_the_limit_get_503_and_threads_stay_bounded() -> None:
-    from doow_otel.server import start, stop
+    from doow_otel_testing.server import start, stop
 
     key = "dk_test_limit"
     server, _ = start(keys=[key], max_connections=3)
@@ -607,7 +607,7 @@ def test_connections_beyond_the_limit_get_503_and_threads_stay_bounded() -> None
 
 
 def test_the_request_log_is_bounded_in_bytes() -> None:
-    from doow_otel.server import start, stop
+    from doow_otel_testing.server import start, stop
 
     key = "dk_test_log"
     server, _ = start(keys=[key], request_log_bytes=50_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 doow_track = pytest.importorskip("doow_track")
 

@@ -8,7 +8,7 @@ import json
 import socket
 import time
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 
 def _post(doow: LocalDoow, body: dict[str, object]) -> http.client.HTTPResponse:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 POSTS = ["/telemetry/events", "/telemetry/heartbeat", "/telemetry/otlp/v1/metrics", "/admin/faults"]
 GETS = ["/api/events", "/api/usage", "/api/stats", "/api/rejections"]

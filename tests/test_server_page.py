@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from doow_otel import DoowClient, UsageEvent
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 WAIT = 10_000  # ms: how long an expectation polls before failing

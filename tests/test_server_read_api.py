@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from doow_otel import DoowClient, UsageEvent
-from doow_otel.server.store import _nice_bucket
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
+from doow_otel_testing.server.store import _nice_bucket
 
 
 def get(doow: LocalDoow, path: str, **params: Any) -> httpx.Response:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from doow_otel.serverless import _budget
-from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
+from doow_otel_testing import LocalDoow
 
 
 @pytest.mark.parametrize(

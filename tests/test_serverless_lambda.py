@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 pytest.importorskip("awslambdaric")
 if not hasattr(signal, "SIGSTOP"):
     pytest.skip("the freeze needs SIGSTOP", allow_module_level=True)
 
-from doow_otel.testing_lambda import Invocation, LambdaRuntime  # noqa: E402
+from doow_otel_testing.lambda_runtime import Invocation, LambdaRuntime  # noqa: E402
 
 FUNCTIONS = {
     # track() what the event says, then return or raise

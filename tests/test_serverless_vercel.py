@@ -25,8 +25,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 import httpx
 import pytest
 
-from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
+from doow_otel_testing import LocalDoow
 
 
 def serve_one(server: Any, call: Callable[[str], httpx.Response]) -> httpx.Response:

@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 from doow_otel import DoowClient
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 APP = textwrap.dedent(
     """

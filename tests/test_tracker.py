@@ -11,8 +11,8 @@ import pytest
 from opentelemetry import baggage, context
 
 from doow_otel import InvalidEvent
-from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
+from doow_otel_testing import LocalDoow
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import pytest
 
 from doow_otel import InvalidEvent
 from doow_otel.errors import ErrorReport
-from doow_otel.testing import LocalDoow
 from doow_otel.tracker import DoowTracker
+from doow_otel_testing import LocalDoow
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
 

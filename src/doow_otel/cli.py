@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -51,12 +52,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _send(args, sys.stdin.buffer, sys.stderr)
         if args.command == "test-event":
             return _test_event(args)
+        if importlib.util.find_spec("doow_otel_testing") is None:
+            print(
+                f"doow-otel {args.command}: the local server and the demo are in the "
+                "doow-otel-testing package (kept out of what you deploy): "
+                "pip install doow-otel-testing (in this repository: ./dev setup)",
+                file=sys.stderr,
+            )
+            return 2
         if args.command == "serve":
-            from doow_otel.server import serve as run_server
+            from doow_otel_testing.server import serve as run_server
 
             run_server(host=args.host, port=args.port, db=args.db, keys=args.key)
             return 0
-        from doow_otel.demo import run as run_demo
+        from doow_otel_testing.demo import run as run_demo
 
         return run_demo(keep_serving=args.keep_serving)
     except ConfigurationError as exc:

@@ -518,7 +518,13 @@ def _collector_exporter(endpoint: str | None, timeout: float) -> MetricExporter:
     """OTLP/HTTP with delta temporality to a collector (for example a Lambda extension
     on localhost). The endpoint: the argument, else the standard OTEL_EXPORTER_OTLP_*
     variables (read by the exporter), else http://localhost:4318."""
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    try:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    except ImportError:
+        raise ConfigurationError(
+            'route="collector" needs OpenTelemetry\'s OTLP/HTTP exporter, an extra of '
+            "doow-otel: pip install 'doow-otel[collector]'"
+        ) from None
 
     if endpoint is not None:
         endpoint = endpoint.rstrip("/") + "/v1/metrics"

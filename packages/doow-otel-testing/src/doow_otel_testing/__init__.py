@@ -1,6 +1,6 @@
 """Test helpers for doow-otel's own tests and for our users' test suites.
 
-    from doow_otel.testing import LocalDoow
+    from doow_otel_testing import LocalDoow
 
     with LocalDoow() as doow:
         client = DoowClient(doow.api_key, endpoint=doow.url)
@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from doow_otel.server import DoowServer, Faults, new_key, start, stop
+from doow_otel_testing.server import DoowServer, Faults, new_key, start, stop
 
 __all__ = ["LocalDoow", "local_doow"]
 

@@ -1,7 +1,7 @@
 """A local Doow-compatible server: Doow's ingest API over SQLite, for development,
 tests and benchmarks, with no Doow account.
 
-`doow-otel serve` runs it in the foreground; `doow_otel.testing.LocalDoow` runs it in a
+`doow-otel serve` runs it in the foreground; `doow_otel_testing.LocalDoow` runs it in a
 background thread of the current process.
 """
 
@@ -15,10 +15,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from doow_otel.server.faults import Faults
-from doow_otel.server.handler import IDLE_TIMEOUT, MAX_CONNECTIONS, DoowServer
-from doow_otel.server.request_log import MAX_BYTES
-from doow_otel.server.store import Store
+from doow_otel_testing.server.faults import Faults
+from doow_otel_testing.server.handler import IDLE_TIMEOUT, MAX_CONNECTIONS, DoowServer
+from doow_otel_testing.server.request_log import MAX_BYTES
+from doow_otel_testing.server.store import Store
 
 __all__ = ["DoowServer", "Faults", "Store", "new_key", "serve", "start"]
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from doow_otel.client import DoowClient
 from doow_otel.events import UsageEvent
-from doow_otel.testing import LocalDoow
+from doow_otel_testing import LocalDoow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -89,7 +89,7 @@ def _lambda(doow: LocalDoow, spool: Path) -> None:
     if importlib.util.find_spec("awslambdaric") is None or not (EXAMPLES / "lambda").is_dir():
         print("   skipped: needs `pip install awslambdaric` and the repository's examples/")
         return
-    from doow_otel.testing_lambda import LambdaRuntime
+    from doow_otel_testing.lambda_runtime import LambdaRuntime
 
     env = {
         "DOOW_TRACK_API_KEY": doow.api_key,

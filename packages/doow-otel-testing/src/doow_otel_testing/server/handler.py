@@ -30,10 +30,10 @@ from doow_otel import otlp_json
 from doow_otel._version import __version__
 from doow_otel.conversion import convert_metrics_request
 from doow_otel.events import KINDS, check_wire_event, format_time, parse_time
-from doow_otel.server.faults import Faults
-from doow_otel.server.page import PAGE
-from doow_otel.server.request_log import MAX_BYTES, LogEntry, RequestLog
-from doow_otel.server.store import MAX_QUANTITY, MIN_QUANTITY, Outcome, Store
+from doow_otel_testing.server.faults import Faults
+from doow_otel_testing.server.page import PAGE
+from doow_otel_testing.server.request_log import MAX_BYTES, LogEntry, RequestLog
+from doow_otel_testing.server.store import MAX_QUANTITY, MIN_QUANTITY, Outcome, Store
 
 MAX_EVENTS = 500
 MAX_BUCKET = 100 * 366 * 86400  # a century, in seconds: the read API's widest time bucket

@@ -1,0 +1,65 @@
+"""What users deploy: the runtime package holds runtime code, and the default route needs
+none of the OTLP/HTTP exporter's dependencies (an extra, `doow-otel[collector]`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from doow_otel import cli
+from doow_otel.errors import ConfigurationError
+from doow_otel.tracker import DoowTracker
+from doow_otel_testing import LocalDoow
+
+ROOT = Path(__file__).resolve().parent.parent
+OTLP_HTTP = "opentelemetry.exporter.otlp.proto.http.metric_exporter"
+
+
+def test_route_collector_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, OTLP_HTTP, None)  # as if not installed
+    with pytest.raises(ConfigurationError, match=r"doow-otel\[collector\]"):
+        DoowTracker(route="collector", handle_sigterm=False)
+
+
+def test_serve_without_the_testing_package_names_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "doow_otel_testing", None)  # as if not installed
+    assert cli.main(["serve", "--port", "0"]) == 2
+    assert "pip install doow-otel-testing" in capsys.readouterr().err
+
+
+def test_the_runtime_package_has_no_test_helpers_and_no_otlp_http_dependency() -> None:
+    required = [r for r in metadata.requires("doow-otel") or [] if "extra ==" not in r]
+    assert not [r for r in required if "otlp-proto-http" in r or "requests" in r]
+    plugins = {e.value for e in metadata.distribution("doow-otel").entry_points}
+    assert not [p for p in plugins if "testing" in p]
+    shipped = {p.name for p in (ROOT / "src" / "doow_otel").iterdir()}
+    assert not shipped & {"server", "testing.py", "testing_lambda.py", "demo.py"}
+
+
+@pytest.mark.slow
+def test_the_default_route_delivers_without_loading_requests_or_otlp_http(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    script = f"""
+import sys
+from doow_otel import DoowTracker
+meter = DoowTracker({local_doow.api_key!r}, endpoint={local_doow.url!r}, handle_sigterm=False)
+meter.track(metric="pkg_default_route", quantity=2, license_id="lic_1")
+assert meter.flush()
+meter.shutdown()
+loaded = [m for m in ("requests", "google.rpc", "{OTLP_HTTP}") if m in sys.modules]
+assert not loaded, loaded
+"""
+    env = {**os.environ, "DOOW_SPOOL_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert local_doow.total("pkg_default_route", "lic_1") == 2
