@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from doow_otel.serverless import _budget
+from doow_otel.serverless._core import budget as _budget
 from doow_otel.tracker import DoowTracker
 from doow_otel_testing import LocalDoow
 

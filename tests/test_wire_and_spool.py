@@ -74,8 +74,7 @@ def test_spool_round_trip_oldest_first(tmp_path: Path) -> None:
 
 def test_corrupt_entry_is_set_aside_and_reported(tmp_path: Path) -> None:
     reports: list[ErrorReport] = []
-    spool = Spool(tmp_path)
-    spool.report = Reporter(reports.append)
+    spool = Spool(tmp_path, report=Reporter(reports.append))
     good = spool.write(make_batches(events(1))[0], durable=True)
     bad = tmp_path / "00000000000000000001-broken.batch"
     bad.write_bytes(b'{"batch_id": "x", "events": [')  # killed mid-write
@@ -87,8 +86,7 @@ def test_corrupt_entry_is_set_aside_and_reported(tmp_path: Path) -> None:
 
 def test_full_spool_drops_oldest_and_reports_count(tmp_path: Path) -> None:
     reports: list[ErrorReport] = []
-    spool = Spool(tmp_path, max_batches=2)
-    spool.report = Reporter(reports.append)
+    spool = Spool(tmp_path, max_batches=2, report=Reporter(reports.append))
     batches = [make_batches(events(n))[0] for n in (1, 2, 3)]
     for batch in batches:
         spool.write(batch, durable=False)
@@ -98,8 +96,7 @@ def test_full_spool_drops_oldest_and_reports_count(tmp_path: Path) -> None:
 
 
 def test_spool_bounded_by_bytes(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_bytes=3000)
-    spool.report = Reporter(lambda r: None)
+    spool = Spool(tmp_path, max_bytes=3000, report=Reporter(lambda r: None))
     for _ in range(5):
         spool.write(make_batches(events(5))[0], durable=False)
     assert sum(p.stat().st_size for p in spool.paths()) <= 3000
@@ -159,8 +156,7 @@ def test_a_failed_write_keeps_the_batch_in_memory_and_no_temporary(tmp_path: Pat
     reports: list[ErrorReport] = []
     target = tmp_path / "spool"
     target.write_text("a file where the directory should be")
-    spool = Spool(target)
-    spool.report = Reporter(reports.append)
+    spool = Spool(target, report=Reporter(reports.append))
     batch = make_batches(events(2))[0]
     path = spool.write(batch, durable=True)
     spool.write(make_batches(events(1))[0], durable=False)

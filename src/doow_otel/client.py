@@ -28,7 +28,6 @@ endpoint's and key's entries (see `doow_otel.spool`).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import random
 import threading
@@ -39,10 +38,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
+from doow_otel._deadline import resolve_deadline
 from doow_otel._version import __version__
-from doow_otel.config import Settings
+from doow_otel.config import Settings, key_problem
 from doow_otel.errors import ConfigurationError, ErrorReport, Redactor, Reporter
 from doow_otel.events import UsageEvent
 from doow_otel.spool import Spool
@@ -117,15 +116,6 @@ class _Journaled:
     attempts: int = 0
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 class DoowClient:
     """Sends usage events to Doow.
 
@@ -167,9 +157,9 @@ class DoowClient:
         self.max_age = max_age
         self.auth_probe_interval = auth_probe_interval
         key = settings.api_key
-        if not self.disabled:
-            _check_key(key)
-            _check_endpoint(self.endpoint, allow_insecure)
+        problem = settings.problem(allow_insecure=allow_insecure)  # None when disabled
+        if problem:
+            raise ConfigurationError(problem)
         self._key = key or ""
         self.report = Reporter(on_error, Redactor(key))
         if spool is DEFAULT_SPOOL:
@@ -178,8 +168,7 @@ class DoowClient:
             spool = Spool(spool)
         self.spool: Spool | None = spool
         if self.spool is not None:
-            self.spool.report = self.report
-            self.spool.bind(self.endpoint, self._key)
+            self.spool.bind(self.endpoint, self._key, report=self.report)
         self._transport = transport
         self._http: httpx.Client | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -210,13 +199,15 @@ class DoowClient:
     ) -> SendResult:
         """Deliver `events` (after any spooled batches); returns by the deadline whatever happens.
 
-        `deadline` is a `time.monotonic()` value; `timeout` is seconds from now. With
+        `timeout` is seconds from now; `deadline` the same as a `time.monotonic()` value (one
+        that is clearly not, say a `time.time()` timestamp, is a ConfigurationError). With
         neither, the client's `timeout` applies. Never raises for delivery problems.
         """
+        end = resolve_deadline(deadline, timeout, self.timeout)
         events = list(events)
         if self.disabled:
             return SendResult(skipped=len(events))
-        sending = _Round(_deadline(deadline, timeout, self.timeout))
+        sending = _Round(end)
         result = SendResult()
         with self._lock:
             self._replay(sending, result)
@@ -248,7 +239,9 @@ class DoowClient:
 
     def set_api_key(self, api_key: str) -> None:
         """Rotate the key: spooled usage moves to the new key and any auth latch clears."""
-        _check_key(api_key)
+        problem = key_problem(api_key)
+        if problem:
+            raise ConfigurationError(problem)
         with self._lock:
             self.report.redact.add(api_key)
             if self.spool is not None:
@@ -659,41 +652,9 @@ class DoowClient:
                 self._stats[name] += delta
 
 
-def _deadline(deadline: float | None, timeout: float | None, default: float) -> float:
-    if deadline is not None:
-        return deadline
-    return time.monotonic() + (timeout if timeout is not None else default)
-
-
 def _status_of(reason: str) -> int | None:
     """The status in a decision's reason ("HTTP 400: ...")."""
     parts = reason.split()
     if len(parts) > 1 and parts[0] == "HTTP" and parts[1].rstrip(":").isdigit():
         return int(parts[1].rstrip(":"))
     return None
-
-
-def _check_key(key: str | None) -> None:
-    if not key:
-        raise ConfigurationError(
-            "api_key: no Doow API key; pass api_key='dk_...' or set DOOW_TRACK_API_KEY "
-            "(or DOOW_TRACK_DISABLED=true to turn sending off)"
-        )
-    if not key.startswith("dk_") or any(c.isspace() for c in key):
-        raise ConfigurationError(
-            "api_key: a Doow SDK key starts with 'dk_' and has no spaces; "
-            "copy it from Company Settings > Integrations"
-        )
-
-
-def _check_endpoint(endpoint: str, allow_insecure: bool) -> None:
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(
-            f"endpoint: {endpoint!r} is not an http(s) URL; use e.g. 'https://api.doow.co'"
-        )
-    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
-        raise ConfigurationError(
-            f"endpoint: {endpoint!r} would send the API key unencrypted; use https, "
-            "or pass allow_insecure=True for a trusted network"
-        )

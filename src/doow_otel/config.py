@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from doow_otel.errors import ConfigurationError
 from doow_otel.events import AttributeValue, attributes_problem, license_problem
 
-__all__ = ["DEFAULT_ENDPOINT", "Settings", "endpoint_problem", "spool_directory"]
+__all__ = ["DEFAULT_ENDPOINT", "Settings", "endpoint_problem", "key_problem", "spool_directory"]
 
 logger = logging.getLogger("doow_otel")
 
@@ -149,18 +149,22 @@ class Settings:
         crashes an import; `DoowClient` raises it as a `ConfigurationError`."""
         if self.disabled:
             return None
-        key = self.api_key
-        if not key:
-            return (
-                "api_key: no Doow API key; pass api_key='dk_...' or set DOOW_TRACK_API_KEY "
-                "(or DOOW_TRACK_DISABLED=true to turn sending off)"
-            )
-        if not key.startswith("dk_") or any(c.isspace() for c in key):
-            return (
-                "api_key: a Doow SDK key starts with 'dk_' and has no spaces; "
-                "copy it from Company Settings > Integrations"
-            )
-        return endpoint_problem(self.endpoint, allow_insecure)
+        return key_problem(self.api_key) or endpoint_problem(self.endpoint, allow_insecure)
+
+
+def key_problem(key: str | None) -> str | None:
+    """Why `key` is not a Doow SDK key (never quoting it), or None."""
+    if not key:
+        return (
+            "api_key: no Doow API key; pass api_key='dk_...' or set DOOW_TRACK_API_KEY "
+            "(or DOOW_TRACK_DISABLED=true to turn sending off)"
+        )
+    if not key.startswith("dk_") or any(c.isspace() for c in key):
+        return (
+            "api_key: a Doow SDK key starts with 'dk_' and has no spaces; "
+            "copy it from Company Settings > Integrations"
+        )
+    return None
 
 
 def endpoint_problem(endpoint: str, allow_insecure: bool = False) -> str | None:

@@ -14,11 +14,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-if TYPE_CHECKING:
-    from doow_otel.tracker import DoowTracker
 
 __all__ = ["EXTENSION_PATH", "await_collector", "hint_route", "layer_present"]
 
@@ -39,12 +35,11 @@ def layer_present() -> bool:
     return EXTENSION_PATH.exists()
 
 
-def hint_route(tracker: DoowTracker | None) -> None:
-    """One log line, once per process, when the layer is there but usage goes to Doow directly."""
+def hint_route(route: str | None) -> None:
+    """One log line, once per process, when the layer is there but usage goes to Doow
+    directly (`route`: the tracker's, None without one)."""
     global _hinted
-    if _hinted or os.environ.get("DOOW_ROUTE") or not layer_present():
-        return
-    if tracker is not None and tracker.route == "collector":
+    if _hinted or route == "collector" or os.environ.get("DOOW_ROUTE") or not layer_present():
         return
     _hinted = True
     # a warning: Lambda's Python runtime shows nothing below WARNING by default

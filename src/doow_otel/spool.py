@@ -87,12 +87,13 @@ class Spool:
         max_bytes: int = 64 * 1024 * 1024,
         max_batches: int = 10_000,
         max_memory_batches: int = 1_000,
+        report: Reporter | None = None,
     ) -> None:
         self.directory = Path(directory) if directory is not None else default_spool_dir()
         self.max_bytes = max_bytes
         self.max_batches = max_batches
         self.max_memory_batches = max_memory_batches
-        self.report: Reporter = Reporter(None)
+        self.report: Reporter = report or Reporter(None)  # a client binds its own
         self.dropped_full = 0  # events dropped because the spool (or memory journal) was full
         self._identity = b""
         self._owner: str | None = None
@@ -108,8 +109,11 @@ class Spool:
 
     # --- ownership ---
 
-    def bind(self, endpoint: str, api_key: str) -> None:
-        """Entries written from now on belong to (endpoint, key); only theirs are listed."""
+    def bind(self, endpoint: str, api_key: str, *, report: Reporter | None = None) -> None:
+        """Entries written from now on belong to (endpoint, key); only theirs are listed.
+        `report`: where the spool's problems go from now on (the client's reporter)."""
+        if report is not None:
+            self.report = report
         self._identity = hashlib.sha256(f"{endpoint}\0{api_key}".encode()).digest()
         self._owner = None
 

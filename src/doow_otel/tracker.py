@@ -358,6 +358,22 @@ class DoowTracker:
         spool = self.client.spool
         return self._pending > 0 or bool(spool is not None and len(spool))
 
+    # --- doow_otel.serverless.Flushable: what the serverless wrappers use ---
+
+    def needs_flush(self) -> bool:
+        """False when an invocation's flush can be skipped (spans are not counted: any
+        tracer provider means a flush)."""
+        return self.has_pending or self.tracer_provider is not None
+
+    def begin_invocation(self) -> None:
+        """A wrapped invocation starts: `flush_at` waits for a full batch until it ends."""
+        with self._lock:
+            self.invocations += 1
+
+    def end_invocation(self) -> None:
+        with self._lock:
+            self.invocations -= 1
+
     def _flush_soon(self) -> None:
         """Ask the background flusher for an export; `track()` never waits for the network."""
         self._flush_wanted.set()
@@ -453,10 +469,11 @@ class DoowTracker:
 
         return serverless.with_azure_function(function, tracker=self, **options)
 
-    def invocation(self, deadline: float | None = None, **options: Any) -> Any:
+    def invocation(self, **options: Any) -> Any:
+        """`with meter.invocation(timeout=seconds_left):` (or `deadline=`, a time.monotonic())."""
         from doow_otel import serverless
 
-        return serverless.invocation(deadline, tracker=self, **options)
+        return serverless.invocation(tracker=self, **options)
 
 
 def add_span_processing(

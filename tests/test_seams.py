@@ -1,0 +1,127 @@
+"""The seams between parts: serverless on a small protocol, deadlines in seconds first."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from doow_otel import ConfigurationError, DoowClient, UsageEvent
+from doow_otel.serverless import Flushable, flush, invocation, with_lambda
+from doow_otel.tracker import DoowTracker
+from doow_otel_testing import LocalDoow
+
+
+def test_serverless_imports_nothing_of_the_tracker() -> None:
+    code = (
+        "import sys, doow_otel.serverless; "
+        "assert 'doow_otel.tracker' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+class Holder:
+    """A Flushable that is not a tracker: what the wrappers ask of it, in order."""
+
+    route: str | None = "doow"
+    collector_endpoint: str | None = None
+
+    def __init__(self, pending: bool = True) -> None:
+        self.pending = pending
+        self.calls: list[Any] = []
+
+    def needs_flush(self) -> bool:
+        return self.pending
+
+    def flush(self, timeout: float | None = None) -> bool:
+        self.calls.append(("flush", timeout))
+        return True
+
+    def begin_invocation(self) -> None:
+        self.calls.append("begin")
+
+    def end_invocation(self) -> None:
+        self.calls.append("end")
+
+
+def test_the_wrappers_need_only_the_protocol() -> None:
+    holder = Holder()
+    checked: Flushable = holder  # mypy: a Holder is a Flushable
+
+    @with_lambda(tracker=checked, flush_timeout=1.0)
+    def handler(event: Any, context: Any) -> str:
+        holder.calls.append("handler")
+        return "ok"
+
+    assert handler({}, None) == "ok"
+    assert holder.calls[:3] == ["begin", "handler", "end"]
+    (name, timeout) = holder.calls[3]
+    assert name == "flush" and 0 < timeout <= 1.0
+    assert len(holder.calls) == 4
+
+
+def test_nothing_pending_skips_the_flush() -> None:
+    holder = Holder(pending=False)
+    with invocation(tracker=holder):
+        pass
+    assert holder.calls == ["begin", "end"]
+    assert flush(tracker=holder) is True
+
+
+def test_invocation_takes_the_seconds_left(
+    meter: DoowTracker, local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    local_doow.faults.latency(3.0)
+    with meter.invocation(timeout=0.6):
+        meter.track(metric="api_calls", quantity=4, license_id="lic_late")
+    # back before the slow server answered: nothing stored, the batch on disk
+    assert local_doow.total("api_calls", "lic_late") == 0
+    assert len(list((tmp_path / "spool").glob("*.batch"))) == 1
+    local_doow.faults.clear()
+    with meter.invocation():
+        pass
+    assert local_doow.total("api_calls", "lic_late") == 4
+
+
+@pytest.mark.parametrize(
+    ("deadline", "says"),
+    [
+        (time.time() + 5, "a time.time() timestamp?"),  # wall clock: was silently no bound
+        ((time.time() + 5) * 1000, "a time.time() timestamp?"),
+        (math.nan, "NaN"),
+    ],
+)
+def test_a_deadline_that_is_not_monotonic_is_refused(deadline: float, says: str) -> None:
+    with pytest.raises(ConfigurationError, match="deadline") as raised:
+        invocation(deadline=deadline)
+    assert says in str(raised.value)
+    assert "timeout=" in str(raised.value)
+
+
+def test_seconds_given_as_a_deadline_are_refused() -> None:
+    if time.monotonic() < 86400 + 10:
+        pytest.skip("this machine's time.monotonic() is under a day: 5 s cannot be told apart")
+    with pytest.raises(ConfigurationError, match="a number of seconds"):
+        invocation(deadline=5.0)
+
+
+def test_the_client_refuses_a_wall_clock_deadline_before_sending(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    client = DoowClient(local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "spool")
+    event = UsageEvent(metric="api_calls", quantity=1, license_id="lic_a")
+    with client:
+        with pytest.raises(ConfigurationError, match="deadline"):
+            client.send([event], deadline=time.time() + 5)
+        with pytest.raises(ConfigurationError, match="deadline"):
+            client.flush_spool(deadline=time.time() + 5)
+        assert local_doow.requests() == []
+        assert client.send([event], timeout=5.0).delivered == 1  # seconds: the primary form
+        assert client.send([], deadline=time.monotonic() + 5.0).ok
+        assert client.send([], deadline=math.inf).ok  # no bound, said explicitly
+    assert local_doow.total("api_calls", "lic_a") == 1
