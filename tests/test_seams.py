@@ -125,3 +125,24 @@ def test_the_client_refuses_a_wall_clock_deadline_before_sending(
         assert client.send([], deadline=time.monotonic() + 5.0).ok
         assert client.send([], deadline=math.inf).ok  # no bound, said explicitly
     assert local_doow.total("api_calls", "lic_a") == 1
+
+
+def test_the_public_api_lists_what_users_need_and_loads_it_lazily() -> None:
+    code = """
+import sys
+import doow_otel
+
+public = set(doow_otel.__all__)
+for name in ("DoowTracker", "configure", "with_lambda", "with_vercel", "with_azure_function",
+             "invocation", "LicenseFromBaggage", "DoowMetricReader", "metric_reader",
+             "SendResult", "Rejection", "ErrorReport", "ConfigurationError", "InvalidEvent"):
+    assert name in public, name
+assert not [n for n in public if n.startswith("_") and n != "__version__"], public
+heavy = ("opentelemetry", "httpx", "doow_otel.serverless", "doow_otel.tracker")
+loaded = [m for m in sys.modules if m.startswith(heavy)]
+assert loaded == [], loaded
+for name in sorted(public):
+    getattr(doow_otel, name)
+assert doow_otel.with_lambda is __import__("doow_otel.serverless").serverless.with_lambda
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -2,6 +2,11 @@
 
 Names are imported lazily so that `import doow_otel` stays cheap on a cold start:
 the HTTP client and the OpenTelemetry SDK load only when first used.
+
+`__all__` is the public API: the tracker and `configure`, the serverless wrappers, the
+exporters, readers and span/log processors for an existing OpenTelemetry setup, the
+client with its results, and the errors. The modules behind them (and any name with a
+leading underscore) are internal and may change.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from doow_otel._version import __version__
 from doow_otel.events import InvalidEvent, UsageEvent
 
 if TYPE_CHECKING:
-    from doow_otel.client import DoowClient, SendResult
+    from doow_otel.baggage import LicenseFromBaggage, LicenseFromBaggageLogs
+    from doow_otel.client import DoowClient, Rejection, SendResult
     from doow_otel.errors import ConfigurationError, DoowError, ErrorReport
     from doow_otel.exporters import (
         DoowLogExporter,
@@ -24,12 +30,16 @@ if TYPE_CHECKING:
         UsageSpanProcessor,
         metric_reader,
     )
+    from doow_otel.serverless import invocation, with_azure_function, with_lambda, with_vercel
     from doow_otel.spool import Spool
     from doow_otel.tracker import DoowTracker, configure
 
 _LAZY = {
     "DoowClient": "doow_otel.client",
     "SendResult": "doow_otel.client",
+    "Rejection": "doow_otel.client",
+    "LicenseFromBaggage": "doow_otel.baggage",
+    "LicenseFromBaggageLogs": "doow_otel.baggage",
     "ConfigurationError": "doow_otel.errors",
     "DoowError": "doow_otel.errors",
     "ErrorReport": "doow_otel.errors",
@@ -43,6 +53,10 @@ _LAZY = {
     "metric_reader": "doow_otel.exporters",
     "DoowTracker": "doow_otel.tracker",
     "configure": "doow_otel.tracker",
+    "invocation": "doow_otel.serverless",
+    "with_azure_function": "doow_otel.serverless",
+    "with_lambda": "doow_otel.serverless",
+    "with_vercel": "doow_otel.serverless",
 }
 
 __all__ = [
@@ -56,6 +70,9 @@ __all__ = [
     "DoowTracker",
     "ErrorReport",
     "InvalidEvent",
+    "LicenseFromBaggage",
+    "LicenseFromBaggageLogs",
+    "Rejection",
     "SendResult",
     "Spool",
     "UsageEvent",
@@ -63,7 +80,11 @@ __all__ = [
     "UsageSpanProcessor",
     "__version__",
     "configure",
+    "invocation",
     "metric_reader",
+    "with_azure_function",
+    "with_lambda",
+    "with_vercel",
 ]
 
 
@@ -72,3 +93,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'doow_otel' has no attribute {name!r}")
     return getattr(import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
