@@ -59,6 +59,8 @@ type conversion struct {
 	dropped  map[string]int
 	stripped map[strippedAttr]int
 	blocks   [][]attr // the blocks the events' attribution was carved from
+	// the first bad usage records (log bodies), by position and reason; all are counted
+	badRecords []string
 }
 
 // The events and attribution blocks of a push that is over serve the next one.
@@ -799,6 +801,10 @@ func (c *converter) logs(ld plog.Logs) {
 				c.id = appendEncUint(c.id, uint64(record.ObservedTimestamp()))
 				c.id = appendEncStr(appendEncStr(c.id, traceHex(record.TraceID())), spanHex(record.SpanID()))
 				c.encAttrs(attrs)
+				if _, hasMetric := attrs.Get("doow.metric"); !hasMetric && record.Body().Type() != pcommon.ValueTypeEmpty {
+					c.bodyRecord(record.Body(), attrs, recordContext{licenseID: licenseID, base: base, nanos: nanos})
+					continue
+				}
 				c.usageRecord(attrs, licenseID, nanos, base, "event.name")
 			}
 		}

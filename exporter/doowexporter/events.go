@@ -117,6 +117,12 @@ type event struct {
 	metric      string
 	quantity    quantity
 	attribution []attr
+
+	// usage records' own fields (records.go); the zero values are what other usage gets
+	adjustment   bool
+	sourceSystem string // "" is "sdk"
+	metadata     []attr
+	hint         []attr // metric_tuple_hint, in the order app_name, license_name, metric_name
 }
 
 // whyStripped says why an attribution entry may not be sent, or "".
@@ -402,16 +408,21 @@ func (e *event) appendTo(buf []byte, times *timeText) []byte {
 	buf = appendJSONString(buf, e.licenseID)
 	buf = append(buf, `,"occurred_at":"`...)
 	buf = times.appendTo(buf, e.nanos)
-	buf = append(buf, `","source_system":"sdk","kind":"USAGE","attribution":{`...)
-	for i, a := range e.attribution {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = appendJSONString(buf, a.key)
-		buf = append(buf, ':')
-		buf = appendValue(buf, a.value)
+	if e.sourceSystem == "" {
+		buf = append(buf, `","source_system":"sdk"`...)
+	} else {
+		buf = append(buf, `","source_system":`...)
+		buf = appendJSONString(buf, e.sourceSystem)
 	}
-	buf = append(buf, `},"metadata":{},"measurements":[{"metric_name":`...)
+	if e.adjustment {
+		buf = append(buf, `,"kind":"ADJUSTMENT","attribution":`...)
+	} else {
+		buf = append(buf, `,"kind":"USAGE","attribution":`...)
+	}
+	buf = appendObject(buf, e.attribution)
+	buf = append(buf, `,"metadata":`...)
+	buf = appendObject(buf, e.metadata)
+	buf = append(buf, `,"measurements":[{"metric_name":`...)
 	buf = appendJSONString(buf, e.metric)
 	buf = append(buf, `,"quantity":`...)
 	if e.quantity.isInt {
@@ -419,10 +430,29 @@ func (e *event) appendTo(buf []byte, times *timeText) []byte {
 	} else {
 		buf = appendPyFloat(buf, e.quantity.f)
 	}
+	if e.hint != nil {
+		buf = appendObject(append(buf, `,"metric_tuple_hint":`...), e.hint)
+	}
 	buf = append(buf, `}]`...)
 	if e.unit != "" {
 		buf = append(buf, `,"unit":`...)
 		buf = appendJSONString(buf, e.unit)
+	}
+	if e.hint != nil {
+		buf = appendObject(append(buf, `,"metric_tuple_hint":`...), e.hint)
+	}
+	return append(buf, '}')
+}
+
+func appendObject(buf []byte, entries []attr) []byte {
+	buf = append(buf, '{')
+	for i, a := range entries {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendJSONString(buf, a.key)
+		buf = append(buf, ':')
+		buf = appendValue(buf, a.value)
 	}
 	return append(buf, '}')
 }

@@ -28,6 +28,10 @@ var fixes = map[string]string{
 	"missing_metric":         "a doow.usage event needs a string doow.metric attribute",
 	"missing_quantity":       "a doow.usage event needs a numeric doow.quantity attribute",
 	"missing_license":        "set doow.license_id on the record or the resource, or configure default_license_id",
+	"not_json":               "a doow.usage record's body must be a JSON object (docs/conversion.md, Usage records)",
+	"invalid_kind":           "kind is USAGE or ADJUSTMENT",
+	"invalid_time":           "timestamp is RFC 3339 with a timezone, between 2000 and 2100",
+	"invalid_field":          "a usage record field has the wrong type or is unknown (docs/conversion.md, Usage records)",
 }
 
 type telemetry struct {
@@ -52,6 +56,9 @@ func (t *telemetry) converted(ctx context.Context, result conversion) {
 	for code, count := range result.dropped {
 		t.metrics.DoowUsageDropped.Add(ctx, int64(count), metric.WithAttributes(attribute.String("reason", code)))
 		t.logger.Warn("usage dropped", zap.String("reason", code), zap.Int("count", count), zap.String("fix", fixes[code]))
+	}
+	for _, where := range result.badRecords {
+		t.logger.Warn("bad usage record skipped", zap.String("record", where))
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

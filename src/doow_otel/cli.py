@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
 from typing import TextIO
 from urllib.parse import urlsplit
 
 from doow_otel.client import DoowClient, SendResult
 from doow_otel.errors import ConfigurationError, ErrorReport
 from doow_otel.events import InvalidEvent, UsageEvent
+from doow_otel.records import parse_line, record_event
 from doow_otel.wire import MAX_BATCH_EVENTS
 
 PROGRESS_EVERY = 1000
@@ -75,11 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-SEND_HELP = """Reads one JSON event per line from stdin, in the seed's format:
+SEND_HELP = """Reads one usage record per line from stdin, the seed's format (and the sidecar's):
   {"metric": "api_calls", "quantity": 1, "license_id": "lic_...", "attribution": {...}}
-Optional fields: unit, kind, occurred_at (ISO 8601), event_id (UUID; give one to make
-re-running the same input safe), metadata. Bad lines are reported with their line
-number and the field, and skipped; the good lines are sent. Exit status: 0 all
+Optional fields: unit, kind (USAGE or ADJUSTMENT), timestamp (RFC 3339), metadata,
+source_system, metric_tuple_hint, event_id (UUID) or idempotency_key (give one to make
+re-running the same input safe; docs/conversion.md, "Usage records"). Bad lines are
+reported with their line number, the field and the reason code, and skipped; the good
+lines are sent. Exit status: 0 all
 delivered, 1 something was not delivered (kept in the spool, rejected or dropped),
 2 configuration error, 3 all good lines delivered but bad lines were skipped."""
 
@@ -119,21 +122,12 @@ class _BadLine(Exception):
 
 
 def _parse_line(line: str) -> UsageEvent:
+    """The usage record of one line: the same rules as the sidecar's (records.py)."""
     try:
-        data = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise _BadLine(f"not JSON ({exc.msg} at column {exc.colno})") from None
-    except (ValueError, RecursionError) as exc:  # nesting too deep, a number too long
-        raise _BadLine(f"not JSON ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise _BadLine(f"must be a JSON object, got {type(data).__name__}")
-    try:
-        return UsageEvent.from_mapping(data)
+        return record_event(parse_line(line), occurred_at=datetime.now(timezone.utc))
     except InvalidEvent as exc:
-        raise _BadLine(str(exc)) from None
-    except (OverflowError, ValueError, TypeError) as exc:  # e.g. a timestamp out of range
-        field = "occurred_at" if isinstance(exc, OverflowError) else "line"
-        raise _BadLine(f"{field}: {type(exc).__name__}: {str(exc)[:200]}") from None
+        text = exc.problem if exc.field == "line" else str(exc)
+        raise _BadLine(f"{text} ({getattr(exc, 'code', 'invalid')})") from None
 
 
 def _send(args: argparse.Namespace, lines: Iterable[bytes], errors: TextIO) -> int:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from doow_otel.events import AttributeValue, InvalidEvent, UsageEvent
+from doow_otel.records import NS_LINE, BadRecord, parse_line, record_event
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -50,6 +51,8 @@ NS_METRIC = uuid.UUID("6f1c2d7a-1b10-4c8e-9f0e-5b1d6f0e3c52")
 NS_SPAN_EVENT = uuid.UUID("0e3c52f1-6f1c-4d7a-8b10-9f0e5b1d6f0e")
 NS_GENAI = uuid.UUID("7a9b10c2-5b1d-4f0e-8c52-6f1c2d3c9f0e")
 NS_LOG = uuid.UUID("2d7a9b10-3c52-4c8e-9f0e-1b106f1c5b1d")
+MAX_BAD_RECORDS = 20
+"""Bad usage records described by position per conversion (all are counted)."""
 
 # OTLP enums (opentelemetry.proto.metrics.v1.AggregationTemporality)
 _DELTA = 1
@@ -70,6 +73,11 @@ _FIXES = {
     "missing_time": "the record has no timestamp",
     "missing_metric": "a doow.usage event needs a string doow.metric attribute",
     "missing_quantity": "a doow.usage event needs a numeric doow.quantity attribute",
+    "not_json": "a doow.usage record's body must be a JSON object (docs/conversion.md)",
+    "invalid_kind": "kind is USAGE or ADJUSTMENT",
+    "invalid_time": "timestamp is RFC 3339 with a timezone, between 2000 and 2100",
+    "invalid_field": "a usage record field has the wrong type or is unknown "
+    "(docs/conversion.md, Usage records)",
     "histogram_without_sum": "the histogram point has no sum; record non-negative values "
     "or set histogram_quantity='count'",
 }
@@ -100,6 +108,8 @@ class Conversion:
 
     events: list[UsageEvent] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
+    bad_records: list[str] = field(default_factory=list)
+    """The first bad usage records (log bodies): position and reason."""
 
     @property
     def problems(self) -> list[str]:
@@ -213,6 +223,25 @@ def _number(value: AnyValue | None) -> int | float | None:
     if which == "double_value":
         return value.double_value
     return None
+
+
+def _int(attrs: Mapping[str, AnyValue], key: str) -> int | None:
+    value = attrs.get(key)
+    if value is not None and value.WhichOneof("value") == "int_value":
+        return int(value.int_value)
+    return None
+
+
+def _raw(value: AnyValue) -> Any:
+    """A body map's value as JSON would hold it (bytes are not JSON: left as bytes)."""
+    which = value.WhichOneof("value")
+    if which == "kvlist_value":
+        return {kv.key: _raw(kv.value) for kv in value.kvlist_value.values}
+    if which == "array_value":
+        return [_raw(v) for v in value.array_value.values]
+    if which is None:
+        return None
+    return getattr(value, which)
 
 
 def _time(nanos: int) -> datetime:
@@ -483,22 +512,68 @@ class _Converter:
                     name = getattr(record, "event_name", "") or _string(attrs, "event.name")
                     if name != USAGE_EVENT_NAME:
                         continue
+                    license_id = _license(attrs, resource) or self.options.default_license_id
+                    nanos = record.time_unix_nano or record.observed_time_unix_nano
+                    identity = (
+                        prefix
+                        + _enc_int(record.time_unix_nano)
+                        + _enc_int(record.observed_time_unix_nano)
+                        + _enc_str(record.trace_id.hex())
+                        + _enc_str(record.span_id.hex())
+                        + _enc_attrs(record.attributes)
+                    )
+                    if "doow.metric" not in attrs and record.body.WhichOneof("value"):
+                        self.body_record(record.body, attrs, license_id, nanos, base, identity)
+                        continue
                     self.usage_record(
                         attrs,
-                        license_id=_license(attrs, resource) or self.options.default_license_id,
-                        nanos=record.time_unix_nano or record.observed_time_unix_nano,
+                        license_id=license_id,
+                        nanos=nanos,
                         base=base,
                         skip=("event.name",),
-                        event_id=_event_id(
-                            NS_LOG,
-                            prefix,
-                            _enc_int(record.time_unix_nano),
-                            _enc_int(record.observed_time_unix_nano),
-                            _enc_str(record.trace_id.hex()),
-                            _enc_str(record.span_id.hex()),
-                            _enc_attrs(record.attributes),
-                        ),
+                        event_id=_event_id(NS_LOG, identity),
                     )
+
+    def body_record(
+        self,
+        body: AnyValue,
+        attrs: Mapping[str, AnyValue],
+        license_id: str | None,
+        nanos: int,
+        base: Mapping[str, AttributeValue],
+        identity: str,
+    ) -> None:
+        """A `doow.usage` log record whose body is a usage record (a JSON line or a map)."""
+        file = _string(attrs, "log.file.path") or _string(attrs, "log.file.name")
+        position = _int(attrs, "log.file.record_offset")
+        if position is None:
+            position = _int(attrs, "log.file.record_number")
+        if file is not None and position is not None:
+            event_id = _event_id(NS_LINE, _enc_str(file), _enc_int(position), _enc_value(body))
+        else:
+            event_id = _event_id(NS_LINE, identity, _enc_value(body))
+        try:
+            which = body.WhichOneof("value")
+            if which == "string_value":
+                data = parse_line(body.string_value)
+            elif which == "kvlist_value":
+                data = {kv.key: _raw(kv.value) for kv in body.kvlist_value.values}
+            else:
+                raise BadRecord("not_json", "body", "must be a JSON object or a map")
+            event = record_event(
+                data,
+                license_id=license_id or None,
+                attribution=base,
+                occurred_at=_time(nanos) if nanos else None,
+                event_id=event_id,
+            )
+        except BadRecord as bad:
+            self.result.dropped[bad.code] += 1
+            if len(self.result.bad_records) < MAX_BAD_RECORDS:
+                where = f"{file}:{position}" if file is not None else "record"
+                self.result.bad_records.append(f"{where}: {bad}")
+            return
+        self.result.events.append(event)
 
 
 def _is_overflow(attrs: Mapping[str, AnyValue]) -> bool:

@@ -154,6 +154,30 @@ def reserved_key_problem(attributes: Mapping[str, object]) -> str | None:
     return None
 
 
+def source_problem(source: object) -> str | None:
+    if not isinstance(source, str) or not source.strip() or len(source) > 64:
+        return "must be a non-empty string of at most 64 characters (default 'sdk')"
+    return None
+
+
+HINT_KEYS = ("app_name", "license_name", "metric_name")
+
+
+def hint_problem(hint: object) -> str | None:
+    """Doow's SDKs' metric_tuple_hint: {app_name, license_name, metric_name}, each optional."""
+    if hint is None:
+        return None
+    if not isinstance(hint, Mapping) or not all(
+        key in HINT_KEYS and isinstance(text, str) and len(text) <= 128
+        for key, text in hint.items()
+    ):
+        return (
+            "must be a mapping of strings (at most 128 characters) with the keys "
+            "app_name, license_name, metric_name"
+        )
+    return None
+
+
 _CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -303,6 +327,8 @@ class UsageEvent:
     attribution: Mapping[str, AttributeValue] = field(default_factory=dict)
     metadata: Mapping[str, AttributeValue] = field(default_factory=dict)
     event_id: str = field(default_factory=_new_id)
+    source_system: str = "sdk"
+    metric_tuple_hint: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         for name, problem in (
@@ -314,6 +340,8 @@ class UsageEvent:
             ("attribution", attributes_problem(self.attribution)),
             ("metadata", attributes_problem(self.metadata)),
             ("event_id", event_id_problem(self.event_id)),
+            ("source_system", source_problem(self.source_system)),
+            ("metric_tuple_hint", hint_problem(self.metric_tuple_hint)),
         ):
             if problem:
                 raise InvalidEvent(name, problem)
@@ -343,23 +371,10 @@ class UsageEvent:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> UsageEvent:
-        """Build from the seed's field names (`metric`, `quantity`, `license_id`, ...)."""
-        known = {
-            "metric", "quantity", "license_id", "unit", "kind",
-            "occurred_at", "timestamp", "attribution", "metadata", "event_id",
-        }  # fmt: skip
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidEvent(unknown[0], f"is not a usage event field; known: {sorted(known)}")
-        for required in ("metric", "quantity", "license_id"):
-            if required not in data:
-                raise InvalidEvent(required, "is required")
-        kwargs = {k: v for k, v in data.items() if k != "timestamp"}
-        if "timestamp" in data and "occurred_at" not in data:
-            kwargs["occurred_at"] = data["timestamp"]
-        if isinstance(kwargs.get("kind"), str):
-            kwargs["kind"] = kwargs["kind"].upper()
-        return cls(**kwargs)
+        """Build from a usage record (the seed's field names; docs/conversion.md)."""
+        from doow_otel.records import record_event
+
+        return record_event(data, occurred_at=_utcnow())
 
     def to_wire(self) -> dict[str, Any]:
         """The event as Doow's ingest API takes it (`POST /telemetry/events`)."""
@@ -367,7 +382,7 @@ class UsageEvent:
             "event_id": self.event_id,
             "license_id": self.license_id,
             "occurred_at": format_time(self.occurred_at),
-            "source_system": "sdk",
+            "source_system": self.source_system,
             "kind": self.kind,
             "attribution": dict(self.attribution),
             "metadata": dict(self.metadata),
@@ -375,6 +390,10 @@ class UsageEvent:
         }
         if self.unit:
             wire["unit"] = self.unit
+        if self.metric_tuple_hint:
+            hint = dict(self.metric_tuple_hint)
+            wire["measurements"][0]["metric_tuple_hint"] = hint
+            wire["metric_tuple_hint"] = hint
         return wire
 
 
