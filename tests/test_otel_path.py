@@ -134,6 +134,7 @@ def test_adding_doow_leaves_the_existing_setup_complete(
     assert local_doow.total("api_calls", "lic_a") == 5
     assert local_doow.total("pages", "lic_a") == 10
     assert local_doow.total("http.requests") == 0
+    tracker.shutdown()  # else its at-exit flush exports to the receiver, closed by then
     tracer_provider.shutdown()
     meter_provider.shutdown()
 
