@@ -32,25 +32,12 @@ SLOW_MODULES = {
     "test_zero_code",
 }
 
-# What `./dev matrix` runs on the oldest and the newest supported OpenTelemetry (pytest
-# -m smoke): track, the exporters beside an existing setup, opentelemetry-instrument, a
-# serverless wrapper, the conversion vectors, and delivery to the local server.
-SMOKE_MODULES = {
-    "test_otel_compat",
-    "test_otel_path",
-    "test_serverless_flush",
-    "test_tracker",
-    "test_vectors",
-}
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = getattr(getattr(item, "module", None), "__name__", "")
         if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-        if module in SMOKE_MODULES:
-            item.add_marker(pytest.mark.smoke)
 
 
 @pytest.fixture
