@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import os
 
-from doow_otel.exporters import DoowLogExporter, DoowMetricReader, DoowSpanExporter
+from doow_otel.exporters import DoowMetricReader, DoowSpanExporter
+from doow_otel.logs import DoowLogExporter
 
 __all__ = ["DoowLogExporter", "DoowMetricReader", "DoowSpanExporter"]
 

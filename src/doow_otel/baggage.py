@@ -8,12 +8,14 @@ records when they start; `DoowTracker.track()` reads it at the call.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from opentelemetry import baggage
 from opentelemetry.context import Context
-from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
-from doow_otel._otel_compat import ReadWriteLogRecord
+if TYPE_CHECKING:
+    from doow_otel.logs import LicenseFromBaggageLogs
 
 __all__ = ["LICENSE_KEY", "LicenseFromBaggage", "LicenseFromBaggageLogs", "license_from_baggage"]
 
@@ -37,22 +39,9 @@ class LicenseFromBaggage(SpanProcessor):
         return True  # the base class returns None (a failed flush) before opentelemetry-sdk 1.42
 
 
-class LicenseFromBaggageLogs(LogRecordProcessor):
-    """Copies the baggage license onto each log record emitted without one."""
+def __getattr__(name: str) -> Any:
+    if name == "LicenseFromBaggageLogs":  # in doow_otel.logs: the logs SDK loads on use
+        from doow_otel import logs
 
-    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        record = log_record.log_record
-        # records carry no context before opentelemetry-sdk 1.35: the current one is theirs
-        license_id = license_from_baggage(getattr(record, "context", None))
-        if license_id and record.attributes is not None and LICENSE_KEY not in record.attributes:
-            # in place: the SDK's (mutable) BoundedAttributes carry the dropped count that
-            # opentelemetry-sdk 1.34's encoder reads; a plain dict would break it
-            record.attributes[LICENSE_KEY] = license_id  # type: ignore[index]
-
-    emit = on_emit  # the name opentelemetry-sdk 1.34 calls
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
+        return logs.LicenseFromBaggageLogs
+    raise AttributeError(f"module 'doow_otel.baggage' has no attribute {name!r}")

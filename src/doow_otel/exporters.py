@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -43,19 +43,13 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, StaticSampler
 
-from doow_otel._otel_compat import (
-    LogRecordExporter,
-    LogRecordExportResult,
-    ReadableLogRecord,
-    reader_limits,
-)
+from doow_otel._otel_compat import reader_limits
 from doow_otel.client import DEFAULT_SPOOL, DoowClient, SendResult
 from doow_otel.config import Settings, spool_directory
 from doow_otel.conversion import (
     USAGE_EVENT_NAME,
     Conversion,
     ConversionOptions,
-    convert_logs_request,
     convert_metrics_request,
     convert_traces_request,
 )
@@ -663,37 +657,6 @@ class UsageSpanProcessor(SpanProcessor):
         self.exporter.shutdown()
 
 
-def _record_is_usage(record: ReadableLogRecord) -> bool:
-    log = record.log_record
-    if getattr(log, "event_name", None) == USAGE_EVENT_NAME:
-        return True
-    attributes = log.attributes or {}
-    return attributes.get("event.name") == USAGE_EVENT_NAME
-
-
-class DoowLogExporter(_DoowExporterBase, LogRecordExporter):
-    """Bills log records whose event name is `doow.usage`."""
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        usage = [record for record in batch if _record_is_usage(record)]
-        if not usage and not self._retained:
-            return LogRecordExportResult.SUCCESS
-        from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-
-        request = _encode_each(
-            encode_logs, usage, "resource_logs", "log record", self.client.report
-        )
-        conversion = convert_logs_request(request, self.options)
-        ok = self._deliver(conversion, self.client.timeout)
-        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._flush_spool(timeout_millis)
-
-    def shutdown(self) -> None:
-        self._shutdown()
-
-
 class RetainingMetricExporter(MetricExporter):
     """Wraps a metric exporter that drops what it fails to export (OTLP to a collector
     that is not listening): the failed data is reported and goes out again with the
@@ -850,3 +813,15 @@ class DoowMetricReader(PeriodicExportingMetricReader):
 
 def usage_cardinality_limits(limit: int = DEFAULT_CARDINALITY_LIMIT) -> dict[type, int]:
     return {Counter: limit, Histogram: limit, ObservableCounter: limit}
+
+
+if TYPE_CHECKING:
+    from doow_otel.logs import DoowLogExporter
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DoowLogExporter":  # in doow_otel.logs: the logs SDK loads on use
+        from doow_otel import logs
+
+        return logs.DoowLogExporter
+    raise AttributeError(f"module 'doow_otel.exporters' has no attribute {name!r}")
