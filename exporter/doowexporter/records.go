@@ -408,15 +408,6 @@ func (c *converter) bodyRecord(body pcommon.Value, attrs pcommon.Map, ctx record
 	if !hasPosition {
 		position, hasPosition = intAttr(attrs, "log.file.record_number")
 	}
-	if file != "" && hasPosition {
-		c.startID(nsLine)
-		c.id = appendEncInt(appendEncStr(c.id, file), position)
-	} else {
-		copy(c.id[:16], nsLine[:])
-	}
-	c.encValue(body)
-	ctx.eventID = c.eventID()
-
 	var data map[string]any
 	var problem *badRecord
 	switch body.Type() {
@@ -427,6 +418,16 @@ func (c *converter) bodyRecord(body pcommon.Value, attrs pcommon.Map, ctx record
 	default:
 		problem = bad("not_json", "body", "must be a JSON object or a map")
 	}
+	// a line with a time of its own is named by its place in its file; one without, by
+	// the log record (which includes when it was read: identical lines stay apart)
+	if file != "" && hasPosition && (data["timestamp"] != nil || data["occurred_at"] != nil) {
+		c.startID(nsLine)
+		c.id = appendEncInt(appendEncStr(c.id, file), position)
+	} else {
+		copy(c.id[:16], nsLine[:])
+	}
+	c.encValue(body)
+	ctx.eventID = c.eventID()
 	var e event
 	if problem == nil {
 		e, problem = c.recordEvent(data, ctx)

@@ -548,10 +548,6 @@ class _Converter:
         position = _int(attrs, "log.file.record_offset")
         if position is None:
             position = _int(attrs, "log.file.record_number")
-        if file is not None and position is not None:
-            event_id = _event_id(NS_LINE, _enc_str(file), _enc_int(position), _enc_value(body))
-        else:
-            event_id = _event_id(NS_LINE, identity, _enc_value(body))
         try:
             which = body.WhichOneof("value")
             if which == "string_value":
@@ -560,6 +556,11 @@ class _Converter:
                 data = {kv.key: _raw(kv.value) for kv in body.kvlist_value.values}
             else:
                 raise BadRecord("not_json", "body", "must be a JSON object or a map")
+            stamped = data.get("timestamp") is not None or data.get("occurred_at") is not None
+            if file is not None and position is not None and stamped:
+                event_id = _event_id(NS_LINE, _enc_str(file), _enc_int(position), _enc_value(body))
+            else:
+                event_id = _event_id(NS_LINE, identity, _enc_value(body))
             event = record_event(
                 data,
                 license_id=license_id or None,
@@ -570,7 +571,7 @@ class _Converter:
         except BadRecord as bad:
             self.result.dropped[bad.code] += 1
             if len(self.result.bad_records) < MAX_BAD_RECORDS:
-                where = f"{file}:{position}" if file is not None else "record"
+                where = f"{file}:{position}" if file and position is not None else "record"
                 self.result.bad_records.append(f"{where}: {bad}")
             return
         self.result.events.append(event)

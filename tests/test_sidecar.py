@@ -1,0 +1,248 @@
+"""The sidecar (collector/sidecar.yaml) end to end: the real otelcol-doow binary tails a
+file of usage records through a rotation and a SIGKILL, reads more over TCP, and the
+local server holds exact totals, each line once; bad lines are skipped and reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from doow_otel_testing import LocalDoow
+from helpers import (
+    ROOT,
+    free_port,
+    listening,
+    require_otelcol,
+    start_otelcol,
+    stop_process,
+    wait_for,
+)
+
+SIDECAR_CONFIG = ROOT / "collector" / "sidecar.yaml"
+pytestmark = pytest.mark.slow
+
+BAD_LINES = [
+    "not json at all",
+    '{"metric": "file_lines", "quantity": 0, "license_id": "lic_side"}',
+    '{"metric": "file_lines", "license_id": "lic_side"}',
+    '{"metric": "file_lines", "quantity": "3", "license_id": "lic_side"}',
+    '{"metric": "file_lines", "quantity": 1, "license_id": "lic_side", "kind": "usage"}',
+]
+
+
+def file_line(n: int) -> str:
+    """Usage line n. Each file (lines 0-4999, 5000-) opens with a timestamped line (the
+    filelog receiver tells files apart by their first kilobyte), then 99 lines alike in
+    both files, at the same offsets."""
+    record: dict[str, object] = {
+        "metric": "file_lines",
+        "quantity": 1 if n % 5000 < 100 else 1 + n % 3,
+        "license_id": "lic_side",
+        "attribution": {"job": "nightly"},
+    }
+    if n % 5000 == 0 or (n % 4 == 0 and n % 5000 >= 100):  # a timestamp on some lines
+        record["timestamp"] = stamp(n)
+    return json.dumps(record)
+
+
+def stamp(n: int) -> str:
+    return f"2026-11-24T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}.{n % 1000:03d}Z"
+
+
+def expected_file_total(lines: range) -> int:
+    return sum(1 if n % 5000 < 100 else 1 + n % 3 for n in lines)
+
+
+class Sidecar:
+    def __init__(self, doow: LocalDoow, tmp_path: Path) -> None:
+        self.config = SIDECAR_CONFIG
+        self.log = tmp_path / "sidecar.log"
+        self.tcp_port = free_port()
+        self.health_port = free_port()
+        self.http_port = free_port()
+        self.env = {
+            "DOOW_API_KEY": doow.api_key,
+            "DOOW_ENDPOINT": doow.url,
+            "DOOW_SIDECAR_FILES": str(tmp_path / "logs" / "usage.log*"),
+            "DOOW_SIDECAR_TCP": f"127.0.0.1:{self.tcp_port}",
+            "DOOW_SIDECAR_HEALTH": f"127.0.0.1:{self.health_port}",
+            "DOOW_QUEUE_DIR": str(tmp_path / "state"),
+            "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
+            "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
+            "OTELCOL_METRICS_PORT": str(free_port()),
+        }
+        self.process = None
+
+    def start(self) -> None:
+        self.process = start_otelcol(self.config, self.env, self.log)
+        process = self.process
+
+        def up() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"otelcol-doow exited:\n{self.log.read_text()[-3000:]}")
+            return listening(self.tcp_port) and self.health() == 200
+
+        assert wait_for(up, seconds=30), self.log.read_text()[-3000:]
+
+    def health(self) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/", timeout=2) as r:
+                return int(r.status)
+        except OSError:
+            return 0
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.process, sig)
+        self.process = None
+
+
+def append(path: Path, lines: list[str]) -> None:
+    with open(path, "a") as out:
+        out.write("".join(line + "\n" for line in lines))
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def test_file_rotation_sigkill_reload_and_tcp_deliver_each_line_once(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    require_otelcol()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    usage_log = logs / "usage.log"
+    sidecar = Sidecar(local_doow, tmp_path)
+    sidecar.start()
+    try:
+        # 5,000 lines, with bad lines among them; read (under the name usage.log), then the
+        # file is rotated (renamed, a new file under the old name) and 2,500 more lines go
+        # to the new file, which starts with the same lines as the old one did
+        first = [file_line(n) for n in range(5000)]
+        for i, bad in enumerate(BAD_LINES):
+            first.insert(1000 * i + 500, bad)
+        append(usage_log, first[:3000])
+        assert wait_for(lambda: local_doow.total("file_lines") > 0, seconds=30)
+        append(usage_log, first[3000:])
+        usage_log.rename(logs / "usage.log.1")
+        append(usage_log, [file_line(n) for n in range(5000, 7500)])
+        # killed while it is reading: some delivered, not all
+        assert wait_for(lambda: local_doow.total("file_lines") > 0, seconds=30)
+        sidecar.stop(signal.SIGKILL)
+        delivered_at_kill = local_doow.total("file_lines")
+        append(usage_log, [file_line(n) for n in range(7500, 10000)])
+
+        # reload: a changed config, started on the same state directory (docs: sidecar.yaml)
+        changed = tmp_path / "sidecar-changed.yaml"
+        changed.write_text(
+            SIDECAR_CONFIG.read_text().replace("poll_interval: 200ms", "poll_interval: 100ms")
+        )
+        sidecar.config = changed
+        sidecar.start()
+        assert sidecar.health() == 200
+
+        # 1,000 lines over TCP, half with an idempotency key (the second copy of a keyed
+        # line is the same event), one bad
+        tcp_lines = [
+            json.dumps(
+                {
+                    "metric": "tcp_lines",
+                    "quantity": 2,
+                    "license_id": "lic_side",
+                    "metadata": {"n": n},
+                }
+            )
+            for n in range(1000)
+        ]
+        keyed = [
+            json.dumps(
+                {
+                    "metric": "tcp_keyed",
+                    "quantity": 5,
+                    "license_id": "lic_side",
+                    "idempotency_key": f"k{n % 100}",
+                }
+            )
+            for n in range(200)
+        ]
+        with socket.create_connection(("127.0.0.1", sidecar.tcp_port), timeout=10) as conn:
+            conn.sendall(("\n".join(tcp_lines + keyed + ["[1, 2, 3]"]) + "\n").encode())
+
+        want_file = expected_file_total(range(10000))
+        assert wait_for(
+            lambda: (
+                local_doow.total("file_lines") == want_file
+                and local_doow.total("tcp_lines") == 2000
+                and local_doow.total("tcp_keyed") == 500
+            ),
+            seconds=60,
+        ), (
+            local_doow.total("file_lines"),
+            want_file,
+            delivered_at_kill,
+            local_doow.total("tcp_lines"),
+            local_doow.total("tcp_keyed"),
+            sidecar.log.read_text()[-3000:],
+        )
+        time.sleep(2)  # anything still coming would be counted twice
+        assert local_doow.total("file_lines") == want_file
+        assert local_doow.total("tcp_lines") == 2000
+        assert local_doow.total("tcp_keyed") == 500
+        assert local_doow.usage(metric="file_lines")[0]["events"] == 10000  # each line once
+        assert {e["attribution"].get("job") for e in local_doow.events(metric="file_lines")} == {
+            "nightly"
+        }
+        assert sidecar.health() == 200
+    finally:
+        sidecar.stop()
+    log = sidecar.log.read_text()
+    # ...and the bad lines were skipped, each reported with its file, offset and reason
+    assert log.count("bad usage record skipped") >= len(BAD_LINES) + 1, log[-3000:]
+    assert "usage.log" in log and "not JSON" in log and "quantity" in log and "kind" in log
+    assert '"reason": "not_json"' in log
+    assert "dk_" not in log
+
+
+def test_lines_read_again_after_lost_checkpoints_keep_their_ids(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """The worst restart: the offsets are gone and every line is read again. A line with a
+    timestamp is named by its file, offset and content, so Doow counts none twice."""
+    require_otelcol()
+    (tmp_path / "logs").mkdir()
+    sidecar = Sidecar(local_doow, tmp_path)
+    lines = [
+        json.dumps(
+            {
+                "metric": "replayed",
+                "quantity": 1 + n % 5,
+                "license_id": "lic_side",
+                "timestamp": stamp(n),
+            }
+        )
+        for n in range(3000)
+    ]
+    append(tmp_path / "logs" / "usage.log", lines)
+    want = sum(1 + n % 5 for n in range(3000))
+    sidecar.start()
+    try:
+        assert wait_for(lambda: local_doow.total("replayed") == want, seconds=60)
+        sidecar.stop(signal.SIGKILL)
+        checkpoints = list((tmp_path / "state").glob("receiver_filelog*"))
+        assert checkpoints, list((tmp_path / "state").iterdir())
+        for path in checkpoints:
+            path.unlink()
+        duplicates = local_doow.stats()["duplicates"]
+        sidecar.start()
+        assert wait_for(
+            lambda: local_doow.stats()["duplicates"] >= duplicates + 3000, seconds=60
+        ), (local_doow.stats(), sidecar.log.read_text()[-3000:])
+        assert local_doow.total("replayed") == want
+        assert local_doow.usage(metric="replayed")[0]["events"] == 3000
+    finally:
+        sidecar.stop()
