@@ -79,10 +79,8 @@ def handler_body(record: Callable[[str, int], None], events: int, metric: str) -
     return {"statusCode": 200}
 
 
-def ours(url: str, events: int, metric: str, spool: str) -> tuple[Callable[[int], object], Any]:
-    from doow_otel import DoowTracker
-
-    meter = DoowTracker(KEY, endpoint=url, spool=spool, flush_interval=3600, handle_sigterm=False)
+def wrapped_handler(meter: Any, events: int, metric: str) -> Callable[[int], object]:
+    """Invocation `i` of a `with_lambda` handler that tracks `events` records on `meter`."""
 
     @meter.with_lambda
     def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
@@ -97,7 +95,14 @@ def ours(url: str, events: int, metric: str, spool: str) -> tuple[Callable[[int]
             metric,
         )
 
-    return (lambda i: handler({"i": i}, Context())), meter.shutdown
+    return lambda i: handler({"i": i}, Context())
+
+
+def ours(url: str, events: int, metric: str, spool: str) -> tuple[Callable[[int], object], Any]:
+    from doow_otel import DoowTracker
+
+    meter = DoowTracker(KEY, endpoint=url, spool=spool, flush_interval=3600, handle_sigterm=False)
+    return wrapped_handler(meter, events, metric), meter.shutdown
 
 
 def doow_track(
@@ -208,21 +213,7 @@ def extension_route(
         flush_interval=3600,
         handle_sigterm=False,
     )
-
-    @meter.with_lambda
-    def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
-        return handler_body(
-            lambda lic, q: meter.track(
-                metric=metric,
-                quantity=q,
-                license_id=lic,
-                attribution={"invocation": event["i"] % 2},
-            ),
-            events,
-            metric,
-        )
-
-    return (lambda i: handler({"i": i}, Context())), meter.shutdown
+    return wrapped_handler(meter, events, metric), meter.shutdown
 
 
 def await_usage(url: str, metric: str, expected: int, limit: float = 30.0) -> int:

@@ -8,118 +8,29 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import textwrap
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from doow_otel_testing import LocalDoow
-
-ROOT = Path(__file__).resolve().parents[1]
-# another build of the distribution can be tested with OTELCOL_DOOW_BINARY
-BINARY = Path(
-    os.environ.get("OTELCOL_DOOW_BINARY") or ROOT / "collector" / "_build" / "otelcol-doow"
+from helpers import (
+    COLLECTOR_CONFIG,
+    OTELCOL,
+    Collector,
+    require_otelcol,
+    run_app,
+    running_collector,
+    wait_for,
 )
-CONFIG = ROOT / "otel-collector-config.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Collector:
-    doow: LocalDoow
-    queue_dir: Path
-    log: Path
-    api_key: str | None = None  # the server's key unless given
-    http_port: int = 0
-    grpc_port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def otlp_http(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def start(self) -> Collector:
-        # ports chosen once: a restart listens where the apps already send
-        self.http_port = self.http_port or free_port()
-        self.grpc_port = self.grpc_port or free_port()
-        env = {
-            **os.environ,
-            "DOOW_API_KEY": self.api_key or self.doow.api_key,
-            "DOOW_ENDPOINT": self.doow.url,
-            "DOOW_QUEUE_DIR": str(self.queue_dir),
-            "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
-            "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
-            # the collector's own metrics and health check: ports of its own, next to
-            # other collectors
-            "OTELCOL_METRICS_PORT": str(free_port()),
-            "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{free_port()}",
-        }
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(BINARY), "--config", str(CONFIG)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"otelcol-doow exited:\n{self.log.read_text()[-3000:]}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.http_port)) == 0:
-                    return self
-            time.sleep(0.05)
-        raise AssertionError(f"otelcol-doow did not start:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
-        self.process = None
 
 
 @pytest.fixture
 def collector(local_doow: LocalDoow, tmp_path: Path) -> Iterator[Collector]:
-    if not BINARY.exists():
-        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
-    queue = tmp_path / "queue"
-    queue.mkdir()
-    running = Collector(local_doow, queue, tmp_path / "collector.log").start()
-    yield running
-    running.stop()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
-def run_app(source: str, env: dict[str, str], tmp_path: Path) -> None:
-    script = tmp_path / "app.py"
-    script.write_text(textwrap.dedent(source))
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    with running_collector(local_doow, tmp_path) as running:
+        yield running
 
 
 PLAIN_OTEL_APP = """
@@ -257,11 +168,10 @@ def test_sigkill_with_a_persistent_queue_then_restart_delivers_exactly_once(
 
 
 def test_the_pipeline_config_validates_and_names_a_missing_key(tmp_path: Path) -> None:
-    if not BINARY.exists():
-        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    require_otelcol()
     env = {**os.environ, "DOOW_QUEUE_DIR": str(tmp_path)}
     env.pop("DOOW_API_KEY", None)
-    command = [str(BINARY), "validate", "--config", str(CONFIG)]
+    command = [str(OTELCOL), "validate", "--config", str(COLLECTOR_CONFIG)]
     ok = subprocess.run(
         command,
         env={**env, "DOOW_API_KEY": "dk_validate_0123456789"},
@@ -281,8 +191,7 @@ def test_a_wrong_key_keeps_usage_in_the_queue_until_the_key_is_rotated(
     """A 401 is not the batch's fault: the usage stays in the persistent queue (the
     shipped config retries without a time limit) and a restart with the right key
     delivers all of it, once."""
-    if not BINARY.exists():
-        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    require_otelcol()
     queue = tmp_path / "queue"
     queue.mkdir()
     log = tmp_path / "collector.log"
@@ -355,13 +264,12 @@ service:
 
 
 def test_validate_accepts_the_standard_http_client_settings(tmp_path: Path) -> None:
-    if not BINARY.exists():
-        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    require_otelcol()
     ca_file = tmp_path / "ca.pem"
     ca_file.write_text("")
     config = tmp_path / "config.yaml"
     config.write_text(HTTP_SETTINGS_CONFIG.format(ca_file=ca_file))
-    command = [str(BINARY), "validate", "--config", str(config)]
+    command = [str(OTELCOL), "validate", "--config", str(config)]
     ok = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     # and a bad one names the field and the fix

@@ -3,7 +3,6 @@ path, exact totals by what the local server stored."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from doow_otel.errors import ErrorReport
 from doow_otel.exporters import DoowMetricExporter, DoowSpanExporter, metric_reader
 from doow_otel_testing import LocalDoow
 from faultmatrix import FAULTS, FIRST, PATH_FAULTS, REJECTED, render
+from helpers import wait_for
 
 # Faults whose batch is stored before the (missing or slow) answer: the sender cannot know.
 STORED_BEFORE_ANSWER = {"slow answer", "trickle"}
@@ -48,14 +48,16 @@ def _client(doow: LocalDoow, spool: Path, reports: list[ErrorReport]) -> DoowCli
     )
 
 
+def _tracker(client: DoowClient) -> DoowTracker:
+    """A tracker on `client` that exports only when flushed."""
+    return DoowTracker(
+        client=client, flush_interval=3600, timeout=FLUSH_TIMEOUT, handle_sigterm=False
+    )
+
+
 def _tracker_run(doow: LocalDoow, spool: Path) -> Run:
     reports: list[ErrorReport] = []
-    tracker = DoowTracker(
-        client=_client(doow, spool, reports),
-        flush_interval=3600,
-        timeout=FLUSH_TIMEOUT,
-        handle_sigterm=False,
-    )
+    tracker = _tracker(_client(doow, spool, reports))
 
     def record(quantity: int) -> None:
         for lic in LICENSES:
@@ -106,12 +108,7 @@ class _Context:
 
 def _lambda_run(doow: LocalDoow, spool: Path) -> Run:
     reports: list[ErrorReport] = []
-    tracker = DoowTracker(
-        client=_client(doow, spool, reports),
-        flush_interval=3600,
-        timeout=FLUSH_TIMEOUT,
-        handle_sigterm=False,
-    )
+    tracker = _tracker(_client(doow, spool, reports))
     pending: list[int] = []
 
     @tracker.with_lambda(flush_timeout=FLUSH_TIMEOUT)
@@ -188,14 +185,14 @@ def test_fault(doow: LocalDoow, tmp_path: Path, path: str, fault: str) -> None:
             if fault not in STORED_BEFORE_ANSWER:
                 assert stored_first < expected
             # reported (a wrapper's flush past its budget reports from the background)
-            assert _eventually(lambda: bool(run.reports), 5), f"{fault}: kept, not reported"
+            assert wait_for(lambda: bool(run.reports), seconds=5), f"{fault}: kept, not reported"
         doow.faults.clear()
 
         def recovered() -> bool:
             run.flush()
             return _total(doow, pages) >= expected
 
-        assert _eventually(recovered)
+        assert wait_for(recovered, seconds=15)
         assert _total(doow, pages) == expected  # exactly once, whatever was resent
     finally:
         doow.faults.clear()
@@ -218,15 +215,6 @@ def test_a_rejected_event_is_reported_never_resent(doow: LocalDoow, tmp_path: Pa
 
 def _total(doow: LocalDoow, pages: bool) -> float:
     return doow.total("api_calls") + (doow.total("pages") if pages else 0)
-
-
-def _eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def test_the_published_matrix_is_the_tested_one() -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from doow_otel_testing import LocalDoow
 from faultmatrix import FAULTS, FIRST, PATH_FAULTS, PATH_PROCESS_FAULTS
-from test_collector import BINARY, Collector, run_app, wait_for
+from helpers import Collector, child_env, run_app, running_collector, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,14 +33,14 @@ def doow() -> Iterator[LocalDoow]:
 
 
 def _env(doow: LocalDoow, spool: Path, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DOOW_", "OTEL_"))}
-    return {
-        **base,
-        "DOOW_TRACK_API_KEY": doow.api_key,
-        "DOOW_TRACK_ENDPOINT": doow.url,
-        "DOOW_SPOOL_DIR": str(spool),
-        **extra,
-    }
+    return child_env(
+        {
+            "DOOW_TRACK_API_KEY": doow.api_key,
+            "DOOW_TRACK_ENDPOINT": doow.url,
+            "DOOW_SPOOL_DIR": str(spool),
+            **extra,
+        }
+    )
 
 
 def _recover(doow: LocalDoow, again: Callable[[], object], expected: float) -> None:
@@ -151,13 +151,8 @@ meters.shutdown()
 
 @pytest.fixture
 def collector(doow: LocalDoow, tmp_path: Path) -> Iterator[Collector]:
-    if not BINARY.exists():
-        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
-    queue = tmp_path / "queue"
-    queue.mkdir()
-    running = Collector(doow, queue, tmp_path / "collector.log").start()
-    yield running
-    running.stop()
+    with running_collector(doow, tmp_path) as running:
+        yield running
 
 
 def _push(collector: Collector, tmp_path: Path) -> None:

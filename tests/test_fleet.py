@@ -6,14 +6,12 @@ exact totals at the local server, nothing counted twice."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,31 +26,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from doow_otel_testing import LocalDoow
+from helpers import ROOT, free_port, require_otelcol, start_otelcol, stop_process, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
-BINARY = Path(
-    os.environ.get("OTELCOL_DOOW_BINARY") or ROOT / "collector" / "_build" / "otelcol-doow"
-)
 AGENT = ROOT / "collector" / "agent.yaml"
 GATEWAY = ROOT / "collector" / "gateway.yaml"
 
 LICENSES = 4
 ROUNDS = 6  # two before the kill, two while the gateway is down, two after its restart
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def get(url: str) -> tuple[int, str]:
@@ -76,18 +56,11 @@ class Collector:
 
     def start(self) -> Collector:
         env = {
-            **os.environ,
             **self.env,
             "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{self.health_port}",
             "OTELCOL_METRICS_PORT": str(self.metrics_port),
         }
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(BINARY), "--config", str(self.config)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = start_otelcol(self.config, env, self.log)
         return self
 
     def healthy(self) -> bool:
@@ -102,9 +75,7 @@ class Collector:
         return sum(float(v) for v in re.findall(pattern, text, re.MULTILINE))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
+        stop_process(self.process, sig)
         self.process = None
 
 
@@ -149,8 +120,7 @@ def expected_total(apps: int, license: int) -> int:
 
 @pytest.fixture
 def fleet(local_doow: LocalDoow, tmp_path: Path) -> Iterator[tuple[Collector, list[Collector]]]:
-    if not BINARY.exists():
-        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    require_otelcol()
     gateways = []
     for n in (1, 2):
         queue = tmp_path / f"queue-{n}"
@@ -239,8 +209,7 @@ def test_a_single_collector_killed_right_after_accepting_usage_loses_nothing(
 ) -> None:
     """The shipped single-collector pipeline holds nothing accepted only in memory: an
     app's export that succeeded is on disk, whatever happens to the collector next."""
-    if not BINARY.exists():
-        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    require_otelcol()
     queue = tmp_path / "queue"
     queue.mkdir()
     http_port = free_port()

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from doow_otel.errors import ErrorReport
 from doow_otel.tracker import DoowTracker
 from doow_otel_testing import LocalDoow
-from test_collector import BINARY, Collector, free_port, wait_for
+from helpers import Collector, free_port, require_otelcol, wait_for
 
 
 def test_no_spool_and_a_failing_server_flush_false_then_delivered_next_flush(
@@ -65,8 +63,7 @@ def test_a_permanent_refusal_makes_flush_false(local_doow: LocalDoow, tmp_path: 
 def test_collector_not_listening_is_reported_and_retried(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:
-    if not BINARY.exists():
-        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    require_otelcol()
     collector = Collector(local_doow, tmp_path / "queue", tmp_path / "collector.log")
     (tmp_path / "queue").mkdir()
     collector.http_port = free_port()

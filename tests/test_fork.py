@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from doow_otel.tracker import DoowTracker
 from doow_otel_testing import LocalDoow
+from helpers import wait_for
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -44,15 +44,6 @@ def _in_child(work: Callable[[], bool]) -> int:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
-
-
-def _until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_usage_tracked_before_a_fork_is_billed_once(
@@ -108,12 +99,12 @@ def test_flush_at_works_in_the_child(local_doow: LocalDoow, tmp_path: Path) -> N
     try:
         meter.track(metric="api_calls", quantity=1, license_id="lic_parent")
         meter.track(metric="api_calls", quantity=1, license_id="lic_parent")
-        assert _until(lambda: local_doow.total("api_calls", "lic_parent") == 2)
+        assert wait_for(lambda: local_doow.total("api_calls", "lic_parent") == 2, seconds=20)
 
         def child() -> bool:
             meter.track(metric="api_calls", quantity=1, license_id="lic_child")
             meter.track(metric="api_calls", quantity=1, license_id="lic_child")
-            return _until(lambda: meter.client.stats()["delivered"] >= 1)  # one event of 2
+            return wait_for(lambda: meter.client.stats()["delivered"] >= 1, seconds=20)  # 1 of 2
 
         assert _in_child(child) == 0
         assert local_doow.total("api_calls", "lic_child") == 2
@@ -133,7 +124,7 @@ def test_the_periodic_export_works_in_the_child(local_doow: LocalDoow, tmp_path:
 
         def child() -> bool:
             meter.track(metric="api_calls", quantity=4, license_id="lic_child")
-            return _until(lambda: meter.client.stats()["delivered"] >= 1)
+            return wait_for(lambda: meter.client.stats()["delivered"] >= 1, seconds=20)
 
         assert _in_child(child) == 0
         assert local_doow.total("api_calls", "lic_child") == 4

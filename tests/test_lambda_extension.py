@@ -39,6 +39,7 @@ import pytest
 from doow_otel import lambda_extension
 from doow_otel_testing import LocalDoow
 from doow_otel_testing.lambda_runtime import LambdaRuntime
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "collector" / "_build" / "otelcol-doow-lambda-layer.zip"
@@ -68,12 +69,6 @@ HANDLER = """
             log.write(f"{context.aws_request_id} {time.time():.6f}\\n")
         return result
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _why_not() -> str | None:

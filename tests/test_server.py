@@ -32,6 +32,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 
 from doow_otel_testing import LocalDoow
+from helpers import free_port, wait_for
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -363,15 +364,9 @@ def test_keep_alive_connections_are_reused(local_doow: LocalDoow) -> None:
     assert len({r["peer_port"] for r in local_doow.requests()}) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_command_keeps_the_database_across_restarts(tmp_path: Path) -> None:
     db = tmp_path / "doow.db"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     key = "dk_restart_test_key"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -426,7 +421,7 @@ def test_serve_command_keeps_the_database_across_restarts(tmp_path: Path) -> Non
 
 
 def test_serve_without_a_key_prints_a_development_key_once(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "doow_otel.cli", "serve", "--port", str(port), "--db", ":memory:"],
         stdout=subprocess.PIPE,
@@ -562,17 +557,8 @@ def test_idle_connections_are_closed(local_doow: LocalDoow) -> None:
             "Content-Length: 1000\r\n\r\n{".encode()
         )
         assert stalled.recv(1024) == b""  # a body that stops coming is not waited for
-    assert wait_until(lambda: local_doow.server.open_connections == 0)
+    assert wait_for(lambda: local_doow.server.open_connections == 0, seconds=10)
     assert [r["status"] for r in local_doow.requests()] == [0]
-
-
-def wait_until(condition: Any, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_connections_beyond_the_limit_get_503_and_threads_stay_bounded() -> None:
@@ -584,7 +570,7 @@ def test_connections_beyond_the_limit_get_503_and_threads_stay_bounded() -> None
     threads_before = threading.active_count()
     try:
         idle = [socket.create_connection((str(host), int(port)), timeout=10) for _ in range(3)]
-        assert wait_until(lambda: server.open_connections == 3)
+        assert wait_for(lambda: server.open_connections == 3, seconds=10)
         for _ in range(5):
             with socket.create_connection((str(host), int(port)), timeout=10) as extra:
                 extra.sendall(b"GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -597,7 +583,7 @@ def test_connections_beyond_the_limit_get_503_and_threads_stay_bounded() -> None
         assert server.open_connections == 3
         assert threading.active_count() <= threads_before + 3
         idle.pop().close()
-        assert wait_until(lambda: server.open_connections == 2)
+        assert wait_for(lambda: server.open_connections == 2, seconds=10)
         answer = httpx.get(server.url + "/api/stats", headers={"Authorization": f"Bearer {key}"})
         assert answer.status_code == 200
     finally:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import decimal
 import logging
-import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,20 +17,7 @@ from doow_otel import InvalidEvent
 from doow_otel.errors import ErrorReport
 from doow_otel.tracker import DoowTracker
 from doow_otel_testing import LocalDoow
-
-
-@pytest.fixture
-def meter(local_doow: LocalDoow, tmp_path: Path) -> Iterator[DoowTracker]:
-    tracker = DoowTracker(
-        local_doow.api_key,
-        endpoint=local_doow.url,
-        spool=tmp_path / "spool",
-        flush_interval=3600,
-        handle_sigterm=False,
-    )
-    yield tracker
-    tracker.shutdown()
-
+from helpers import child_env
 
 # --- item 10: names arrive exactly as given ---
 
@@ -198,10 +183,9 @@ def test_many_bad_attribution_keys_are_reported_once(
 
 
 def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("DOOW_")}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        env={**base, **env},
+        env=child_env(env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -388,10 +372,9 @@ def test_a_broken_environment_still_fails_when_sending(tmp_path: Path) -> None:
 
 def test_exact_names_through_the_collector(local_doow: LocalDoow, tmp_path: Path) -> None:
     """The Go exporter reads the same `doow.metric`: names keep their case there too."""
-    from test_collector import BINARY, Collector, wait_for
+    from helpers import Collector, require_otelcol, wait_for
 
-    if not BINARY.exists():
-        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+    require_otelcol()
     (tmp_path / "queue").mkdir()
     collector = Collector(local_doow, tmp_path / "queue", tmp_path / "collector.log").start()
     tracker = DoowTracker(

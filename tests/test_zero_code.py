@@ -5,13 +5,13 @@ exporters share one client. Judged by what the local server stored."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 from doow_otel_testing import LocalDoow
+from helpers import child_env
 
 INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
 
@@ -33,10 +33,9 @@ MANY_LICENSES_APP = textwrap.dedent(
 def _run(app: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "app.py"
     script.write_text(app)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DOOW_", "OTEL_"))}
     return subprocess.run(
         [str(INSTRUMENT), sys.executable, str(script)],
-        env={**base, "DOOW_SPOOL_DIR": str(tmp_path / "spool"), **env},
+        env=child_env({"DOOW_SPOOL_DIR": str(tmp_path / "spool"), **env}),
         capture_output=True,
         text=True,
         timeout=120,

@@ -18,11 +18,10 @@ from doow_otel._version import __version__
 from doow_otel.events import InvalidEvent, UsageEvent
 
 if TYPE_CHECKING:
-    from doow_otel.baggage import LicenseFromBaggage, LicenseFromBaggageLogs
+    from doow_otel.baggage import LicenseFromBaggage
     from doow_otel.client import DoowClient, Rejection, SendResult
     from doow_otel.errors import ConfigurationError, DoowError, ErrorReport
     from doow_otel.exporters import (
-        DoowLogExporter,
         DoowMetricExporter,
         DoowMetricReader,
         DoowSpanExporter,
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
         UsageSpanProcessor,
         metric_reader,
     )
+    from doow_otel.logs import DoowLogExporter, LicenseFromBaggageLogs
     from doow_otel.serverless import invocation, with_azure_function, with_lambda, with_vercel
     from doow_otel.spool import Spool
     from doow_otel.tracker import DoowTracker, configure
@@ -39,14 +39,14 @@ _LAZY = {
     "SendResult": "doow_otel.client",
     "Rejection": "doow_otel.client",
     "LicenseFromBaggage": "doow_otel.baggage",
-    "LicenseFromBaggageLogs": "doow_otel.baggage",
+    "LicenseFromBaggageLogs": "doow_otel.logs",
     "ConfigurationError": "doow_otel.errors",
     "DoowError": "doow_otel.errors",
     "ErrorReport": "doow_otel.errors",
     "Spool": "doow_otel.spool",
     "DoowMetricExporter": "doow_otel.exporters",
     "DoowSpanExporter": "doow_otel.exporters",
-    "DoowLogExporter": "doow_otel.exporters",
+    "DoowLogExporter": "doow_otel.logs",
     "DoowMetricReader": "doow_otel.exporters",
     "UsageRecordingSampler": "doow_otel.exporters",
     "UsageSpanProcessor": "doow_otel.exporters",

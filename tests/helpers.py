@@ -1,0 +1,155 @@
+"""What the test files share: free ports, bounded waits, child-process environments, and
+the otelcol-doow collector binary (started on the repository's config, or any other)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from doow_otel_testing import LocalDoow
+
+ROOT = Path(__file__).resolve().parents[1]
+# another build of the distribution can be tested with OTELCOL_DOOW_BINARY
+OTELCOL = Path(
+    os.environ.get("OTELCOL_DOOW_BINARY") or ROOT / "collector" / "_build" / "otelcol-doow"
+)
+COLLECTOR_CONFIG = ROOT / "otel-collector-config.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    """Poll `condition` until it holds (True) or `seconds` pass (its last answer)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a child, without DOOW_* and OTEL_* (the child's
+    configuration is the test's alone), plus `extra`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DOOW_", "OTEL_"))}
+    return {**base, **(extra or {})}
+
+
+def run_app(source: str, env: dict[str, str], tmp_path: Path) -> None:
+    """Run `source` as a script in a child Python with `env` added; it must succeed."""
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(source))
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# --- the collector binary ---
+
+
+def require_otelcol() -> None:
+    if not OTELCOL.exists():
+        pytest.fail("collector/_build/otelcol-doow is missing: run ./dev test (it builds it)")
+
+
+def start_otelcol(config: Path, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """otelcol-doow on `config`, with `env` added to this process's, its output in `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [str(OTELCOL), "--config", str(config)],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    if process is not None and process.poll() is None:
+        process.send_signal(sig)
+        process.wait(timeout=30)
+
+
+@dataclass
+class Collector:
+    """otelcol-doow on the repository's config, delivering to a local server; restartable
+    on the same ports (chosen at the first start) and queue."""
+
+    doow: LocalDoow
+    queue_dir: Path
+    log: Path
+    api_key: str | None = None  # the server's key unless given
+    http_port: int = 0
+    grpc_port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def otlp_http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> Collector:
+        # ports chosen once: a restart listens where the apps already send
+        self.http_port = self.http_port or free_port()
+        self.grpc_port = self.grpc_port or free_port()
+        env = {
+            "DOOW_API_KEY": self.api_key or self.doow.api_key,
+            "DOOW_ENDPOINT": self.doow.url,
+            "DOOW_QUEUE_DIR": str(self.queue_dir),
+            "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
+            "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
+            # the collector's own metrics and health check: ports of its own, next to
+            # other collectors
+            "OTELCOL_METRICS_PORT": str(free_port()),
+            "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{free_port()}",
+        }
+        process = self.process = start_otelcol(COLLECTOR_CONFIG, env, self.log)
+
+        def up() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"otelcol-doow exited:\n{self.log.read_text()[-3000:]}")
+            return listening(self.http_port)
+
+        if not wait_for(up, seconds=30):
+            raise AssertionError(f"otelcol-doow did not start:\n{self.log.read_text()[-3000:]}")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.process, sig)
+        self.process = None
+
+
+@contextmanager
+def running_collector(doow: LocalDoow, tmp_path: Path) -> Iterator[Collector]:
+    """A collector with a fresh queue under `tmp_path`, stopped at the end."""
+    require_otelcol()
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    running = Collector(doow, queue, tmp_path / "collector.log").start()
+    try:
+        yield running
+    finally:
+        running.stop()
