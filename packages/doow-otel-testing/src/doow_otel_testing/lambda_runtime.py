@@ -170,7 +170,10 @@ class LambdaRuntime:
         self.extensions = [_Extension(Path(path)) for path in extensions]
         self._server = _RuntimeAPIServer(self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="lambda-runtime-api", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.01},  # a stop waits up to this long (default 0.5 s)
+            name="lambda-runtime-api",
+            daemon=True,
         )
         handle, name = tempfile.mkstemp(prefix="lambda-runtime-", suffix=".log")
         os.close(handle)
