@@ -17,8 +17,10 @@ import operator
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from opentelemetry import metrics, trace
@@ -32,7 +34,7 @@ from doow_otel._version import __version__
 from doow_otel.baggage import LICENSE_KEY, LicenseFromBaggage, license_from_baggage
 from doow_otel.client import DEFAULT_SPOOL, DoowClient
 from doow_otel.config import Settings
-from doow_otel.conversion import TRACKER_SCOPE, ConversionOptions
+from doow_otel.conversion import TRACKER_SCOPE, USAGE_EVENT_NAME, ConversionOptions
 from doow_otel.errors import ConfigurationError
 from doow_otel.events import (
     MAX_ATTRIBUTES,
@@ -41,6 +43,7 @@ from doow_otel.events import (
     AttributionPolicy,
     InvalidEvent,
     attributes_problem,
+    format_time,
     license_problem,
     metric_problem,
     quantity_problem,
@@ -60,6 +63,7 @@ from doow_otel.exporters import (
     shared_client,
 )
 from doow_otel.lifecycle import at_fork, flush_on_sigterm, forget_on_sigterm
+from doow_otel.records import record_event
 from doow_otel.wire import MAX_BATCH_EVENTS
 
 __all__ = ["DoowTracker", "configure"]
@@ -69,7 +73,12 @@ logger = logging.getLogger("doow_otel")
 # OpenTelemetry instrument names are stricter than Doow metric names (they must start
 # with a letter and may not contain ':'); other names ride in a doow.metric attribute.
 _OTEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
-_SEED_FIELDS = frozenset({"metric", "quantity", "license_id", "unit", "attribution"})
+_SEED_FIELDS = frozenset(
+    {
+        "metric", "quantity", "license_id", "unit", "attribution", "kind", "timestamp",
+        "metadata", "source_system", "metric_tuple_hint", "idempotency_key", "event_id",
+    }
+)  # fmt: skip
 _CACHE_LIMIT = 4096
 
 
@@ -91,6 +100,7 @@ class DoowTracker:
         attribution: Mapping[str, AttributeValue] | None = None,
         meter_provider: MeterProvider | None = None,
         tracer_provider: TracerProvider | None = None,
+        logger_provider: Any = None,
         flush_at: int | None = None,
         flush_interval: float | None = None,
         timeout: float = 10.0,
@@ -184,6 +194,12 @@ class DoowTracker:
             )
         self.meter_provider = meter_provider
         self._meter: Meter = meter_provider.get_meter(TRACKER_SCOPE, __version__)
+        # usage records (their own id, kind, time or metadata) go one by one as log
+        # records: through the app's LoggerProvider when given, else one of ours, made
+        # at the first record (the logs SDK costs a cold start nothing until then)
+        self._owns_logger_provider = logger_provider is None
+        self.logger_provider: Any = logger_provider
+        self._usage_logger: Any = None
         self.tracer_provider = tracer_provider
         if tracer_provider is not None:
             self._exporters.append(
@@ -220,8 +236,22 @@ class DoowTracker:
         license_id: str | None = None,
         unit: str | None = None,
         attribution: Mapping[str, AttributeValue] | None = None,
+        kind: str | None = None,
+        timestamp: datetime | str | None = None,
+        metadata: Mapping[str, AttributeValue] | None = None,
+        source_system: str | None = None,
+        metric_tuple_hint: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        event_id: str | None = None,
     ) -> None:
-        """Record usage. Takes keywords, or one mapping with the seed's field names."""
+        """Record usage. Takes keywords, or one mapping with the seed's field names.
+
+        Plain usage (metric, quantity, license, unit, attribution) is added to a counter:
+        a burst costs one event per export. A record with its own identity (a `kind`
+        other than USAGE, a `timestamp`, `metadata`, a `source_system`, a
+        `metric_tuple_hint`, an `idempotency_key` or an `event_id`) is sent on its own,
+        as a usage record (docs/conversion.md); the same `idempotency_key` (per license
+        and metric) from any process bills once."""
         if event is not None:
             if not isinstance(event, Mapping):
                 raise InvalidEvent("event", f"must be a mapping, got {type(event).__name__}")
@@ -234,6 +264,36 @@ class DoowTracker:
             license_id = event.get("license_id")
             unit = event.get("unit")
             attribution = event.get("attribution")
+            kind = event.get("kind")
+            timestamp = event.get("timestamp")
+            metadata = event.get("metadata")
+            source_system = event.get("source_system")
+            metric_tuple_hint = event.get("metric_tuple_hint")
+            idempotency_key = event.get("idempotency_key")
+            event_id = event.get("event_id")
+        if (kind is not None and kind != "USAGE") or any(
+            field is not None
+            for field in (
+                timestamp, metadata, source_system, metric_tuple_hint, idempotency_key, event_id
+            )
+        ):  # fmt: skip
+            self._track_record(
+                {
+                    "metric": metric,
+                    "quantity": quantity,
+                    "license_id": license_id,
+                    "unit": unit,
+                    "attribution": attribution,
+                    "kind": kind,
+                    "timestamp": timestamp,
+                    "metadata": metadata,
+                    "source_system": source_system,
+                    "metric_tuple_hint": metric_tuple_hint,
+                    "idempotency_key": idempotency_key,
+                    "event_id": event_id,
+                }
+            )
+            return
         try:
             found = self._counters.get((metric, unit))  # type: ignore[arg-type]
         except TypeError:  # an unhashable metric or unit: named below
@@ -241,11 +301,11 @@ class DoowTracker:
         if found is None:
             found = self._instrument(metric, unit)
         counter, alias = found
-        kind = type(quantity)
-        if kind is not int and kind is not float:
+        number = type(quantity)
+        if number is not int and number is not float:
             quantity = _plain_quantity(quantity)
-            kind = type(quantity)
-        if not 0 < quantity < math.inf or (kind is int and quantity > MAX_INT_QUANTITY):  # type: ignore[operator]
+            number = type(quantity)
+        if not 0 < quantity < math.inf or (number is int and quantity > MAX_INT_QUANTITY):  # type: ignore[operator]
             raise InvalidEvent("quantity", quantity_problem(quantity, "USAGE") or "is invalid")
         if license_id is None:
             license_id = license_from_baggage() or self._default_license
@@ -265,6 +325,94 @@ class DoowTracker:
         self._pending += 1
         if self._pending >= (MAX_BATCH_EVENTS if self.invocations else self.settings.flush_at):
             self._flush_soon()
+
+    def _track_record(self, fields: dict[str, Any]) -> None:
+        """A usage record: checked here by the rules every path uses (records.py), then
+        one log record whose body is the record, with its id fixed now (a random one when
+        neither `event_id` nor `idempotency_key` is given), so retries and replays of
+        the log record are one event."""
+        body = {key: value for key, value in fields.items() if value is not None}
+        if "quantity" in body:
+            body["quantity"] = _plain_quantity(body["quantity"])
+        moment = body.get("timestamp")
+        if isinstance(moment, datetime):
+            if moment.tzinfo is None:
+                raise InvalidEvent(
+                    "timestamp", "is a naive datetime; pass a timezone-aware one (UTC)"
+                )
+            body["timestamp"] = format_time(moment)
+        if "license_id" not in body:
+            license_id = license_from_baggage() or self._default_license
+            if license_id is None:
+                self._check_license(None)
+            body["license_id"] = license_id
+        if "attribution" in body:
+            body["attribution"] = dict(self._cleaned(body["attribution"]))
+        if self._base:
+            body["attribution"] = {**self._base, **body.get("attribution", {})}
+        if "metadata" in body and not isinstance(body["metadata"], Mapping):
+            raise InvalidEvent("metadata", "must be a mapping of str to str, int, float or bool")
+        if "metadata" in body:
+            body["metadata"] = dict(body["metadata"])
+        if "metric_tuple_hint" in body and isinstance(body["metric_tuple_hint"], Mapping):
+            body["metric_tuple_hint"] = dict(body["metric_tuple_hint"])
+        now = datetime.now(timezone.utc)
+        if "timestamp" not in body:
+            body["timestamp"] = format_time(now)
+        if "event_id" not in body and "idempotency_key" not in body:
+            body["event_id"] = str(uuid.uuid4())
+        record_event(body, occurred_at=now)  # raises InvalidEvent naming the field
+        if self._off:
+            if self._closed:
+                self._tracked_after_shutdown()
+            return
+        from opentelemetry._logs import LogRecord
+
+        self._records_logger().emit(
+            LogRecord(
+                timestamp=time.time_ns(),
+                observed_timestamp=time.time_ns(),
+                body=body,
+                attributes={"event.name": USAGE_EVENT_NAME},
+            )
+        )
+        self._pending += 1
+        if self._pending >= (MAX_BATCH_EVENTS if self.invocations else self.settings.flush_at):
+            self._flush_soon()
+
+    def _records_logger(self) -> Any:
+        if self._usage_logger is None:
+            with self._lock:
+                if self.logger_provider is None:
+                    self.logger_provider = self._own_logger_provider()
+                self._usage_logger = self.logger_provider.get_logger(TRACKER_SCOPE, __version__)
+        return self._usage_logger
+
+    def _own_logger_provider(self) -> Any:
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        exporter: Any
+        if self.route == "collector":
+            exporter = _collector_log_exporter(self.collector_endpoint, self.timeout)
+        else:
+            from doow_otel.logs import DoowLogExporter
+
+            exporter = DoowLogExporter(self.client, options=self.options, problem=self.problem)
+            self._exporters.append(exporter)
+        provider = LoggerProvider(
+            resource=Resource.create({"service.instance.id": str(uuid.uuid4())}),
+            shutdown_on_exit=False,
+        )
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(
+                exporter,
+                schedule_delay_millis=self.settings.flush_interval * 1000,
+                max_export_batch_size=MAX_BATCH_EVENTS,
+                export_timeout_millis=self.timeout * 1000,
+            )
+        )
+        return provider
 
     def _tracked_after_shutdown(self) -> None:
         self._after_shutdown += 1
@@ -348,6 +496,8 @@ class DoowTracker:
         ok = bool(self.meter_provider.force_flush(timeout_millis))
         if self.tracer_provider is not None:
             ok = bool(self.tracer_provider.force_flush(int(timeout_millis))) and ok
+        if self.logger_provider is not None:
+            ok = bool(self.logger_provider.force_flush(int(timeout_millis))) and ok
         for exporter in self._exporters:  # the SDK's readers ignore export results
             ok = not exporter.take_failures() and ok
         return ok
@@ -401,6 +551,8 @@ class DoowTracker:
         self._flush_wanted.set()
         if self._owns_meter_provider:
             self.meter_provider.shutdown()
+        if self._owns_logger_provider and self.logger_provider is not None:
+            self.logger_provider.shutdown()
         forget_on_sigterm(self._at_exit)
         with contextlib.suppress(Exception):
             atexit.unregister(self._at_exit)
@@ -548,6 +700,20 @@ def _collector_exporter(endpoint: str | None, timeout: float) -> MetricExporter:
     return OTLPMetricExporter(
         endpoint=endpoint, timeout=timeout, preferred_temporality=DELTA_TEMPORALITY
     )
+
+
+def _collector_log_exporter(endpoint: str | None, timeout: float) -> Any:
+    """OTLP/HTTP logs to the collector, as `_collector_exporter` for metrics."""
+    try:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    except ImportError:
+        raise ConfigurationError(
+            'route="collector" needs OpenTelemetry\'s OTLP/HTTP exporter, an extra of '
+            "doow-otel: pip install 'doow-otel[collector]'"
+        ) from None
+    if endpoint is not None:
+        endpoint = endpoint.rstrip("/") + "/v1/logs"
+    return OTLPLogExporter(endpoint=endpoint, timeout=timeout)
 
 
 def configure(**kwargs: Any) -> DoowTracker:
