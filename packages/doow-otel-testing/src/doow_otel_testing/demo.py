@@ -31,7 +31,8 @@ from doow_otel.client import DoowClient
 from doow_otel.events import UsageEvent
 from doow_otel_testing import LocalDoow
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# the repository's examples/: packages/doow-otel-testing/src/doow_otel_testing/demo.py
+EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 
 
 def _step(title: str) -> None:
