@@ -254,9 +254,9 @@ def test_tracker_killed_mid_flush(doow: LocalDoow, tmp_path: Path, sig: int) -> 
     assert wait_for(lambda: _in_flight(doow), 30)
     started = time.monotonic()
     process.send_signal(sig)
-    process.wait(timeout=30)
+    process.wait(timeout=60)
     if sig == signal.SIGTERM:
-        assert time.monotonic() - started < 20 + 5  # exits within the flush timeout
+        assert time.monotonic() - started < 20  # exits within the flush timeout
     doow.faults.clear()
     assert doow.total("api_calls") == 0
     _recover(

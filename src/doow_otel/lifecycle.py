@@ -50,14 +50,17 @@ def at_fork(
 
 # --- SIGTERM (container stop): flush, then die as SIGTERM would have made us ---
 
-_flushes: list[Callable[[], object]] = []
+_flushes: dict[Callable[[], object], float] = {}  # flush -> its budget in seconds
 _flush_thread: threading.Thread | None = None
 _flushed = threading.Event()
+DIE_MARGIN = 0.5
+"""Seconds past the longest budget before the process dies whatever the flushes do."""
 
 
-def flush_on_sigterm(flush: Callable[[], object]) -> None:
-    """Run `flush` when SIGTERM arrives, unless the application handles SIGTERM itself."""
-    _flushes.append(flush)
+def flush_on_sigterm(flush: Callable[[], object], budget: float) -> None:
+    """Run `flush` when SIGTERM arrives, unless the application handles SIGTERM itself;
+    the process dies `budget` seconds after the signal at the latest."""
+    _flushes[flush] = budget
     if len(_flushes) > 1 or threading.current_thread() is not threading.main_thread():
         return
     try:
@@ -69,8 +72,7 @@ def flush_on_sigterm(flush: Callable[[], object]) -> None:
 
 
 def forget_on_sigterm(flush: Callable[[], object]) -> None:
-    with contextlib.suppress(ValueError):
-        _flushes.remove(flush)
+    _flushes.pop(flush, None)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -79,7 +81,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     The signal may interrupt the main thread anywhere: inside a flush holding the SDK's
     export lock, inside `track()` holding an aggregation lock. Flushing here would wait
     for those locks forever; returning lets the main thread release them. When the
-    flush is done (within the tracker's timeout) the thread signals again, and we die.
+    flush is done, or its budget is spent (a flush already in progress may hold the
+    export lock that long), the thread signals again, and we die. Nothing is lost by
+    dying mid-request: every batch is in the spool before its first request.
     """
     global _flush_thread
     if _flushed.is_set():
@@ -93,8 +97,15 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _flush_then_die() -> None:
+    budget = max(_flushes.values(), default=0.0) + DIE_MARGIN
+    worker = threading.Thread(target=_run_flushes, name="doow-sigterm-flush", daemon=True)
+    worker.start()
+    worker.join(budget)
+    _flushed.set()
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler, on the main thread, ends us
+
+
+def _run_flushes() -> None:
     for flush in list(_flushes):
         with contextlib.suppress(Exception):
             flush()
-    _flushed.set()
-    os.kill(os.getpid(), signal.SIGTERM)  # the handler, on the main thread, ends us

@@ -219,7 +219,7 @@ class DoowTracker:
             after_in_child=DoowTracker._after_fork_in_child,
         )
         if handle_sigterm:
-            flush_on_sigterm(self._at_exit)
+            flush_on_sigterm(self._at_exit, self._exit_budget)
 
     def __repr__(self) -> str:
         return f"DoowTracker(client={self.client!r})"
@@ -559,9 +559,14 @@ class DoowTracker:
         if self._owns_client:
             release_client(self.client)
 
+    @property
+    def _exit_budget(self) -> float:
+        """Seconds the flush at exit (or on SIGTERM) may take."""
+        return min(self.timeout, 5.0)
+
     def _at_exit(self) -> None:
         with contextlib.suppress(Exception):  # never break interpreter exit
-            self.shutdown(timeout=min(self.timeout, 5.0))
+            self.shutdown(timeout=self._exit_budget)
 
     def __enter__(self) -> DoowTracker:
         return self
