@@ -47,6 +47,7 @@ class invocation:  # noqa: N801 - used like a function: `with invocation():` / `
             deadline = time.monotonic() + timeout
         self.deadline = deadline
         self.tracker = tracker
+        self._holder = target(tracker)
         self.flush_timeout = flush_timeout
         self.safety_margin = safety_margin
 
@@ -55,20 +56,20 @@ class invocation:  # noqa: N801 - used like a function: `with invocation():` / `
         return budget(remaining, self.flush_timeout, self.safety_margin)
 
     def __enter__(self) -> invocation:
-        target(self.tracker).begin_invocation()
+        self._holder.begin_invocation()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        target(self.tracker).end_invocation()
-        flush(self.budget(), tracker=self.tracker)
+        self._holder.end_invocation()
+        flush(self.budget(), tracker=self._holder)
 
     async def __aenter__(self) -> invocation:
-        target(self.tracker).begin_invocation()
+        self._holder.begin_invocation()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        target(self.tracker).end_invocation()
-        await flush_async(self.budget(), tracker=self.tracker)
+        self._holder.end_invocation()
+        await flush_async(self.budget(), tracker=self._holder)
 
     def __call__(self, function: F) -> F:
         """Wrap `function`, keeping its signature and, for `async def`, its coroutine-ness."""

@@ -59,7 +59,7 @@ def with_lambda(
             if to_extension:  # a cold start's first push must not race the extension's start
                 lambda_extension.await_collector(holder.collector_endpoint)
             remaining = _lambda_remaining(context)
-            flush(budget(remaining, flush_timeout, safety_margin), tracker=tracker)
+            flush(budget(remaining, flush_timeout, safety_margin), tracker=holder)
 
     return wrapper
 

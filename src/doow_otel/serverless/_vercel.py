@@ -44,7 +44,7 @@ def with_vercel(
         return functools.partial(
             with_vercel, tracker=tracker, flush_timeout=flush_timeout, safety_margin=safety_margin
         )
-    settings = _Settings(tracker, flush_timeout, safety_margin)
+    settings = _Settings(target(tracker), flush_timeout, safety_margin)
     if inspect.isclass(handler_or_app) and issubclass(handler_or_app, BaseHTTPRequestHandler):
         return _wrap_handler_class(handler_or_app, settings)
     if _is_asgi(handler_or_app):
@@ -58,7 +58,7 @@ def with_vercel(
 
 @dataclass(frozen=True)
 class _Settings:
-    tracker: Flushable | None
+    holder: Flushable
     flush_timeout: float
     safety_margin: float
 
@@ -95,14 +95,14 @@ def _wrap_handler_class(cls: type[BaseHTTPRequestHandler], settings: _Settings) 
     def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
         def do(self: BaseHTTPRequestHandler) -> Any:
-            target(settings.tracker).begin_invocation()
+            settings.holder.begin_invocation()
             try:
                 return method(self)
             finally:
-                target(settings.tracker).end_invocation()
+                settings.holder.end_invocation()
                 with _suppress_broken_pipe():
                     self.wfile.flush()  # the response leaves before the flush starts
-                flush(settings.budget(), tracker=settings.tracker)
+                flush(settings.budget(), tracker=settings.holder)
 
         return do
 
@@ -134,7 +134,7 @@ class _WSGIFlush:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        target(self.settings.tracker).begin_invocation()
+        self.settings.holder.begin_invocation()
         try:
             body = self.app(environ, start_response)
         except BaseException:
@@ -144,8 +144,8 @@ class _WSGIFlush:
         return (_SizedClosingBody if sized else _ClosingBody)(body, self._after)
 
     def _after(self) -> None:
-        target(self.settings.tracker).end_invocation()
-        flush(self.settings.budget(), tracker=self.settings.tracker)
+        self.settings.holder.end_invocation()
+        flush(self.settings.budget(), tracker=self.settings.holder)
 
 
 class _ClosingBody:
@@ -196,11 +196,11 @@ class _ASGIFlush:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        target(self.settings.tracker).begin_invocation()
+        self.settings.holder.begin_invocation()
         try:
             await self.app(scope, receive, send)
         finally:
-            target(self.settings.tracker).end_invocation()
+            self.settings.holder.end_invocation()
             wait_until = _vercel_wait_until()
             if wait_until is not None:
                 wait_until(self._flush())  # the invocation stays alive for it, the response not
@@ -208,4 +208,4 @@ class _ASGIFlush:
                 await self._flush()
 
     async def _flush(self) -> None:
-        await flush_async(self.settings.budget(), tracker=self.settings.tracker)
+        await flush_async(self.settings.budget(), tracker=self.settings.holder)
