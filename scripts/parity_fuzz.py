@@ -74,6 +74,33 @@ CONVERT: dict[str, Any] = {
 }
 
 
+def otlp_value(value: Any) -> dict[str, Any]:
+    """A JSON value as OTLP/JSON's AnyValue (ints past int64 as doubles, as an SDK would)."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**63:
+            return {"intValue": str(value)}
+        return {"doubleValue": float(value)}
+    if isinstance(value, float):
+        return {
+            "doubleValue": value if value == value and abs(value) != float("inf") else "Infinity"
+        }
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, dict):
+        return otlp_map(value)
+    if isinstance(value, list):
+        return {"arrayValue": {"values": [otlp_value(v) for v in value]}}
+    return {}
+
+
+def otlp_map(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kvlistValue": {"values": [{"key": k, "value": otlp_value(v)} for k, v in record.items()]}
+    }
+
+
 class Cases:
     def __init__(self, seed: int) -> None:
         self.r = random.Random(seed)
@@ -258,6 +285,17 @@ class Cases:
             "traceId": self.hex_id(32),
             "spanId": self.hex_id(16),
         }
+        if self.r.random() < 0.4:  # a usage record in the body (docs: "Usage records")
+            record["attributes"] = [a for a in record["attributes"] if a["key"] != "doow.metric"]
+            record["body"] = self.record_body()
+            if self.r.random() < 0.5:
+                record["attributes"] += [
+                    {"key": "log.file.path", "value": {"stringValue": self.r.choice(["/f", "é"])}},
+                    {
+                        "key": "log.file.record_offset",
+                        "value": {"intValue": str(self.r.randint(0, 9))},
+                    },
+                ]
         c = self.r.random()
         if c < 0.5:
             record["eventName"] = self.r.choice(["doow.usage", "other"])
@@ -268,6 +306,108 @@ class Cases:
                 {"key": "event.name", "value": {"stringValue": "doow.usage"}},
             ]
         return record
+
+    def record_field(self, name: str) -> Any:
+        r = self.r
+        pick = r.random()
+        if name == "metric" and pick < 0.8:
+            return r.choice(["api_calls", "Tokens", "a:b.c-d"])
+        if name == "license_id" and pick < 0.8:
+            return r.choice(["lic_1", "lic_é", " lic "])
+        if name == "quantity" and pick < 0.5:
+            return r.choice([1, 2.5, 1e16, 0.1, 5e-324, 7])
+        if name == "quantity" and pick < 0.8:
+            return r.choice(
+                [
+                    1,
+                    2.5,
+                    -3,
+                    0,
+                    -0.0,
+                    9223372036854775807,
+                    -9223372036854775807,
+                    -9223372036854775808,
+                    9223372036854775808,
+                    1e400,
+                    True,
+                    "3",
+                ]
+            )
+        if name == "kind" and pick < 0.7:
+            return r.choice(["USAGE", "ADJUSTMENT", "usage", "", None])
+        if name in ("timestamp", "occurred_at") and pick < 0.4:
+            return "2026-11-24T10:15:00.5-03:30"
+        if name in ("timestamp", "occurred_at") and pick < 0.8:
+            return r.choice(
+                [
+                    "2026-11-24T10:15:00Z",
+                    "2026-11-24T10:15:00.123456789+05:30",
+                    "2026-02-30T10:00:00Z",
+                    "2026-11-24T24:00:00Z",
+                    "2026-11-24T10:15:00+24:00",
+                    "2026-11-24T10:15:00+23:99",
+                    "1999-12-31T23:59:59.999Z",
+                    "2100-01-01T00:00:00Z",
+                    "2099-12-31T23:59:59.9999999Z",
+                    "2026-11-24T10:15:00",
+                    "2026-11-24 10:15:00Z",
+                    "0000-01-01T00:00:00Z",
+                    "2000-01-01T00:30:00+01:00",
+                    1795515300,
+                ]
+            )
+        if name in ("attribution", "metadata") and pick < 0.8:
+            return {
+                r.choice(KEYS): r.choice(
+                    [
+                        r.choice(STRINGS),
+                        1,
+                        2.5,
+                        True,
+                        None,
+                        {"a": 1},
+                        [1],
+                        9223372036854775808,
+                        -9223372036854775808,
+                        1e400,
+                    ]
+                )
+                for _ in range(r.randint(0, 4))
+            }
+        if name == "metric_tuple_hint" and pick < 0.7:
+            return {
+                r.choice(["app_name", "license_name", "metric_name", "x"]): r.choice(STRINGS)
+                for _ in range(r.randint(0, 3))
+            }
+        if name == "event_id" and pick < 0.7:
+            return r.choice(
+                [
+                    "5B1D6F0E-3C52-4C8E-9F0E-6F1C2D7A9B10",
+                    "not-a-uuid",
+                    "5b1d6f0e3c524c8e9f0e6f1c2d7a9b10",
+                ]
+            )
+        if name == "source_system" and pick < 0.5:
+            return r.choice(["", "  ", "\x1c", "batch", "s" * 65, "é" * 64, 3])
+        return r.choice([r.choice(STRINGS), None, 1, [1]])
+
+    def record_body(self) -> dict[str, Any]:
+        names = ["metric", "quantity", "license_id", "unit", "kind", "timestamp", "occurred_at",
+                 "attribution", "metadata", "source_system", "metric_tuple_hint", "event_id",
+                 "idempotency_key"]  # fmt: skip
+        record = {
+            name: self.record_field(name)
+            for name in names
+            if self.r.random() < (0.95 if name in ("metric", "quantity", "license_id") else 0.3)
+        }
+        if self.r.random() < 0.05:
+            record["unknown"] = 1
+        c = self.r.random()
+        if c < 0.1:
+            return {"stringValue": self.r.choice(["not json", "[1]", "{} x", '{"a": NaN}', ""])}
+        if c < 0.7:
+            return {"stringValue": json.dumps(record, ensure_ascii=self.r.random() < 0.5)}
+        return otlp_map(record)
 
     def options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
