@@ -77,6 +77,7 @@ def test_track_sends_the_whole_event_one_by_one(meter: DoowTracker, local_doow: 
     assert [q for q, _ in usage] == [7, 120]  # the counter's two calls: one event
 
 
+@pytest.mark.slow
 def test_the_same_idempotency_key_from_another_process_bills_once(
     meter: DoowTracker, local_doow: LocalDoow, tmp_path: Path
 ) -> None:
@@ -135,6 +136,7 @@ def test_an_adjustment_through_a_serverless_flush(
     assert local_doow.total("tokens", "lic_rec") == 50
 
 
+@pytest.mark.slow
 def test_doow_otel_send_reads_the_same_records(local_doow: LocalDoow, tmp_path: Path) -> None:
     lines = [json.dumps(adjustment("cli-1")), json.dumps(adjustment("cli-1"))]
     lines.append(json.dumps({"metric": "tokens", "quantity": 5, "license_id": "lic_rec"}))
@@ -170,6 +172,7 @@ PLAIN_LOGS_APP = """
 """
 
 
+@pytest.mark.slow
 def test_plain_otel_log_records_carry_the_record_in_their_body(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:
@@ -184,6 +187,7 @@ def test_plain_otel_log_records_carry_the_record_in_their_body(
     assert_stored_adjustment(local_doow, "log-1")
 
 
+@pytest.mark.slow
 def test_the_collector_converts_usage_records_from_otlp_logs(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:
@@ -201,6 +205,7 @@ def test_the_collector_converts_usage_records_from_otlp_logs(
     assert_stored_adjustment(local_doow, "otlp-1")
 
 
+@pytest.mark.slow
 def test_track_routed_through_the_collector_keeps_the_record(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:

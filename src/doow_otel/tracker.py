@@ -271,12 +271,15 @@ class DoowTracker:
             metric_tuple_hint = event.get("metric_tuple_hint")
             idempotency_key = event.get("idempotency_key")
             event_id = event.get("event_id")
-        if (kind is not None and kind != "USAGE") or any(
-            field is not None
-            for field in (
-                timestamp, metadata, source_system, metric_tuple_hint, idempotency_key, event_id
-            )
-        ):  # fmt: skip
+        if not (  # plain usage: chained tests, as cheap as track() can be (no generator)
+            (kind is None or kind == "USAGE")
+            and timestamp is None
+            and metadata is None
+            and source_system is None
+            and metric_tuple_hint is None
+            and idempotency_key is None
+            and event_id is None
+        ):
             self._track_record(
                 {
                     "metric": metric,
@@ -366,16 +369,33 @@ class DoowTracker:
             if self._closed:
                 self._tracked_after_shutdown()
             return
-        from opentelemetry._logs import LogRecord
+        logger = self._records_logger()
+        stamp = time.time_ns()
+        from opentelemetry._logs import SeverityNumber
 
-        self._records_logger().emit(
-            LogRecord(
-                timestamp=time.time_ns(),
-                observed_timestamp=time.time_ns(),
-                body=body,
-                attributes={"event.name": USAGE_EVENT_NAME},
+        fields = {
+            "timestamp": stamp,
+            "observed_timestamp": stamp,
+            "severity_number": SeverityNumber.INFO,
+            "body": body,
+            "attributes": {"event.name": USAGE_EVENT_NAME},
+        }
+        try:  # before opentelemetry-sdk 1.39 the SDK's loggers take the SDK's own record
+            from opentelemetry.sdk._logs import LogRecord as SdkLogRecord  # type: ignore[attr-defined]
+        except ImportError:
+            logger.emit(**fields)
+        else:
+            from opentelemetry.trace import TraceFlags
+
+            logger.emit(
+                SdkLogRecord(
+                    resource=getattr(logger, "resource", None),
+                    trace_id=0,
+                    span_id=0,
+                    trace_flags=TraceFlags(0),
+                    **fields,
+                )
             )
-        )
         self._pending += 1
         if self._pending >= (MAX_BATCH_EVENTS if self.invocations else self.settings.flush_at):
             self._flush_soon()
@@ -468,9 +488,12 @@ class DoowTracker:
             return attribution
         verdicts = self._clean
         try:
-            fits = len(attribution) + len(self._base) <= MAX_ATTRIBUTES
-            if fits and all(verdicts.get(item) for item in attribution.items()):
-                return attribution
+            if len(attribution) + len(self._base) <= MAX_ATTRIBUTES:
+                for item in attribution.items():  # a loop: cheaper than all() on a generator
+                    if not verdicts.get(item):
+                        break
+                else:
+                    return attribution
         except TypeError:  # an unhashable value: let the check below name it
             pass
         problem = attributes_problem(attribution) or reserved_key_problem(attribution)
