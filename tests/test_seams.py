@@ -150,3 +150,33 @@ for name in sorted(public):
 assert doow_otel.with_lambda is __import__("doow_otel.serverless").serverless.with_lambda
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_usage_logged_on_the_apps_logger_provider_is_flushed_by_the_wrapper(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """Log records the app emits itself are not counted by the tracker: with the app's
+    LoggerProvider given, an invocation always flushes (as with a TracerProvider)."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    from doow_otel import DoowLogExporter
+    from otel_versions import emit
+
+    client = DoowClient(local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "spool")
+    logs = LoggerProvider()
+    logs.add_log_record_processor(
+        BatchLogRecordProcessor(DoowLogExporter(client), schedule_delay_millis=3_600_000)
+    )
+    meter = DoowTracker(
+        client=client, logger_provider=logs, flush_interval=3600, handle_sigterm=False
+    )
+    try:
+        with meter.invocation(flush_timeout=5.0):
+            attributes = {"doow.metric": "pages", "doow.quantity": 2, "doow.license_id": "lic_l"}
+            emit(logs.get_logger("app"), attributes, usage=True)
+        assert local_doow.total("pages", "lic_l") == 2
+    finally:
+        meter.shutdown()
+        logs.shutdown()
+        client.close()

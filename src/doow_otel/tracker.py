@@ -534,9 +534,13 @@ class DoowTracker:
     # --- doow_otel.serverless.Flushable: what the serverless wrappers use ---
 
     def needs_flush(self) -> bool:
-        """False when an invocation's flush can be skipped (spans are not counted: any
-        tracer provider means a flush)."""
-        return self.has_pending or self.tracer_provider is not None
+        """False when an invocation's flush can be skipped. Spans, and log records the app
+        emits on its own LoggerProvider, are not counted: either provider means a flush."""
+        return (
+            self.has_pending
+            or self.tracer_provider is not None
+            or (self.logger_provider is not None and not self._owns_logger_provider)
+        )
 
     def begin_invocation(self) -> None:
         """A wrapped invocation starts: `flush_at` waits for a full batch until it ends."""
