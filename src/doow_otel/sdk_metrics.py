@@ -11,6 +11,7 @@ paths give the same events, ids included.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 from collections.abc import Mapping
@@ -33,7 +34,6 @@ from doow_otel.conversion import (
     _Converter,
     _enc_int,
     _enc_str,
-    _event_id,
     _scalar_text,
 )
 from doow_otel.events import AttributeValue
@@ -41,6 +41,7 @@ from doow_otel.events import AttributeValue
 __all__ = ["convert_metrics_data"]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_NS_METRIC = NS_METRIC.bytes
 
 
 class _NotPlain(Exception):
@@ -66,9 +67,21 @@ def _enc_value(value: object) -> str:
 
 
 def _enc_attrs(attributes: Mapping[str, object] | None) -> str:
-    ordered = sorted((attributes or {}).items(), key=lambda kv: kv[0].encode())
-    body = "".join(_enc_str(key) + _enc_value(value) for key, value in ordered)
-    return f"m{len(ordered)}{{{body}}}"
+    if not attributes:
+        return "m0{}"
+    # UTF-8 keeps code point order: sorting the keys sorts their UTF-8 bytes
+    body = "".join(_enc_str(key) + _enc_value(attributes[key]) for key in sorted(attributes))
+    return f"m{len(attributes)}{{{body}}}"
+
+
+def _event_id(namespace: bytes, *parts: str) -> str:
+    """uuid.uuid5(namespace, "".join(parts)) as conversion._event_id gives it, without
+    building UUID objects (a tenth of the CPU per point)."""
+    digest = bytearray(hashlib.sha1(namespace + "".join(parts).encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _plain(value: object) -> AttributeValue | None:
@@ -188,7 +201,7 @@ class _SdkConverter(_Converter):
                 nanos=point.time_unix_nano,
                 attribution=self.merged(base, attrs),
                 event_id=_event_id(
-                    NS_METRIC,
+                    _NS_METRIC,
                     prefix,
                     _enc_str(metric.name),
                     enc_point,
