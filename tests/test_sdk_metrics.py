@@ -117,6 +117,8 @@ def test_the_direct_path_gives_what_the_otlp_path_gives(
         {"doow.license_id": "lic_1", "big": 2**64},  # the OTLP encoder drops the key
         {"doow.license_id": "lic_1", "raw": b"\x00"},
         {"doow.license_id": "lic_1", "nan": float("nan")},
+        {"doow.license_id": "lic_1", "lone\ud800": "surrogate key"},
+        {"doow.license_id": "lic_1", "plan": "lone \ud800"},
     ],
 )
 def test_what_only_the_otlp_path_handles_goes_there(attributes: dict[str, Any]) -> None:

@@ -218,6 +218,6 @@ def convert_metrics_data(
     converter = _SdkConverter(options or ConversionOptions())
     try:
         converter.metrics_data(data)
-    except _NotPlain:
-        return None
+    except Exception:  # noqa: BLE001 - _NotPlain, or a string UTF-8 cannot carry: the
+        return None  # OTLP path handles it, and reports what it must drop
     return converter.result
