@@ -61,7 +61,8 @@ KEYS = [
     "gen_ai.response.finish_reasons", "gen_ai.usage.input_tokens", "access_token",
     "Refresh-Token", "api_token", "session_token", "auth_token", "max_tokens", "output_token",
     "llm.token_count.prompt", "reasonıng_tokens", "tokencount", "x.token_counts.total",
-    "passphrase", "cached_token\n", "id_token",
+    "passphrase", "cached_token\n", "id_token", "doow.kind", "doow.metadata.k", "doow.metadata.",
+    "doow.source_system", "doow.metric_tuple_hint.app_name", "doow.idempotency_key",
 ]  # fmt: skip
 DOUBLES: list[float | str] = [
     0.0, -0.0, 0.1, 1e-5, 1.5e-7, 1e15, 1e16, 1e22, 123456789.125, 5e-324,

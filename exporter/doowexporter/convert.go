@@ -754,6 +754,11 @@ func (c *converter) genai(span ptrace.Span, attrs, resource pcommon.Map, base []
 
 // usageRecord converts a doow.usage span event or log record whose id is encoded in c.id.
 func (c *converter) usageRecord(attrs pcommon.Map, licenseID string, nanos uint64, base []attr, skip string) {
+	if data := attributeRecord(attrs); data != nil { // a usage record in attributes
+		attribution := c.attribution(base, attrs, skip)
+		c.record(data, recordContext{licenseID: licenseID, base: attribution, nanos: nanos, eventID: c.eventID()}, "record")
+		return
+	}
 	metric := stringAttr(attrs, "doow.metric")
 	if metric == "" {
 		c.result.dropped["missing_metric"]++

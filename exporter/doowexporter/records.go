@@ -428,22 +428,84 @@ func (c *converter) bodyRecord(body pcommon.Value, attrs pcommon.Map, ctx record
 	}
 	c.encValue(body)
 	ctx.eventID = c.eventID()
-	var e event
-	if problem == nil {
-		e, problem = c.recordEvent(data, ctx)
+	where := "record"
+	if file != "" && hasPosition {
+		where = file + ":" + strconv.FormatInt(position, 10)
 	}
 	if problem != nil {
-		c.result.dropped[problem.code]++
-		if len(c.result.badRecords) < maxBadRecords {
-			where := "record"
-			if file != "" && hasPosition {
-				where = file + ":" + strconv.FormatInt(position, 10)
-			}
-			c.result.badRecords = append(c.result.badRecords, where+": "+problem.Error())
-		}
+		c.badRecord(problem, where)
+		return
+	}
+	c.record(data, ctx, where)
+}
+
+// record converts a usage record, or counts and describes why it is not one.
+func (c *converter) record(data map[string]any, ctx recordContext, where string) {
+	e, problem := c.recordEvent(data, ctx)
+	if problem != nil {
+		c.badRecord(problem, where)
 		return
 	}
 	c.result.events = append(c.result.events, e)
+}
+
+func (c *converter) badRecord(problem *badRecord, where string) {
+	c.result.dropped[problem.code]++
+	if len(c.result.badRecords) < maxBadRecords {
+		c.result.badRecords = append(c.result.badRecords, where+": "+problem.Error())
+	}
+}
+
+var (
+	recordKeys = map[string]string{"doow.kind": "kind", "doow.timestamp": "timestamp", "doow.event_id": "event_id",
+		"doow.idempotency_key": "idempotency_key", "doow.source_system": "source_system"}
+	recordMaps   = [][2]string{{"doow.metadata.", "metadata"}, {"doow.metric_tuple_hint.", "metric_tuple_hint"}}
+	recordBasics = [][2]string{{"doow.metric", "metric"}, {"doow.quantity", "quantity"}, {"doow.unit", "unit"}}
+)
+
+// attributeRecord is the usage record that doow.* attributes make when they name one of
+// its fields beyond metric, quantity, unit and license; nil otherwise (the plain
+// attribute form). A repeated key: the last wins, as in Python's dict.
+func attributeRecord(attrs pcommon.Map) map[string]any {
+	var data map[string]any
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		if !strings.HasPrefix(k, "doow.") {
+			return true
+		}
+		if name, ok := recordKeys[k]; ok {
+			if data == nil {
+				data = map[string]any{}
+			}
+			data[name] = rawValue(v)
+			return true
+		}
+		for _, m := range recordMaps {
+			if strings.HasPrefix(k, m[0]) {
+				if data == nil {
+					data = map[string]any{}
+				}
+				inner, _ := data[m[1]].(map[string]any)
+				if inner == nil {
+					inner = map[string]any{}
+					data[m[1]] = inner
+				}
+				inner[k[len(m[0]):]] = rawValue(v)
+			}
+		}
+		return true
+	})
+	if data == nil {
+		return nil
+	}
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		for _, b := range recordBasics {
+			if k == b[0] {
+				data[b[1]] = rawValue(v)
+			}
+		}
+		return true
+	})
+	return data
 }
 
 func intAttr(m pcommon.Map, key string) (int64, bool) {

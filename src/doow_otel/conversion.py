@@ -232,6 +232,36 @@ def _int(attrs: Mapping[str, AnyValue], key: str) -> int | None:
     return None
 
 
+_RECORD_KEYS = {
+    "doow.kind": "kind",
+    "doow.timestamp": "timestamp",
+    "doow.event_id": "event_id",
+    "doow.idempotency_key": "idempotency_key",
+    "doow.source_system": "source_system",
+}
+_RECORD_MAPS = (("doow.metadata.", "metadata"), ("doow.metric_tuple_hint.", "metric_tuple_hint"))
+_RECORD_BASICS = (("doow.metric", "metric"), ("doow.quantity", "quantity"), ("doow.unit", "unit"))
+
+
+def _record_fields(attrs: Mapping[str, AnyValue]) -> dict[str, Any] | None:
+    """The usage record that `doow.*` attributes make when they name one of its fields
+    beyond metric, quantity, unit and license; else None (the plain attribute form)."""
+    data: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if key in _RECORD_KEYS:
+            data[_RECORD_KEYS[key]] = _raw(value)
+            continue
+        for prefix, name in _RECORD_MAPS:
+            if key.startswith(prefix):
+                data.setdefault(name, {})[key[len(prefix) :]] = _raw(value)
+    if not data:
+        return None
+    for key, name in _RECORD_BASICS:
+        if key in attrs:
+            data[name] = _raw(attrs[key])
+    return data
+
+
 def _raw(value: AnyValue) -> Any:
     """A body map's value as JSON would hold it (bytes are not JSON: left as bytes)."""
     which = value.WhichOneof("value")
@@ -483,6 +513,11 @@ class _Converter:
         skip: tuple[str, ...] = (),
     ) -> None:
         """A `doow.usage` span event or log record."""
+        fields = _record_fields(attrs)
+        if fields is not None:  # a usage record in attributes
+            attribution = self.attribution(base, attrs, skip)
+            self.record(fields, license_id, attribution, nanos, event_id, "record")
+            return
         metric = _string(attrs, "doow.metric")
         if metric is None:
             self.result.dropped["missing_metric"] += 1
@@ -548,6 +583,7 @@ class _Converter:
         position = _int(attrs, "log.file.record_offset")
         if position is None:
             position = _int(attrs, "log.file.record_number")
+        where = f"{file}:{position}" if file and position is not None else "record"
         try:
             which = body.WhichOneof("value")
             if which == "string_value":
@@ -561,20 +597,38 @@ class _Converter:
                 event_id = _event_id(NS_LINE, _enc_str(file), _enc_int(position), _enc_value(body))
             else:
                 event_id = _event_id(NS_LINE, identity, _enc_value(body))
+        except BadRecord as bad:
+            self.bad_record(bad, where)
+            return
+        self.record(data, license_id, base, nanos, event_id, where)
+
+    def record(
+        self,
+        data: Mapping[str, Any],
+        license_id: str | None,
+        attribution: Mapping[str, AttributeValue],
+        nanos: int,
+        event_id: str,
+        where: str,
+    ) -> None:
+        """A usage record (docs/conversion.md, "Usage records"), or why it is not one."""
+        try:
             event = record_event(
                 data,
                 license_id=license_id or None,
-                attribution=base,
+                attribution=attribution,
                 occurred_at=_time(nanos) if nanos else None,
                 event_id=event_id,
             )
         except BadRecord as bad:
-            self.result.dropped[bad.code] += 1
-            if len(self.result.bad_records) < MAX_BAD_RECORDS:
-                where = f"{file}:{position}" if file and position is not None else "record"
-                self.result.bad_records.append(f"{where}: {bad}")
+            self.bad_record(bad, where)
             return
         self.result.events.append(event)
+
+    def bad_record(self, bad: BadRecord, where: str) -> None:
+        self.result.dropped[bad.code] += 1
+        if len(self.result.bad_records) < MAX_BAD_RECORDS:
+            self.result.bad_records.append(f"{where}: {bad}")
 
 
 def _is_overflow(attrs: Mapping[str, AnyValue]) -> bool:
