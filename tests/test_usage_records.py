@@ -168,8 +168,25 @@ PLAIN_LOGS_APP = """
     provider.get_logger("app").emit(
         LogRecord(body=RECORD, attributes={"event.name": "doow.usage"})
     )
+    provider.get_logger("app").emit(
+        LogRecord(attributes={
+            "event.name": "doow.usage", "doow.metric": "credits", "doow.quantity": -3,
+            "doow.license_id": "lic_rec", "doow.kind": "ADJUSTMENT",
+            "doow.idempotency_key": "attr-1", "doow.timestamp": "2026-11-24T08:00:00Z",
+            "doow.metadata.ticket": "SUP-9", "doow.source_system": "crm", "region": "eu",
+        })
+    )
     provider.shutdown()
 """
+
+
+def assert_stored_attribute_record(doow: LocalDoow) -> None:
+    (event,) = doow.events(metric="credits")
+    assert event["event_id"] == idempotency_event_id("lic_rec", "credits", "attr-1")
+    assert (event["kind"], event["quantity"], event["source"]) == ("ADJUSTMENT", -3, "crm")
+    assert event["occurred_at"] == "2026-11-24T08:00:00.000Z"
+    assert event["metadata"] == {"ticket": "SUP-9"}
+    assert event["attribution"]["region"] == "eu"
 
 
 @pytest.mark.slow
@@ -185,6 +202,7 @@ def test_plain_otel_log_records_carry_the_record_in_their_body(
         tmp_path,
     )
     assert_stored_adjustment(local_doow, "log-1")
+    assert_stored_attribute_record(local_doow)
 
 
 @pytest.mark.slow
@@ -201,8 +219,10 @@ def test_the_collector_converts_usage_records_from_otlp_logs(
             {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http},
             tmp_path,
         )
+        assert wait_for(lambda: len(local_doow.events(metric="credits")) == 1, seconds=30)
         assert wait_for(lambda: len(local_doow.events(metric="tokens")) == 1, seconds=30)
     assert_stored_adjustment(local_doow, "otlp-1")
+    assert_stored_attribute_record(local_doow)
 
 
 @pytest.mark.slow
