@@ -56,7 +56,6 @@ from doow_otel.conversion import (
 from doow_otel.errors import ErrorReport, Reporter
 from doow_otel.events import MAX_INT_QUANTITY, UsageEvent
 from doow_otel.lifecycle import at_fork
-from doow_otel.sdk_metrics import convert_metrics_data
 
 __all__ = [
     "DELTA_TEMPORALITY",
@@ -359,10 +358,8 @@ class DoowMetricExporter(_DoowExporterBase, MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        conversion = convert_metrics_data(metrics_data, self.options)
-        if conversion is None:  # what only the OTLP path handles (an int past int64, say)
-            request = _encode_metrics(metrics_data, self.client.report)
-            conversion = convert_metrics_request(request, self.options)
+        request = _encode_metrics(metrics_data, self.client.report)
+        conversion = convert_metrics_request(request, self.options)
         ok = self._deliver(conversion, timeout_millis / 1000)
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
