@@ -108,14 +108,20 @@ def chart_lambda(records: list[dict[str, Any]], path: Path) -> bool:
 
 
 def chart_collector(records: list[dict[str, Any]], path: Path) -> bool:
-    rows = [r for r in records if r["group"] == "collector" and r["better"] == "lower"]
+    rows = [
+        r
+        for r in records
+        if r["group"] == "collector" and r["name"].startswith("collector CPU per 1000 events")
+    ]
     if not rows:
         return False
     record = rows[0]
-    names = [record["ours_label"], *record["alternatives"]]
-    values = [record["ours"], *record["alternatives"].values()]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    bars = ax.bar(names, values, color=["#2a9d8f", "#8d99ae"][: len(values)])
+    names = [r["ours_label"] for r in rows] + list(record["alternatives"])
+    values = [r["ours"] for r in rows] + list(record["alternatives"].values())
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    colors = ["#2a9d8f"] * len(rows) + ["#8d99ae"] * len(record["alternatives"])
+    bars = ax.bar(names, values, color=colors)
+    ax.tick_params(axis="x", labelsize=7)
     for bar, value in zip(bars, values, strict=True):
         ax.text(bar.get_x() + bar.get_width() / 2, value, fmt(value), ha="center", va="bottom")
     ax.set_ylabel(record["unit"])
