@@ -4,6 +4,7 @@ the otelcol-doow collector binary (started on the repository's config, or any ot
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,10 +28,26 @@ OTELCOL = Path(
 COLLECTOR_CONFIG = ROOT / "otel-collector-config.yaml"
 
 
+_PORTS = random.Random()
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port for a process the test starts, below the kernel's ephemeral
+    range (32768-60999 on Linux): between this check and the process's bind, no outgoing
+    connection can take it (one bound to port 0 could), and no port is given twice."""
+    for _ in range(1000):
+        port = _PORTS.randrange(20000, 32000)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-31999 on 127.0.0.1")
 
 
 def listening(port: int) -> bool:
