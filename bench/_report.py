@@ -8,6 +8,7 @@ per invocation, and the collector's CPU per 1000 events.
 from __future__ import annotations
 
 from pathlib import Path
+from textwrap import fill
 from typing import Any
 
 import matplotlib
@@ -51,11 +52,11 @@ def chart_ratios(records: list[dict[str, Any]], path: Path) -> bool:
     if not rows:
         return False
     rows.reverse()  # matplotlib draws the first bar at the bottom
-    height = max(2.5, 0.42 * len(rows) + 1.2)
+    height = max(2.5, 0.5 * len(rows) + 1.2)
     fig, ax = plt.subplots(figsize=(12, height))
     ratios = [r["ratio"] for r in rows]
     colors = ["#2a9d8f" if x >= 1 else "#e76f51" for x in ratios]
-    labels = [f"{_label(r)}\nvs {next(iter(r['alternatives']))}" for r in rows]
+    labels = [f"{fill(_label(r), 48)}\nvs {next(iter(r['alternatives']))}" for r in rows]
     bars = ax.barh(range(len(rows)), ratios, color=colors)
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.set_xscale("log")
