@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -197,7 +197,36 @@ if hasattr(os, "register_at_fork"):
 # --- exporters ---
 
 
-class _DoowExporterBase:
+T = TypeVar("T")
+
+
+class _Retention(Generic[T]):
+    """What an exporter keeps in memory for the next export: usage it could neither
+    deliver nor spool (retried, bounded), usage held while a fork is under way (it
+    belongs to the parent), and how many exports failed since the last check."""
+
+    def _reset_retention(self) -> None:
+        self._lock = threading.Lock()
+        self._retained: list[tuple[T, int]] = []
+        self._failed = 0  # exports since the last check that left usage undelivered and unkept
+        self.holding = False  # while a fork is under way, exports are held for the parent
+
+    @property
+    def has_retained(self) -> bool:
+        return bool(self._retained)
+
+    def take_failures(self) -> int:
+        """Exports that left usage neither delivered nor kept, since the last call."""
+        with self._lock:
+            failed, self._failed = self._failed, 0
+        return failed
+
+    def _fail(self) -> None:
+        with self._lock:
+            self._failed += 1
+
+
+class _DoowExporterBase(_Retention[UsageEvent]):
     def __init__(
         self,
         client: DoowClient | None = None,
@@ -230,37 +259,16 @@ class _DoowExporterBase:
         # Why this configuration cannot send (a missing key): reported at each export.
         self.problem = problem
         self.last_result: SendResult | None = None
-        self._failed = 0  # exports since the last check that left usage undelivered and unkept
-        self._retained: list[tuple[UsageEvent, int]] = []  # (event, attempts)
-        self._lock = threading.Lock()
-        # While a fork is under way, exports are held for the parent instead of sent.
-        self.holding = False
-
-    @property
-    def has_retained(self) -> bool:
-        return bool(self._retained)
+        self._reset_retention()  # retained: (event, attempts)
 
     def after_fork_in_child(self, client: DoowClient) -> None:
         """What was held or retained belongs to the parent; the child sends on its own client."""
-        self._lock = threading.Lock()
-        self._retained = []
-        self._failed = 0
-        self.holding = False
+        self._reset_retention()
         self.client = client
 
     def _reopen(self, client_kwargs: dict[str, Any]) -> None:
         """In a forked child: a client of its own (the registry was emptied first)."""
         self.after_fork_in_child(shared_client(**client_kwargs))
-
-    def take_failures(self) -> int:
-        """Exports that left usage neither delivered nor kept, since the last call."""
-        with self._lock:
-            failed, self._failed = self._failed, 0
-        return failed
-
-    def _fail(self) -> None:
-        with self._lock:
-            self._failed += 1
 
     def _deliver(self, conversion: Conversion, timeout_seconds: float) -> bool:
         for code, count in sorted(conversion.dropped.items()):
@@ -657,7 +665,7 @@ class UsageSpanProcessor(SpanProcessor):
         self.exporter.shutdown()
 
 
-class RetainingMetricExporter(MetricExporter):
+class RetainingMetricExporter(_Retention[MetricsData], MetricExporter):
     """Wraps a metric exporter that drops what it fails to export (OTLP to a collector
     that is not listening): the failed data is reported and goes out again with the
     next export, bounded by `max_points` (past that the oldest is dropped, reported).
@@ -676,20 +684,10 @@ class RetainingMetricExporter(MetricExporter):
         self.exporter = exporter
         self.report = report
         self.max_points = max_points
-        self._retained: list[tuple[MetricsData, int]] = []
-        self._failed = 0
-        self._lock = threading.Lock()
-        self.holding = False
-
-    @property
-    def has_retained(self) -> bool:
-        return bool(self._retained)
+        self._reset_retention()  # retained: (data, its point count)
 
     def after_fork_in_child(self, client: DoowClient) -> None:
-        self._lock = threading.Lock()
-        self._retained = []
-        self._failed = 0
-        self.holding = False
+        self._reset_retention()
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -734,11 +732,6 @@ class RetainingMetricExporter(MetricExporter):
             )
         except Exception:  # OTLP/HTTP 1.34-1.39 raises when refused
             return False
-
-    def take_failures(self) -> int:
-        with self._lock:
-            failed, self._failed = self._failed, 0
-        return failed
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         if self._retained:
