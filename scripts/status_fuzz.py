@@ -68,6 +68,8 @@ def body(rng: random.Random) -> str:
         lambda: json.dumps({"error": "e", "message": 3, "reason": "r"}),
         lambda: json.dumps({"reason": "only reason"}),
         lambda: json.dumps(rng.choice(["str", "  s  ", 1, None, True, [1], []])),
+        # not JSON, though Python's json module reads them
+        lambda: rng.choice(['{"accepted": NaN}', '{"rejections": [], "x": -Infinity}']),
     ]
     return rng.choice(options)()
 
@@ -89,7 +91,8 @@ def headers(rng: random.Random) -> dict[str, str]:
             categories[name] = rng.choice([{"retry_after": wait}, None, 3, {}])
         # 1e999: a number past float64's range (json.dumps would write Infinity)
         limits = json.dumps(categories).replace("Infinity", "1e999")
-        found["X-Doow-Rate-Limits"] = rng.choice([limits, "[1, 2]", "nope"])
+        not_json = '{"events": {"retry_after": Infinity}}'
+        found["X-Doow-Rate-Limits"] = rng.choice([limits, "[1, 2]", "nope", not_json])
         if kind == 4:
             found["Retry-After"] = rng.choice(["4", "1"])
     if rng.random() < 0.1:

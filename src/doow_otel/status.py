@@ -155,7 +155,7 @@ def _retry_after(header: str | None, now: float) -> float | None:
 def _rate_limits(headers: Mapping[str, str]) -> float | None:
     """The largest numeric `retry_after` among the categories of `X-Doow-Rate-Limits`."""
     try:
-        limits = json.loads(headers.get("x-doow-rate-limits") or "null")
+        limits = _strict_json(headers.get("x-doow-rate-limits") or "null")
     except ValueError:
         return None
     if not isinstance(limits, dict):
@@ -173,6 +173,15 @@ def _rate_limits(headers: Mapping[str, str]) -> float | None:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return _strict_json(body)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def _strict_json(text: str | bytes) -> Any:
+    """JSON as RFC 8259 (and Go) reads it: NaN and Infinity are not JSON."""
+    return json.loads(text, parse_constant=_not_json)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
