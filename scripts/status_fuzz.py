@@ -14,8 +14,10 @@ The same seed always writes the same cases.
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import random
+import time
 from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
@@ -82,8 +84,16 @@ def headers(rng: random.Random) -> dict[str, str]:
             ["0", "2", "86400", "-5", "soon", " 7 ", "1.5", "99999999999999999999999"]
         )
     elif kind == 2:
-        offset = rng.choice([-100, 0, 30, 1000])
-        found["Retry-After"] = formatdate(NOW + offset, usegmt=True)
+        when = time.gmtime(NOW + rng.choice([-100, 0, 30, 1000]))
+        found["Retry-After"] = rng.choice(
+            [
+                formatdate(calendar.timegm(when), usegmt=True),
+                time.strftime("%A, %d-%b-%y %H:%M:%S GMT", when),  # RFC 850
+                time.strftime("%a %b %e %H:%M:%S %Y", when),  # asctime
+                time.strftime("%d %b %Y %H:%M:%S GMT", when),  # not an HTTP date
+                formatdate(calendar.timegm(when)),  # numeric zone: not an HTTP date
+            ]
+        )
     elif kind >= 3:
         categories: dict[str, Any] = {}
         for name in ["events", "bytes", "c"][: rng.randrange(1, 4)]:

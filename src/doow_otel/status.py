@@ -21,9 +21,10 @@ module and the Go exporter (doowexporter/status.go) both run:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 __all__ = ["MAX_RETRY_AFTER", "Decision", "Rejection", "decide", "transport_failure"]
@@ -143,13 +144,44 @@ def _retry_after(header: str | None, now: float) -> float | None:
     text = header.strip()
     if text.isdigit():
         return float(text)
+    when = _http_date(text)
+    return None if when is None else max(0.0, when - now)
+
+
+# RFC 9110 5.6.7: the IMF-fixdate and the two obsolete forms recipients must accept,
+# nothing else (the Go exporter's net/http.ParseTime reads exactly these); parsed
+# without strptime, whose month names follow the process's locale
+_HTTP_DATES = (
+    re.compile(r"[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT"),
+    re.compile(r"[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT"),
+    re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})"),
+)
+_MONTHS = {
+    month: number
+    for number, month in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+
+
+def _http_date(text: str) -> float | None:
+    """An HTTP date as a Unix time, or None when `text` is not one."""
+    fixdate, rfc850, asctime = (shape.fullmatch(text) for shape in _HTTP_DATES)
+    if fixdate:
+        day, month, year, hour, minute, second = fixdate.groups()
+    elif rfc850:
+        day, month, year, hour, minute, second = rfc850.groups()
+        year = str(int(year) + (1900 if int(year) >= 69 else 2000))
+    elif asctime:
+        month, day, hour, minute, second, year = asctime.groups()
+    else:
+        return None
+    number = _MONTHS.get(month.lower())
     try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        when = datetime(int(year), number or 0, int(day), int(hour), int(minute), int(second))
+    except ValueError:
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
+    return when.replace(tzinfo=timezone.utc).timestamp()
 
 
 def _rate_limits(headers: Mapping[str, str]) -> float | None:
