@@ -1,13 +1,14 @@
 """Lambda package size: what `pip install <package>` puts in a deployment zip.
 
-For doow-otel, doow-track 0.1.2 and OpenTelemetry's own route (the SDK and the OTLP/HTTP
-exporter), the installed files of the package and of every runtime dependency (from
-this environment's metadata; no .pyc, no scripts) are zipped as a Lambda deployment
-package is. Each package is then unzipped alone, as Lambda does, and a fresh
-interpreter that sees only it sends one usage event to the local server: a package
-that is small because it is incomplete cannot look good. The same run, repeated, times
-the cold start: import, set up, track one event, flush it to the local server on
-loopback (median of the processes, minus an empty interpreter's start).
+For doow-otel, doow-track 0.1.2, OpenTelemetry's own route (the SDK and the OTLP/HTTP
+exporter) and AWS Lambda Powertools' metrics, the installed files of the package and of
+every runtime dependency (from this environment's metadata; no .pyc, no scripts) are
+zipped as a Lambda deployment package is. Each package is then unzipped alone, as Lambda
+does, and a fresh interpreter that sees only it sends one usage event to the local
+server (Powertools: writes its EMF record, which CloudWatch Logs would turn into a
+metric; it never reaches Doow): a package that is small because it is incomplete cannot
+look good. The same run, repeated, times the cold start: import, set up, track one
+event, flush it (median of the processes, minus an empty interpreter's start).
 Usage: python bench/bench_package.py [--quick] [--json PATH]
 """
 
@@ -60,7 +61,20 @@ provider.get_meter("app").create_counter("pkg_otel").add(1, {"doow.license_id": 
 assert provider.force_flush(10_000)
 provider.shutdown()
 """
-CONTENDERS = {
+# Powertools' metrics write CloudWatch's Embedded Metric Format to stdout (CloudWatch Logs
+# turns it into metrics; nothing reaches Doow): "delivered" is the EMF record written
+POWERTOOLS = """
+import contextlib, io, json
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+metrics = Metrics(namespace="bench", service="pkg")
+metrics.add_dimension(name="license_id", value="lic_1")
+metrics.add_metric(name="pkg_powertools", unit=MetricUnit.Count, value=1)
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    metrics.flush_metrics()
+assert json.loads(out.getvalue())["pkg_powertools"] == [1.0]
+"""
+CONTENDERS: dict[str, tuple[list[str], str, str | None]] = {
     "doow-otel": (["doow-otel"], OURS, "pkg_doow_otel"),
     "doow-track 0.1.2": (["doow-track"], DOOW_TRACK, "pkg_doow_track"),
     "OTel SDK + OTLP/HTTP exporter": (
@@ -68,6 +82,7 @@ CONTENDERS = {
         OTEL,
         "pkg_otel",
     ),
+    "Powertools metrics (EMF to stdout)": (["aws-lambda-powertools"], POWERTOOLS, None),
 }
 
 
@@ -198,7 +213,8 @@ def main() -> None:
             ran, cold[name], process[name] = runs_alone(
                 target, script, url, tempfile.mkdtemp(dir=tmp)
             )
-            delivered = usage_total(url, metric) == PROCESSES + 1
+            # a contender without a metric checks its own output (the script asserts it)
+            delivered = metric is None or usage_total(url, metric) == PROCESSES + 1
             results[name] = (zipped, unzipped, dists, ran and delivered)
     ours = results["doow-otel"]
     others = {k: v for k, v in results.items() if k != "doow-otel"}
