@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -97,40 +96,34 @@ def python_benchmark(name: str, quick: bool, build: bool, timeout: float) -> Out
     return Outcome(name, "ok", seconds, reason, output, records)
 
 
-COLLECTOR_ROW = re.compile(
-    r"^(?P<name>otlphttp \(stock\)|doow(?:, [a-z ]+)?)\s+(?P<figures>[\d.x ]+)$"
-)
-# collectorbench's tables: through the collector (events/s, CPU ms and allocated KB per
-# 1000 events, ...), then, when printed, each exporter alone in the bench's process
-# (allocations, bytes and µs per event). Read by position; "x" ratio columns ignored.
-THROUGH = ("eps", "cpu", "alloc")
-ALONE = ("allocs_per_event", "bytes_per_event", "us_per_event")
+# collectorbench's figures (its -json file): through the collector, per exporter row
+# ("otlphttp (stock)", "doow", "doow, disk queue"), and each exporter alone in the
+# bench's process; each key with the record it becomes
 COLLECTOR_FIGURES = {
-    "eps": ("collector throughput", "events/s", "higher"),
-    "cpu": ("collector CPU per 1000 events", "ms CPU/1000 events", "lower"),
-    "alloc": ("collector allocations per 1000 events", "KB/1000 events", "lower"),
-    "us_per_event": ("exporter alone: time per event", "us/event", "lower"),
-    "allocs_per_event": ("exporter alone: allocations per event", "allocations/event", "lower"),
-    "bytes_per_event": ("exporter alone: bytes allocated per event", "B/event", "lower"),
+    ("through", "events_per_second"): ("collector throughput", "events/s", "higher"),
+    ("through", "cpu_ms_per_1000_events"): (
+        "collector CPU per 1000 events",
+        "ms CPU/1000 events",
+        "lower",
+    ),
+    ("through", "alloc_kb_per_1000_events"): (
+        "collector allocations per 1000 events",
+        "KB/1000 events",
+        "lower",
+    ),
+    ("alone", "us_per_event"): ("exporter alone: time per event", "us/event", "lower"),
+    ("alone", "allocations_per_event"): (
+        "exporter alone: allocations per event",
+        "allocations/event",
+        "lower",
+    ),
+    ("alone", "bytes_per_event"): (
+        "exporter alone: bytes allocated per event",
+        "B/event",
+        "lower",
+    ),
 }
-
-
-def collector_rows(output: str) -> dict[str, dict[str, float]]:
-    """Per exporter row name ("doow", "doow, disk queue", "otlphttp (stock)"), its figures."""
-    rows: dict[str, dict[str, float]] = {}
-    keys = THROUGH
-    for line in output.splitlines():
-        if line.startswith("The exporter alone"):
-            keys = ALONE
-        match = COLLECTOR_ROW.match(line.strip())
-        if not match:
-            continue
-        figures = [float(t) for t in match["figures"].split() if not t.endswith("x")]
-        row = rows.setdefault(match["name"].strip(), {})
-        for key, value in zip(keys, figures, strict=False):
-            if key != "alloc" or "alloc" in output:
-                row[key] = value
-    return rows
+STOCK = "otlphttp (stock)"
 
 
 def collector_benchmark(quick: bool, build: bool, timeout: float) -> Outcome:
@@ -145,33 +138,41 @@ def collector_benchmark(quick: bool, build: bool, timeout: float) -> Outcome:
     elif not binary.exists():
         return Outcome(COLLECTOR, "skipped", reason=f"{binary.relative_to(ROOT)} is not built")
     points, senders = (20_000, 2) if quick else (200_000, 4)
-    command = ["go", "run", ".", "-points", str(points), "-senders", str(senders)]
-    started = time.monotonic()
-    status, output = run_streaming(command, BENCH / COLLECTOR, timeout)
-    seconds = time.monotonic() - started
-    rows = collector_rows(output)
-    stock = rows.get("otlphttp (stock)", {})
-    if status != 0 or "doow" not in rows or "eps" not in stock:
+    with tempfile.TemporaryDirectory() as tmp:
+        figures_file = Path(tmp) / "figures.json"
+        command = ["go", "run", ".", "-points", str(points), "-senders", str(senders)]
+        command += ["-json", str(figures_file)]
+        started = time.monotonic()
+        status, output = run_streaming(command, BENCH / COLLECTOR, timeout)
+        seconds = time.monotonic() - started
+        figures = json.loads(figures_file.read_text()) if figures_file.exists() else {}
+    if status != 0 or STOCK not in figures.get("through", {}):
         return Outcome(COLLECTOR, "failed", seconds, f"exit status {status}", output)
-    delivered = "the sink counted" not in output  # printed when any event did not arrive
+    delivered = all(row["delivered"] for row in figures["through"].values())
     params = {"points": points, "points_per_request": 1000, "senders": senders, "batch": 500}
     records = []
-    for variant, ours in rows.items():
-        if variant == "otlphttp (stock)":
-            continue
-        for key, (name, unit, better) in COLLECTOR_FIGURES.items():
-            if key not in ours or key not in stock:
+    for (table_name, key), (name, unit, better) in COLLECTOR_FIGURES.items():
+        rows = figures.get(table_name) or {}
+        for variant, ours in rows.items():
+            if variant == STOCK or STOCK not in rows:
                 continue
-            alone = key in ALONE
             label = name if variant == "doow" else f"{name} ({variant.removeprefix('doow, ')})"
             note = (
                 "each exporter alone in the bench's process, no queue, to a sink that reads nothing"
-                if alone
+                if table_name == "alone"
                 else "OTLP in, through the same otelcol-doow binary, into a sink that counts events"
             )
             records.append(
                 _record(
-                    label, unit, better, variant, ours[key], stock[key], delivered, params, note
+                    label,
+                    unit,
+                    better,
+                    variant,
+                    ours[key],
+                    rows[STOCK][key],
+                    delivered,
+                    params,
+                    note,
                 )
             )
     return Outcome(COLLECTOR, "ok", seconds, "", output, records)

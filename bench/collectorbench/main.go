@@ -10,6 +10,7 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -143,6 +144,7 @@ type result struct {
 	eventsPerSecond      float64
 	cpuMillisPerThousand float64
 	allocKBPerThousand   float64
+	delivered            bool // the sink counted every event sent
 }
 
 // allocatedBytes reads the collector's own cumulative heap allocation (its telemetry,
@@ -241,7 +243,7 @@ func run(binary, dir string, c contender, points, perRequest, senders int) resul
 		fmt.Fprintf(os.Stderr, "%s: the sink counted %d of %d\n", name, got, want)
 	}
 	thousands := float64(got) / 1000
-	return result{name, float64(got) / elapsed.Seconds(), cpu * 1000 / thousands, allocated / 1024 / thousands}
+	return result{name, float64(got) / elapsed.Seconds(), cpu * 1000 / thousands, allocated / 1024 / thousands, got == want}
 }
 
 var counter = &sink{}
@@ -252,6 +254,7 @@ func main() {
 	senders := flag.Int("senders", 4, "concurrent OTLP senders")
 	binary := flag.String("collector", "../../collector/_build/otelcol-doow", "otelcol-doow binary")
 	only := flag.String("only", "", "run one exporter (otlphttp, doow or doow/gateway), for profiling")
+	jsonPath := flag.String("json", "", "also write the figures there, for bench/run.py")
 	flag.Parse()
 
 	sinkPort := freePort()
@@ -298,7 +301,49 @@ func main() {
 		fmt.Printf("%-18s %12.0f %18.2f %18.0f %13.2fx %11.2fx\n", r.name, r.eventsPerSecond, r.cpuMillisPerThousand,
 			r.allocKBPerThousand, r.cpuMillisPerThousand/base.cpuMillisPerThousand, r.eventsPerSecond/base.eventsPerSecond)
 	}
+	var alone []alone
 	if *only == "" {
-		printAlone(exportersAlone())
+		alone = exportersAlone()
+		printAlone(alone)
 	}
+	if *jsonPath != "" {
+		if err := writeFigures(*jsonPath, results, alone); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+}
+
+// figures is what -json writes: per exporter row (named as in the tables), its figures.
+type figures struct {
+	Through map[string]through      `json:"through"`
+	Alone   map[string]aloneFigures `json:"alone"`
+}
+
+type through struct {
+	EventsPerSecond      float64 `json:"events_per_second"`
+	CPUMillisPerThousand float64 `json:"cpu_ms_per_1000_events"`
+	AllocKBPerThousand   float64 `json:"alloc_kb_per_1000_events"`
+	Delivered            bool    `json:"delivered"`
+}
+
+type aloneFigures struct {
+	AllocsPerEvent float64 `json:"allocations_per_event"`
+	BytesPerEvent  float64 `json:"bytes_per_event"`
+	MicrosPerEvent float64 `json:"us_per_event"`
+}
+
+func writeFigures(path string, results []result, alone []alone) error {
+	out := figures{Through: map[string]through{}, Alone: map[string]aloneFigures{}}
+	for _, r := range results {
+		out.Through[r.name] = through{r.eventsPerSecond, r.cpuMillisPerThousand, r.allocKBPerThousand, r.delivered}
+	}
+	for _, a := range alone {
+		out.Alone[a.name] = aloneFigures{a.allocsPerEvent, a.bytesPerEvent, a.microsPerEvent}
+	}
+	data, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
 }
