@@ -1,22 +1,30 @@
-"""OTLP to Doow events: the rules of docs/conversion.md, written once for Python.
+"""OTLP and SDK data to Doow events: the rules of docs/conversion.md, written once for Python.
 
-Works on OTLP protobuf messages, so that SDK data (encoded with the OTLP encoders of
-opentelemetry-exporter-otlp-proto-common), OTLP received over HTTP, and the shared
-vectors all go through exactly the same code as the Go collector exporter's rules.
+The rules read a neutral view of the data: attributes as plain Python values (`Value`),
+metrics as `ResourceView` / `ScopeView` / `MetricView` with their points. Two adapters
+make that view: one from OTLP protobuf messages (OTLP received over HTTP, the shared
+vectors, spans and logs) and one from the OpenTelemetry SDK's `MetricsData`, so the
+metric exporter never encodes protobuf. Both give the same values, and so the same
+events with the same ids, as the Go collector exporter's rules (tests/test_conversion.py
+holds the two adapters alike; tests/vectors/ and scripts/parity_fuzz.py hold Python and
+Go alike).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import struct
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias, Union
 
-from doow_otel.events import AttributeValue, InvalidEvent, UsageEvent
+from doow_otel.events import MAX_INT_QUANTITY, AttributeValue, InvalidEvent, UsageEvent
 from doow_otel.records import NS_LINE, BadRecord, parse_line, record_event
 
 if TYPE_CHECKING:
@@ -28,11 +36,13 @@ if TYPE_CHECKING:
         ExportTraceServiceRequest,
     )
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.sdk.metrics.export import MetricsData
 
 __all__ = [
     "Conversion",
     "ConversionOptions",
     "convert_logs_request",
+    "convert_metrics",
     "convert_metrics_request",
     "convert_traces_request",
 ]
@@ -125,63 +135,185 @@ class _Drop(Exception):
         self.code = code
 
 
+# --- the neutral view: attributes as plain values ---
+
+Value: TypeAlias = Union[  # noqa: UP007 - a recursive alias needs the string forward references
+    None, bool, int, float, str, bytes, list["Value"], Mapping[str, "Value"]
+]
+"""An attribute value as OTLP's AnyValue holds it: None (an empty value), bool, int (int64),
+float, str, bytes, list (an array) or a mapping (a key-value list)."""
+Attributes: TypeAlias = Mapping[str, Value]
+_NO_ATTRIBUTES: Attributes = {}
+
+
+class _Repeated(dict[str, Value]):
+    """A key-value list that repeats a key (OTLP's bytes allow it): read like a dict (the
+    last one wins), encoded for ids with every pair, as the Go exporter does."""
+
+    def __init__(self, pairs: list[tuple[str, Value]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
+def _mapping(pairs: list[tuple[str, Value]]) -> Attributes:
+    plain = dict(pairs)
+    return plain if len(plain) == len(pairs) else _Repeated(pairs)
+
+
 # --- canonical encoding for event ids (docs/conversion.md, "Event ids") ---
 
 
 def _enc_str(text: str) -> str:
-    return f"s{len(text.encode())}:{text}"
+    # UTF-8 keeps code point order and ASCII's length: encode only what is not ASCII
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return f"s{size}:{text}"
 
 
 def _enc_int(number: int) -> str:
     return f"i{number};"
 
 
-def _enc_value(value: AnyValue) -> str:
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return _enc_str(value.string_value)
-    if which == "bool_value":
-        return "b1" if value.bool_value else "b0"
-    if which == "int_value":
-        return _enc_int(value.int_value)
-    if which == "double_value":
-        return "d" + struct.pack(">d", value.double_value).hex()
-    if which == "array_value":
-        items = value.array_value.values
-        return f"a{len(items)}[" + "".join(_enc_value(v) for v in items) + "]"
-    if which == "kvlist_value":
-        return _enc_attrs(value.kvlist_value.values)
-    if which == "bytes_value":
-        return f"y{len(value.bytes_value)}:{value.bytes_value.hex()}"
+def _enc_value(value: Value) -> str:
+    if isinstance(value, str):
+        return _enc_str(value)
+    if isinstance(value, bool):
+        return "b1" if value else "b0"
+    if isinstance(value, int):
+        return f"i{value};"
+    if isinstance(value, float):
+        return "d" + struct.pack(">d", value).hex()
+    if isinstance(value, list):
+        return f"a{len(value)}[" + "".join(map(_enc_value, value)) + "]"
+    if isinstance(value, Mapping):
+        return _enc_attrs(value)
+    if isinstance(value, bytes):
+        return f"y{len(value)}:{value.hex()}"
     return "n"
 
 
-def _enc_attrs(attributes: Sequence[KeyValue]) -> str:
-    ordered = sorted(attributes, key=lambda kv: kv.key.encode())
-    body = "".join(_enc_str(kv.key) + _enc_value(kv.value) for kv in ordered)
+_first = itemgetter(0)
+
+
+def _enc_attrs(attributes: Attributes) -> str:
+    # str order is code point order, which is UTF-8's byte order
+    pairs = attributes.pairs if type(attributes) is _Repeated else attributes.items()
+    ordered = sorted(pairs, key=_first)
+    body = "".join([_enc_str(key) + _enc_value(value) for key, value in ordered])
     return f"m{len(ordered)}{{{body}}}"
 
 
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def _event_id(namespace: uuid.UUID, *parts: str) -> str:
-    return str(uuid.uuid5(namespace, "".join(parts)))
+    """`str(uuid.uuid5(namespace, identity))`, at a third of its cost."""
+    identity = "".join(parts).encode("utf-8", "surrogatepass")
+    h = hashlib.sha1(namespace.bytes + identity).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+# --- the OTLP adapter: protobuf messages to the neutral view ---
+
+
+def _otlp_value(value: AnyValue) -> Value:
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    if which == "int_value":
+        return value.int_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "double_value":
+        return value.double_value
+    if which == "array_value":
+        return [_otlp_value(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return _otlp_attributes(value.kvlist_value.values)
+    if which == "bytes_value":
+        return value.bytes_value
+    return None
+
+
+def _otlp_attributes(attributes: Sequence[KeyValue]) -> Attributes:
+    if not attributes:
+        return _NO_ATTRIBUTES
+    return _mapping([(kv.key, _otlp_value(kv.value)) for kv in attributes])
+
+
+# --- the SDK adapter: what the OTLP encoder would make of SDK attributes, without it ---
+
+_INT64_MIN = -(2**63)
+
+
+def _sdk_attributes(attributes: Mapping[Any, Any] | None) -> Attributes:
+    """The attributes as OTLP would carry them: what opentelemetry's OTLP encoder leaves
+    out (it logs it) is left out here too, so that the ids are the OTLP path's."""
+    if not attributes:
+        return _NO_ATTRIBUTES
+    for key, value in attributes.items():  # the common case: ASCII keys and scalars, as given
+        kind = type(value)
+        if type(key) is not str or not key.isascii():
+            break
+        if kind is str:
+            if not value.isascii():
+                break
+        elif kind is int:
+            if not _INT64_MIN <= value <= MAX_INT_QUANTITY:
+                break
+        elif kind is not bool and kind is not float:
+            break
+    else:
+        return attributes
+    plain: list[tuple[str, Value]] = []
+    for key, value in attributes.items():
+        try:
+            plain.append((_sdk_text(key), _sdk_value(value)))
+        except (TypeError, ValueError):  # UnicodeEncodeError and out of range included
+            continue
+    return _mapping(plain)
+
+
+def _sdk_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise TypeError("not a string")
+    text.encode()  # a lone surrogate is not UTF-8: the encoder refuses it
+    return str(text)
+
+
+def _sdk_value(value: object) -> Value:
+    """The value the OTLP encoder's `_encode_value` makes, in the same order of checks."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return _sdk_text(value)
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= MAX_INT_QUANTITY:
+            raise ValueError("past int64")
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, Sequence):
+        return [_sdk_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return _mapping([(_sdk_text(str(k)), _sdk_value(v)) for k, v in value.items()])
+    raise TypeError(f"{type(value).__name__} is not an OTLP value")
 
 
 # --- attribute access ---
 
 
-def _plain(value: AnyValue) -> AttributeValue | None:
+def _plain(value: Value) -> AttributeValue | None:
     """An attribution value: scalars as they are, arrays of scalars joined with ','."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    if which == "bool_value":
-        return value.bool_value
-    if which == "int_value":
-        return value.int_value
-    if which == "double_value":
-        return value.double_value if math.isfinite(value.double_value) else None
-    if which == "array_value":
-        parts = [_plain(v) for v in value.array_value.values]
+    if isinstance(value, (str, int)):  # bool included
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        parts = [_plain(v) for v in value]
         if any(p is None for p in parts):
             return None
         return ",".join(_scalar_text(p) for p in parts if p is not None)
@@ -194,18 +326,12 @@ def _scalar_text(value: AttributeValue) -> str:
     return str(value)
 
 
-def _index(attributes: Iterable[KeyValue]) -> dict[str, AnyValue]:
-    return {kv.key: kv.value for kv in attributes}
-
-
-def _string(attrs: Mapping[str, AnyValue], key: str) -> str | None:
+def _string(attrs: Attributes, key: str) -> str | None:
     value = attrs.get(key)
-    if value is not None and value.WhichOneof("value") == "string_value" and value.string_value:
-        return value.string_value
-    return None
+    return value if type(value) is str and value else None
 
 
-def _license(*sources: Mapping[str, AnyValue]) -> str | None:
+def _license(*sources: Attributes) -> str | None:
     for attrs in sources:
         for key in LICENSE_KEYS:
             found = _string(attrs, key)
@@ -214,22 +340,13 @@ def _license(*sources: Mapping[str, AnyValue]) -> str | None:
     return None
 
 
-def _number(value: AnyValue | None) -> int | float | None:
-    if value is None:
-        return None
-    which = value.WhichOneof("value")
-    if which == "int_value":
-        return value.int_value
-    if which == "double_value":
-        return value.double_value
-    return None
+def _number(value: Value) -> int | float | None:
+    return value if type(value) is int or type(value) is float else None
 
 
-def _int(attrs: Mapping[str, AnyValue], key: str) -> int | None:
+def _int(attrs: Attributes, key: str) -> int | None:
     value = attrs.get(key)
-    if value is not None and value.WhichOneof("value") == "int_value":
-        return int(value.int_value)
-    return None
+    return value if type(value) is int else None
 
 
 _RECORD_KEYS = {
@@ -243,39 +360,169 @@ _RECORD_MAPS = (("doow.metadata.", "metadata"), ("doow.metric_tuple_hint.", "met
 _RECORD_BASICS = (("doow.metric", "metric"), ("doow.quantity", "quantity"), ("doow.unit", "unit"))
 
 
-def _record_fields(attrs: Mapping[str, AnyValue]) -> dict[str, Any] | None:
+def _record_fields(attrs: Attributes) -> dict[str, Any] | None:
     """The usage record that `doow.*` attributes make when they name one of its fields
     beyond metric, quantity, unit and license; else None (the plain attribute form)."""
     data: dict[str, Any] = {}
     for key, value in attrs.items():
         if key in _RECORD_KEYS:
-            data[_RECORD_KEYS[key]] = _raw(value)
+            data[_RECORD_KEYS[key]] = value
             continue
         for prefix, name in _RECORD_MAPS:
             if key.startswith(prefix):
-                data.setdefault(name, {})[key[len(prefix) :]] = _raw(value)
+                data.setdefault(name, {})[key[len(prefix) :]] = value
     if not data:
         return None
     for key, name in _RECORD_BASICS:
         if key in attrs:
-            data[name] = _raw(attrs[key])
+            data[name] = attrs[key]
     return data
 
 
-def _raw(value: AnyValue) -> Any:
-    """A body map's value as JSON would hold it (bytes are not JSON: left as bytes)."""
-    which = value.WhichOneof("value")
-    if which == "kvlist_value":
-        return {kv.key: _raw(kv.value) for kv in value.kvlist_value.values}
-    if which == "array_value":
-        return [_raw(v) for v in value.array_value.values]
-    if which is None:
-        return None
-    return getattr(value, which)
-
-
+@functools.lru_cache(maxsize=256)
 def _time(nanos: int) -> datetime:
+    """The points of one collection share their time: made once."""
     return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=nanos // 1_000_000)
+
+
+# --- metrics, as the rules read them ---
+
+
+class MetricView(NamedTuple):
+    name: str
+    unit: str
+    kind: Literal["sum", "histogram"] | None
+    """A histogram is a histogram or an exponential histogram; None: neither a sum (gauge,
+    summary), not usage."""
+    monotonic: bool
+    delta: bool
+    points: Iterable[tuple[Attributes, int, int, int | float | None, int]]
+    """Each point: attributes, start and time (unix nanos), value (a sum's value, a
+    histogram's sum; None when it has none), a histogram's count (0 for a sum)."""
+
+
+class ScopeView(NamedTuple):
+    name: str
+    version: str
+    metrics: Iterable[MetricView]
+
+
+class ResourceView(NamedTuple):
+    attributes: Attributes
+    scopes: Iterable[ScopeView]
+
+
+def _otlp_metrics(request: ExportMetricsServiceRequest) -> Iterator[ResourceView]:
+    for resource_metrics in request.resource_metrics:
+        scopes = (
+            ScopeView(
+                scope_metrics.scope.name,
+                scope_metrics.scope.version,
+                map(_otlp_metric, scope_metrics.metrics),
+            )
+            for scope_metrics in resource_metrics.scope_metrics
+        )
+        yield ResourceView(_otlp_attributes(resource_metrics.resource.attributes), scopes)
+
+
+def _otlp_metric(metric: Any) -> MetricView:
+    which = metric.WhichOneof("data")
+    if which == "sum":
+        data = metric.sum
+        points: Iterable[Any] = (
+            (
+                _otlp_attributes(p.attributes),
+                p.start_time_unix_nano,
+                p.time_unix_nano,
+                _otlp_number(p),
+                0,
+            )
+            for p in data.data_points
+        )
+        return MetricView(
+            metric.name, metric.unit, "sum", data.is_monotonic, _is_delta(data), points
+        )
+    if which in ("histogram", "exponential_histogram"):
+        data = getattr(metric, which)
+        points = (
+            (
+                _otlp_attributes(p.attributes),
+                p.start_time_unix_nano,
+                p.time_unix_nano,
+                p.sum if p.HasField("sum") else None,
+                p.count,
+            )
+            for p in data.data_points
+        )
+        return MetricView(metric.name, metric.unit, "histogram", True, _is_delta(data), points)
+    return MetricView(metric.name, metric.unit, None, False, False, ())
+
+
+def _otlp_number(point: Any) -> int | float | None:
+    which = point.WhichOneof("value")  # as_int or as_double
+    return getattr(point, which) if which else None
+
+
+def _is_delta(data: Any) -> bool:
+    # OTLP's AggregationTemporality and the SDK's enum alike: 1 is delta
+    return bool(data.aggregation_temporality == _DELTA)
+
+
+def _sdk_metrics(data: MetricsData) -> Iterator[ResourceView]:
+    for resource_metrics in data.resource_metrics:
+        scopes = (
+            ScopeView(
+                scope_metrics.scope.name,
+                scope_metrics.scope.version or "",
+                map(_sdk_metric, scope_metrics.metrics),
+            )
+            for scope_metrics in resource_metrics.scope_metrics
+        )
+        yield ResourceView(_sdk_attributes(resource_metrics.resource.attributes), scopes)
+
+
+def _sdk_metric(metric: Any) -> MetricView:
+    from opentelemetry.sdk.metrics.export import ExponentialHistogram, Histogram, Sum
+
+    data = metric.data
+    unit = metric.unit or ""
+    if isinstance(data, Sum):
+        points = _sdk_sum_points(data.data_points)
+        return MetricView(metric.name, unit, "sum", data.is_monotonic, _is_delta(data), points)
+    if isinstance(data, (Histogram, ExponentialHistogram)):
+        points = (
+            (
+                _sdk_attributes(p.attributes),
+                p.start_time_unix_nano,
+                p.time_unix_nano,
+                None if p.sum is None else float(p.sum),  # OTLP's sum is a double
+                p.count,
+            )
+            for p in data.data_points
+        )
+        return MetricView(metric.name, unit, "histogram", True, _is_delta(data), points)
+    return MetricView(metric.name, unit, None, False, False, ())
+
+
+def _sdk_sum_points(
+    points: Iterable[Any],
+) -> Iterator[tuple[Attributes, int, int, int | float | None, int]]:
+    """The SDK sums Python integers: an interval sum past int64 (what OTLP and Doow carry)
+    becomes the remainder and parts of 2**63-1, each part with `doow.part` (1, 2, ...) in
+    its attributes so that its id differs (docs/conversion.md, Metrics)."""
+    for point in points:
+        attributes = _sdk_attributes(point.attributes)
+        start, end, value = point.start_time_unix_nano, point.time_unix_nano, point.value
+        if not isinstance(value, int):
+            yield attributes, start, end, float(value), 0
+        elif value <= MAX_INT_QUANTITY:
+            yield attributes, start, end, int(value), 0
+        else:
+            parts = -(-value // MAX_INT_QUANTITY)
+            yield attributes, start, end, value - (parts - 1) * MAX_INT_QUANTITY, 0
+            for part in range(1, parts):
+                split = _sdk_attributes({**attributes, "doow.part": part})
+                yield split, start, end, MAX_INT_QUANTITY, 0
 
 
 class _Converter:
@@ -283,7 +530,7 @@ class _Converter:
         self.options = options
         self.result = Conversion()
 
-    def resource_attribution(self, resource: Mapping[str, AnyValue]) -> dict[str, AttributeValue]:
+    def resource_attribution(self, resource: Attributes) -> dict[str, AttributeValue]:
         picked: dict[str, AttributeValue] = {}
         for key in self.options.resource_attributes:
             if key in resource:
@@ -297,7 +544,7 @@ class _Converter:
     def attribution(
         self,
         base: Mapping[str, AttributeValue],
-        record: Mapping[str, AnyValue],
+        record: Attributes,
         skip: tuple[str, ...] = (),
     ) -> dict[str, AttributeValue]:
         merged = dict(base)
@@ -307,7 +554,7 @@ class _Converter:
             plain = _plain(value)
             if plain is not None:
                 merged[key] = plain
-        return {key: merged[key] for key in sorted(merged, key=str.encode)}
+        return {key: merged[key] for key in sorted(merged)}  # code point order: UTF-8's
 
     def emit(
         self,
@@ -354,57 +601,48 @@ class _Converter:
 
     # --- metrics ---
 
-    def metrics(self, request: ExportMetricsServiceRequest) -> None:
-        for resource_metrics in request.resource_metrics:
-            resource = _index(resource_metrics.resource.attributes)
-            enc_resource = _enc_attrs(resource_metrics.resource.attributes)
-            base = self.resource_attribution(resource)
-            for scope_metrics in resource_metrics.scope_metrics:
-                scope = scope_metrics.scope
+    def metrics(self, resources: Iterable[ResourceView]) -> None:
+        for resource in resources:
+            enc_resource = _enc_attrs(resource.attributes)
+            base = self.resource_attribution(resource.attributes)
+            for scope in resource.scopes:
                 scope_is_usage = scope.name == TRACKER_SCOPE
                 prefix = enc_resource + _enc_str(scope.name) + _enc_str(scope.version)
-                for metric in scope_metrics.metrics:
+                for metric in scope.metrics:
                     listed = scope_is_usage or metric.name in self.options.usage_metrics
-                    self.metric(metric, resource, base, prefix, listed)
+                    self.metric(metric, resource.attributes, base, prefix, listed)
 
     def metric(
         self,
-        metric: Any,
-        resource: Mapping[str, AnyValue],
+        metric: MetricView,
+        resource: Attributes,
         base: Mapping[str, AttributeValue],
         prefix: str,
         listed: bool,
     ) -> None:
-        kind = metric.WhichOneof("data")
-        if kind == "sum":
-            if not metric.sum.is_monotonic:
-                return
-            data, temporality = metric.sum.data_points, metric.sum.aggregation_temporality
-        elif kind in ("histogram", "exponential_histogram"):
-            histogram = getattr(metric, kind)
-            data, temporality = histogram.data_points, histogram.aggregation_temporality
-        else:
+        if metric.kind is None or not metric.monotonic:
             return
-        usage_metric = listed or any(_license(_index(p.attributes)) for p in data)
-        for point in data:
-            attrs = _index(point.attributes)
+        points = list(metric.points)
+        usage_metric = listed or any(_license(p[0]) for p in points)
+        identity = prefix + _enc_str(metric.name)
+        for attrs, start, nanos, value, count in points:
             own_license = _license(attrs)
-            if _is_overflow(attrs):
+            if attrs.get("otel.metric.overflow") is True:
                 if usage_metric:  # the SDK's cardinality limit folded licenses away
                     self.result.dropped["cardinality_overflow"] += 1
                 continue
             if not own_license and not listed:
                 continue  # other telemetry
-            if temporality != _DELTA:
+            if not metric.delta:
                 self.result.dropped["cumulative_temporality"] += 1
                 continue
             quantity: int | float | None
-            if kind == "sum":
-                quantity = _number_point(point)
+            if metric.kind == "sum":
+                quantity = value
             elif self.options.histogram_quantity == "count":
-                quantity = point.count
-            elif point.HasField("sum"):
-                quantity = point.sum
+                quantity = count
+            elif value is not None:
+                quantity = value
             else:
                 self.result.dropped["histogram_without_sum"] += 1
                 continue
@@ -413,15 +651,10 @@ class _Converter:
                 quantity=quantity,
                 license_id=own_license or _license(resource) or self.options.default_license_id,
                 unit=_string(attrs, "doow.unit") or metric.unit or None,
-                nanos=point.time_unix_nano,
+                nanos=nanos,
                 attribution=self.attribution(base, attrs),
                 event_id=_event_id(
-                    NS_METRIC,
-                    prefix,
-                    _enc_str(metric.name),
-                    _enc_attrs(point.attributes),
-                    _enc_int(point.start_time_unix_nano),
-                    _enc_int(point.time_unix_nano),
+                    NS_METRIC, identity, _enc_attrs(attrs), _enc_int(start), _enc_int(nanos)
                 ),
             )
 
@@ -429,21 +662,19 @@ class _Converter:
 
     def traces(self, request: ExportTraceServiceRequest) -> None:
         for resource_spans in request.resource_spans:
-            resource = _index(resource_spans.resource.attributes)
+            resource = _otlp_attributes(resource_spans.resource.attributes)
             base = self.resource_attribution(resource)
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     self.span(span, resource, base)
 
-    def span(
-        self, span: Any, resource: Mapping[str, AnyValue], base: Mapping[str, AttributeValue]
-    ) -> None:
-        span_attrs = _index(span.attributes)
+    def span(self, span: Any, resource: Attributes, base: Mapping[str, AttributeValue]) -> None:
+        span_attrs = _otlp_attributes(span.attributes)
         trace_hex, span_hex = span.trace_id.hex(), span.span_id.hex()
         for position, event in enumerate(span.events):
             if event.name != USAGE_EVENT_NAME:
                 continue
-            attrs = _index(event.attributes)
+            attrs = _otlp_attributes(event.attributes)
             self.usage_record(
                 attrs,
                 license_id=_license(attrs, span_attrs, resource) or self.options.default_license_id,
@@ -458,8 +689,8 @@ class _Converter:
     def genai(
         self,
         span: Any,
-        attrs: Mapping[str, AnyValue],
-        resource: Mapping[str, AnyValue],
+        attrs: Attributes,
+        resource: Attributes,
         base: Mapping[str, AttributeValue],
         trace_hex: str,
         span_hex: str,
@@ -486,7 +717,7 @@ class _Converter:
                 if value is not None:
                     attribution[target] = value
                     break
-        attribution = {key: attribution[key] for key in sorted(attribution, key=str.encode)}
+        attribution = {key: attribution[key] for key in sorted(attribution)}
         for metric, quantity in counts:
             if quantity is None:
                 continue
@@ -504,7 +735,7 @@ class _Converter:
 
     def usage_record(
         self,
-        attrs: Mapping[str, AnyValue],
+        attrs: Attributes,
         *,
         license_id: str | None,
         nanos: int,
@@ -536,13 +767,13 @@ class _Converter:
 
     def logs(self, request: ExportLogsServiceRequest) -> None:
         for resource_logs in request.resource_logs:
-            resource = _index(resource_logs.resource.attributes)
-            enc_resource = _enc_attrs(resource_logs.resource.attributes)
+            resource = _otlp_attributes(resource_logs.resource.attributes)
+            enc_resource = _enc_attrs(resource)
             base = self.resource_attribution(resource)
             for scope_logs in resource_logs.scope_logs:
                 prefix = enc_resource + _enc_str(scope_logs.scope.name)
                 for record in scope_logs.log_records:
-                    attrs = _index(record.attributes)
+                    attrs = _otlp_attributes(record.attributes)
                     # opentelemetry-proto before 1.35 has no event_name field
                     name = getattr(record, "event_name", "") or _string(attrs, "event.name")
                     if name != USAGE_EVENT_NAME:
@@ -555,10 +786,11 @@ class _Converter:
                         + _enc_int(record.observed_time_unix_nano)
                         + _enc_str(record.trace_id.hex())
                         + _enc_str(record.span_id.hex())
-                        + _enc_attrs(record.attributes)
+                        + _enc_attrs(attrs)
                     )
                     if "doow.metric" not in attrs and record.body.WhichOneof("value"):
-                        self.body_record(record.body, attrs, license_id, nanos, base, identity)
+                        body = _otlp_value(record.body)
+                        self.body_record(body, attrs, license_id, nanos, base, identity)
                         continue
                     self.usage_record(
                         attrs,
@@ -571,8 +803,8 @@ class _Converter:
 
     def body_record(
         self,
-        body: AnyValue,
-        attrs: Mapping[str, AnyValue],
+        body: Value,
+        attrs: Attributes,
         license_id: str | None,
         nanos: int,
         base: Mapping[str, AttributeValue],
@@ -585,11 +817,10 @@ class _Converter:
             position = _int(attrs, "log.file.record_number")
         where = f"{file}:{position}" if file and position is not None else "record"
         try:
-            which = body.WhichOneof("value")
-            if which == "string_value":
-                data = parse_line(body.string_value)
-            elif which == "kvlist_value":
-                data = {kv.key: _raw(kv.value) for kv in body.kvlist_value.values}
+            if isinstance(body, str):
+                data = parse_line(body)
+            elif isinstance(body, Mapping):
+                data = dict(body)
             else:
                 raise BadRecord("not_json", "body", "must be a JSON object or a map")
             stamped = data.get("timestamp") is not None or data.get("occurred_at") is not None
@@ -631,25 +862,20 @@ class _Converter:
             self.result.bad_records.append(f"{where}: {bad}")
 
 
-def _is_overflow(attrs: Mapping[str, AnyValue]) -> bool:
-    value = attrs.get("otel.metric.overflow")
-    return value is not None and value.WhichOneof("value") == "bool_value" and value.bool_value
-
-
-def _number_point(point: Any) -> int | float | None:
-    which = point.WhichOneof("value")
-    if which == "as_int":
-        return int(point.as_int)
-    if which == "as_double":
-        return float(point.as_double)
-    return None
-
-
 def convert_metrics_request(
     request: ExportMetricsServiceRequest, options: ConversionOptions | None = None
 ) -> Conversion:
+    """OTLP metrics (the collector route's, the vectors')."""
     converter = _Converter(options or ConversionOptions())
-    converter.metrics(request)
+    converter.metrics(_otlp_metrics(request))
+    return converter.result
+
+
+def convert_metrics(data: MetricsData, options: ConversionOptions | None = None) -> Conversion:
+    """The SDK's metrics, read as they are: the same events as `convert_metrics_request`
+    of their OTLP encoding, without encoding them."""
+    converter = _Converter(options or ConversionOptions())
+    converter.metrics(_sdk_metrics(data))
     return converter.result
 
 

@@ -1,9 +1,9 @@
 """OpenTelemetry SDK exporters that deliver usage to Doow.
 
-Each one encodes SDK data with the standard OTLP encoders, converts it with
-`doow_otel.conversion` (the same rules as the Go collector exporter), and delivers
-the events with a `DoowClient`. They sit beside the user's other exporters: an OTLP
-exporter to a collector or a vendor keeps receiving everything.
+Each one converts SDK data with `doow_otel.conversion` (the same rules as the Go
+collector exporter; metrics are read as the SDK gives them, spans through the standard
+OTLP encoder), and delivers the events with a `DoowClient`. They sit beside the user's
+other exporters: an OTLP exporter to a collector or a vendor keeps receiving everything.
 
 With `OTEL_METRICS_EXPORTER=doow` (likewise traces, logs) `opentelemetry-instrument`
 builds them with no arguments; they then configure themselves from the environment
@@ -13,7 +13,6 @@ and share one client (and so one spool) per process and configuration.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import threading
 import time
@@ -35,9 +34,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
     MetricsData,
-    NumberDataPoint,
     PeriodicExportingMetricReader,
-    Sum,
 )
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -50,7 +47,7 @@ from doow_otel.conversion import (
     USAGE_EVENT_NAME,
     Conversion,
     ConversionOptions,
-    convert_metrics_request,
+    convert_metrics,
     convert_traces_request,
 )
 from doow_otel.errors import ErrorReport, Reporter
@@ -366,8 +363,7 @@ class DoowMetricExporter(_DoowExporterBase, MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        request = _encode_metrics(metrics_data, self.client.report)
-        conversion = convert_metrics_request(request, self.options)
+        conversion = convert_metrics(metrics_data, self.options)
         ok = self._deliver(conversion, timeout_millis / 1000)
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
@@ -376,51 +372,6 @@ class DoowMetricExporter(_DoowExporterBase, MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._shutdown()
-
-
-def _encode_metrics(metrics_data: MetricsData, report: Reporter) -> Any:
-    """OTLP for the SDK's data; one bad data point never costs the others.
-
-    An integer sum past int64 (what OTLP can carry) is split into parts that fit, each
-    its own event (the parts carry `doow.part`, so their ids differ). A metric that
-    still cannot be encoded is reported with the reason, and the rest goes out.
-    """
-    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-        ExportMetricsServiceRequest,
-    )
-
-    try:
-        return encode_metrics(metrics_data)
-    except Exception:  # noqa: BLE001 - encode each metric alone below, to find the bad one
-        pass
-    request = ExportMetricsServiceRequest()
-    for resource_metrics in metrics_data.resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                one = MetricsData(
-                    resource_metrics=[
-                        dataclasses.replace(
-                            resource_metrics,
-                            scope_metrics=[
-                                dataclasses.replace(scope_metrics, metrics=[_split_big(metric)])
-                            ],
-                        )
-                    ]
-                )
-                try:
-                    encoded = encode_metrics(one)
-                except Exception as exc:  # noqa: BLE001 - reported; the other metrics go on
-                    points = len(getattr(metric.data, "data_points", ()))
-                    report(
-                        "dropped",
-                        f"metric {metric.name!r}: {points} data points could not be encoded "
-                        f"as OTLP ({type(exc).__name__}: {str(exc)[:200]})",
-                        count=points,
-                    )
-                    continue
-                request.resource_metrics.extend(encoded.resource_metrics)
-    return request
 
 
 def _unencodable_usage(span: ReadableSpan) -> list[str]:
@@ -472,27 +423,6 @@ def _encode_each(
         else:
             getattr(request, field).extend(getattr(one, field))
     return request if request is not None else encode([])
-
-
-def _split_big(metric: Any) -> Any:
-    data = metric.data
-    if not isinstance(data, Sum) or not any(
-        isinstance(p.value, int) and p.value > MAX_INT_QUANTITY for p in data.data_points
-    ):
-        return metric
-    points: list[NumberDataPoint] = []
-    for point in data.data_points:
-        value = point.value
-        if not (isinstance(value, int) and value > MAX_INT_QUANTITY):
-            points.append(point)
-            continue
-        parts = -(-value // MAX_INT_QUANTITY)
-        first = value - (parts - 1) * MAX_INT_QUANTITY
-        points.append(dataclasses.replace(point, value=first))
-        for part in range(1, parts):
-            attributes = {**(point.attributes or {}), "doow.part": part}
-            points.append(dataclasses.replace(point, attributes=attributes, value=MAX_INT_QUANTITY))
-    return dataclasses.replace(metric, data=dataclasses.replace(data, data_points=points))
 
 
 def _span_has_usage(span: ReadableSpan) -> bool:

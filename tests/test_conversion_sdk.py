@@ -1,0 +1,273 @@
+"""The SDK adapter of the conversion reads `MetricsData` as its OTLP encoding reads.
+
+`DoowMetricExporter` converts the SDK's data without encoding it; the vectors and the Go
+exporter pin the rules on OTLP. These tests hold the two adapters alike: the same events
+(the same ids, byte for byte on the wire) and the same drops, from every attribute value
+type and every kind of metric, as `convert_metrics_request(encode_metrics(data))`.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Buckets,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from doow_otel.conversion import (
+    ConversionOptions,
+    _event_id,
+    convert_metrics,
+    convert_metrics_request,
+)
+from doow_otel.wire import encode_event
+
+DELTA = AggregationTemporality.DELTA
+CUMULATIVE = AggregationTemporality.CUMULATIVE
+T0, T1 = 1_764_000_000_000_000_000, 1_764_000_060_123_456_789
+BIG = 2**63 - 1
+
+
+class _Str(str):
+    pass
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+class _Float(float):
+    pass
+
+
+ATTRIBUTE_SETS: list[dict[Any, Any]] = [
+    {},
+    {"k": "v"},
+    {"é": 1, "Z": 2, "a.b": 3, "": "empty key", "ü": "ü", "\U0001f600": "emoji"},
+    {"flag": True},
+    {"flag": 1},
+    {"n": 1.0},
+    {"n": -0.0, "m": 5e-324, "big": 1.7976931348623157e308},
+    {"n": float("nan"), "i": float("inf")},
+    {"n": 2**63},  # past int64: the encoder leaves it out
+    {"n": -(2**63), "m": BIG},
+    {"a": ("x", "y"), "b": [1, 2.5, True], "c": []},
+    {"nested": [[1], ["x", None]], "bad": [1, 2**64]},
+    {"bytes": b"\x00\xff", "ba": bytearray(b"ab")},
+    {"map": {"b": 1, "a": [1, {"c": None}]}, "keys": {1: "x", "1": "y"}},
+    {"none": None},
+    {"s": "a\ud800", "\udc00k": "v", "ok": "still here"},
+    {1: "not a string key", "ok": 1},
+    {"obj": object(), "dec": Decimal("1.5"), "ok": "x"},
+    {"sub": _Str("text"), "level": _Level.HIGH, "f": _Float(2.5)},
+    {"api_key": "hidden", "auth": "Bearer abcdef", "note": "x" * 300, "function": "nightly"},
+    {"doow.metric": "Tokens", "doow.unit": "tokens", "doow.part": 1},
+    {"doow.metric": 5, "doow.unit": ["u"]},
+    {"license_id": "lic_plain", "doow.license_id": ""},
+]
+
+
+def _point(attributes: dict[Any, Any], value: int | float, start: int = T0) -> NumberDataPoint:
+    return NumberDataPoint(
+        attributes=attributes, start_time_unix_nano=start, time_unix_nano=T1, value=value
+    )
+
+
+def _histogram_point(attributes: dict[Any, Any], total: Any, count: int) -> HistogramDataPoint:
+    return HistogramDataPoint(
+        attributes=attributes,
+        start_time_unix_nano=T0,
+        time_unix_nano=T1,
+        count=count,
+        sum=total,
+        bucket_counts=[count],
+        explicit_bounds=[],
+        min=0,
+        max=total or 0,
+    )
+
+
+def _metric(name: str, data: Any, unit: str | None = "1") -> Metric:
+    return Metric(name=name, description="", unit=unit, data=data)  # type: ignore[arg-type]
+
+
+def _metrics() -> list[Metric]:
+    licensed = [{**attrs, "doow.license_id": f"lic_{i}"} for i, attrs in enumerate(ATTRIBUTE_SETS)]
+    exp_point = ExponentialHistogramDataPoint(
+        attributes={"doow.license_id": "lic_exp"},
+        start_time_unix_nano=T0,
+        time_unix_nano=T1,
+        count=3,
+        sum=7,
+        scale=1,
+        zero_count=0,
+        positive=Buckets(offset=0, bucket_counts=[1, 2]),
+        negative=Buckets(offset=0, bucket_counts=[]),
+        flags=0,
+        min=1,
+        max=4,
+    )
+    return [
+        _metric("api_calls", Sum([_point(a, 1) for a in licensed], DELTA, True)),
+        _metric(
+            "values",
+            Sum(
+                [
+                    _point({"doow.license_id": "lic_a"}, 2.5),
+                    _point({"doow.license_id": "lic_b"}, 0),
+                    _point({"doow.license_id": "lic_c"}, -3),
+                    _point({"doow.license_id": "lic_d"}, float("nan")),
+                    _point({"doow.license_id": "lic_f"}, 4, start=0),
+                    _point({"doow.license_id": "l" * 129}, 1),
+                    _point({"otel.metric.overflow": True}, 9),
+                    _point({"other": "no license"}, 1),
+                ],
+                DELTA,
+                True,
+            ),
+            unit=None,
+        ),
+        _metric("Bad Name", Sum([_point({"doow.license_id": "lic_a"}, 1)], DELTA, True)),
+        _metric("cumulative", Sum([_point({"doow.license_id": "lic_a"}, 1)], CUMULATIVE, True)),
+        _metric("updown", Sum([_point({"doow.license_id": "lic_a"}, 1)], DELTA, False)),
+        _metric("gauge", Gauge([_point({"doow.license_id": "lic_a"}, 1)])),
+        _metric("listed", Sum([_point({"region": "eu"}, 3)], DELTA, True)),
+        _metric("http.requests", Sum([_point({"route": "/"}, 3)], DELTA, True)),
+        _metric(
+            "latency",
+            Histogram(
+                [
+                    _histogram_point({"doow.license_id": "lic_a"}, 12, 3),  # an int sum
+                    _histogram_point({"doow.license_id": "lic_b"}, 2.5, 1),
+                    _histogram_point({"doow.license_id": "lic_c"}, None, 2),
+                    _histogram_point({"doow.license_id": "lic_d"}, 0, 0),
+                ],
+                DELTA,
+            ),
+            unit="ms" * 40,
+        ),
+        _metric("old_latency", Histogram([_histogram_point({}, 1, 1)], CUMULATIVE), unit="ms"),
+        _metric("exp", ExponentialHistogram([exp_point], DELTA)),
+    ]
+
+
+def _data(scope_name: str = "app", version: str | None = "1.0") -> MetricsData:
+    resource = Resource(
+        {
+            "service.name": "unknown_service:python",
+            "deployment.environment": "prod",
+            "cloud.region": ("eu", "west"),
+            "host.name": "h1",
+            "faas.name": 3.5,
+        }
+    )
+    scopes = [
+        ScopeMetrics(InstrumentationScope(scope_name, version), _metrics(), schema_url=""),
+        ScopeMetrics(
+            InstrumentationScope("doow_otel", None),
+            [_metric("tracked", Sum([_point({"x": "y"}, 2)], DELTA, True))],
+            schema_url="",
+        ),
+    ]
+    licensed = Resource({"doow.license_id": "lic_resource", "service.name": "checkout"})
+    return MetricsData(
+        [
+            ResourceMetrics(resource, scopes, schema_url=""),
+            ResourceMetrics(
+                licensed, [ScopeMetrics(InstrumentationScope("é", "ü"), _metrics(), "")], ""
+            ),
+        ]
+    )
+
+
+def _outcome(conversion: Any) -> tuple[list[bytes], dict[str, int]]:
+    return [encode_event(e) for e in conversion.events], dict(conversion.dropped)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ConversionOptions(),
+        ConversionOptions(
+            default_license_id="lic_default",
+            usage_metrics=frozenset({"listed"}),
+            histogram_quantity="count",
+            resource_attributes=("service.name", "cloud.region", "faas.name", "host.name"),
+        ),
+    ],
+    ids=["defaults", "options"],
+)
+def test_sdk_data_converts_as_its_otlp_encoding(options: ConversionOptions) -> None:
+    data = _data()
+    direct = _outcome(convert_metrics(data, options))
+    via_otlp = _outcome(convert_metrics_request(encode_metrics(data), options))
+    assert direct == via_otlp
+    assert len(direct[0]) > 40  # most points are usage: the comparison compares something
+    assert {"invalid_quantity", "cumulative_temporality", "cardinality_overflow"} <= set(direct[1])
+
+
+def test_an_interval_sum_past_int64_converts_as_its_parts_would() -> None:
+    """OTLP cannot carry the sum; the parts (the remainder, then 2**63-1 with doow.part
+    1, 2, ...) are what the exporter encoded before it read SDK data directly."""
+    total = 2 * BIG + 5
+    attrs = {"doow.license_id": "lic_a", "region": "eu"}
+    whole = Sum([_point(attrs, total)], DELTA, True)
+    parts = Sum(
+        [
+            _point(attrs, 5),
+            _point({**attrs, "doow.part": 1}, BIG),
+            _point({**attrs, "doow.part": 2}, BIG),
+        ],
+        DELTA,
+        True,
+    )
+
+    def data(sum_: Sum) -> MetricsData:
+        scope = ScopeMetrics(InstrumentationScope("app"), [_metric("bytes", sum_)], "")
+        return MetricsData([ResourceMetrics(Resource({}), [scope], "")])
+
+    direct = convert_metrics(data(whole))
+    assert _outcome(direct) == _outcome(convert_metrics_request(encode_metrics(data(parts))))
+    assert sum(e.quantity for e in direct.events) == total
+    assert all("doow.part" not in e.attribution for e in direct.events)
+
+
+def test_scope_names_the_encoder_cannot_carry_still_convert() -> None:
+    scope = ScopeMetrics(
+        InstrumentationScope("bad\ud800"),
+        [_metric("api_calls", Sum([_point({"doow.license_id": "lic_a"}, 1)], DELTA, True))],
+        "",
+    )
+    conversion = convert_metrics(MetricsData([ResourceMetrics(Resource({}), [scope], "")]))
+    assert [e.quantity for e in conversion.events] == [1]
+
+
+def test_event_ids_are_uuid5() -> None:
+    r = random.Random(5)
+    namespace = uuid.UUID("6f1c2d7a-1b10-4c8e-9f0e-5b1d6f0e3c52")
+    for _ in range(2000):
+        text = "".join(
+            chr(r.choice([r.randint(32, 126), r.randint(0xA0, 0xD7FF)]))
+            for _ in range(r.randint(0, 12))
+        )
+        assert _event_id(namespace, text, "s1:x") == str(uuid.uuid5(namespace, text + "s1:x"))
