@@ -271,3 +271,31 @@ def test_event_ids_are_uuid5() -> None:
             for _ in range(r.randint(0, 12))
         )
         assert _event_id(namespace, text, "s1:x") == str(uuid.uuid5(namespace, text + "s1:x"))
+
+
+def test_event_bytes_are_what_json_dumps_writes() -> None:
+    """encode_event uses the C encoder directly; its bytes are json.dumps' (Go compares them)."""
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    from doow_otel.events import UsageEvent
+
+    moment = datetime(2026, 11, 24, 10, 15, 0, 123999, tzinfo=timezone(timedelta(hours=2)))
+    events = [
+        UsageEvent(metric="api_calls", quantity=1, license_id="lic_1", occurred_at=moment),
+        UsageEvent(
+            metric="tokens",
+            quantity=-2.5e-7,
+            license_id='lic_"é\u2028\x01',
+            kind="ADJUSTMENT",
+            unit="ü",
+            occurred_at=moment,
+            attribution={"b": True, "f": 1e22, "i": -(2**63), "s": "\U0001f600 <&>", "z": 0.1},
+            metadata={"ticket": "SUP-12"},
+            source_system="fixes",
+            metric_tuple_hint={"app_name": "a", "metric_name": "tokens"},
+        ),
+    ]
+    for event in events:
+        expected = json.dumps(event.to_wire(), separators=(",", ":"), ensure_ascii=False)
+        assert encode_event(event) == expected.encode()

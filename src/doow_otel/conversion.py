@@ -334,8 +334,8 @@ def _string(attrs: Attributes, key: str) -> str | None:
 def _license(*sources: Attributes) -> str | None:
     for attrs in sources:
         for key in LICENSE_KEYS:
-            found = _string(attrs, key)
-            if found:
+            found = attrs.get(key)
+            if type(found) is str and found:
                 return found
     return None
 
@@ -554,6 +554,8 @@ class _Converter:
             plain = _plain(value)
             if plain is not None:
                 merged[key] = plain
+        if len(merged) < 2:
+            return merged
         return {key: merged[key] for key in sorted(merged)}  # code point order: UTF-8's
 
     def emit(

@@ -55,6 +55,7 @@ class InvalidEvent(ValueError):
         super().__init__(f"{field_name}: {problem}")
 
 
+@functools.lru_cache(maxsize=256)  # the events of one export share their time
 def format_time(moment: datetime) -> str:
     """ISO 8601 in UTC with millisecond precision (truncated), the form Doow's SDKs send."""
     # isoformat truncates to the millisecond, at half the cost of strftime

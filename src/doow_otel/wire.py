@@ -24,11 +24,25 @@ MAX_BATCH_BYTES = 450 * 1024
 GZIP_ABOVE_BYTES = 1024
 BATCH_NAMESPACE = uuid.UUID("5b1d6f0e-3c52-4c8e-9f0e-6f1c2d7a9b10")
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_dumps = _encoder.encode
+# The same C encoder that `_dumps` builds on each call, built once (events hold no cycles,
+# so no markers): an event's bytes at half the cost.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # None without the C module
+_c_encode = (
+    _c_make_encoder(
+        None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if _c_make_encoder is not None
+    else None
+)
 
 
 def encode_event(event: UsageEvent) -> bytes:
-    return _dumps(event.to_wire()).encode()
+    wire = event.to_wire()
+    if _c_encode is None:
+        return _dumps(wire).encode()
+    return "".join(_c_encode(wire, 0)).encode()
 
 
 @dataclass(frozen=True)
