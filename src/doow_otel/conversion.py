@@ -195,6 +195,9 @@ _first = itemgetter(0)
 
 
 def _enc_attrs(attributes: Attributes) -> str:
+    if len(attributes) == 1 and type(attributes) is not _Repeated:  # most points: the license
+        ((key, value),) = attributes.items()
+        return f"m1{{{_enc_str(key)}{_enc_value(value)}}}"
     # str order is code point order, which is UTF-8's byte order
     pairs = attributes.pairs if type(attributes) is _Repeated else attributes.items()
     ordered = sorted(pairs, key=_first)
@@ -206,9 +209,20 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def _event_id(namespace: uuid.UUID, *parts: str) -> str:
-    """`str(uuid.uuid5(namespace, identity))`, at a third of its cost."""
-    identity = "".join(parts).encode("utf-8", "surrogatepass")
-    h = hashlib.sha1(namespace.bytes + identity).hexdigest()
+    """`str(uuid.uuid5(namespace, "".join(parts)))`, at a third of its cost."""
+    return _event_id_after(_id_start(namespace), *parts)
+
+
+def _id_start(namespace: uuid.UUID, *parts: str) -> hashlib._Hash:
+    """The hash of the namespace and the first parts of identities, for ids that share
+    them (the points of one metric) to hash them once."""
+    return hashlib.sha1(namespace.bytes + "".join(parts).encode("utf-8", "surrogatepass"))
+
+
+def _event_id_after(start: hashlib._Hash, *parts: str) -> str:
+    sha1 = start.copy()
+    sha1.update("".join(parts).encode("utf-8", "surrogatepass"))
+    h = sha1.hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
@@ -626,7 +640,7 @@ class _Converter:
             return
         points = list(metric.points)
         usage_metric = listed or any(_license(p[0]) for p in points)
-        identity = prefix + _enc_str(metric.name)
+        identity = _id_start(NS_METRIC, prefix, _enc_str(metric.name))
         for attrs, start, nanos, value, count in points:
             own_license = _license(attrs)
             if attrs.get("otel.metric.overflow") is True:
@@ -655,8 +669,8 @@ class _Converter:
                 unit=_string(attrs, "doow.unit") or metric.unit or None,
                 nanos=nanos,
                 attribution=self.attribution(base, attrs),
-                event_id=_event_id(
-                    NS_METRIC, identity, _enc_attrs(attrs), _enc_int(start), _enc_int(nanos)
+                event_id=_event_id_after(
+                    identity, _enc_attrs(attrs), _enc_int(start), _enc_int(nanos)
                 ),
             )
 

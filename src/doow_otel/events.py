@@ -79,6 +79,12 @@ def parse_time(value: str) -> datetime:
 def metric_problem(metric: object) -> str | None:
     if not isinstance(metric, str) or not metric:
         return "must be a non-empty string, for example 'api_calls'"
+    return _metric_name_problem(metric)
+
+
+@functools.lru_cache(maxsize=1024)
+def _metric_name_problem(metric: str) -> str | None:
+    """Metric names repeat from event to event: check each once."""
     if len(metric) > MAX_METRIC_LEN:
         return f"is {len(metric)} characters; at most {MAX_METRIC_LEN} are allowed"
     if not METRIC_RE.fullmatch(metric):
@@ -87,6 +93,8 @@ def metric_problem(metric: object) -> str | None:
 
 
 def quantity_problem(quantity: object, kind: str) -> str | None:
+    if type(quantity) is int and 0 < quantity <= MAX_INT_QUANTITY:
+        return None  # the common case, fine for either kind
     if isinstance(quantity, bool) or not isinstance(quantity, (int, float)):
         return f"must be an int or float, got {type(quantity).__name__}"
     if not math.isfinite(quantity):
@@ -129,6 +137,8 @@ def unit_problem(unit: object) -> str | None:
 
 
 def attributes_problem(attributes: object) -> str | None:
+    if type(attributes) is dict and not attributes:
+        return None
     if not isinstance(attributes, (dict, Mapping)):
         kind = type(attributes).__name__
         return f"must be a mapping of str to str, int, float or bool, got {kind}"
@@ -366,7 +376,8 @@ class UsageEvent:
             in_utc = occurred_at.astimezone(timezone.utc)
         except OverflowError:
             raise InvalidEvent("occurred_at", f"{occurred_at} is out of range in UTC") from None
-        object.__setattr__(self, "occurred_at", in_utc)
+        if in_utc is not occurred_at:
+            object.__setattr__(self, "occurred_at", in_utc)
         object.__setattr__(self, "attribution", DEFAULT_POLICY.clean(self.attribution))
         object.__setattr__(self, "metadata", DEFAULT_POLICY.clean(self.metadata))
 

@@ -111,4 +111,5 @@ def compress(body: bytes) -> tuple[bytes, str | None]:
     """Gzip bodies above 1 KB, as Doow's SDKs do; returns the body and its encoding."""
     if len(body) <= GZIP_ABOVE_BYTES:
         return body, None
-    return gzip.compress(body, compresslevel=5, mtime=0), "gzip"
+    # level 1, as the collector's doow exporter: half level 5's CPU, 10% more bytes
+    return gzip.compress(body, compresslevel=1, mtime=0), "gzip"
