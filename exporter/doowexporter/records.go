@@ -418,12 +418,20 @@ func (c *converter) bodyRecord(body pcommon.Value, attrs pcommon.Map, ctx record
 	default:
 		problem = bad("not_json", "body", "must be a JSON object or a map")
 	}
-	// a line with a time of its own is named by its place in its file; one without, by
+	// a line is named by its place in its file: the file's doow.file.id (the doowfilelog
+	// receiver's, which a rotation or truncation changes) and offset when it has them,
+	// else, with a time of its own, its path and position; a line without either, by
 	// the log record (which includes when it was read: identical lines stay apart)
-	if file != "" && hasPosition && (data["timestamp"] != nil || data["occurred_at"] != nil) {
+	fileID := stringAttr(attrs, "doow.file.id")
+	offset, hasOffset := intAttr(attrs, "log.file.record_offset")
+	switch {
+	case fileID != "" && hasOffset:
+		c.startID(nsLine)
+		c.id = appendEncInt(appendEncStr(c.id, fileID), offset)
+	case file != "" && hasPosition && (data["timestamp"] != nil || data["occurred_at"] != nil):
 		c.startID(nsLine)
 		c.id = appendEncInt(appendEncStr(c.id, file), position)
-	} else {
+	default:
 		copy(c.id[:16], nsLine[:])
 	}
 	c.encValue(body)

@@ -839,8 +839,14 @@ class _Converter:
                 data = dict(body)
             else:
                 raise BadRecord("not_json", "body", "must be a JSON object or a map")
+            # named by the place in its file: the doowfilelog receiver's doow.file.id and
+            # offset, else (a line with a time of its own) its path and position
+            file_id = _string(attrs, "doow.file.id")
+            offset = _int(attrs, "log.file.record_offset")
             stamped = data.get("timestamp") is not None or data.get("occurred_at") is not None
-            if file is not None and position is not None and stamped:
+            if file_id and offset is not None:
+                event_id = _event_id(NS_LINE, _enc_str(file_id), _enc_int(offset), _enc_value(body))
+            elif file is not None and position is not None and stamped:
                 event_id = _event_id(NS_LINE, _enc_str(file), _enc_int(position), _enc_value(body))
             else:
                 event_id = _event_id(NS_LINE, identity, _enc_value(body))
