@@ -299,3 +299,77 @@ def test_event_bytes_are_what_json_dumps_writes() -> None:
     for event in events:
         expected = json.dumps(event.to_wire(), separators=(",", ":"), ensure_ascii=False)
         assert encode_event(event) == expected.encode()
+
+
+def _spans() -> list[Any]:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    providers = [
+        TracerProvider(resource=Resource({"service.name": "checkout", "region": "eu"})),
+        TracerProvider(resource=Resource({"doow.license_id": "lic_resource"})),
+    ]
+    for provider in providers:
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+    app, other = providers[0].get_tracer("app", "1.0"), providers[0].get_tracer("other")
+    licensed = providers[1].get_tracer("app")
+    usage = {"doow.metric": "pages", "doow.quantity": 3}
+    with app.start_as_current_span("a") as span:
+        span.set_attribute("doow.license_id", "lic_span")
+        span.add_event("exception", {"x": 1})
+        span.add_event("doow.usage", {**usage, "doow.unit": "page", "é": "ü", "n": (1, 2)})
+        span.add_event("doow.usage", {**usage, "doow.license_id": "lic_event", "f": 0.5})
+        span.add_event("doow.usage", {"doow.quantity": 1})  # no metric
+        span.add_event("doow.usage", {"doow.metric": "pages", "doow.quantity": 2**64})
+        span.add_event("doow.usage", {**usage, "doow.kind": "ADJUSTMENT", "doow.metadata.t": "x"})
+    with other.start_as_current_span("llm") as span:
+        span.set_attributes(
+            {
+                "gen_ai.usage.input_tokens": 120,
+                "gen_ai.usage.output_tokens": 2.5,
+                "gen_ai.request.model": "gpt",
+                "gen_ai.system": "openai",
+                "gen_ai.response.finish_reasons": ("stop", "length"),
+                "doow.license_id": "lic_llm",
+            }
+        )
+    with app.start_as_current_span("b") as span:  # app again, after other: grouped by scope
+        span.add_event("doow.usage", usage)
+        span.set_attribute("gen_ai.usage.input_tokens", 2**63)  # past int64: left out
+    with licensed.start_as_current_span("c") as span:
+        span.add_event("doow.usage", usage)
+        span.set_attributes({"gen_ai.usage.output_tokens": 7, "gen_ai.provider.name": "x"})
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import SpanContext
+
+    small_ids = ReadableSpan(  # ids with leading zeros keep them in hex
+        name="d",
+        context=SpanContext(trace_id=5, span_id=6, is_remote=False),
+        resource=Resource({}),
+        events=[Event("doow.usage", {**usage, "doow.license_id": "lic_d"}, timestamp=T1)],
+        end_time=T1,
+    )
+    return [*memory.get_finished_spans(), small_ids]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ConversionOptions(),
+        ConversionOptions(default_license_id="lic_d", genai_without_license=True),
+    ],
+    ids=["defaults", "options"],
+)
+def test_sdk_spans_convert_as_their_otlp_encoding(options: ConversionOptions) -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from doow_otel.conversion import convert_spans, convert_traces_request
+
+    spans = _spans()
+    direct = _outcome(convert_spans(spans, options))
+    via_otlp = _outcome(convert_traces_request(encode_spans(spans), options))
+    assert direct == via_otlp
+    assert len(direct[0]) >= 7
+    assert direct[1]

@@ -44,6 +44,7 @@ __all__ = [
     "convert_logs_request",
     "convert_metrics",
     "convert_metrics_request",
+    "convert_spans",
     "convert_traces_request",
 ]
 
@@ -399,6 +400,58 @@ def _time(nanos: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=nanos // 1_000_000)
 
 
+# --- spans, as the rules read them ---
+
+
+class SpanView(NamedTuple):
+    trace_hex: str
+    span_hex: str
+    attributes: Attributes
+    events: Sequence[tuple[str, Attributes, int]]
+    """Each event: name, attributes, time (unix nanos)."""
+    end: int
+
+
+def _otlp_spans(
+    request: ExportTraceServiceRequest,
+) -> Iterator[tuple[Attributes, Iterator[SpanView]]]:
+    for resource_spans in request.resource_spans:
+        spans = (
+            SpanView(
+                span.trace_id.hex(),
+                span.span_id.hex(),
+                _otlp_attributes(span.attributes),
+                [(e.name, _otlp_attributes(e.attributes), e.time_unix_nano) for e in span.events],
+                span.end_time_unix_nano,
+            )
+            for scope_spans in resource_spans.scope_spans
+            for span in scope_spans.spans
+        )
+        yield _otlp_attributes(resource_spans.resource.attributes), spans
+
+
+def _sdk_spans(spans: Iterable[Any]) -> Iterator[tuple[Attributes, Iterator[SpanView]]]:
+    """ReadableSpans in the order their OTLP encoding has them: by resource, then scope."""
+    grouped: dict[Any, dict[Any, list[Any]]] = {}
+    for span in spans:
+        grouped.setdefault(span.resource, {}).setdefault(span.instrumentation_scope, []).append(
+            span
+        )
+    for resource, scopes in grouped.items():
+        views = (
+            SpanView(
+                f"{span.get_span_context().trace_id:032x}",
+                f"{span.get_span_context().span_id:016x}",
+                _sdk_attributes(span.attributes),
+                [(e.name, _sdk_attributes(e.attributes), e.timestamp) for e in span.events],
+                span.end_time or 0,
+            )
+            for in_scope in scopes.values()
+            for span in in_scope
+        )
+        yield _sdk_attributes(resource.attributes), views
+
+
 # --- metrics, as the rules read them ---
 
 
@@ -676,41 +729,40 @@ class _Converter:
 
     # --- traces ---
 
-    def traces(self, request: ExportTraceServiceRequest) -> None:
-        for resource_spans in request.resource_spans:
-            resource = _otlp_attributes(resource_spans.resource.attributes)
+    def traces(self, resources: Iterable[tuple[Attributes, Iterable[SpanView]]]) -> None:
+        for resource, spans in resources:
             base = self.resource_attribution(resource)
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    self.span(span, resource, base)
+            for span in spans:
+                self.span(span, resource, base)
 
-    def span(self, span: Any, resource: Attributes, base: Mapping[str, AttributeValue]) -> None:
-        span_attrs = _otlp_attributes(span.attributes)
-        trace_hex, span_hex = span.trace_id.hex(), span.span_id.hex()
-        for position, event in enumerate(span.events):
-            if event.name != USAGE_EVENT_NAME:
+    def span(
+        self, span: SpanView, resource: Attributes, base: Mapping[str, AttributeValue]
+    ) -> None:
+        for position, (name, attrs, nanos) in enumerate(span.events):
+            if name != USAGE_EVENT_NAME:
                 continue
-            attrs = _otlp_attributes(event.attributes)
             self.usage_record(
                 attrs,
-                license_id=_license(attrs, span_attrs, resource) or self.options.default_license_id,
-                nanos=event.time_unix_nano,
+                license_id=_license(attrs, span.attributes, resource)
+                or self.options.default_license_id,
+                nanos=nanos,
                 base=base,
                 event_id=_event_id(
-                    NS_SPAN_EVENT, _enc_str(trace_hex), _enc_str(span_hex), _enc_int(position)
+                    NS_SPAN_EVENT,
+                    _enc_str(span.trace_hex),
+                    _enc_str(span.span_hex),
+                    _enc_int(position),
                 ),
             )
-        self.genai(span, span_attrs, resource, base, trace_hex, span_hex)
+        self.genai(span, resource, base)
 
     def genai(
         self,
-        span: Any,
-        attrs: Attributes,
+        span: SpanView,
         resource: Attributes,
         base: Mapping[str, AttributeValue],
-        trace_hex: str,
-        span_hex: str,
     ) -> None:
+        attrs = span.attributes
         counts = [
             (metric, _number(attrs.get(f"gen_ai.usage.{metric}")))
             for metric in ("input_tokens", "output_tokens")
@@ -742,10 +794,10 @@ class _Converter:
                 quantity=quantity,
                 license_id=license_id,
                 unit="tokens",
-                nanos=span.end_time_unix_nano,
+                nanos=span.end,
                 attribution=attribution,
                 event_id=_event_id(
-                    NS_GENAI, _enc_str(trace_hex), _enc_str(span_hex), _enc_str(metric)
+                    NS_GENAI, _enc_str(span.trace_hex), _enc_str(span.span_hex), _enc_str(metric)
                 ),
             )
 
@@ -905,7 +957,15 @@ def convert_traces_request(
     request: ExportTraceServiceRequest, options: ConversionOptions | None = None
 ) -> Conversion:
     converter = _Converter(options or ConversionOptions())
-    converter.traces(request)
+    converter.traces(_otlp_spans(request))
+    return converter.result
+
+
+def convert_spans(spans: Iterable[Any], options: ConversionOptions | None = None) -> Conversion:
+    """The SDK's spans (ReadableSpan), read as they are: the same events as
+    `convert_traces_request` of their OTLP encoding, without encoding them."""
+    converter = _Converter(options or ConversionOptions())
+    converter.traces(_sdk_spans(spans))
     return converter.result
 
 

@@ -1,9 +1,10 @@
 """OpenTelemetry SDK exporters that deliver usage to Doow.
 
 Each one converts SDK data with `doow_otel.conversion` (the same rules as the Go
-collector exporter; metrics are read as the SDK gives them, spans through the standard
-OTLP encoder), and delivers the events with a `DoowClient`. They sit beside the user's
-other exporters: an OTLP exporter to a collector or a vendor keeps receiving everything.
+collector exporter; metrics and spans are read as the SDK gives them, log records
+through the standard OTLP encoder), and delivers the events with a `DoowClient`.
+They sit beside the user's other exporters: an OTLP exporter to a collector or a
+vendor keeps receiving everything.
 
 With `OTEL_METRICS_EXPORTER=doow` (likewise traces, logs) `opentelemetry-instrument`
 builds them with no arguments; they then configure themselves from the environment
@@ -48,7 +49,7 @@ from doow_otel.conversion import (
     Conversion,
     ConversionOptions,
     convert_metrics,
-    convert_traces_request,
+    convert_spans,
 )
 from doow_otel.errors import ErrorReport, Reporter
 from doow_otel.events import MAX_INT_QUANTITY, UsageEvent
@@ -399,8 +400,8 @@ def _encode_each(
     what: str,
     report: Reporter,
 ) -> Any:
-    """Encode spans or log records; one that cannot be encoded (an int attribute past
-    int64, say) is reported with the reason, and the others still go out."""
+    """Encode log records; one that cannot be encoded is reported with the reason, and
+    the others still go out."""
     try:
         return encode(items)
     except Exception:  # noqa: BLE001 - find the bad ones below
@@ -439,14 +440,12 @@ class DoowSpanExporter(_DoowExporterBase, SpanExporter):
         usage = [span for span in spans if _span_has_usage(span)]
         if not usage and not self._retained:
             return SpanExportResult.SUCCESS
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-        request = _encode_each(encode_spans, usage, "resource_spans", "span", self.client.report)
-        conversion = convert_traces_request(request, self.options)
+        conversion = convert_spans(usage, self.options)
         lost = 0
         for span in usage:
             for key in _unencodable_usage(span):
-                # The OTLP encoder leaves such an attribute out (logging it): say what it costs.
+                # Left out, as the OTLP encoder leaves it out (and Doow's ints are int64):
+                # say what it costs.
                 lost += 1
                 self.client.report(
                     "dropped",
