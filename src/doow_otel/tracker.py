@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Counter, Meter
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -80,6 +80,9 @@ _SEED_FIELDS = frozenset(
     }
 )  # fmt: skip
 _CACHE_LIMIT = 4096
+_INT64_BOUND = 2.0**63
+_INF = math.inf
+_Route = tuple[dict[str, str] | None, Counter, dict[str, AttributeValue]]
 
 
 class DoowTracker:
@@ -158,12 +161,17 @@ class DoowTracker:
         self._base: dict[str, AttributeValue] = self.policy.clean(settings.attribution)
         self._default_license = settings.default_license_id
         self._counters: dict[tuple[str, str | None], tuple[Counter, str | None]] = {}
-        self._clean: dict[tuple[str, object], bool] = {}
+        self._room = MAX_ATTRIBUTES - len(self._base)  # attribution keys left beside the base
+        self._kept: set[tuple[str, object]] = set()  # (key, value) pairs checked and kept
+        # (metric, unit, license[, attribution items]) -> (attribution, counter, attributes)
+        self._routes: dict[tuple[object, ...], _Route] = {}
+        self._last: dict[tuple[object, object, object], _Route] = {}  # the latest per license
         self._valid_licenses: set[str] = set()
         self._pending = 0
         # Wrapped serverless invocations running (doow_otel.serverless): each flushes at its
         # end, so `flush_at` waits for a full batch and the invocation costs one request.
         self.invocations = 0
+        self._flush_at = settings.flush_at  # MAX_BATCH_EVENTS while invocations run
         self._lock = threading.Lock()
         self._flusher: threading.Thread | None = None
         self._flush_wanted = threading.Event()
@@ -191,6 +199,8 @@ class DoowTracker:
                 metric_readers=[reader],
                 resource=Resource.create({"service.instance.id": str(uuid.uuid4())}),
                 shutdown_on_exit=False,  # our own atexit hook flushes then shuts down
+                # Doow events carry no exemplars: sampling them would cost every track()
+                exemplar_filter=AlwaysOffExemplarFilter(),
             )
         self.meter_provider = meter_provider
         self._meter: Meter = meter_provider.get_meter(TRACKER_SCOPE, __version__)
@@ -297,37 +307,82 @@ class DoowTracker:
                 }
             )
             return
-        try:
-            found = self._counters.get((metric, unit))  # type: ignore[arg-type]
-        except TypeError:  # an unhashable metric or unit: named below
-            found = None
-        if found is None:
-            found = self._instrument(metric, unit)
-        counter, alias = found
-        number = type(quantity)
-        if number is not int and number is not float:
-            quantity = _plain_quantity(quantity)
-            number = type(quantity)
-        if not 0 < quantity < math.inf or (number is int and quantity > MAX_INT_QUANTITY):  # type: ignore[operator]
-            raise InvalidEvent("quantity", quantity_problem(quantity, "USAGE") or "is invalid")
         if license_id is None:
             license_id = license_from_baggage() or self._default_license
-        if type(license_id) is not str or license_id not in self._valid_licenses:
-            self._check_license(license_id)
-        attributes = dict(self._base)
-        if attribution is not None:
-            attributes.update(self._cleaned(attribution))
-        attributes[LICENSE_KEY] = license_id  # type: ignore[assignment]
-        if alias is not None:
-            attributes["doow.metric"] = alias
+        # The same fields as the last call for this metric and license (the common case):
+        # one lookup and a dict comparison instead of the checks in _route
+        try:
+            seen, counter, attributes = self._last[metric, unit, license_id]
+            known = seen == attribution
+        except (KeyError, TypeError):  # new, or unhashable (named by the checks)
+            known = False
+        if not known:
+            counter, attributes = self._route(metric, quantity, license_id, unit, attribution)
+        if type(quantity) is int:
+            if not 0 < quantity <= MAX_INT_QUANTITY:
+                quantity = _checked_quantity(quantity)  # raises, naming the field
+        elif type(quantity) is not float or not 0.0 < quantity < _INF:
+            quantity = _checked_quantity(quantity)  # numeric subclasses pass, the rest raise
         if self._off:
             if self._closed:
                 self._tracked_after_shutdown()
             return
-        counter.add(quantity, attributes)  # type: ignore[arg-type]
+        counter.add(quantity, attributes)
         self._pending += 1
-        if self._pending >= (MAX_BATCH_EVENTS if self.invocations else self.settings.flush_at):
+        if self._pending >= self._flush_at:
             self._flush_soon()
+
+    def _route(
+        self, metric: Any, quantity: Any, license_id: Any, unit: Any, attribution: Any
+    ) -> tuple[Counter, dict[str, AttributeValue]]:
+        """track()'s checks, in the order of its fields (the first bad one is named): the
+        counter and the attributes to record.
+
+        Fields that passed before are remembered (bounded), with the attributes made for
+        them, when nothing was stripped and every attribution value is a string: equal
+        values of other types (1, 1.0 and True) must not share attributes."""
+        try:
+            known = self._routes[
+                (metric, unit, license_id)
+                if attribution is None
+                else (metric, unit, license_id, *attribution.items())
+            ]
+        except (KeyError, TypeError, AttributeError):  # new, unhashable or not a mapping
+            known = None
+        if known is not None:
+            self._last[metric, unit, license_id] = known
+            return known[1], known[2]
+        try:
+            counter, alias = self._counters[metric, unit]
+        except (KeyError, TypeError):  # a new metric and unit, or an unhashable one (named there)
+            counter, alias = self._instrument(metric, unit)
+        _checked_quantity(quantity)
+        if type(license_id) is not str or license_id not in self._valid_licenses:
+            self._check_license(license_id)
+        cleaned = self._cleaned(attribution) if attribution is not None else {}
+        attributes: dict[str, AttributeValue] = {**self._base, **cleaned}
+        attributes[LICENSE_KEY] = license_id
+        if alias is not None:
+            attributes["doow.metric"] = alias
+        seen: dict[str, str] | None = None
+        if attribution is None:
+            key: tuple[object, ...] = (metric, unit, license_id)
+        elif (
+            type(attribution) is dict
+            and len(cleaned) == len(attribution)
+            and all(type(value) is str for value in attribution.values())
+        ):
+            key = (metric, unit, license_id, *attribution.items())
+            seen = dict(attribution)  # a copy: the caller may change theirs
+        else:
+            return counter, attributes
+        if len(self._routes) >= _CACHE_LIMIT:
+            self._routes.clear()
+            self._last.clear()
+        # never changed once made (the SDK copies the attributes it keeps)
+        route = (seen, counter, attributes)
+        self._routes[key] = self._last[metric, unit, license_id] = route
+        return counter, attributes
 
     def _track_record(self, fields: dict[str, Any]) -> None:
         """A usage record: checked here by the rules every path uses (records.py), then
@@ -397,7 +452,7 @@ class DoowTracker:
                 )
             )
         self._pending += 1
-        if self._pending >= (MAX_BATCH_EVENTS if self.invocations else self.settings.flush_at):
+        if self._pending >= self._flush_at:
             self._flush_soon()
 
     def _records_logger(self) -> Any:
@@ -481,30 +536,29 @@ class DoowTracker:
             self._valid_licenses.add(license_id)  # type: ignore[arg-type]
 
     def _cleaned(self, attribution: object) -> Mapping[str, AttributeValue]:
-        """The attribution minus what the policy strips; per (key, value) verdicts are cached."""
+        """The attribution minus what the policy strips. The (key, value) pairs kept are
+        remembered, so that `track()` skips the checks for attribution it has seen."""
         if type(attribution) is not dict and not isinstance(attribution, Mapping):
             raise InvalidEvent("attribution", attributes_problem(attribution) or "is invalid")
         if not attribution:
             return attribution
-        verdicts = self._clean
+        kept = self._kept
         try:
-            if len(attribution) + len(self._base) <= MAX_ATTRIBUTES:
-                for item in attribution.items():  # a loop: cheaper than all() on a generator
-                    if not verdicts.get(item):
-                        break
-                else:
-                    return attribution
+            if len(attribution) <= self._room and attribution.items() <= kept:
+                return attribution
         except TypeError:  # an unhashable value: let the check below name it
             pass
         problem = attributes_problem(attribution) or reserved_key_problem(attribution)
         if problem:
             raise InvalidEvent("attribution", problem)
         cleaned = self.policy.clean(attribution)
-        if len(verdicts) > _CACHE_LIMIT:
-            verdicts.clear()
-        for item in attribution.items():
-            verdicts[item] = item[0] in cleaned
-        room = MAX_ATTRIBUTES - len(self._base)
+        if len(kept) > _CACHE_LIMIT:
+            kept.clear()
+        for item in cleaned.items():
+            # 2.0**63 == 2**63: a float past the int64 range must not vouch for an int
+            if type(item[1]) is not float or abs(item[1]) < _INT64_BOUND:
+                kept.add(item)
+        room = self._room
         return dict(list(cleaned.items())[:room]) if len(cleaned) > room else cleaned
 
     # --- flushing ---
@@ -546,10 +600,13 @@ class DoowTracker:
         """A wrapped invocation starts: `flush_at` waits for a full batch until it ends."""
         with self._lock:
             self.invocations += 1
+            self._flush_at = MAX_BATCH_EVENTS
 
     def end_invocation(self) -> None:
         with self._lock:
             self.invocations -= 1
+            if not self.invocations:
+                self._flush_at = self.settings.flush_at
 
     def _flush_soon(self) -> None:
         """Ask the background flusher for an export; `track()` never waits for the network."""
@@ -690,6 +747,14 @@ def add_span_processing(
     tracer_provider.add_span_processor(LicenseFromBaggage())
     tracer_provider.add_span_processor(UsageSpanProcessor(exporter))
     return exporter
+
+
+def _checked_quantity(quantity: object) -> int | float:
+    """A USAGE quantity as an int or float (see `_plain_quantity`), or InvalidEvent."""
+    plain = _plain_quantity(quantity)
+    if not 0 < plain < math.inf or (type(plain) is int and plain > MAX_INT_QUANTITY):
+        raise InvalidEvent("quantity", quantity_problem(plain, "USAGE") or "is invalid")
+    return plain
 
 
 def _plain_quantity(quantity: object) -> int | float:
