@@ -694,31 +694,34 @@ class _Converter:
         points = list(metric.points)
         usage_metric = listed or any(_license(p[0]) for p in points)
         identity = _id_start(NS_METRIC, prefix, _enc_str(metric.name))
+        other_license = _license(resource) or self.options.default_license_id
+        by_count = self.options.histogram_quantity == "count"
+        dropped = self.result.dropped
         for attrs, start, nanos, value, count in points:
             own_license = _license(attrs)
             if attrs.get("otel.metric.overflow") is True:
                 if usage_metric:  # the SDK's cardinality limit folded licenses away
-                    self.result.dropped["cardinality_overflow"] += 1
+                    dropped["cardinality_overflow"] += 1
                 continue
             if not own_license and not listed:
                 continue  # other telemetry
             if not metric.delta:
-                self.result.dropped["cumulative_temporality"] += 1
+                dropped["cumulative_temporality"] += 1
                 continue
             quantity: int | float | None
             if metric.kind == "sum":
                 quantity = value
-            elif self.options.histogram_quantity == "count":
+            elif by_count:
                 quantity = count
             elif value is not None:
                 quantity = value
             else:
-                self.result.dropped["histogram_without_sum"] += 1
+                dropped["histogram_without_sum"] += 1
                 continue
             self.emit(
                 metric=_string(attrs, "doow.metric") or metric.name,
                 quantity=quantity,
-                license_id=own_license or _license(resource) or self.options.default_license_id,
+                license_id=own_license or other_license,
                 unit=_string(attrs, "doow.unit") or metric.unit or None,
                 nanos=nanos,
                 attribution=self.attribution(base, attrs),
