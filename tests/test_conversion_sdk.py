@@ -401,3 +401,21 @@ def test_sdk_spans_convert_as_their_otlp_encoding(options: ConversionOptions) ->
     assert direct == via_otlp
     assert len(direct[0]) >= 7
     assert direct[1]
+
+
+def test_a_point_without_a_number_costs_only_itself() -> None:
+    points = [
+        _point({"doow.license_id": "lic_a"}, None),  # type: ignore[arg-type]
+        _point({"doow.license_id": "lic_b"}, "3"),  # type: ignore[arg-type]
+        _point({"doow.license_id": "lic_c"}, object()),  # type: ignore[arg-type]
+        _point({"doow.license_id": "lic_d"}, 2),
+    ]
+    histogram = Histogram([_histogram_point({"doow.license_id": "lic_e"}, "x", 1)], DELTA)
+    scope = ScopeMetrics(
+        InstrumentationScope("app"),
+        [_metric("m", Sum(points, DELTA, True)), _metric("h", histogram)],
+        "",
+    )
+    conversion = convert_metrics(MetricsData([ResourceMetrics(Resource({}), [scope], "")]))
+    assert [(e.license_id, e.quantity) for e in conversion.events] == [("lic_d", 2)]
+    assert conversion.dropped == {"missing_quantity": 3, "histogram_without_sum": 1}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import numbers
 import struct
 import uuid
 from collections import Counter
@@ -562,13 +563,20 @@ def _sdk_metric(metric: Any) -> MetricView:
                 _sdk_attributes(p.attributes),
                 p.start_time_unix_nano,
                 p.time_unix_nano,
-                None if p.sum is None else float(p.sum),  # OTLP's sum is a double
+                _sdk_double(p.sum),  # OTLP's sum is a double
                 p.count,
             )
             for p in data.data_points
         )
         return MetricView(metric.name, unit, "histogram", True, _is_delta(data), points)
     return MetricView(metric.name, unit, None, False, False, ())
+
+
+def _sdk_double(value: Any) -> float | None:
+    """A number as OTLP's double; None (a missing quantity, counted) for what is none."""
+    if type(value) is float or isinstance(value, numbers.Real):
+        return float(value)
+    return None
 
 
 def _sdk_sum_points(
@@ -581,7 +589,7 @@ def _sdk_sum_points(
         attributes = _sdk_attributes(point.attributes)
         start, end, value = point.start_time_unix_nano, point.time_unix_nano, point.value
         if not isinstance(value, int):
-            yield attributes, start, end, float(value), 0
+            yield attributes, start, end, _sdk_double(value), 0
         elif value <= MAX_INT_QUANTITY:
             yield attributes, start, end, int(value), 0
         else:
