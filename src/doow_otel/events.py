@@ -325,6 +325,20 @@ def _new_id() -> str:
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
+_CHECKED = (
+    "kind",
+    "metric",
+    "quantity",
+    "license_id",
+    "unit",
+    "attribution",
+    "metadata",
+    "event_id",
+    "source_system",
+    "metric_tuple_hint",
+)
+
+
 @dataclass(frozen=True)
 class UsageEvent:
     """One usage record for Doow. Invalid input raises `InvalidEvent` naming the field."""
@@ -342,20 +356,21 @@ class UsageEvent:
     metric_tuple_hint: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
-        for name, problem in (
-            ("kind", kind_problem(self.kind)),
-            ("metric", metric_problem(self.metric)),
-            ("quantity", quantity_problem(self.quantity, self.kind)),
-            ("license_id", license_problem(self.license_id)),
-            ("unit", unit_problem(self.unit)),
-            ("attribution", attributes_problem(self.attribution)),
-            ("metadata", attributes_problem(self.metadata)),
-            ("event_id", event_id_problem(self.event_id)),
-            ("source_system", source_problem(self.source_system)),
-            ("metric_tuple_hint", hint_problem(self.metric_tuple_hint)),
-        ):
-            if problem:
-                raise InvalidEvent(name, problem)
+        problems = (  # in the order of _CHECKED
+            kind_problem(self.kind),
+            metric_problem(self.metric),
+            quantity_problem(self.quantity, self.kind),
+            license_problem(self.license_id),
+            unit_problem(self.unit),
+            attributes_problem(self.attribution),
+            attributes_problem(self.metadata),
+            event_id_problem(self.event_id),
+            source_problem(self.source_system),
+            hint_problem(self.metric_tuple_hint),
+        )
+        if any(problems):
+            name, problem = next((n, p) for n, p in zip(_CHECKED, problems, strict=True) if p)
+            raise InvalidEvent(name, problem)
         occurred_at: object = self.occurred_at
         if isinstance(occurred_at, str):
             try:
