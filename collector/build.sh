@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Build otelcol-doow with the official builder (ocb), pinned to the manifest's release.
-# Skips the build when the binary is newer than the manifest and the exporter's sources.
+# Skips the build when the binary is newer than the manifest and our components' sources.
 set -euo pipefail
 cd "$(dirname "$0")"
 BUILDER_VERSION=v0.165.0
 BINARY=_build/otelcol-doow
 
 stale() {
-  [ ! -x "$BINARY" ] || [ -n "$(find manifest.yaml ../exporter/doowexporter -newer "$BINARY" -type f \
+  [ ! -x "$BINARY" ] || [ -n "$(find manifest.yaml ../exporter/doowexporter ../receiver/doowfilelogreceiver -newer "$BINARY" -type f \
     \( -name manifest.yaml -o -name go.mod -o -name go.sum -o -name '*.go' \) ! -name '*_test.go' -print -quit)" ]
 }
 
