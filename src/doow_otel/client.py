@@ -33,7 +33,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -49,6 +48,8 @@ from doow_otel.status import Decision, Rejection, decide, transport_failure
 from doow_otel.wire import Batch, compress, make_batches
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     import httpx
 
 __all__ = ["DoowClient", "Rejection", "SendResult"]
@@ -628,6 +629,8 @@ class DoowClient:
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # only bulk sends use it
+
             self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="doow-send")
         return self._pool
 

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +208,8 @@ def spool_directory() -> Path:
 
 
 def _temp_spool() -> Path:
+    import tempfile  # only where the home directory is unusable: not on every cold start
+
     uid = os.getuid() if hasattr(os, "getuid") else "user"
     return Path(tempfile.gettempdir()) / f"doow-otel-spool-{uid}"
 

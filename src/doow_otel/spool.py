@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import os
 import re
-import secrets
 import sys
 import threading
 import time
@@ -171,7 +170,7 @@ class Spool:
         path = self.directory / SALT_FILE
         with contextlib.suppress(OSError):
             return path.read_bytes()
-        salt = secrets.token_bytes(16)
+        salt = os.urandom(16)  # what secrets.token_bytes does, without its imports
         temporary = self.directory / f".tmp-{uuid.uuid4().hex}"
         try:
             self._prepare()
