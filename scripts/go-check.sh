@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Go side of the test command: vet and test the doow exporter (with the shared vectors,
 # random OTLP converted by Python first, to be converted alike, and random ingest
-# answers decided by Python first, to be decided alike), then build the
+# answers decided by Python first, to be decided alike), the sidecar's file receiver and
+# the Lambda extension, then build the
 # collector distribution when missing or stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,16 @@ trap 'rm -rf "$parity" "$answers"' EXIT
   go generate ./...
   [ "$before" = "$(generated)" ] || { echo "go generate changed the generated files: run it after editing metadata.yaml" >&2; exit 1; }
   DOOW_PARITY_DIR="$parity" DOOW_STATUS_FUZZ="$answers" go test ./...
+)
+(
+  cd receiver/doowfilelogreceiver # the sidecar's file receiver (tests/test_sidecar.py runs it)
+  test -z "$(gofmt -l .)" || { gofmt -l . >&2; echo "gofmt: files above need formatting" >&2; exit 1; }
+  go vet ./...
+  generated() { find internal/metadata internal/metadatatest documentation.md generated_*_test.go -type f -print0 | sort -z | xargs -0 sha256sum; }
+  before=$(generated)
+  go generate ./...
+  [ "$before" = "$(generated)" ] || { echo "go generate changed the generated files: run it after editing metadata.yaml" >&2; exit 1; }
+  go test ./...
 )
 (cd bench/collectorbench && go vet ./...)
 (

@@ -4,3 +4,7 @@
 // when the file is truncated, so a usage line's id can be derived from (file id,
 // offset, body) without two files' lines colliding (docs/conversion.md).
 package doowfilelogreceiver // import "github.com/doow/doow-otel/receiver/doowfilelogreceiver"
+
+// mdatagen is pinned in internal/tools/go.mod (its own module, so that its
+// dependencies stay out of the collector distribution's build).
+//go:generate go tool -modfile=internal/tools/go.mod mdatagen metadata.yaml

@@ -9,15 +9,13 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/stanza/adapter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/stanza/operator"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/stanza/operator/input/file"
+
+	"github.com/doow/doow-otel/receiver/doowfilelogreceiver/internal/metadata"
 )
-
-var componentType = component.MustNewType("doowfilelog")
-
-const scopeName = "github.com/doow/doow-otel/receiver/doowfilelogreceiver"
 
 // NewFactory creates the doowfilelog receiver's factory.
 func NewFactory() receiver.Factory {
-	return adapter.NewFactory(receiverType{}, component.StabilityLevelAlpha)
+	return adapter.NewFactory(receiverType{}, metadata.LogsStability)
 }
 
 // Config is the filelog receiver's configuration, key for key.
@@ -32,9 +30,9 @@ type receiverType struct{}
 
 var _ adapter.LogReceiverTypeWithScope = receiverType{}
 
-func (receiverType) Type() component.Type { return componentType }
+func (receiverType) Type() component.Type { return metadata.Type }
 
-func (receiverType) ScopeName() string { return scopeName }
+func (receiverType) ScopeName() string { return metadata.ScopeName }
 
 func (receiverType) CreateDefaultConfig() component.Config {
 	cfg := &Config{InputConfig: *file.NewConfig()}

@@ -58,12 +58,17 @@ type fileIDs struct {
 	counter  uint64 // the last generation handed out by a bump (0 is a file's first)
 	clock    uint64
 	forgotBT int64 // the latest birth time among forgotten files
-	unnamed  uint64
 	limit    int
+
+	unnamed        func(context.Context) // counts a batch read without an id
+	unnamedBatches uint64
 }
 
 func newFileIDs(logger *zap.Logger, stat func(string) (fileKey, error)) *fileIDs {
-	return &fileIDs{logger: logger, stat: stat, entries: map[fileKey]fileEntry{}, limit: maxEntries}
+	return &fileIDs{
+		logger: logger, stat: stat, entries: map[fileKey]fileEntry{}, limit: maxEntries,
+		unnamed: func(context.Context) {},
+	}
 }
 
 // assign makes sure attrs (a reader's FileAttributes, which filelog checkpoints and
@@ -83,28 +88,30 @@ func (f *fileIDs) assign(ctx context.Context, attrs map[string]any, start int64)
 	path, _ := attrs["log.file.path"].(string)
 	key, err := f.stat(path)
 	if err != nil {
-		f.unnamedFile(path, err)
+		f.unnamedFile(ctx, path, err)
 		return
 	}
 	id, err := f.next(ctx, key)
 	if err != nil {
-		f.unnamedFile(path, err)
+		f.unnamedFile(ctx, path, err)
 		return
 	}
 	attrs[attrFileID] = id
 }
 
-func (f *fileIDs) unnamedFile(path string, err error) {
+// unnamedFile counts and reports a batch read without an id: logged once as a warning.
+func (f *fileIDs) unnamedFile(ctx context.Context, path string, err error) {
+	f.unnamed(ctx)
 	f.mu.Lock()
-	f.unnamed++
-	n := f.unnamed
+	f.unnamedBatches++
+	n := f.unnamedBatches
 	f.mu.Unlock()
 	if n == 1 {
 		f.logger.Warn("doow.file.id not given; lines of such files are named by the log record (a line re-read after a crash counts again)",
 			zap.String("path", path), zap.Error(err))
 		return
 	}
-	f.logger.Debug("doow.file.id not given", zap.String("path", path), zap.Uint64("files_without_id", n), zap.Error(err))
+	f.logger.Debug("doow.file.id not given", zap.String("path", path), zap.Uint64("batches_without_id", n), zap.Error(err))
 }
 
 // next hands out the file's next generation and stores it before returning.

@@ -206,3 +206,14 @@ func TestGenerationsAreStoredAndNeverHandedOutTwice(t *testing.T) {
 	require.Equal(t, "1:b:200:4", attrs[attrFileID])
 	require.NotContains(t, attrs, attrFileEnd)
 }
+
+func TestAFileThatCannotBeNamedGoesOnWithoutAnID(t *testing.T) {
+	ids := newFileIDs(zap.NewNop(), statFile)
+	ids.persister = testutil.NewUnscopedMockPersister()
+	counted := 0
+	ids.unnamed = func(context.Context) { counted++ }
+	attrs := map[string]any{"log.file.path": filepath.Join(t.TempDir(), "gone.log")}
+	ids.assign(context.Background(), attrs, 0)
+	require.NotContains(t, attrs, attrFileID)
+	require.Equal(t, 1, counted)
+}

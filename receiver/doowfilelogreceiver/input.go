@@ -14,6 +14,8 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/stanza/operator"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/stanza/operator/helper"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/stanza/operator/input/file"
+
+	"github.com/doow/doow-otel/receiver/doowfilelogreceiver/internal/metadata"
 )
 
 // inputConfig builds the stock file input's file consumer with our emit callback (the
@@ -33,13 +35,20 @@ func (c *inputConfig) Build(set component.TelemetrySettings) (operator.Operator,
 	}
 	// the file's path is how a fresh reader's file is found again to name it
 	cfg.IncludeFilePath = true
+	telemetry, err := metadata.NewTelemetryBuilder(set)
+	if err != nil {
+		return nil, err
+	}
 	in := &input{
 		InputOperator:           inputOperator,
 		includeFileRecordNumber: cfg.IncludeFileRecordNumber,
 		includeFileRecordOffset: cfg.IncludeFileRecordOffset,
 		ids:                     newFileIDs(set.Logger, statFile),
+		telemetry:               telemetry,
 	}
+	in.ids.unnamed = func(ctx context.Context) { telemetry.DoowfilelogBatchesWithoutID.Add(ctx, 1) }
 	if in.fileConsumer, err = cfg.Build(set, in.emitBatch); err != nil {
+		telemetry.Shutdown()
 		return nil, err
 	}
 	return in, nil
@@ -49,6 +58,7 @@ type input struct {
 	helper.InputOperator
 	fileConsumer            *fileconsumer.Manager
 	ids                     *fileIDs
+	telemetry               *metadata.TelemetryBuilder
 	includeFileRecordNumber bool
 	includeFileRecordOffset bool
 }
@@ -59,6 +69,7 @@ func (i *input) Start(persister operator.Persister) error {
 }
 
 func (i *input) Stop() error {
+	defer i.telemetry.Shutdown()
 	return i.fileConsumer.Stop()
 }
 
