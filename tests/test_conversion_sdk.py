@@ -419,3 +419,129 @@ def test_a_point_without_a_number_costs_only_itself() -> None:
     conversion = convert_metrics(MetricsData([ResourceMetrics(Resource({}), [scope], "")]))
     assert [(e.license_id, e.quantity) for e in conversion.events] == [("lic_d", 2)]
     assert conversion.dropped == {"missing_quantity": 3, "histogram_without_sum": 1}
+
+
+def _emit(
+    logger: Any,
+    *,
+    attributes: dict[str, Any],
+    body: Any = None,
+    trace_ids: tuple[int, int] = (0, 0),
+    timestamp: int | None = T1,
+    event_name: str | None = None,
+) -> None:
+    """A log record on any supported SDK: keyword arguments from 1.35, a LogRecord before."""
+    from opentelemetry import trace
+
+    trace_id, span_id = trace_ids
+    context = None
+    if trace_id:
+        span_context = trace.SpanContext(trace_id, span_id, False, trace.TraceFlags(1))
+        context = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+    try:
+        logger.emit(
+            timestamp=timestamp,
+            observed_timestamp=T1 + 5,
+            context=context,
+            body=body,
+            attributes=attributes,
+            event_name=event_name,
+        )
+    except TypeError:
+        from opentelemetry._logs import SeverityNumber
+        from opentelemetry.sdk._logs import LogRecord
+        from opentelemetry.trace import TraceFlags
+
+        if event_name:
+            attributes = {**attributes, "event.name": event_name}
+        logger.emit(
+            LogRecord(  # type: ignore[call-arg]
+                timestamp=timestamp,
+                observed_timestamp=T1 + 5,
+                trace_id=trace_id,
+                span_id=span_id,
+                trace_flags=TraceFlags(1),
+                severity_number=SeverityNumber.INFO,  # 1.34's encoder needs it
+                body=body,
+                attributes=attributes,
+            )
+        )
+
+
+def _log_providers(*resources: Resource) -> tuple[Any, list[Any]]:
+    """Logger providers that keep what they emit in one in-memory exporter."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+
+    try:
+        from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter as Memory
+    except ImportError:  # before 1.39
+        from opentelemetry.sdk._logs.export import InMemoryLogExporter as Memory
+
+    memory = Memory()
+    providers = [LoggerProvider(resource=resource) for resource in resources]
+    for provider in providers:
+        provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    return memory, providers
+
+
+def _log_records() -> list[Any]:
+    memory, providers = _log_providers(
+        Resource({"service.name": "checkout", "region": "eu"}),
+        Resource({"doow.license_id": "lic_resource"}),
+    )
+    app, other = providers[0].get_logger("app", "1.0"), providers[0].get_logger("other")
+    licensed = providers[1].get_logger("app")
+    usage = {"event.name": "doow.usage"}
+    line = (
+        '{"metric": "api_calls", "quantity": 2, "license_id": "lic_b", '
+        '"timestamp": "2026-11-24T10:15:00Z"}'
+    )
+    _emit(
+        app,
+        attributes={**usage, "doow.metric": "pages", "doow.quantity": 3, "é": "ü", "n": (1, 2)},
+        trace_ids=(5, 6),
+    )
+    _emit(app, attributes={**usage, "log.file.path": "/f", "log.file.record_offset": 12}, body=line)
+    _emit(other, attributes=usage, body=line)  # no file position: the record's identity
+    _emit(app, attributes=usage, body={"metric": "tokens", "quantity": 1.5, "kind": "USAGE"})
+    _emit(app, attributes=usage, body="not json")
+    _emit(app, attributes=usage, body=b"\x00")
+    _emit(app, attributes=usage, body=["a"])
+    _emit(app, attributes={**usage, "doow.quantity": 1})  # neither metric nor body
+    _emit(app, attributes={"doow.metric": "pages", "doow.quantity": 3})  # not usage
+    _emit(app, attributes=usage, body={"metric": "pages", "quantity": 1}, timestamp=None)
+    _emit(app, attributes={"doow.metric": "pages", "doow.quantity": 4}, event_name="doow.usage")
+    _emit(licensed, attributes={**usage, "doow.metric": "pages", "doow.quantity": 1})
+    _emit(
+        app,
+        attributes={**usage, "doow.metric": "pages", "doow.quantity": 1, "doow.kind": "ADJUSTMENT"},
+    )
+    return list(memory.get_finished_logs())
+
+
+def test_sdk_log_records_convert_as_their_otlp_encoding() -> None:
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+
+    from doow_otel.conversion import convert_log_records, convert_logs_request
+
+    records = _log_records()
+    options = ConversionOptions(default_license_id="lic_default")
+    direct = convert_log_records(records, options)
+    via_otlp = convert_logs_request(encode_logs(records), options)
+    assert _outcome(direct) == _outcome(via_otlp)
+    assert direct.bad_records == via_otlp.bad_records
+    assert len(direct.events) >= 7
+    assert direct.dropped["not_json"] == 3
+
+
+def test_a_log_body_otlp_cannot_carry_is_no_body() -> None:
+    from doow_otel.conversion import convert_log_records
+
+    memory, (provider,) = _log_providers(Resource({}))
+    body = {"metric": "pages", "quantity": 2**64, "license_id": "lic_a"}
+    _emit(provider.get_logger("app"), attributes={"event.name": "doow.usage"}, body=body)
+    records = list(memory.get_finished_logs())
+    conversion = convert_log_records(records)
+    assert not conversion.events
+    assert dict(conversion.dropped) == {"missing_metric": 1}

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Conversion",
     "ConversionOptions",
+    "convert_log_records",
     "convert_logs_request",
     "convert_metrics",
     "convert_metrics_request",
@@ -453,6 +454,78 @@ def _sdk_spans(spans: Iterable[Any]) -> Iterator[tuple[Attributes, Iterator[Span
         yield _sdk_attributes(resource.attributes), views
 
 
+# --- log records, as the rules read them ---
+
+
+class LogView(NamedTuple):
+    event_name: str
+    attributes: Attributes
+    time: int
+    observed_time: int
+    trace_hex: str
+    span_hex: str
+    body: Value
+    """None: no body."""
+
+
+def _otlp_logs(
+    request: ExportLogsServiceRequest,
+) -> Iterator[tuple[Attributes, Iterator[tuple[str, Iterator[LogView]]]]]:
+    for resource_logs in request.resource_logs:
+        scopes = (
+            (scope_logs.scope.name, map(_otlp_log, scope_logs.log_records))
+            for scope_logs in resource_logs.scope_logs
+        )
+        yield _otlp_attributes(resource_logs.resource.attributes), scopes
+
+
+def _otlp_log(record: Any) -> LogView:
+    return LogView(
+        getattr(record, "event_name", ""),  # opentelemetry-proto before 1.35 has none
+        _otlp_attributes(record.attributes),
+        record.time_unix_nano,
+        record.observed_time_unix_nano,
+        record.trace_id.hex(),
+        record.span_id.hex(),
+        _otlp_value(record.body),
+    )
+
+
+def _sdk_logs(
+    records: Iterable[Any],
+) -> Iterator[tuple[Attributes, Iterator[tuple[str, Iterator[LogView]]]]]:
+    """The SDK's log records (`ReadableLogRecord`, before 1.39 `LogData`) in the order their
+    OTLP encoding has them: by resource, then scope."""
+    grouped: dict[Any, dict[Any, list[Any]]] = {}
+    for record in records:
+        resource = getattr(record, "resource", None)  # on the record itself before 1.39
+        resource = record.log_record.resource if resource is None else resource
+        scope = record.instrumentation_scope or None
+        grouped.setdefault(resource, {}).setdefault(scope, []).append(record.log_record)
+    for resource, scopes in grouped.items():
+        views = (
+            (scope.name if scope else "", map(_sdk_log, in_scope))
+            for scope, in_scope in scopes.items()
+        )
+        yield _sdk_attributes(resource.attributes), views
+
+
+def _sdk_log(log: Any) -> LogView:
+    try:
+        body = _sdk_value(log.body)
+    except (TypeError, ValueError):
+        body = None  # a body OTLP cannot carry: no body
+    return LogView(
+        getattr(log, "event_name", None) or "",  # opentelemetry-sdk 1.35 and later
+        _sdk_attributes(log.attributes),
+        log.timestamp or 0,
+        log.observed_timestamp or 0,
+        f"{log.trace_id:032x}" if log.trace_id else "",
+        f"{log.span_id:016x}" if log.span_id else "",
+        body,
+    )
+
+
 # --- metrics, as the rules read them ---
 
 
@@ -844,32 +917,31 @@ class _Converter:
 
     # --- logs ---
 
-    def logs(self, request: ExportLogsServiceRequest) -> None:
-        for resource_logs in request.resource_logs:
-            resource = _otlp_attributes(resource_logs.resource.attributes)
+    def logs(
+        self, resources: Iterable[tuple[Attributes, Iterable[tuple[str, Iterable[LogView]]]]]
+    ) -> None:
+        for resource, scopes in resources:
             enc_resource = _enc_attrs(resource)
             base = self.resource_attribution(resource)
-            for scope_logs in resource_logs.scope_logs:
-                prefix = enc_resource + _enc_str(scope_logs.scope.name)
-                for record in scope_logs.log_records:
-                    attrs = _otlp_attributes(record.attributes)
-                    # opentelemetry-proto before 1.35 has no event_name field
-                    name = getattr(record, "event_name", "") or _string(attrs, "event.name")
+            for scope_name, records in scopes:
+                prefix = enc_resource + _enc_str(scope_name)
+                for record in records:
+                    attrs = record.attributes
+                    name = record.event_name or _string(attrs, "event.name")
                     if name != USAGE_EVENT_NAME:
                         continue
                     license_id = _license(attrs, resource) or self.options.default_license_id
-                    nanos = record.time_unix_nano or record.observed_time_unix_nano
+                    nanos = record.time or record.observed_time
                     identity = (
                         prefix
-                        + _enc_int(record.time_unix_nano)
-                        + _enc_int(record.observed_time_unix_nano)
-                        + _enc_str(record.trace_id.hex())
-                        + _enc_str(record.span_id.hex())
+                        + _enc_int(record.time)
+                        + _enc_int(record.observed_time)
+                        + _enc_str(record.trace_hex)
+                        + _enc_str(record.span_hex)
                         + _enc_attrs(attrs)
                     )
-                    if "doow.metric" not in attrs and record.body.WhichOneof("value"):
-                        body = _otlp_value(record.body)
-                        self.body_record(body, attrs, license_id, nanos, base, identity)
+                    if "doow.metric" not in attrs and record.body is not None:
+                        self.body_record(record.body, attrs, license_id, nanos, base, identity)
                         continue
                     self.usage_record(
                         attrs,
@@ -984,5 +1056,15 @@ def convert_logs_request(
     request: ExportLogsServiceRequest, options: ConversionOptions | None = None
 ) -> Conversion:
     converter = _Converter(options or ConversionOptions())
-    converter.logs(request)
+    converter.logs(_otlp_logs(request))
+    return converter.result
+
+
+def convert_log_records(
+    records: Iterable[Any], options: ConversionOptions | None = None
+) -> Conversion:
+    """The SDK's log records, read as they are: the same events as `convert_logs_request`
+    of their OTLP encoding, without encoding them."""
+    converter = _Converter(options or ConversionOptions())
+    converter.logs(_sdk_logs(records))
     return converter.result

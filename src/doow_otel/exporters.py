@@ -1,8 +1,8 @@
 """OpenTelemetry SDK exporters that deliver usage to Doow.
 
 Each one converts SDK data with `doow_otel.conversion` (the same rules as the Go
-collector exporter; metrics and spans are read as the SDK gives them, log records
-through the standard OTLP encoder), and delivers the events with a `DoowClient`.
+collector exporter, read from the SDK's objects as their OTLP encoding would read,
+without encoding them), and delivers the events with a `DoowClient`.
 They sit beside the user's other exporters: an OTLP exporter to a collector or a
 vendor keeps receiving everything.
 
@@ -391,39 +391,6 @@ def _unencodable_usage(span: ReadableSpan) -> list[str]:
         ):
             found.append("a doow.usage event's doow.quantity")
     return found
-
-
-def _encode_each(
-    encode: Callable[[Sequence[Any]], Any],
-    items: Sequence[Any],
-    field: str,
-    what: str,
-    report: Reporter,
-) -> Any:
-    """Encode log records; one that cannot be encoded is reported with the reason, and
-    the others still go out."""
-    try:
-        return encode(items)
-    except Exception:  # noqa: BLE001 - find the bad ones below
-        pass
-    request: Any = None
-    for item in items:
-        try:
-            one = encode([item])
-        except Exception as exc:  # noqa: BLE001 - reported; the others go on
-            name = getattr(item, "name", None) or what
-            report(
-                "dropped",
-                f"a {what} ({name!r}) could not be encoded as OTLP, its usage is not billed: "
-                f"{type(exc).__name__}: {str(exc)[:200]}",
-                count=1,
-            )
-            continue
-        if request is None:
-            request = one
-        else:
-            getattr(request, field).extend(getattr(one, field))
-    return request if request is not None else encode([])
 
 
 def _span_has_usage(span: ReadableSpan) -> bool:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from opentelemetry.sdk._logs import LogRecordProcessor
 
 from doow_otel.baggage import LICENSE_KEY, license_from_baggage
-from doow_otel.conversion import USAGE_EVENT_NAME, convert_logs_request
-from doow_otel.exporters import _DoowExporterBase, _encode_each
+from doow_otel.conversion import USAGE_EVENT_NAME, convert_log_records
+from doow_otel.exporters import _DoowExporterBase
 
 try:
     from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
@@ -50,12 +50,7 @@ class DoowLogExporter(_DoowExporterBase, LogRecordExporter):
         usage = [record for record in batch if _record_is_usage(record)]
         if not usage and not self._retained:
             return LogRecordExportResult.SUCCESS
-        from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-
-        request = _encode_each(
-            encode_logs, usage, "resource_logs", "log record", self.client.report
-        )
-        conversion = convert_logs_request(request, self.options)
+        conversion = convert_log_records(usage, self.options)
         ok = self._deliver(conversion, self.client.timeout)
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
