@@ -157,7 +157,7 @@ def main() -> None:
         ["shipper", "lines/s", "CPU ms per 1000 lines", "all delivered"],
         [
             [
-                "sidecar (otelcol-doow, filelog)",
+                "sidecar (otelcol-doow, doowfilelog)",
                 f"{side_rate:,.0f}",
                 f"{side_cpu:.1f}",
                 str(side_ok),
