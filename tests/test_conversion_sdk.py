@@ -545,3 +545,16 @@ def test_a_log_body_otlp_cannot_carry_is_no_body() -> None:
     conversion = convert_log_records(records)
     assert not conversion.events
     assert dict(conversion.dropped) == {"missing_metric": 1}
+
+
+def test_sums_too_large_for_parts_or_floats_are_dropped_not_raised() -> None:
+    points = [
+        _point({"doow.license_id": "lic_a"}, 1001 * BIG),  # more than 1,000 parts
+        _point({"doow.license_id": "lic_b"}, -(2**1100)),  # no float holds it
+        _point({"doow.license_id": "lic_c"}, 1000 * BIG),  # exactly 1,000 parts
+    ]
+    scope = ScopeMetrics(InstrumentationScope("app"), [_metric("m", Sum(points, DELTA, True))], "")
+    conversion = convert_metrics(MetricsData([ResourceMetrics(Resource({}), [scope], "")]))
+    assert conversion.dropped == {"invalid_quantity": 2}
+    assert len(conversion.events) == 1000
+    assert sum(e.quantity for e in conversion.events) == 1000 * BIG

@@ -1,13 +1,13 @@
 """OTLP and SDK data to Doow events: the rules of docs/conversion.md, written once for Python.
 
 The rules read a neutral view of the data: attributes as plain Python values (`Value`),
-metrics as `ResourceView` / `ScopeView` / `MetricView` with their points. Two adapters
-make that view: one from OTLP protobuf messages (OTLP received over HTTP, the shared
-vectors, spans and logs) and one from the OpenTelemetry SDK's `MetricsData`, so the
-metric exporter never encodes protobuf. Both give the same values, and so the same
-events with the same ids, as the Go collector exporter's rules (tests/test_conversion.py
-holds the two adapters alike; tests/vectors/ and scripts/parity_fuzz.py hold Python and
-Go alike).
+metrics as `ResourceView` / `ScopeView` / `MetricView` with their points, spans as
+`SpanView`, log records as `LogView`. Two adapters make that view: one from OTLP protobuf
+messages (OTLP received over HTTP, the shared vectors) and one from the OpenTelemetry
+SDK's objects, read as their OTLP encoding would read, so that the exporters never encode
+protobuf. Both give the same events with the same ids (tests/test_conversion_sdk.py holds
+the adapters alike; tests/vectors/ and scripts/parity_fuzz.py hold Python and the Go
+collector exporter alike).
 """
 
 from __future__ import annotations
@@ -64,12 +64,13 @@ NS_METRIC = uuid.UUID("6f1c2d7a-1b10-4c8e-9f0e-5b1d6f0e3c52")
 NS_SPAN_EVENT = uuid.UUID("0e3c52f1-6f1c-4d7a-8b10-9f0e5b1d6f0e")
 NS_GENAI = uuid.UUID("7a9b10c2-5b1d-4f0e-8c52-6f1c2d3c9f0e")
 NS_LOG = uuid.UUID("2d7a9b10-3c52-4c8e-9f0e-1b106f1c5b1d")
+MAX_PARTS = 1000
+"""An SDK sum past int64 is billed in at most this many parts (docs/conversion.md, Metrics)."""
 MAX_BAD_RECORDS = 20
 """Bad usage records described by position per conversion (all are counted)."""
 
-# OTLP enums (opentelemetry.proto.metrics.v1.AggregationTemporality)
 _DELTA = 1
-_CUMULATIVE = 2
+"""AggregationTemporality.DELTA, in OTLP and in the SDK."""
 
 _FIXES = {
     "cardinality_overflow": "more licenses (attribute sets) in one export than the SDK's "
@@ -605,7 +606,6 @@ def _otlp_number(point: Any) -> int | float | None:
 
 
 def _is_delta(data: Any) -> bool:
-    # OTLP's AggregationTemporality and the SDK's enum alike: 1 is delta
     return bool(data.aggregation_temporality == _DELTA)
 
 
@@ -663,8 +663,8 @@ def _sdk_sum_points(
         start, end, value = point.start_time_unix_nano, point.time_unix_nano, point.value
         if not isinstance(value, int):
             yield attributes, start, end, _sdk_double(value), 0
-        elif value <= MAX_INT_QUANTITY:
-            yield attributes, start, end, int(value), 0
+        elif value <= MAX_INT_QUANTITY or value > MAX_PARTS * MAX_INT_QUANTITY:
+            yield attributes, start, end, int(value), 0  # past the parts: invalid_quantity
         else:
             parts = -(-value // MAX_INT_QUANTITY)
             yield attributes, start, end, value - (parts - 1) * MAX_INT_QUANTITY, 0
@@ -721,7 +721,7 @@ class _Converter:
         try:
             if quantity is None:
                 raise _Drop("missing_quantity")
-            if not math.isfinite(quantity) or quantity < 0:
+            if quantity < 0 or (isinstance(quantity, float) and not math.isfinite(quantity)):
                 raise _Drop("invalid_quantity")
             if quantity == 0:
                 return
