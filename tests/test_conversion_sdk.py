@@ -1,9 +1,10 @@
-"""The SDK adapter of the conversion reads `MetricsData` as its OTLP encoding reads.
+"""The conversion's SDK adapter reads the SDK's data as its OTLP encoding reads.
 
-`DoowMetricExporter` converts the SDK's data without encoding it; the vectors and the Go
-exporter pin the rules on OTLP. These tests hold the two adapters alike: the same events
-(the same ids, byte for byte on the wire) and the same drops, from every attribute value
-type and every kind of metric, as `convert_metrics_request(encode_metrics(data))`.
+The Doow exporters convert the SDK's metrics, spans and log records without encoding them;
+the vectors and the Go exporter pin the rules on OTLP. These tests hold the two adapters
+alike: the same events (the same ids, byte for byte on the wire) and the same drops, from
+every attribute value type and every kind of metric, as the conversion of the data's OTLP
+encoding (`convert_metrics_request(encode_metrics(data))` and alike).
 """
 
 from __future__ import annotations
@@ -96,22 +97,16 @@ the whole attribute out): the SDK adapter follows the recent ones on any release
 
 
 def _encoder_keeps_none() -> bool:
-    data = MetricsData(
-        [
-            ResourceMetrics(
-                Resource({}),
-                [ScopeMetrics(InstrumentationScope("app"), [_metric("m", _none_sum())], "")],
-                "",
-            )
-        ]
+    encoded = encode_metrics(
+        _one_scope(_metric("m", Sum([_point(NONE_VALUES[0], 1)], DELTA, True)))
     )
-    encoded = encode_metrics(data)
     point = encoded.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points[0]
     return len(point.attributes) == 1
 
 
-def _none_sum() -> Sum:
-    return Sum([_point({"none": None}, 1)], DELTA, True)
+def _one_scope(*metrics: Metric, scope: str = "app") -> MetricsData:
+    scopes = [ScopeMetrics(InstrumentationScope(scope), list(metrics), "")]
+    return MetricsData([ResourceMetrics(Resource({}), scopes, "")])
 
 
 def _point(attributes: dict[Any, Any], value: int | float, start: int = T0) -> NumberDataPoint:
@@ -270,23 +265,16 @@ def test_an_interval_sum_past_int64_converts_as_its_parts_would() -> None:
         True,
     )
 
-    def data(sum_: Sum) -> MetricsData:
-        scope = ScopeMetrics(InstrumentationScope("app"), [_metric("bytes", sum_)], "")
-        return MetricsData([ResourceMetrics(Resource({}), [scope], "")])
-
-    direct = convert_metrics(data(whole))
-    assert _outcome(direct) == _outcome(convert_metrics_request(encode_metrics(data(parts))))
+    direct = convert_metrics(_one_scope(_metric("bytes", whole)))
+    via_parts = convert_metrics_request(encode_metrics(_one_scope(_metric("bytes", parts))))
+    assert _outcome(direct) == _outcome(via_parts)
     assert sum(e.quantity for e in direct.events) == total
     assert all("doow.part" not in e.attribution for e in direct.events)
 
 
 def test_scope_names_the_encoder_cannot_carry_still_convert() -> None:
-    scope = ScopeMetrics(
-        InstrumentationScope("bad\ud800"),
-        [_metric("api_calls", Sum([_point({"doow.license_id": "lic_a"}, 1)], DELTA, True))],
-        "",
-    )
-    conversion = convert_metrics(MetricsData([ResourceMetrics(Resource({}), [scope], "")]))
+    metric = _metric("api_calls", Sum([_point({"doow.license_id": "lic_a"}, 1)], DELTA, True))
+    conversion = convert_metrics(_one_scope(metric, scope="bad\ud800"))
     assert [e.quantity for e in conversion.events] == [1]
 
 
@@ -411,12 +399,9 @@ def test_a_point_without_a_number_costs_only_itself() -> None:
         _point({"doow.license_id": "lic_d"}, 2),
     ]
     histogram = Histogram([_histogram_point({"doow.license_id": "lic_e"}, "x", 1)], DELTA)
-    scope = ScopeMetrics(
-        InstrumentationScope("app"),
-        [_metric("m", Sum(points, DELTA, True)), _metric("h", histogram)],
-        "",
+    conversion = convert_metrics(
+        _one_scope(_metric("m", Sum(points, DELTA, True)), _metric("h", histogram))
     )
-    conversion = convert_metrics(MetricsData([ResourceMetrics(Resource({}), [scope], "")]))
     assert [(e.license_id, e.quantity) for e in conversion.events] == [("lic_d", 2)]
     assert conversion.dropped == {"missing_quantity": 3, "histogram_without_sum": 1}
 
@@ -553,8 +538,7 @@ def test_sums_too_large_for_parts_or_floats_are_dropped_not_raised() -> None:
         _point({"doow.license_id": "lic_b"}, -(2**1100)),  # no float holds it
         _point({"doow.license_id": "lic_c"}, 1000 * BIG),  # exactly 1,000 parts
     ]
-    scope = ScopeMetrics(InstrumentationScope("app"), [_metric("m", Sum(points, DELTA, True))], "")
-    conversion = convert_metrics(MetricsData([ResourceMetrics(Resource({}), [scope], "")]))
+    conversion = convert_metrics(_one_scope(_metric("m", Sum(points, DELTA, True))))
     assert conversion.dropped == {"invalid_quantity": 2}
     assert len(conversion.events) == 1000
     assert sum(e.quantity for e in conversion.events) == 1000 * BIG
