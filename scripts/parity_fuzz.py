@@ -297,6 +297,12 @@ class Cases:
                         "value": {"intValue": str(self.r.randint(0, 9))},
                     },
                 ]
+            # the doowfilelog receiver's file id (with or without an offset)
+            if self.r.random() < 0.3:
+                file_id = self.r.choice(["1:2:3:0", "1:2:3:1", "", "é"])
+                record["attributes"].append(
+                    {"key": "doow.file.id", "value": {"stringValue": file_id}}
+                )
         c = self.r.random()
         if c < 0.5:
             record["eventName"] = self.r.choice(["doow.usage", "other"])
