@@ -82,7 +82,10 @@ _SEED_FIELDS = frozenset(
 _CACHE_LIMIT = 4096
 _INT64_BOUND = 2.0**63
 _INF = math.inf
-_Route = tuple[dict[str, str] | None, Counter, dict[str, AttributeValue]]
+# (the attribution as given, its value types unless all are str, counter, attributes)
+_Route = tuple[
+    dict[str, AttributeValue] | None, tuple[type, ...] | None, Counter, dict[str, AttributeValue]
+]
 
 
 class DoowTracker:
@@ -163,7 +166,7 @@ class DoowTracker:
         self._counters: dict[tuple[str, str | None], tuple[Counter, str | None]] = {}
         self._room = MAX_ATTRIBUTES - len(self._base)  # attribution keys left beside the base
         self._kept: set[tuple[str, object]] = set()  # (key, value) pairs checked and kept
-        # (metric, unit, license[, attribution items]) -> (attribution, counter, attributes)
+        # (metric, unit, license[, attribution items]) -> _Route
         self._routes: dict[tuple[object, ...], _Route] = {}
         self._last: dict[tuple[object, object, object], _Route] = {}  # the latest per license
         self._valid_licenses: set[str] = set()
@@ -312,8 +315,10 @@ class DoowTracker:
         # The same fields as the last call for this metric and license (the common case):
         # one lookup and a dict comparison instead of the checks in _route
         try:
-            seen, counter, attributes = self._last[metric, unit, license_id]
-            known = seen == attribution
+            seen, types, counter, attributes = self._last[metric, unit, license_id]
+            known = seen == attribution and (
+                types is None or types == tuple(map(type, attribution.values()))  # type: ignore[union-attr]
+            )
         except (KeyError, TypeError):  # new, or unhashable (named by the checks)
             known = False
         if not known:
@@ -338,9 +343,10 @@ class DoowTracker:
         """track()'s checks, in the order of its fields (the first bad one is named): the
         counter and the attributes to record.
 
-        Fields that passed before are remembered (bounded), with the attributes made for
-        them, when nothing was stripped and every attribution value is a string: equal
-        values of other types (1, 1.0 and True) must not share attributes."""
+        Fields that passed are remembered (bounded) with the attributes made for them,
+        unless the policy stripped some attribution. Equal values of other types (1, 1.0
+        and True) are equal keys: a remembered route is used only for values of its types.
+        """
         try:
             known = self._routes[
                 (metric, unit, license_id)
@@ -349,9 +355,11 @@ class DoowTracker:
             ]
         except (KeyError, TypeError, AttributeError):  # new, unhashable or not a mapping
             known = None
-        if known is not None:
+        if known is not None and (
+            known[1] is None or known[1] == tuple(map(type, attribution.values()))
+        ):
             self._last[metric, unit, license_id] = known
-            return known[1], known[2]
+            return known[2], known[3]
         try:
             counter, alias = self._counters[metric, unit]
         except (KeyError, TypeError):  # a new metric and unit, or an unhashable one (named there)
@@ -364,23 +372,23 @@ class DoowTracker:
         attributes[LICENSE_KEY] = license_id
         if alias is not None:
             attributes["doow.metric"] = alias
-        seen: dict[str, str] | None = None
+        seen: dict[str, AttributeValue] | None = None
+        types: tuple[type, ...] | None = None
         if attribution is None:
             key: tuple[object, ...] = (metric, unit, license_id)
-        elif (
-            type(attribution) is dict
-            and len(cleaned) == len(attribution)
-            and all(type(value) is str for value in attribution.values())
-        ):
+        elif type(attribution) is dict and len(cleaned) == len(attribution):
             key = (metric, unit, license_id, *attribution.items())
             seen = dict(attribution)  # a copy: the caller may change theirs
+            types = tuple(map(type, seen.values()))
+            if all(kind is str for kind in types):
+                types = None  # nothing but a str equals a str: equal is enough
         else:
             return counter, attributes
         if len(self._routes) >= _CACHE_LIMIT:
             self._routes.clear()
             self._last.clear()
         # never changed once made (the SDK copies the attributes it keeps)
-        route = (seen, counter, attributes)
+        route = (seen, types, counter, attributes)
         self._routes[key] = self._last[metric, unit, license_id] = route
         return counter, attributes
 
