@@ -2,14 +2,18 @@ package doowfilelogreceiver
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.uber.org/zap"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/stanza/entry"
@@ -33,7 +37,74 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
-	return &harness{t: t, dir: t.TempDir(), persister: testutil.NewUnscopedMockPersister()}
+	return &harness{t: t, dir: t.TempDir(), persister: &memPersister{data: map[string][]byte{}}}
+}
+
+// memPersister is the storage, which a test can copy as it is at one moment.
+type memPersister struct {
+	mu   sync.Mutex
+	data map[string][]byte
+}
+
+func (p *memPersister) Get(_ context.Context, key string) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.data[key], nil
+}
+
+func (p *memPersister) Set(_ context.Context, key string, value []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.data[key] = value
+	return nil
+}
+
+func (p *memPersister) Delete(_ context.Context, key string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.data, key)
+	return nil
+}
+
+func (p *memPersister) Batch(ctx context.Context, ops ...*storage.Operation) error {
+	for _, op := range ops {
+		var err error
+		switch op.Type {
+		case storage.Get:
+			op.Value, err = p.Get(ctx, op.Key)
+		case storage.Set:
+			err = p.Set(ctx, op.Key, op.Value)
+		case storage.Delete:
+			err = p.Delete(ctx, op.Key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyOf is the storage as it is now, with only the keys given (all when none).
+func (p *memPersister) copyOf(keys ...string) *memPersister {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := &memPersister{data: maps.Clone(p.data)}
+	if len(keys) > 0 {
+		c.data = map[string][]byte{}
+		for _, k := range keys {
+			c.data[k] = p.data[k]
+		}
+	}
+	return c
+}
+
+// pairs are the (file id, offset) names of lines read.
+func pairs(ids []string, offsets []int64) map[string]bool {
+	named := map[string]bool{}
+	for i := range ids {
+		named[ids[i]+"@"+strconv.FormatInt(offsets[i], 10)] = true
+	}
+	return named
 }
 
 // start starts the receiver's input operator on the harness's storage (a restart when
@@ -216,4 +287,51 @@ func TestAFileThatCannotBeNamedGoesOnWithoutAnID(t *testing.T) {
 	ids.assign(context.Background(), attrs, 0)
 	require.NotContains(t, attrs, attrFileID)
 	require.Equal(t, 1, counted)
+}
+
+// A crash after a file's checkpoint: the lines after it are read again under the names
+// they had (the reader's attributes come back with its offset), renamed file included.
+func TestLinesReadAgainAfterACrashKeepTheirIDs(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.write("usage.log", lines(20), os.O_APPEND)
+	_, _ = h.read(20)
+	h.stop()
+	checkpointed := h.persister.(*memPersister).copyOf() // 20 lines read
+	h.start()
+	h.write("usage.log", lines(150), os.O_APPEND)
+	ids, offsets := h.read(150)
+	first := pairs(ids, offsets)
+	h.stop()
+	require.NoError(t, os.Rename(filepath.Join(h.dir, "usage.log"), filepath.Join(h.dir, "usage.log.1")))
+
+	// started again on the storage as a crash before the next checkpoint leaves it: the
+	// offsets as they were, the generations as they are (stored before lines go out)
+	checkpointed.data[stateKey] = h.persister.(*memPersister).copyOf(stateKey).data[stateKey]
+	h.persister = checkpointed
+	h.start()
+	ids, offsets = h.read(150)
+	require.Equal(t, first, pairs(ids, offsets))
+}
+
+// A crash before a new file's first checkpoint: the generation was stored before its
+// lines went out, the offsets were not, so the file is read again under a new
+// generation: its lines count again, and share no name with anything else.
+func TestANewFileReadAgainBeforeItsFirstCheckpointGetsANewGeneration(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.write("usage.log", lines(20), os.O_APPEND)
+	ids, offsets := h.read(20)
+	first := pairs(ids, offsets)
+	h.stop()
+
+	h.persister = h.persister.(*memPersister).copyOf(stateKey) // no "knownFiles"
+	h.start()
+	ids, offsets = h.read(20)
+	again := pairs(ids, offsets)
+	require.Len(t, again, 20)
+	for name := range again {
+		require.False(t, first[name], "%s named twice", name)
+	}
+	require.True(t, strings.HasSuffix(ids[0], ":1"), ids[0])
 }
