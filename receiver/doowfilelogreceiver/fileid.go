@@ -1,6 +1,7 @@
 package doowfilelogreceiver
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -27,7 +28,8 @@ const (
 	// maxEntries bounds the state; the least recently named files are forgotten first.
 	maxEntries   = 100_000
 	stateVersion = 1
-	entrySize    = 40
+	headerSize   = 1 + 3*8
+	entrySize    = 4 * 8
 )
 
 // fileKey is a file's identity on this host: a new file (a rename rotation's new file)
@@ -35,11 +37,6 @@ const (
 type fileKey struct {
 	dev, ino uint64
 	btime    int64
-}
-
-type fileEntry struct {
-	gen  uint64 // the last generation handed out for the file
-	used uint64 // when (fileIDs.clock) it was handed out
 }
 
 // fileIDs hands out doow.file.id values. A reader that filelog restored from its
@@ -54,8 +51,8 @@ type fileIDs struct {
 
 	mu       sync.Mutex
 	loaded   bool
-	entries  map[fileKey]fileEntry
-	counter  uint64 // the last generation handed out by a bump (0 is a file's first)
+	entries  map[fileKey]uint64 // the files named, with when (clock) they last were
+	counter  uint64             // the last generation handed out by a bump (0 is a file's first)
 	clock    uint64
 	forgotBT int64 // the latest birth time among forgotten files
 	limit    int
@@ -66,7 +63,7 @@ type fileIDs struct {
 
 func newFileIDs(logger *zap.Logger, stat func(string) (fileKey, error)) *fileIDs {
 	return &fileIDs{
-		logger: logger, stat: stat, entries: map[fileKey]fileEntry{}, limit: maxEntries,
+		logger: logger, stat: stat, entries: map[fileKey]uint64{}, limit: maxEntries,
 		unnamed: func(context.Context) {},
 	}
 }
@@ -128,11 +125,8 @@ func (f *fileIDs) next(ctx context.Context, key fileKey) (string, error) {
 		gen = f.counter
 	}
 	f.clock++
-	f.entries[key] = fileEntry{gen: gen, used: f.clock}
+	f.entries[key] = f.clock
 	f.forget()
-	if f.persister == nil {
-		return "", errors.New("no storage: set the receiver's storage")
-	}
 	if err := f.persister.Set(ctx, stateKey, f.encode()); err != nil {
 		return "", fmt.Errorf("store file generations: %w", err)
 	}
@@ -151,24 +145,14 @@ func (f *fileIDs) forget() {
 		used uint64
 	}
 	all := make([]aged, 0, len(f.entries))
-	for k, e := range f.entries {
-		all = append(all, aged{k, e.used})
+	for k, used := range f.entries {
+		all = append(all, aged{k, used})
 	}
-	slices.SortFunc(all, func(a, b aged) int { return cmpUint(a.used, b.used) })
+	slices.SortFunc(all, func(a, b aged) int { return cmp.Compare(a.used, b.used) })
 	for _, a := range all[:len(all)-f.limit*9/10] {
 		f.forgotBT = max(f.forgotBT, a.key.btime)
 		delete(f.entries, a.key)
 	}
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (f *fileIDs) load(ctx context.Context) error {
@@ -189,35 +173,34 @@ func (f *fileIDs) load(ctx context.Context) error {
 	return nil
 }
 
-// encode: version, counter, clock, forgotBT, then (dev, ino, btime, gen, used) per file.
+// encode: version, counter, clock, forgotBT, then (dev, ino, btime, used) per file.
 func (f *fileIDs) encode() []byte {
-	out := make([]byte, 0, 1+24+len(f.entries)*entrySize)
+	out := make([]byte, 0, headerSize+len(f.entries)*entrySize)
 	out = append(out, stateVersion)
 	out = binary.LittleEndian.AppendUint64(out, f.counter)
 	out = binary.LittleEndian.AppendUint64(out, f.clock)
 	out = binary.LittleEndian.AppendUint64(out, uint64(f.forgotBT))
-	for k, e := range f.entries {
+	for k, used := range f.entries {
 		out = binary.LittleEndian.AppendUint64(out, k.dev)
 		out = binary.LittleEndian.AppendUint64(out, k.ino)
 		out = binary.LittleEndian.AppendUint64(out, uint64(k.btime))
-		out = binary.LittleEndian.AppendUint64(out, e.gen)
-		out = binary.LittleEndian.AppendUint64(out, e.used)
+		out = binary.LittleEndian.AppendUint64(out, used)
 	}
 	return out
 }
 
 func (f *fileIDs) decode(data []byte) error {
-	f.entries = map[fileKey]fileEntry{}
+	f.entries = map[fileKey]uint64{}
 	if len(data) == 0 {
 		return nil
 	}
-	if data[0] != stateVersion || (len(data)-25)%entrySize != 0 {
+	if data[0] != stateVersion || len(data) < headerSize || (len(data)-headerSize)%entrySize != 0 {
 		return fmt.Errorf("%s: unknown format (version %d, %d bytes)", stateKey, data[0], len(data))
 	}
 	u := func(i int) uint64 { return binary.LittleEndian.Uint64(data[i:]) }
 	f.counter, f.clock, f.forgotBT = u(1), u(9), int64(u(17))
-	for i := 25; i < len(data); i += entrySize {
-		f.entries[fileKey{u(i), u(i + 8), int64(u(i + 16))}] = fileEntry{gen: u(i + 24), used: u(i + 32)}
+	for i := headerSize; i < len(data); i += entrySize {
+		f.entries[fileKey{u(i), u(i + 8), int64(u(i + 16))}] = u(i + 24)
 	}
 	return nil
 }
