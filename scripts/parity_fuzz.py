@@ -27,7 +27,6 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from doow_otel import otlp_json
 from doow_otel.conversion import (
     ConversionOptions,
     convert_logs_request,
@@ -35,6 +34,7 @@ from doow_otel.conversion import (
     convert_traces_request,
 )
 from doow_otel.wire import encode_event, make_batches
+from doow_otel_testing import otlp_json
 
 STRINGS = [
     "", "a", "lic_1", "lic_é", "checkout", "unknown_service:python", "dk_abcdefgh",

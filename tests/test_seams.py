@@ -180,3 +180,29 @@ def test_usage_logged_on_the_apps_logger_provider_is_flushed_by_the_wrapper(
         meter.shutdown()
         logs.shutdown()
         client.close()
+
+
+def test_the_default_route_runs_without_protobuf(tmp_path: Path) -> None:
+    """Metrics, span events and usage records reach Doow with protobuf and OTLP's
+    packages unimportable: the runtime wheel does not depend on them (only the
+    [collector] extra and the testing package do)."""
+    with LocalDoow() as doow:
+        code = f"""
+import sys
+for name in ("google.protobuf", "opentelemetry.proto", "opentelemetry.exporter"):
+    sys.modules[name] = None  # importing it now raises ImportError
+from opentelemetry.sdk.trace import TracerProvider
+from doow_otel import DoowTracker
+tracing = TracerProvider()
+meter = DoowTracker({doow.api_key!r}, endpoint={doow.url!r}, spool={str(tmp_path)!r},
+                    tracer_provider=tracing, handle_sigterm=False)
+meter.track(metric="no_protobuf", quantity=2, license_id="lic_1")
+meter.track(metric="no_protobuf", quantity=1, license_id="lic_1", idempotency_key="job-1")
+with tracing.get_tracer("app").start_as_current_span("work") as span:
+    span.add_event("doow.usage", {{"doow.metric": "no_protobuf", "doow.quantity": 4,
+                                   "doow.license_id": "lic_1"}})
+assert meter.flush()
+meter.shutdown()
+"""
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+        assert doow.total("no_protobuf", "lic_1") == 7

@@ -17,13 +17,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from doow_otel import otlp_json
 from doow_otel.conversion import (
     ConversionOptions,
     convert_logs_request,
     convert_metrics_request,
     convert_traces_request,
 )
+from doow_otel_testing import otlp_json
 
 VECTORS = sorted((Path(__file__).parent / "vectors").glob("*.json"))
 CONVERT: dict[str, Any] = {

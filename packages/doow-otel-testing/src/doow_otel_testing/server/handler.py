@@ -26,10 +26,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-from doow_otel import otlp_json
 from doow_otel._version import __version__
 from doow_otel.conversion import convert_metrics_request
 from doow_otel.events import KINDS, check_wire_event, format_time, parse_time
+from doow_otel_testing import otlp_json
 from doow_otel_testing.server.faults import Faults
 from doow_otel_testing.server.page import PAGE
 from doow_otel_testing.server.request_log import MAX_BYTES, LogEntry, RequestLog
