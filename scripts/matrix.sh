@@ -16,6 +16,7 @@ ENTRIES=(
 # wrapper, the conversion vectors, what differs between SDK releases, and delivery to the
 # local server; only these modules are collected (the rest may need the dev extras)
 SMOKE=(
+  tests/test_conversion_sdk.py # the SDK adapter reads each release's data classes
   tests/test_otel_compat.py
   tests/test_otel_path.py
   tests/test_serverless_flush.py
