@@ -3,63 +3,36 @@ a batch Doow keeps failing on, wrong endpoints and keys, answers that are not Do
 error body, and a deadline held against a server that trickles its answer.
 
 Delivery is judged by what the local server stored. Answers the local server cannot give
-(a redirect, an HTML page, a batch-specific 500) come from an `httpx.MockTransport` that
-forwards everything else to the local server.
+(a redirect, an HTML page, a batch-specific 500) come from a fake transport
+(tests/transports.py) that forwards everything else to the local server.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import socket
 import subprocess
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from doow_otel import DoowClient, UsageEvent
 from doow_otel.errors import ErrorReport
 from doow_otel.spool import Spool
+from doow_otel.transport import Answer
 from doow_otel.wire import make_batches
 from doow_otel_testing import LocalDoow
 from doow_otel_testing.server import new_key
-
-Rule = Callable[[httpx.Request], "httpx.Response | None"]
+from transports import FakeTransport, Request, answer, forwarding
 
 
 def events(n: int, metric: str = "api_calls", license_id: str = "lic_1") -> list[UsageEvent]:
     return [UsageEvent(metric=metric, quantity=1, license_id=license_id) for _ in range(n)]
-
-
-def body_of(request: httpx.Request) -> bytes:
-    content = request.read()
-    return (
-        gzip.decompress(content) if request.headers.get("content-encoding") == "gzip" else content
-    )
-
-
-def forwarding(doow: LocalDoow, rule: Rule) -> httpx.MockTransport:
-    """Answer with `rule(request)`, or, when it gives None, with the local server's answer."""
-    real = httpx.Client()
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        answer = rule(request)
-        if answer is not None:
-            return answer
-        forwarded = real.post(
-            f"{doow.url}{request.url.path}", content=request.read(), headers=request.headers
-        )
-        return httpx.Response(
-            forwarded.status_code, headers=forwarded.headers, content=forwarded.content
-        )
-
-    return httpx.MockTransport(handle)
 
 
 def entries(directory: Path) -> list[Path]:
@@ -234,9 +207,9 @@ def test_a_batch_that_keeps_failing_is_set_aside_and_the_queue_flows(
     spool = tmp_path / "spool"
     poisoned = False
 
-    def rule(request: httpx.Request) -> httpx.Response | None:
-        if poisoned and b'"poison"' in body_of(request):
-            return httpx.Response(500, json={"message": "internal"})
+    def rule(request: Request) -> Answer | None:
+        if poisoned and b'"poison"' in request.body:
+            return answer(500, json={"message": "internal"})
         return None
 
     reports: list[ErrorReport] = []
@@ -264,8 +237,8 @@ def test_a_batch_that_keeps_failing_is_set_aside_and_the_queue_flows(
 def test_attempts_are_counted_across_processes(local_doow: LocalDoow, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
 
-    def rule(request: httpx.Request) -> httpx.Response | None:
-        return httpx.Response(503) if b'"poison"' in body_of(request) else None
+    def rule(request: Request) -> Answer | None:
+        return answer(503) if b'"poison"' in request.body else None
 
     for _ in range(3):  # each a new client, as after a restart
         client = DoowClient(
@@ -315,11 +288,11 @@ def test_a_redirect_is_never_followed_and_the_usage_is_kept(
 ) -> None:
     seen: list[str] = []
 
-    def rule(request: httpx.Request) -> httpx.Response | None:
-        seen.append(str(request.url))
-        if request.url.host == "127.0.0.1":
-            return httpx.Response(status, headers={"Location": "https://elsewhere.test/ingest"})
-        return httpx.Response(202, json={"accepted": 1})
+    def rule(request: Request) -> Answer | None:
+        seen.append(request.url)
+        if request.host == "127.0.0.1":
+            return answer(status, headers={"Location": "https://elsewhere.test/ingest"})
+        return answer(202, json={"accepted": 1})
 
     reports: list[ErrorReport] = []
     client = DoowClient(
@@ -363,8 +336,8 @@ def test_auth_latch_recovers_on_a_later_good_answer(
 ) -> None:
     revoked = True
 
-    def rule(request: httpx.Request) -> httpx.Response | None:
-        return httpx.Response(status, json={"message": "revoked"}) if revoked else None
+    def rule(request: Request) -> Answer | None:
+        return answer(status, json={"message": "revoked"}) if revoked else None
 
     client = DoowClient(
         local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s",
@@ -404,8 +377,9 @@ def test_spool_overflow_and_replays_are_counted(local_doow: LocalDoow, tmp_path:
 def test_a_2xx_html_page_is_not_delivery(local_doow: LocalDoow, tmp_path: Path) -> None:
     catch_all = True
 
-    def rule(request: httpx.Request) -> httpx.Response | None:
-        return httpx.Response(200, html="<html>Welcome</html>") if catch_all else None
+    def rule(request: Request) -> Answer | None:
+        page = {"Content-Type": "text/html"}
+        return answer(200, content=b"<html>Welcome</html>", headers=page) if catch_all else None
 
     reports: list[ErrorReport] = []
     client = DoowClient(
@@ -428,7 +402,7 @@ BODIES = [b"[1, 2]", b'"text"', b"null", b"7", b'{"message": {"x": 1}}', b"{", b
 @pytest.mark.parametrize("status", [200, 207, 400, 401, 404, 413, 429, 500])
 @pytest.mark.parametrize("body", BODIES)
 def test_no_error_body_raises_out_of_send(tmp_path: Path, status: int, body: bytes) -> None:
-    transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body))
+    transport = FakeTransport(lambda request: answer(status, content=body))
     client = DoowClient(
         "dk_test_123456", endpoint="http://127.0.0.1:9", spool=tmp_path / "s",
         transport=transport, max_retries=0, timeout=1.0, on_error=lambda r: None,
@@ -440,12 +414,12 @@ def test_no_error_body_raises_out_of_send(tmp_path: Path, status: int, body: byt
 
 def test_a_207_naming_unknown_ids_never_gives_negative_counts(tmp_path: Path) -> None:
     sample = events(2)
-    answer = {
+    acknowledgement = {
         "accepted": 0,
         "rejections": [{"event_id": f"other-{i}", "reason": "r"} for i in range(5)]
         + [{"event_id": sample[1].event_id, "reason": "bad"}],
     }
-    transport = httpx.MockTransport(lambda request: httpx.Response(207, json=answer))
+    transport = FakeTransport(lambda request: answer(207, json=acknowledgement))
     client = DoowClient(
         "dk_test_123456", endpoint="http://127.0.0.1:9", spool=tmp_path / "s", transport=transport
     )
@@ -523,7 +497,7 @@ def test_a_send_at_interpreter_exit_works_without_new_threads(
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
     client = DoowClient(local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s")
-    shim = types.SimpleNamespace(Thread=Refusing, Event=threading.Event)
+    shim = types.SimpleNamespace(Thread=Refusing, Event=threading.Event, Lock=threading.Lock)
     monkeypatch.setattr(doow_otel.client, "threading", shim)
     monkeypatch.setattr(client, "_executor", Closed)
     assert client.send(events(1200)).delivered == 1200

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from doow_otel import DoowClient, cli
+from doow_otel import DoowClient, UsageEvent, cli
 from doow_otel.errors import ConfigurationError
 from doow_otel.tracker import DoowTracker
 from doow_otel_testing import LocalDoow
@@ -38,6 +38,7 @@ def test_serve_without_the_testing_package_names_it(
 def test_the_runtime_package_has_no_test_helpers_and_no_otlp_http_dependency() -> None:
     required = [r for r in metadata.requires("doow-otel") or [] if "extra ==" not in r]
     assert not [r for r in required if "otlp-proto-http" in r or "requests" in r]
+    assert not [r for r in required if r.startswith(("httpx", "certifi"))], required
     plugins = {e.value for e in metadata.distribution("doow-otel").entry_points}
     assert not [p for p in plugins if "testing" in p]
     shipped = {p.name for p in (ROOT / "src" / "doow_otel").iterdir()}
@@ -55,7 +56,7 @@ meter = DoowTracker({local_doow.api_key!r}, endpoint={local_doow.url!r}, handle_
 meter.track(metric="pkg_default_route", quantity=2, license_id="lic_1")
 assert meter.flush()
 meter.shutdown()
-unused = ("requests", "{OTLP_HTTP}", "opentelemetry.sdk._logs")
+unused = ("requests", "{OTLP_HTTP}", "opentelemetry.sdk._logs", "httpx", "httpcore", "certifi")
 loaded = [m for m in unused if m in sys.modules]
 assert not loaded, loaded
 """
@@ -78,11 +79,14 @@ assert not loaded, loaded
 def test_certificates_are_verified_on_every_endpoint_that_uses_tls(
     endpoint: str, verified: bool, tmp_path: Path
 ) -> None:
-    """Over http:// the CA bundle is not loaded (no TLS; 35 ms of a cold start)."""
-    client = DoowClient("dk_test_0123456789", endpoint=endpoint, spool=tmp_path)
+    """Over http:// no TLS context is made (loading the trust store costs a cold start)."""
+    client = DoowClient("dk_test_0123456789", endpoint=endpoint, spool=tmp_path, max_retries=0)
     try:
-        context = client._client()._transport._pool._ssl_context  # type: ignore[attr-defined]
-        assert (context.verify_mode == ssl.CERT_REQUIRED) is verified
-        assert context.check_hostname is verified
+        transport = client._transport()  # the one the send uses (even if it is abandoned)
+        client.send([UsageEvent(metric="m", quantity=1, license_id="lic_1")], timeout=0.5)
+        context = transport._context  # type: ignore[attr-defined]
+        assert (context is not None) is verified
+        if context is not None:
+            assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     finally:
         client.close()

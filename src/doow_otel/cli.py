@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import sys
@@ -203,18 +204,24 @@ def _test_event(args: argparse.Namespace) -> int:
 
 def _read_back(client: DoowClient, event: UsageEvent, wait: float = 5.0) -> bool:
     """Ask the local server's read API whether the event was stored."""
+    import json
+    from urllib.parse import urlencode
+
+    from doow_otel.transport import HTTPTransport, TransportError
+
+    query = urlencode({"metric": event.metric, "license_id": event.license_id})
+    url = f"{client.endpoint}/api/events?{query}"
     end = time.monotonic() + wait
-    while time.monotonic() < end:
-        response = client._client().get(
-            f"{client.endpoint}/api/events",
-            params={"metric": event.metric, "license_id": event.license_id},
-            headers=client._headers(None),
-        )
-        if response.status_code == 200 and any(
-            row.get("event_id") == event.event_id for row in response.json().get("events", [])
-        ):
-            return True
-        time.sleep(0.2)
+    with contextlib.closing(HTTPTransport()) as transport:
+        while time.monotonic() < end:
+            try:
+                answer = transport.request("GET", url, b"", client._headers(None), client.timeout)
+                rows = json.loads(answer.body).get("events", []) if answer.status == 200 else []
+                if any(row.get("event_id") == event.event_id for row in rows):
+                    return True
+            except (TransportError, ValueError, AttributeError):
+                pass  # not there yet, or not the local server's answer: asked again
+            time.sleep(0.2)
     return False
 
 

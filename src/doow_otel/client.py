@@ -18,9 +18,10 @@ answer as `doow_otel.status` decides (the table shared with the Go exporter), un
 - Keep, endpoint (redirects, never followed since they would carry the key elsewhere; 404;
   a 2xx that is not Doow's acknowledgement): reported as a configuration error, kept.
 
-The deadline is a hard bound on wall-clock time: each request runs on its own thread and
-is abandoned (its connections closed) when the deadline passes, so a server trickling
-its answer a byte at a time cannot hold the caller. Whatever is not delivered by the
+The deadline is a hard bound on wall-clock time: each request runs on a worker thread
+(reused from one request to the next) and is abandoned (its connections closed) when the
+deadline passes, so a server trickling its answer a byte at a time, or a name lookup that
+hangs, cannot hold the caller. Whatever is not delivered by the
 deadline stays in the spool (written ahead of the first attempt) and is replayed,
 oldest first and with the same ids, by the next send. The spool holds only this
 endpoint's and key's entries (see `doow_otel.spool`).
@@ -29,6 +30,8 @@ endpoint's and key's entries (see `doow_otel.spool`).
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import random
 import threading
 import time
@@ -50,7 +53,7 @@ from doow_otel.wire import Batch, compress, make_batches
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-    import httpx
+    from doow_otel.transport import Answer, Transport
 
 __all__ = ["DoowClient", "Rejection", "SendResult"]
 
@@ -122,9 +125,8 @@ class DoowClient:
 
     One HTTP connection pool, opened on first use and reused by every later send
     (warm serverless invocations pay no new handshake). Thread-safe; sends are
-    serialised so a replay never races a send of the same batch. `transport` (an
-    `httpx.BaseTransport`, e.g. `httpx.MockTransport`) replaces the network; `close()`
-    closes it.
+    serialised so a replay never races a send of the same batch. `transport` (any
+    `doow_otel.transport.Transport`) replaces the network; `close()` closes it.
     """
 
     def __init__(
@@ -139,7 +141,7 @@ class DoowClient:
         on_error: Callable[[ErrorReport], None] | None = None,
         allow_insecure: bool = False,
         disabled: bool | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: Transport | None = None,
         max_attempts: int = 20,
         max_age: float = 24 * 3600.0,
         auth_probe_interval: float = 30.0,
@@ -170,8 +172,9 @@ class DoowClient:
         self.spool: Spool | None = spool
         if self.spool is not None:
             self.spool.bind(self.endpoint, self._key, report=self.report)
-        self._transport = transport
-        self._http: httpx.Client | None = None
+        self._given = transport  # closed by close() only, never replaced
+        self._own: Transport | None = None  # HTTPTransport, made on first use
+        self._workers = _Workers()
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.RLock()
         self._state_lock = threading.Lock()
@@ -272,19 +275,17 @@ class DoowClient:
         """`POST /telemetry/heartbeat`: True when Doow accepts the key."""
         if self.disabled:
             return False
+        url = f"{self.endpoint}/telemetry/heartbeat"
         try:
-            response = self._client().post(
-                f"{self.endpoint}/telemetry/heartbeat",
-                content=b"{}",
-                headers=self._headers(None),
-                timeout=timeout or self.timeout,
+            answer = self._transport().post(
+                url, b"{}", self._headers(None), timeout or self.timeout
             )
         except Exception as exc:
             self.report("network", f"heartbeat failed: {self._describe(exc)}")
             return False
-        if response.status_code in (401, 403):
-            self._latch_auth(f"HTTP {response.status_code}", 0)
-        return response.status_code == 200
+        if answer.status in (401, 403):
+            self._latch_auth(f"HTTP {answer.status}", 0)
+        return answer.status == 200
 
     def stats(self) -> dict[str, int]:
         """Counters since the client was made (events unless named otherwise).
@@ -310,9 +311,12 @@ class DoowClient:
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
                 self._pool = None
-            if self._http is not None:
-                self._http.close()
-                self._http = None
+            self._workers.close()
+            with self._state_lock:
+                transports, self._own = [self._own, self._given], None
+            for transport in transports:
+                if transport is not None:
+                    transport.close()
 
     def __enter__(self) -> DoowClient:
         return self
@@ -566,66 +570,46 @@ class DoowClient:
 
     def _exchange(self, batch: Batch, body: bytes, headers: dict[str, str], end: float) -> Decision:
         """One request, abandoned at `end` whatever the server does; the decision for it."""
-        http = self._client()
-        done = threading.Event()
-        box: dict[str, object] = {}
+        from doow_otel.transport import TransportError
 
-        def post() -> None:
-            try:
-                box["response"] = http.post(
-                    f"{self.endpoint}/telemetry/events",
-                    content=body,
-                    headers=headers,
-                    timeout=min(self.timeout, max(MIN_ATTEMPT_SECONDS, end - time.monotonic())),
-                )
-            except BaseException as exc:  # httpx errors carry the request: describe, never pass on
-                box["error"] = exc
-            finally:
-                done.set()
-
+        transport = self._transport()
+        url = f"{self.endpoint}/telemetry/events"
+        timeout = min(self.timeout, max(MIN_ATTEMPT_SECONDS, end - time.monotonic()))
+        call = _Call(lambda: transport.post(url, body, headers, timeout))
         self._count(requests=1)
         try:
-            threading.Thread(target=post, name="doow-request", daemon=True).start()
+            self._workers.run(call)
         except RuntimeError:  # the interpreter is exiting (an atexit export): no new threads,
-            post()  # so on this one, bounded by the per-read timeout only
-        if not done.wait(max(0.0, end - time.monotonic())):
-            self._abandon(http)
+            call.run()  # so on this one, bounded by the per-operation timeout only
+        if not call.done.wait(max(0.0, end - time.monotonic())):
+            self._abandon(transport)
             return transport_failure("timeout", "the deadline passed during the request")
-        error = box.get("error")
-        if isinstance(error, BaseException):
-            if "Timeout" in type(error).__name__:
-                return transport_failure("timeout", self._describe(error))
-            return transport_failure("connection", self._describe(error))
-        response: httpx.Response = box["response"]  # type: ignore[assignment]
-        return decide(
-            batch.event_ids, response.status_code, response.headers, response.content, time.time()
-        )
+        if isinstance(call.error, TransportError):
+            return transport_failure(call.error.kind, self.report.redact(call.error.message))
+        if call.error is not None:  # a transport's bug: described, never passed on
+            return transport_failure("connection", self._describe(call.error))
+        answer: Answer = call.value  # type: ignore[assignment]
+        return decide(batch.event_ids, answer.status, answer.headers, answer.body, time.time())
 
-    def _abandon(self, http: httpx.Client) -> None:
-        """Close the connections of a request past its deadline (the caller does not wait)."""
+    def _abandon(self, transport: Transport) -> None:
+        """Close the connections of a request past its deadline (the caller does not wait);
+        the next request opens new ones. A transport passed in is closed by close() only."""
         self._count(abandoned=1)
         with self._state_lock:
-            if self._http is not http:
+            if self._own is not transport:
                 return
-            self._http = None
-        if self._transport is None:  # a transport passed in is closed by close() only
-            threading.Thread(target=http.close, name="doow-abandon", daemon=True).start()
+            self._own = None
+        transport.close()
 
-    def _client(self) -> httpx.Client:
+    def _transport(self) -> Transport:
+        if self._given is not None:
+            return self._given
         with self._state_lock:
-            if self._http is None:
-                import httpx  # imported on first use: keeps `import doow_otel` cheap
+            if self._own is None:
+                from doow_otel.transport import HTTPTransport  # first use: keeps imports cheap
 
-                self._http = httpx.Client(
-                    limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
-                    timeout=self.timeout,
-                    transport=self._transport,
-                    follow_redirects=False,  # a redirect would carry the key elsewhere
-                    # Requests go to self.endpoint only (no redirects): over http:// there is
-                    # no TLS, and loading the CA bundle would cost a cold start about 35 ms.
-                    verify=not self.endpoint.lower().startswith("http://"),
-                )
-            return self._http
+                self._own = HTTPTransport()
+            return self._own
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -656,6 +640,75 @@ class DoowClient:
         with self._state_lock:
             for name, delta in deltas.items():
                 self._stats[name] += delta
+
+
+class _Call:
+    """One request handed to a worker: what it returned or raised, and when it is done."""
+
+    __slots__ = ("done", "error", "fn", "value")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.value: object = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        self.execute()
+        self.done.set()
+
+    def execute(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as exc:  # kept for the caller, which maps it to a decision
+            self.error = exc
+
+
+class _Workers:
+    """Threads that run requests, each reused once its request ends (an abandoned one
+    too, once its closed connection has failed it). As many as requests ever ran at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[queue.SimpleQueue[_Call | None]] = []
+        self._pid = os.getpid()
+        self._generation = 0  # close() starts a new one: busy workers then end, not idle
+
+    def run(self, call: _Call) -> None:
+        """Start `call` on an idle worker or a new one; RuntimeError when no thread can start."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's workers are not here
+                self._pid, self._idle = os.getpid(), []
+            jobs = self._idle.pop() if self._idle else None
+        if jobs is None:
+            jobs = queue.SimpleQueue()
+            worker = threading.Thread(
+                target=self._serve,
+                args=(jobs, self._generation),
+                name="doow-request",
+                daemon=True,
+            )
+            worker.start()
+        jobs.put(call)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._generation += 1
+        for jobs in idle:
+            jobs.put(None)
+
+    def _serve(self, jobs: queue.SimpleQueue[_Call | None], generation: int) -> None:
+        while (call := jobs.get()) is not None:
+            call.execute()
+            with self._lock:  # idle again before the caller hears: its next request reuses it
+                current = generation == self._generation
+                if current:
+                    self._idle.append(jobs)
+            call.done.set()
+            del call
+            if not current:
+                return
 
 
 def _status_of(reason: str) -> int | None:
