@@ -9,6 +9,7 @@ encoding (`convert_metrics_request(encode_metrics(data))` and alike).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
 import uuid
@@ -311,6 +312,25 @@ def test_event_bytes_are_what_json_dumps_writes() -> None:
             source_system="fixes",
             metric_tuple_hint={"app_name": "a", "metric_name": "tokens"},
         ),
+        UsageEvent(  # no hint: written field by field, not through the encoder
+            metric="tokens",
+            quantity=2**63 - 1,
+            license_id='lic_"é\u2028\x01\\',
+            unit='u"\n',
+            occurred_at=moment,
+            attribution={"b": False, "t": True, "f": -0.0, "i": 0, 'k\t"é': "\ud7ff\x7f", "e": ""},
+            metadata={"ticket": "SUP-12", "n": 1e-300},
+            source_system="ü",
+        ),
+        UsageEvent(metric="m", quantity=0.1, license_id="l", unit="", occurred_at=moment),
+        UsageEvent(  # values of subclasses: the encoder writes them
+            metric="m",
+            quantity=_Float(2.5),
+            license_id=_Str("l"),
+            occurred_at=moment,
+            attribution={"level": _Level.HIGH, "s": _Str("x"), "f": _Float(1.5)},
+        ),
+        UsageEvent(metric="m", quantity=_Level.HIGH, license_id="l", occurred_at=moment),
     ]
     for event in events:
         expected = json.dumps(event.to_wire(), separators=(",", ":"), ensure_ascii=False)
@@ -542,3 +562,91 @@ def test_sums_too_large_for_parts_or_floats_are_dropped_not_raised() -> None:
     assert conversion.dropped == {"invalid_quantity": 2}
     assert len(conversion.events) == 1000
     assert sum(e.quantity for e in conversion.events) == 1000 * BIG
+
+
+def test_converted_events_equal_the_constructors() -> None:
+    """The conversion builds events without the constructor's checks of what its rules
+    already decide (UsageEvent.converted); every event is what the constructor makes."""
+    from doow_otel.conversion import convert_log_records, convert_spans
+
+    conversions = [
+        convert_metrics(_data(), options)
+        for options in (
+            ConversionOptions(),
+            ConversionOptions(default_license_id="lic_d", histogram_quantity="count"),
+        )
+    ]
+    conversions.append(convert_spans(_spans(), ConversionOptions(genai_without_license=True)))
+    conversions.append(convert_log_records(_log_records()))
+    events = [event for conversion in conversions for event in conversion.events]
+    assert len(events) > 60
+    for event in events:
+        built = dataclasses.replace(event)  # through __init__ and its checks
+        assert built == event
+        assert encode_event(built) == encode_event(event)
+        assert type(event.attribution) is dict and type(event.metadata) is dict
+
+
+_BAD_FIELDS: list[dict[str, Any]] = [
+    {"metric": "bad name"},
+    {"metric": ""},
+    {"metric": "m" * 129},
+    {"quantity": 2**63},
+    {"quantity": float("nan")},
+    {"quantity": -1},
+    {"quantity": True},
+    {"license_id": " "},
+    {"license_id": "l" * 129},
+    {"attribution": {"": 1}},
+    {"attribution": {"k": float("inf")}},
+    {"attribution": {"k": 2**64}},
+    {"attribution": {"k": [1]}},
+    {"metric": "bad name", "license_id": " ", "quantity": 2**63},  # the first one named
+    {"license_id": " ", "attribution": {"": 1}},
+]
+
+
+@pytest.mark.parametrize("bad", _BAD_FIELDS, ids=[str(sorted(b)) for b in _BAD_FIELDS])
+def test_converted_checks_what_the_constructor_checks(bad: dict[str, Any]) -> None:
+    from datetime import datetime, timezone
+
+    from doow_otel.events import InvalidEvent, UsageEvent
+
+    fields: dict[str, Any] = {
+        "metric": "api_calls",
+        "quantity": 1,
+        "license_id": "lic_a",
+        "unit": None,
+        "occurred_at": datetime(2026, 11, 24, tzinfo=timezone.utc),
+        "attribution": {"region": "eu"},
+        "event_id": "6f1c2d7a-1b10-5c8e-9f0e-5b1d6f0e3c52",
+        **bad,
+    }
+    with pytest.raises(InvalidEvent) as constructor:
+        UsageEvent(**fields)
+    with pytest.raises(InvalidEvent) as converted:
+        UsageEvent.converted(**fields)
+    assert (converted.value.field, str(converted.value)) == (
+        constructor.value.field,
+        str(constructor.value),
+    )
+
+
+def test_converted_attribution_passes_the_policy() -> None:
+    from datetime import datetime, timezone
+
+    from doow_otel.events import UsageEvent
+
+    attribution = {"api_key": "x", "note": "Bearer abcdef", "region": "eu"}
+    event = UsageEvent.converted(
+        "api_calls",
+        1,
+        "lic_a",
+        "ms",
+        datetime(2026, 11, 24, tzinfo=timezone.utc),
+        attribution,
+        "6f1c2d7a-1b10-5c8e-9f0e-5b1d6f0e3c52",
+    )
+    assert event.attribution == {"region": "eu"}
+    assert attribution == {"api_key": "x", "note": "Bearer abcdef", "region": "eu"}  # a copy
+    assert dataclasses.replace(event) == event

@@ -165,3 +165,46 @@ def test_a_failed_write_keeps_the_batch_in_memory_and_no_temporary(tmp_path: Pat
     assert len(spool) == 2
     assert len(reports) == 1 and "spool problem" in reports[0].message
     assert [p.name for p in tmp_path.iterdir()] == ["spool"]
+
+
+def test_the_journal_holds_the_bytes_that_are_posted(tmp_path: Path) -> None:
+    batch = make_batches(events(3))[0]
+    path = Spool(tmp_path).write(batch, durable=False)
+    assert batch.body() is batch.body()  # made once: journaled and posted alike
+    assert path.read_bytes() == batch.body()
+
+
+def test_a_journal_write_reads_no_entry_size_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each write checks the spool's bounds; a size once known is not read again (a
+    spool holding a backlog would otherwise cost a stat per entry per batch)."""
+    spool = Spool(tmp_path)
+    for n in range(1, 11):
+        spool.write(make_batches(events(n))[0], durable=False)
+    read: list[str] = []
+    stat = Path.stat
+
+    def counting(self: Path, **kwargs: object) -> object:
+        if self.name.endswith(".batch"):
+            read.append(self.name)
+        return stat(self, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "stat", counting)
+    spool.write(make_batches(events(11))[0], durable=False)
+    assert read == []
+    assert len(spool.paths()) == 11
+
+
+def test_the_byte_bound_holds_when_several_entries_must_go(tmp_path: Path) -> None:
+    """Entries another writer made (sizes this spool never wrote) count, and as many of
+    the oldest go as the bound needs (each dropped batch counted)."""
+    other = Spool(tmp_path)  # another process's client, on the same spool and owner
+    for _ in range(4):
+        other.write(make_batches(events(5))[0], durable=False)
+    reports: list[ErrorReport] = []
+    spool = Spool(tmp_path, max_bytes=3000, report=Reporter(reports.append))
+    spool.write(make_batches(events(5))[0], durable=False)
+    kept = spool.paths()
+    assert sum(p.stat().st_size for p in kept) <= 3000
+    assert sum(r.count or 0 for r in reports) == 5 * (5 - len(kept))

@@ -214,7 +214,7 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 def _event_id(namespace: uuid.UUID, *parts: str) -> str:
     """`str(uuid.uuid5(namespace, "".join(parts)))`, at a third of its cost."""
-    return _event_id_after(_id_start(namespace), *parts)
+    return _event_id_after(_id_start(namespace), "".join(parts))
 
 
 def _id_start(namespace: uuid.UUID, *parts: str) -> hashlib._Hash:
@@ -223,9 +223,10 @@ def _id_start(namespace: uuid.UUID, *parts: str) -> hashlib._Hash:
     return hashlib.sha1(namespace.bytes + "".join(parts).encode("utf-8", "surrogatepass"))
 
 
-def _event_id_after(start: hashlib._Hash, *parts: str) -> str:
+def _event_id_after(start: hashlib._Hash, rest: str) -> str:
+    """The id of the identity that `start` began and `rest` completes."""
     sha1 = start.copy()
-    sha1.update("".join(parts).encode("utf-8", "surrogatepass"))
+    sha1.update(rest.encode("utf-8", "surrogatepass"))
     h = sha1.hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
@@ -730,14 +731,14 @@ class _Converter:
             if not license_id:
                 raise _Drop("missing_license")
             self.result.events.append(
-                UsageEvent(
-                    metric=metric,
-                    quantity=quantity,
-                    license_id=license_id,
-                    unit=unit if unit and len(unit) <= 64 else None,
-                    occurred_at=_time(nanos),
-                    attribution=attribution,
-                    event_id=event_id,
+                UsageEvent.converted(
+                    metric,
+                    quantity,
+                    license_id,
+                    unit if unit and len(unit) <= 64 else None,
+                    _time(nanos),
+                    attribution,
+                    event_id,
                 )
             )
         except _Drop as drop:
@@ -772,17 +773,21 @@ class _Converter:
     ) -> None:
         if metric.kind is None or not metric.monotonic:
             return
-        points = list(metric.points)
-        usage_metric = listed or any(_license(p[0]) for p in points)
         identity = _id_start(NS_METRIC, prefix, _enc_str(metric.name))
         other_license = _license(resource) or self.options.default_license_id
         by_count = self.options.histogram_quantity == "count"
         dropped = self.result.dropped
-        for attrs, start, nanos, value, count in points:
+        last_start: int | None = None
+        last_nanos: int | None = None
+        enc_times = ""
+        licensed = listed  # a usage metric: listed, or a point of it has a license
+        overflow = 0
+        for attrs, start, nanos, value, count in metric.points:
             own_license = _license(attrs)
+            if own_license:
+                licensed = True
             if attrs.get("otel.metric.overflow") is True:
-                if usage_metric:  # the SDK's cardinality limit folded licenses away
-                    dropped["cardinality_overflow"] += 1
+                overflow += 1
                 continue
             if not own_license and not listed:
                 continue  # other telemetry
@@ -799,6 +804,9 @@ class _Converter:
             else:
                 dropped["histogram_without_sum"] += 1
                 continue
+            if start != last_start or nanos != last_nanos:  # one collection's points share them
+                last_start, last_nanos = start, nanos
+                enc_times = _enc_int(start) + _enc_int(nanos)
             self.emit(
                 metric=_string(attrs, "doow.metric") or metric.name,
                 quantity=quantity,
@@ -806,10 +814,10 @@ class _Converter:
                 unit=_string(attrs, "doow.unit") or metric.unit or None,
                 nanos=nanos,
                 attribution=self.attribution(base, attrs),
-                event_id=_event_id_after(
-                    identity, _enc_attrs(attrs), _enc_int(start), _enc_int(nanos)
-                ),
+                event_id=_event_id_after(identity, _enc_attrs(attrs) + enc_times),
             )
+        if overflow and licensed:  # the SDK's cardinality limit folded licenses away
+            dropped["cardinality_overflow"] += overflow
 
     # --- traces ---
 

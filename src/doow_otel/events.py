@@ -397,6 +397,55 @@ class UsageEvent:
         object.__setattr__(self, "metadata", DEFAULT_POLICY.clean(self.metadata))
 
     @classmethod
+    def converted(
+        cls,
+        metric: str,
+        quantity: int | float,
+        license_id: str,
+        unit: str | None,
+        occurred_at: datetime,
+        attribution: Mapping[str, AttributeValue],
+        event_id: str,
+    ) -> UsageEvent:
+        """A USAGE event made by the conversion rules (one per data point), equal to what the
+        constructor makes of the same values, at a third of its cost.
+
+        The fields whose values the rules do not decide on their own (metric, quantity,
+        license_id, attribution) get the constructor's checks, in its order, with its
+        errors, and the attribution its policy. The rest is the caller's promise:
+        `occurred_at` an aware datetime in UTC, `event_id` a canonical UUID, `unit` None or
+        at most 64 characters (tests/test_conversion_sdk.py holds every converted event
+        equal to the constructor's).
+        """
+        if problem := metric_problem(metric):
+            raise InvalidEvent("metric", problem)
+        if problem := quantity_problem(quantity, "USAGE"):
+            raise InvalidEvent("quantity", problem)
+        if problem := license_problem(license_id):
+            raise InvalidEvent("license_id", problem)
+        if attribution and (problem := attributes_problem(attribution)):
+            raise InvalidEvent("attribution", problem)
+        event = object.__new__(cls)
+        object.__setattr__(  # frozen: the fields are set once, here, as __init__ would
+            event,
+            "__dict__",
+            {
+                "metric": metric,
+                "quantity": quantity,
+                "license_id": license_id,
+                "unit": unit,
+                "kind": "USAGE",
+                "occurred_at": occurred_at,
+                "attribution": DEFAULT_POLICY.clean(attribution),
+                "metadata": {},
+                "event_id": event_id,
+                "source_system": "sdk",
+                "metric_tuple_hint": None,
+            },
+        )
+        return event
+
+    @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> UsageEvent:
         """Build from a usage record (the seed's field names; docs/conversion.md)."""
         from doow_otel.records import record_event

@@ -100,6 +100,7 @@ class Spool:
         self._lock = threading.Lock()
         self._memory: dict[Path, bytes] = {}
         self._gone: set[Path] = set()  # delivered, but the file could not be removed
+        self._sizes: dict[str, int] = {}  # entry name -> bytes (an entry never changes)
         self._problem_reported = False
         self._others_reported = False
 
@@ -213,11 +214,12 @@ class Spool:
         name = f"u{self.owner}-{created:020d}-{batch.batch_id}-a{attempts}{SUFFIX}"
         final = self.directory / name
         temporary = self.directory / f".tmp-{uuid.uuid4().hex}"
+        body = batch.body()  # the bytes the client posts, made once
         try:
             self._prepare()
             try:
                 with open(temporary, "wb") as handle:
-                    handle.write(batch.body())
+                    handle.write(body)
                     if durable:
                         handle.flush()
                         os.fsync(handle.fileno())
@@ -229,7 +231,8 @@ class Spool:
                 self._fsync_directory()
         except OSError as exc:
             self._problem(f"cannot write to {self.directory}: {exc.strerror or exc}")
-            return self._remember(name, batch.body())
+            return self._remember(name, body)
+        self._sizes[name] = len(body)
         self._problem_reported = False  # the disk works again: report the next problem
         self._enforce_bounds(keep=final)
         return final
@@ -359,7 +362,7 @@ class Spool:
         try:
             if not self.directory.is_dir():
                 return []
-            return [p.name for p in self.directory.iterdir()]
+            return os.listdir(self.directory)
         except OSError as exc:
             self._problem(f"cannot list {self.directory}: {exc.strerror or exc}")
             return []
@@ -398,21 +401,36 @@ class Spool:
                 if path.stat().st_mtime < cutoff:
                     self._move(path, CORRUPT, "partly written (process stopped mid-write)")
 
+    def _within_bounds(self) -> bool:
+        """Whether this owner's entries on disk are within the bounds, from one listing:
+        each entry's size is read once (a name is never rewritten with other bytes), so a
+        journal write costs no stat per entry in the spool."""
+        names = [name for name in self._names() if self._mine(name)]
+        known = self._sizes
+        self._sizes = sizes = {name: known[name] for name in names if name in known}
+        for name in names:
+            if name not in sizes:
+                sizes[name] = (self.directory / name).stat().st_size
+        return len(names) <= self.max_batches and sum(sizes.values()) <= self.max_bytes
+
     def _enforce_bounds(self, keep: Path) -> None:
         try:
+            if self._within_bounds():
+                return
             entries = [p for p in self.paths() if p not in self._memory]
             sizes = {p: p.stat().st_size for p in entries}
         except OSError:
             return
         total = sum(sizes.values())
+        count = len(entries)
         for path in entries:
-            if len(entries) <= self.max_batches and total <= self.max_bytes:
+            if count <= self.max_batches and total <= self.max_bytes:
                 break
             if path == keep:
                 continue
             entry = self.load(path)
             self.remove(path)
-            entries.remove(path)
+            count -= 1
             total -= sizes[path]
             limits = f"spool full ({self.max_batches} batches / {self.max_bytes} bytes)"
             self._dropped_full(len(entry.batch) if entry else 0, limits)

@@ -8,14 +8,16 @@ the same `batch_id`, across retries, spool replays and process restarts.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
+import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from doow_otel._version import __version__
-from doow_otel.events import UsageEvent
+from doow_otel.events import UsageEvent, format_time
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "Batch", "encode_event", "make_batches"]
 
@@ -38,11 +40,65 @@ _c_encode = (
 )
 
 
+_quote = json.encoder.encode_basestring  # how the encoders above write a string
+
+
 def encode_event(event: UsageEvent) -> bytes:
-    wire = event.to_wire()
+    """`json.dumps(event.to_wire())`, compact, byte for byte (Go compares the bytes)."""
+    attribution = _object(event.attribution)
+    metadata = _object(event.metadata)
+    quantity = _number(event.quantity)
+    if attribution is None or metadata is None or quantity is None or event.metric_tuple_hint:
+        return _encode(event.to_wire())
+    unit = f',"unit":{_quote(event.unit)}' if event.unit else ""
+    # format_time writes digits, - : . T and Z only: nothing to escape
+    return (
+        f'{{"event_id":{_quote(event.event_id)},"license_id":{_quote(event.license_id)},'
+        f'"occurred_at":"{format_time(event.occurred_at)}",'
+        f'"source_system":{_quote(event.source_system)},"kind":{_quote(event.kind)},'
+        f'"attribution":{attribution},"metadata":{metadata},'
+        f'"measurements":[{{"metric_name":{_quote(event.metric)},"quantity":{quantity}}}]'
+        f"{unit}}}"
+    ).encode()
+
+
+def _encode(data: object) -> bytes:
     if _c_encode is None:
-        return _dumps(wire).encode()
-    return "".join(_c_encode(wire, 0)).encode()
+        return _dumps(data).encode()
+    return "".join(_c_encode(data, 0)).encode()
+
+
+def _number(value: object) -> str | None:
+    """A number as the JSON encoder writes it; None for what it should write itself."""
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return None
+
+
+def _object(values: Mapping[str, object]) -> str | None:
+    """Attribution or metadata as the JSON encoder writes it (str keys; str, bool, int and
+    finite float values); None for anything else, which the encoder writes itself."""
+    if not values:
+        return "{}" if type(values) is dict else None
+    if type(values) is not dict:
+        return None
+    parts = []
+    for key, value in values.items():
+        text: str | None
+        if type(value) is str:
+            text = _quote(value)
+        elif value is True:
+            text = "true"
+        elif value is False:
+            text = "false"
+        else:
+            text = _number(value)
+        if text is None or type(key) is not str:
+            return None
+        parts.append(f"{_quote(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
 
 
 @dataclass(frozen=True)
@@ -62,8 +118,13 @@ class Batch:
         return len(self.events)
 
     def body(self) -> bytes:
+        """The request body: made once, so the spool journals the very bytes that are posted."""
+        return self._body
+
+    @functools.cached_property
+    def _body(self) -> bytes:
         head = f'{{"batch_id":"{self.batch_id}","sdk_version":"{__version__}","events":['
-        return head.encode() + b",".join(self.events) + b"]}"
+        return b"".join((head.encode(), b",".join(self.events), b"]}"))
 
     def halves(self) -> tuple[Batch, Batch]:
         middle = len(self.events) // 2
