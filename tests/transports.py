@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import gzip
 import http.client
+import ipaddress
 import json as jsonlib
 import select
 import socket
@@ -116,29 +117,48 @@ def make_certificates(directory: Path) -> Certificates:
 
     now = datetime.datetime.now(datetime.timezone.utc)
 
-    def build(subject: str, issuer: str, public: Any, signer: Any, ca: bool) -> x509.Certificate:
+    def build(subject: str, public: Any, ca_key: Any, ca: bool) -> x509.Certificate:
+        """Signed by `ca_key`, with the key identifiers Python 3.13's strict checks want."""
+        issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "doow-otel test CA")])
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .issuer_name(issuer)
             .public_key(public)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
         )
-        if not ca:
-            names = [
-                x509.DNSName("localhost"),
-                x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
-            ]
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        return builder.sign(signer, hashes.SHA256())
+        if ca:
+            usage = dict.fromkeys(
+                ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement"),
+                False,
+            )
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, key_cert_sign=True, crl_sign=True,
+                    encipher_only=False, decipher_only=False, **usage,
+                ),
+                critical=True,
+            )  # fmt: skip
+        else:
+            loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+            names = x509.SubjectAlternativeName([x509.DNSName("localhost"), loopback])
+            builder = builder.add_extension(names, critical=False).add_extension(
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+        return builder.sign(ca_key, hashes.SHA256())
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = build("doow-otel test CA", "doow-otel test CA", ca_key.public_key(), ca_key, True)
+    ca_cert = build("doow-otel test CA", ca_key.public_key(), ca_key, True)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = build("localhost", "doow-otel test CA", key.public_key(), ca_key, False)
+    cert = build("localhost", key.public_key(), ca_key, False)
     pem = serialization.Encoding.PEM
     out = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     out.ca.write_bytes(ca_cert.public_bytes(pem))
