@@ -278,3 +278,14 @@ def test_proxy_settings_follow_the_environment_rules() -> None:
     assert bypassed("http://10.0.0.1") and not bypassed("http://10.0.0.2")
     assert bypassed("http://host:8080") and not bypassed("http://host:8081")
     assert _bypassed(_Target.parse("https://api.doow.co"), ["*"])
+
+
+def test_a_header_http_client_refuses_is_never_quoted_in_the_error(
+    local_doow: LocalDoow,
+) -> None:
+    transport = HTTPTransport(environ={})
+    with pytest.raises(TransportError) as failed:
+        headers = {"Authorization": "Bearer dk_test_secret\r\nX-Injected: 1"}
+        transport.post(f"{local_doow.url}/telemetry/events", b"[]", headers, 2.0)
+    transport.close()
+    assert "dk_test_secret" not in failed.value.message and "dk_test" not in repr(failed.value)

@@ -243,7 +243,8 @@ class HTTPTransport:
     def _checkout(
         self, target: _Target, proxy: _Proxy | None, timeout: float
     ) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle connection to `target` (True) or a new, connected one (False)."""
+        """An idle connection to `target` (True) or a new, connected one (False); either is
+        in `_busy` from the moment it is taken, so `close()` always reaches it."""
         now = time.monotonic()
         stale: list[http.client.HTTPConnection] = []
         conn: http.client.HTTPConnection | None = None
@@ -256,14 +257,13 @@ class HTTPTransport:
                 candidate, since = idle.pop()
                 if now - since < IDLE_SECONDS and _still_open(candidate):
                     conn = candidate
+                    self._busy.add(conn)
                 else:
                     stale.append(candidate)
         for old in stale:
             old.close()
         if conn is not None and conn.sock is not None:
             conn.sock.settimeout(timeout)
-            with self._lock:
-                self._busy.add(conn)
             return conn, True
         conn = self._new(target, proxy, timeout)
         with self._lock:
@@ -274,8 +274,12 @@ class HTTPTransport:
             self._discard(conn)
             raise _failure(exc) from None
         conn.auto_open = 0  # never reconnect behind our back (a closed transport stays closed)
-        if conn.sock is not None:
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            closed = self._closed  # closed while connecting (close() saw no socket yet)
+        if closed or conn.sock is None:
+            self._discard(conn)
+            raise TransportError("connection", "the transport was closed while connecting")
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn, False
 
     def _new(
@@ -399,10 +403,14 @@ def _before_answer(exc: BaseException) -> bool:
 
 
 def _failure(exc: BaseException) -> TransportError:
+    """The failure described by the socket's or the protocol's error; a ValueError (a
+    header http.client refuses) is named only, since its text would quote the header."""
     kind: Literal["timeout", "connection"] = (
         "timeout" if isinstance(exc, TimeoutError) else "connection"
     )
-    return TransportError(kind, f"{type(exc).__name__}: {exc}"[:300])
+    known = isinstance(exc, (OSError, http.client.HTTPException))  # a certificate error is
+    detail = exc if known else "a header or URL http.client refuses"  # a ValueError too
+    return TransportError(kind, f"{type(exc).__name__}: {detail}"[:300])
 
 
 # --- proxies from the environment ---
