@@ -42,7 +42,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -152,7 +152,7 @@ class _Proxy:
     scheme: str
     host: str
     port: int
-    authorization: str | None  # "Basic ..." when the URL carries credentials
+    authorization: str | None = field(repr=False)  # "Basic ..." from the URL's credentials
 
     @property
     def headers(self) -> dict[str, str]:
