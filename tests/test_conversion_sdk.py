@@ -584,7 +584,7 @@ def test_converted_events_equal_the_constructors() -> None:
         built = dataclasses.replace(event)  # through __init__ and its checks
         assert built == event
         assert encode_event(built) == encode_event(event)
-        assert type(event.attribution) is dict and type(event.metadata) is dict
+        assert isinstance(event.attribution, dict) and isinstance(event.metadata, dict)
 
 
 _BAD_FIELDS: list[dict[str, Any]] = [
@@ -650,3 +650,22 @@ def test_converted_attribution_passes_the_policy() -> None:
     assert event.attribution == {"region": "eu"}
     assert attribution == {"api_key": "x", "note": "Bearer abcdef", "region": "eu"}  # a copy
     assert dataclasses.replace(event) == event
+
+
+def test_a_converted_event_without_attribution_shares_one_read_only_empty_mapping() -> None:
+    import copy
+    import json
+    import pickle
+
+    metric = _metric("api_calls", Sum([_point({"doow.license_id": "lic_a"}, 1)], DELTA, True))
+    (event,) = convert_metrics(_one_scope(metric)).events
+    assert event.attribution == {} and event.metadata == {}
+    for mapping in (event.attribution, event.metadata):
+        with pytest.raises(TypeError):
+            mapping["k"] = "v"  # type: ignore[index]
+        with pytest.raises(TypeError):
+            mapping.update(k="v")  # type: ignore[attr-defined]
+    assert pickle.loads(pickle.dumps(event)) == event
+    assert copy.deepcopy(event) == event and dataclasses.asdict(event)["metadata"] == {}
+    assert json.loads(encode_event(event))["metadata"] == {}
+    assert repr(event) == repr(dataclasses.replace(event))

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 __all__ = [
     "AttributionPolicy",
@@ -325,6 +325,30 @@ def _new_id() -> str:
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
+class _Empty(dict[str, Any]):
+    """The attribution or metadata of a converted event that has none: one shared, read-only
+    value (an event's mappings are never changed), so that the conversion makes one object
+    per data point, not three."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a usage event's attribution and metadata are read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    update = setdefault = pop = popitem = clear = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_empty, ())  # unpickled as the shared one
+
+
+def _empty() -> _Empty:
+    return NO_VALUES
+
+
+NO_VALUES = _Empty()
+
+
 _CHECKED = (
     "kind",
     "metric",
@@ -415,7 +439,9 @@ class UsageEvent:
         errors, and the attribution its policy. The rest is the caller's promise:
         `occurred_at` an aware datetime in UTC, `event_id` a canonical UUID, `unit` None or
         at most 64 characters (tests/test_conversion_sdk.py holds every converted event
-        equal to the constructor's).
+        equal to the constructor's). No attribution, and the metadata, are the shared
+        read-only `NO_VALUES`: the event is one object, which keeps the garbage collector's
+        work per export small.
         """
         if problem := metric_problem(metric):
             raise InvalidEvent("metric", problem)
@@ -426,23 +452,22 @@ class UsageEvent:
         if attribution and (problem := attributes_problem(attribution)):
             raise InvalidEvent("attribution", problem)
         event = object.__new__(cls)
-        object.__setattr__(  # frozen: the fields are set once, here, as __init__ would
-            event,
-            "__dict__",
-            {
-                "metric": metric,
-                "quantity": quantity,
-                "license_id": license_id,
-                "unit": unit,
-                "kind": "USAGE",
-                "occurred_at": occurred_at,
-                "attribution": DEFAULT_POLICY.clean(attribution),
-                "metadata": {},
-                "event_id": event_id,
-                "source_system": "sdk",
-                "metric_tuple_hint": None,
-            },
+        # Frozen: each field is set once, here, as __init__ sets it (one by one, so that the
+        # values stay inline in the object, with no dict of their own).
+        set_field = object.__setattr__
+        set_field(event, "metric", metric)
+        set_field(event, "quantity", quantity)
+        set_field(event, "license_id", license_id)
+        set_field(event, "unit", unit)
+        set_field(event, "kind", "USAGE")
+        set_field(event, "occurred_at", occurred_at)
+        set_field(
+            event, "attribution", DEFAULT_POLICY.clean(attribution) if attribution else NO_VALUES
         )
+        set_field(event, "metadata", NO_VALUES)
+        set_field(event, "event_id", event_id)
+        set_field(event, "source_system", "sdk")
+        set_field(event, "metric_tuple_hint", None)
         return event
 
     @classmethod

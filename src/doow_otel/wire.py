@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from doow_otel._version import __version__
-from doow_otel.events import UsageEvent, format_time
+from doow_otel.events import NO_VALUES, UsageEvent, format_time
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "Batch", "encode_event", "make_batches"]
 
@@ -81,7 +81,7 @@ def _object(values: Mapping[str, object]) -> str | None:
     """Attribution or metadata as the JSON encoder writes it (str keys; str, bool, int and
     finite float values); None for anything else, which the encoder writes itself."""
     if not values:
-        return "{}" if type(values) is dict else None
+        return "{}" if type(values) is dict or values is NO_VALUES else None
     if type(values) is not dict:
         return None
     parts = []
