@@ -33,7 +33,7 @@ const (
 
 const (
 	problemAuth     = "auth"     // 401, 403: the API key
-	problemEndpoint = "endpoint" // redirects, 404, 405, 415, a 2xx that is not Doow's acknowledgement
+	problemEndpoint = "endpoint" // redirects, 404, 405, 407 (a proxy's), 415, a 2xx that is not Doow's acknowledgement
 )
 
 // maxRetryAfter caps the waits Doow asks for.
@@ -82,7 +82,7 @@ func decide(ids []string, status int, header http.Header, body []byte, now time.
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return decision{action: actionKeep, problem: problemAuth}
 	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed ||
-		status == http.StatusUnsupportedMediaType:
+		status == http.StatusProxyAuthRequired || status == http.StatusUnsupportedMediaType:
 		return decision{action: actionKeep, problem: problemEndpoint}
 	case status == http.StatusRequestEntityTooLarge && len(ids) > 1:
 		return decision{action: actionSplit}

@@ -13,8 +13,9 @@ module and the Go exporter (doowexporter/status.go) both run:
 - split: 413 with more than one event.
 - reject: other 4xx and 413 of one event; never resent.
 - keep: not delivered and not the batch's fault. `auth` (401/403) or `endpoint` (redirects,
-  never followed since they would carry the key elsewhere; 404/405; 415 (an encoding or
-  content type this server does not take); any 2xx, 1xx or 3xx
+  never followed since they would carry the key elsewhere; 404/405; 407 (a proxy's
+  answer: its credentials); 415 (an encoding or content type this server does not
+  take); any 2xx, 1xx or 3xx
   that is not Doow's acknowledgement).
 """
 
@@ -76,7 +77,7 @@ def decide(
         return _acknowledged(event_ids, status, body)
     if status in (401, 403):
         return Decision("keep", problem="auth", reason=_reason(status, body))
-    if status in (404, 405, 415) or status < 200 or 300 <= status < 400:
+    if status in (404, 405, 407, 415) or status < 200 or 300 <= status < 400:
         where = f" (Location: {lower['location'][:200]})" if "location" in lower else ""
         return Decision("keep", problem="endpoint", reason=f"HTTP {status}{where}")
     if status == 413 and len(event_ids) > 1:
