@@ -331,6 +331,8 @@ def test_event_bytes_are_what_json_dumps_writes() -> None:
             attribution={"level": _Level.HIGH, "s": _Str("x"), "f": _Float(1.5)},
         ),
         UsageEvent(metric="m", quantity=_Level.HIGH, license_id="l", occurred_at=moment),
+        UsageEvent(metric="m", quantity=-1, license_id="l", kind="ADJUSTMENT", occurred_at=moment),
+        *convert_metrics(_data()).events,  # read-only empty mappings among them
     ]
     for event in events:
         expected = json.dumps(event.to_wire(), separators=(",", ":"), ensure_ascii=False)

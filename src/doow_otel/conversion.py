@@ -810,11 +810,13 @@ class _Converter:
             if start != last_start or nanos != last_nanos:  # one collection's points share them
                 last_start, last_nanos = start, nanos
                 enc_times = f"i{start};i{nanos};"  # _enc_int(start) + _enc_int(nanos)
+            own_name = attrs.get("doow.metric")  # _string(attrs, ...), inline
+            own_unit = attrs.get("doow.unit")
             emit(  # positional: once per point
-                _string(attrs, "doow.metric") or name,
+                own_name if type(own_name) is str and own_name else name,
                 quantity,
                 own_license or other_license,
-                _string(attrs, "doow.unit") or unit or None,
+                own_unit if type(own_unit) is str and own_unit else unit or None,
                 nanos,
                 attribution(base, attrs),
                 _event_id_after(identity, _enc_attrs(attrs) + enc_times),

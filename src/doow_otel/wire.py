@@ -41,23 +41,38 @@ _c_encode = (
 
 
 _quote = json.encoder.encode_basestring  # how the encoders above write a string
+_SDK_USAGE = '"source_system":"sdk","kind":"USAGE"'
 
 
 def encode_event(event: UsageEvent) -> bytes:
     """`json.dumps(event.to_wire())`, compact, byte for byte (Go compares the bytes)."""
-    attribution = _object(event.attribution)
-    metadata = _object(event.metadata)
-    quantity = _number(event.quantity)
-    if attribution is None or metadata is None or quantity is None or event.metric_tuple_hint:
+    # the common values written as they are, the rest by _object, _number and _quote
+    attribution = event.attribution
+    metadata = event.metadata
+    quantity = event.quantity
+    attribution_json = "{}" if attribution is NO_VALUES else _object(attribution)
+    metadata_json = "{}" if metadata is NO_VALUES else _object(metadata)
+    quantity_json = int.__repr__(quantity) if type(quantity) is int else _number(quantity)
+    if (
+        attribution_json is None
+        or metadata_json is None
+        or quantity_json is None
+        or event.metric_tuple_hint
+    ):
         return _encode(event.to_wire())
     unit = f',"unit":{_quote(event.unit)}' if event.unit else ""
+    source_system, kind = event.source_system, event.kind
+    origin = (
+        _SDK_USAGE
+        if source_system == "sdk" and kind == "USAGE"
+        else f'"source_system":{_quote(source_system)},"kind":{_quote(kind)}'
+    )
     # format_time writes digits, - : . T and Z only: nothing to escape
     return (
         f'{{"event_id":{_quote(event.event_id)},"license_id":{_quote(event.license_id)},'
-        f'"occurred_at":"{format_time(event.occurred_at)}",'
-        f'"source_system":{_quote(event.source_system)},"kind":{_quote(event.kind)},'
-        f'"attribution":{attribution},"metadata":{metadata},'
-        f'"measurements":[{{"metric_name":{_quote(event.metric)},"quantity":{quantity}}}]'
+        f'"occurred_at":"{format_time(event.occurred_at)}",{origin},'
+        f'"attribution":{attribution_json},"metadata":{metadata_json},'
+        f'"measurements":[{{"metric_name":{_quote(event.metric)},"quantity":{quantity_json}}}]'
         f"{unit}}}"
     ).encode()
 
