@@ -453,21 +453,21 @@ class UsageEvent:
             raise InvalidEvent("attribution", problem)
         event = object.__new__(cls)
         # Frozen: each field is set once, here, as __init__ sets it (one by one, so that the
-        # values stay inline in the object, with no dict of their own).
+        # values stay inline in the object, with no dict of their own). Fields at their
+        # default (kind USAGE, source sdk, no hint, no unit) read the class's default, as
+        # a dataclass field's default is a class attribute.
         set_field = object.__setattr__
         set_field(event, "metric", metric)
         set_field(event, "quantity", quantity)
         set_field(event, "license_id", license_id)
-        set_field(event, "unit", unit)
-        set_field(event, "kind", "USAGE")
+        if unit is not None:
+            set_field(event, "unit", unit)
         set_field(event, "occurred_at", occurred_at)
         set_field(
             event, "attribution", DEFAULT_POLICY.clean(attribution) if attribution else NO_VALUES
         )
         set_field(event, "metadata", NO_VALUES)
         set_field(event, "event_id", event_id)
-        set_field(event, "source_system", "sdk")
-        set_field(event, "metric_tuple_hint", None)
         return event
 
     @classmethod
