@@ -118,3 +118,36 @@ def test_wire_check_names_the_field(mutate: object, needle: str) -> None:
     mutate(wire)  # type: ignore[operator]
     reason = check_wire_event(wire)
     assert reason is not None and needle in reason
+
+
+def test_clean_values_are_searched_once_and_credentials_never_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Attribution values repeat from event to event: a value found clean is remembered (at
+    most MAX_CLEAN_VALUES); one that looks like a credential is searched, and stripped,
+    every time, and never remembered."""
+    from doow_otel import events as module
+
+    searched: list[str] = []
+    patterns = module._SECRET_VALUE_RE
+
+    class Counting:
+        def search(self, value: str) -> object:
+            searched.append(value)
+            return patterns.search(value)
+
+    monkeypatch.setattr(module, "_SECRET_VALUE_RE", Counting())
+    monkeypatch.setattr(module, "_CLEAN_VALUES", set())
+    policy = AttributionPolicy()
+    secret = "Bearer abcdef0123456789"
+    for _ in range(3):
+        cleaned = policy.clean({"function": "summarise-x1", "note": secret})
+        assert cleaned == {"function": "summarise-x1"}
+    assert searched == ["summarise-x1", secret, secret, secret]
+    assert secret not in module._CLEAN_VALUES
+    assert sum(policy.stripped.values()) == 3
+
+    monkeypatch.setattr(module, "MAX_CLEAN_VALUES", 10)
+    for n in range(25):
+        policy.clean({"function": f"fn-{n}"})
+    assert len(module._CLEAN_VALUES) <= 10
