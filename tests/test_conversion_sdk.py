@@ -62,6 +62,10 @@ class _Float(float):
     pass
 
 
+class _Plan(str, enum.Enum):  # str() of a member is "_Plan.PRO"; its value is "lic_pro"
+    PRO = "lic_pro"
+
+
 ATTRIBUTE_SETS: list[dict[Any, Any]] = [
     {},
     {"k": "v"},
@@ -81,6 +85,7 @@ ATTRIBUTE_SETS: list[dict[Any, Any]] = [
     {1: "not a string key", "ok": 1},
     {"obj": object(), "dec": Decimal("1.5"), "ok": "x"},
     {"sub": _Str("text"), "level": _Level.HIGH, "f": _Float(2.5)},
+    {"plan": _Plan.PRO, _Plan.PRO: "a str-enum key", "tiers": [_Plan.PRO]},
     {"api_key": "hidden", "auth": "Bearer abcdef", "note": "x" * 300, "function": "nightly"},
     {"doow.metric": "Tokens", "doow.unit": "tokens", "doow.part": 1},
     {"doow.metric": 5, "doow.unit": ["u"]},

@@ -298,7 +298,8 @@ def _sdk_text(text: object) -> str:
     if not isinstance(text, str):
         raise TypeError("not a string")
     text.encode()  # a lone surrogate is not UTF-8: the encoder refuses it
-    return str(text)
+    # the string itself, as protobuf stores it: str() of a str-Enum member is "Cls.NAME"
+    return str.__str__(text)
 
 
 def _sdk_value(value: object) -> Value:
