@@ -143,7 +143,7 @@ def _retry_after(header: str | None, now: float) -> float | None:
     if header is None or not header.strip():
         return None
     text = header.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit() also takes "²" and "١"
         return float(text)
     when = _http_date(text)
     return None if when is None else max(0.0, when - now)
@@ -152,10 +152,12 @@ def _retry_after(header: str | None, now: float) -> float | None:
 # RFC 9110 5.6.7: the IMF-fixdate and the two obsolete forms recipients must accept,
 # nothing else (the Go exporter's net/http.ParseTime reads exactly these); parsed
 # without strptime, whose month names follow the process's locale
-_HTTP_DATES = (
-    re.compile(r"[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT"),
-    re.compile(r"[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT"),
-    re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})"),
+_HTTP_DATES = (  # re.ASCII: \d is 0-9 only
+    re.compile(r"[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT", re.ASCII),
+    re.compile(
+        r"[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT", re.ASCII
+    ),
+    re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})", re.ASCII),
 )
 _MONTHS = {
     month: number
