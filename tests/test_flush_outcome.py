@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from doow_otel.errors import ErrorReport
 from doow_otel.tracker import DoowTracker
 from doow_otel_testing import LocalDoow
@@ -89,3 +91,38 @@ def test_collector_not_listening_is_reported_and_retried(
     finally:
         tracker.shutdown()
         collector.stop()
+
+
+def test_a_send_that_raises_keeps_the_usage_for_the_next_flush(
+    local_doow: LocalDoow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a spool, the exporter takes the usage it kept out of memory to send it:
+    a bug below (send raising) must put it back, not lose it."""
+    reports: list[ErrorReport] = []
+    tracker = DoowTracker(
+        local_doow.api_key,
+        endpoint=local_doow.url,
+        spool=None,
+        on_error=reports.append,
+        flush_interval=3600,
+        timeout=1.0,
+        handle_sigterm=False,
+    )
+    try:
+        tracker.track(metric="api_calls", quantity=2, license_id="lic_a")
+        local_doow.faults.fail_next(1000, status=503)  # kept in memory by the exporter
+        assert tracker.flush() is False
+        local_doow.faults.clear()
+        tracker.track(metric="api_calls", quantity=3, license_id="lic_a")
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("a bug in the client")
+
+        monkeypatch.setattr(tracker.client, "send", broken)
+        assert tracker.flush() is False
+        assert any("kept in memory" in r.message for r in reports)
+        monkeypatch.undo()
+        assert tracker.flush() is True
+        assert local_doow.total("api_calls", "lic_a") == 5
+    finally:
+        tracker.shutdown()

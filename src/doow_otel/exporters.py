@@ -292,7 +292,19 @@ class _DoowExporterBase(_Retention[UsageEvent]):
             if not ok:
                 self._fail()
             return ok
-        result = self.client.send(events, deadline=_deadline(timeout_seconds))
+        try:
+            result = self.client.send(events, deadline=_deadline(timeout_seconds))
+        except Exception as exc:  # a bug below must not lose what was taken out above
+            with self._lock:
+                self._retained[:0] = retained + [(e, 0) for e in conversion.events]
+            self.client.report(
+                "network",
+                f"{len(events)} usage records kept in memory for the next export: "
+                f"the send failed ({type(exc).__name__}: {exc})",
+                count=len(events),
+            )
+            self._fail()
+            return False
         self.last_result = result
         if result.dropped and self.client.spool is None and not self.client.disabled:
             # Nothing keeps it on disk: keep it here for the next export (the same ids,
