@@ -62,6 +62,21 @@ def test_equal_values_of_other_types_keep_their_own_type(
     assert sorted(map(repr, values)) == ["1", "1.0", "True"]
 
 
+def test_equal_values_in_another_key_order_keep_their_own_types(
+    local_doow: LocalDoow, meter: DoowTracker
+) -> None:
+    # {"a": 1, "b": True} == {"b": 1, "a": True}: types compared key by key, not by place
+    meter.track(metric="calls", quantity=1, license_id="lic_a", attribution={"a": 1, "b": True})
+    assert meter.flush()
+    meter.track(metric="calls", quantity=1, license_id="lic_a", attribution={"b": 1, "a": True})
+    assert meter.flush()
+    recorded = sorted(
+        sorted((k, repr(v)) for k, v in attribution.items())
+        for attribution in _attribution(local_doow, "calls")
+    )
+    assert recorded == [[("a", "1"), ("b", "True")], [("a", "True"), ("b", "1")]]
+
+
 def test_a_float_past_int64_does_not_vouch_for_an_equal_int(meter: DoowTracker) -> None:
     meter.track(metric="calls", quantity=1, license_id="lic_a", attribution={"n": 2.0**63})
     with pytest.raises(InvalidEvent) as caught:

@@ -316,8 +316,9 @@ class DoowTracker:
         # one lookup and a dict comparison instead of the checks in _route
         try:
             seen, types, counter, attributes = self._last[metric, unit, license_id]
+            # equal dicts may list their keys in another order: types key by key, in seen's
             known = seen == attribution and (
-                types is None or types == tuple(map(type, attribution.values()))  # type: ignore[union-attr]
+                types is None or types == tuple([type(attribution[k]) for k in seen])  # type: ignore[index,union-attr]
             )
         except (KeyError, TypeError):  # new, or unhashable (named by the checks)
             known = False
