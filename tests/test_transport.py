@@ -289,3 +289,65 @@ def test_a_header_http_client_refuses_is_never_quoted_in_the_error(
         transport.post(f"{local_doow.url}/telemetry/events", b"[]", headers, 2.0)
     transport.close()
     assert "dk_test_secret" not in failed.value.message and "dk_test" not in repr(failed.value)
+
+
+def test_closing_in_a_forked_child_leaves_the_parents_request_alone() -> None:
+    """A child inherits the pool's sockets; closing its transport must not shut the one a
+    parent thread is waiting on (shutdown acts on the socket both processes share)."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    got_request, child_done = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(
+                next(
+                    line
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ).split(b":")[1]
+            )
+            while len(body) < length:
+                body += conn.recv(65536)
+            got_request.set()
+            child_done.wait(30)
+            ack = b'{"accepted": 1}'
+            conn.sendall(
+                b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(ack), ack)
+            )
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    transport = HTTPTransport(environ={})
+    answers: list[object] = []
+
+    def post() -> None:
+        try:
+            answers.append(
+                transport.post(f"http://127.0.0.1:{port}/telemetry/events", b"{}", {}, 30).status
+            )
+        except TransportError as exc:
+            answers.append(exc)
+
+    parent_request = threading.Thread(target=post)
+    parent_request.start()
+    assert got_request.wait(30)
+    pid = os.fork()
+    if pid == 0:  # the child: close what it inherited, then leave
+        try:
+            transport.close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    child_done.set()
+    parent_request.join(30)
+    listener.close()
+    assert answers == [202]

@@ -226,8 +226,10 @@ class HTTPTransport:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
-        """Close every connection; requests in flight fail at once (a closed socket)."""
+        """Close every connection; requests in flight fail at once (a closed socket).
+        In a forked child, the parent's connections are left to the parent."""
         with self._lock:
+            self._forget_parents_connections()
             self._closed = True
             idle = [conn for conns in self._idle.values() for conn, _ in conns]
             busy = list(self._busy)
