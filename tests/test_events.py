@@ -151,3 +151,23 @@ def test_clean_values_are_searched_once_and_credentials_never_kept(
     for n in range(25):
         policy.clean({"function": f"fn-{n}"})
     assert len(module._CLEAN_VALUES) <= 10
+
+
+@pytest.mark.parametrize(
+    ("field", "fields"),
+    [
+        ("license_id", {"license_id": "lic_\ud800"}),
+        ("unit", {"unit": "tokens\udfff"}),
+        ("attribution", {"attribution": {"model": "a\ud800"}}),
+        ("attribution", {"attribution": {"\udc00": "key"}}),
+    ],
+)
+def test_text_no_json_body_can_carry_is_refused_when_the_event_is_made(
+    field: str, fields: dict[str, object]
+) -> None:
+    """A lone surrogate is a str, but not UTF-8: accepted, it made the whole batch it was
+    in unsendable (send() raised, the good events with it neither sent nor spooled)."""
+    with pytest.raises(InvalidEvent) as caught:
+        UsageEvent(**{"metric": "api_calls", "quantity": 1, "license_id": "lic_a", **fields})  # type: ignore[arg-type]
+    assert caught.value.field == field
+    assert "surrogate" in str(caught.value)

@@ -114,11 +114,27 @@ def quantity_problem(quantity: object, kind: str) -> str | None:
     return None
 
 
+def _not_utf8(text: str) -> bool:
+    """A lone surrogate ("\\ud800") is a str but no JSON body can carry it."""
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+NOT_UTF8 = "holds a lone surrogate (text that is not UTF-8); decode the source text properly"
+
+
 def license_problem(license_id: object) -> str | None:
     if not isinstance(license_id, str) or not license_id.strip():
         return "must be a non-empty string, for example 'lic_abc123'"
     if len(license_id) > MAX_LICENSE_LEN:
         return f"is {len(license_id)} characters; at most {MAX_LICENSE_LEN} are allowed"
+    if _not_utf8(license_id):
+        return NOT_UTF8
     return None
 
 
@@ -133,6 +149,8 @@ def unit_problem(unit: object) -> str | None:
         return None
     if not isinstance(unit, str) or len(unit) > MAX_UNIT_LEN:
         return f"must be a string of at most {MAX_UNIT_LEN} characters, or None"
+    if _not_utf8(unit):
+        return NOT_UTF8
     return None
 
 
@@ -145,8 +163,12 @@ def attributes_problem(attributes: object) -> str | None:
     for key, value in attributes.items():
         if not isinstance(key, str) or not key:
             return f"keys must be non-empty strings, got {key!r}"
+        if _not_utf8(key):
+            return f"a key {NOT_UTF8}"
         if not isinstance(value, (str, int, float, bool)):
             return f"[{key!r}] must be a str, int, float or bool, got {type(value).__name__}"
+        if isinstance(value, str) and _not_utf8(value):
+            return f"[{key!r}] {NOT_UTF8}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"[{key!r}] must be finite, got {value!r}"
         if type(value) is int and not -MAX_INT_QUANTITY - 1 <= value <= MAX_INT_QUANTITY:
