@@ -222,6 +222,11 @@ def test_missing_or_malformed_key_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigurationError, match="dk_") as caught:
         DoowClient("sk_live_secretvalue", spool=None)
     assert "secretvalue" not in str(caught.value)
+    for pasted in ("dk_live_secr\u00e9t", "dk_live_sec\tret", "dk_live_\u200bsecret"):
+        # no header can carry it: refused here, not a network failure at every send
+        with pytest.raises(ConfigurationError, match="printable ASCII") as caught:
+            DoowClient(pasted, spool=None)
+        assert "secr" not in str(caught.value)
     monkeypatch.setenv("DOOW_TRACK_DISABLED", "true")
     disabled = DoowClient(spool=None)
     assert disabled.send(events(2)).skipped == 2

@@ -158,10 +158,10 @@ def key_problem(key: str | None) -> str | None:
             "api_key: no Doow API key; pass api_key='dk_...' or set DOOW_TRACK_API_KEY "
             "(or DOOW_TRACK_DISABLED=true to turn sending off)"
         )
-    if not key.startswith("dk_") or any(c.isspace() for c in key):
+    if not key.startswith("dk_") or not key.isascii() or not key.isprintable() or " " in key:
         return (
-            "api_key: a Doow SDK key starts with 'dk_' and has no spaces; "
-            "copy it from Company Settings > Integrations"
+            "api_key: a Doow SDK key starts with 'dk_' and is printable ASCII without "
+            "spaces; copy it from Company Settings > Integrations"
         )
     return None
 
