@@ -115,6 +115,11 @@ def test_track_names_the_field_of_a_bad_record(meter: DoowTracker) -> None:
         ({"metric_tuple_hint": {"app": "x"}}, "metric_tuple_hint"),
         ({"idempotency_key": ""}, "idempotency_key"),
         ({"event_id": "not-a-uuid"}, "event_id"),
+        # text no JSON body can carry (a lone surrogate): named, not a UnicodeEncodeError
+        ({"idempotency_key": "job-\ud800"}, "idempotency_key"),
+        ({"source_system": "erp\udfff"}, "source_system"),
+        ({"metric_tuple_hint": {"app_name": "\ud800"}}, "metric_tuple_hint"),
+        ({"metadata": {"note": "\ud800"}}, "metadata"),
     ]
     for extra, field in cases:
         with pytest.raises(InvalidEvent) as raised:

@@ -114,7 +114,7 @@ def quantity_problem(quantity: object, kind: str) -> str | None:
     return None
 
 
-def _not_utf8(text: str) -> bool:
+def not_utf8(text: str) -> bool:
     """A lone surrogate ("\\ud800") is a str but no JSON body can carry it."""
     if text.isascii():
         return False
@@ -133,7 +133,7 @@ def license_problem(license_id: object) -> str | None:
         return "must be a non-empty string, for example 'lic_abc123'"
     if len(license_id) > MAX_LICENSE_LEN:
         return f"is {len(license_id)} characters; at most {MAX_LICENSE_LEN} are allowed"
-    if _not_utf8(license_id):
+    if not_utf8(license_id):
         return NOT_UTF8
     return None
 
@@ -149,7 +149,7 @@ def unit_problem(unit: object) -> str | None:
         return None
     if not isinstance(unit, str) or len(unit) > MAX_UNIT_LEN:
         return f"must be a string of at most {MAX_UNIT_LEN} characters, or None"
-    if _not_utf8(unit):
+    if not_utf8(unit):
         return NOT_UTF8
     return None
 
@@ -163,11 +163,11 @@ def attributes_problem(attributes: object) -> str | None:
     for key, value in attributes.items():
         if not isinstance(key, str) or not key:
             return f"keys must be non-empty strings, got {key!r}"
-        if _not_utf8(key):
+        if not_utf8(key):
             return f"a key {NOT_UTF8}"
         if not isinstance(value, (str, int, float, bool)):
             return f"[{key!r}] must be a str, int, float or bool, got {type(value).__name__}"
-        if isinstance(value, str) and _not_utf8(value):
+        if isinstance(value, str) and not_utf8(value):
             return f"[{key!r}] {NOT_UTF8}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"[{key!r}] must be finite, got {value!r}"
@@ -190,6 +190,8 @@ def reserved_key_problem(attributes: Mapping[str, object]) -> str | None:
 def source_problem(source: object) -> str | None:
     if not isinstance(source, str) or not source.strip() or len(source) > 64:
         return "must be a non-empty string of at most 64 characters (default 'sdk')"
+    if not_utf8(source):
+        return NOT_UTF8
     return None
 
 
@@ -201,7 +203,7 @@ def hint_problem(hint: object) -> str | None:
     if hint is None:
         return None
     if not isinstance(hint, Mapping) or not all(
-        key in HINT_KEYS and isinstance(text, str) and len(text) <= 128
+        key in HINT_KEYS and isinstance(text, str) and len(text) <= 128 and not not_utf8(text)
         for key, text in hint.items()
     ):
         return (

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from doow_otel.events import (
+    NOT_UTF8,
     AttributeValue,
     InvalidEvent,
     UsageEvent,
@@ -24,6 +25,7 @@ from doow_otel.events import (
     kind_problem,
     license_problem,
     metric_problem,
+    not_utf8,
     quantity_problem,
     unit_problem,
 )
@@ -180,6 +182,8 @@ def record_event(
         raise BadRecord("invalid_field", "source_system", "must be a string")
     if source is not None and len(source) > MAX_SOURCE_LEN:
         raise BadRecord("invalid_field", "source_system", f"at most {MAX_SOURCE_LEN} characters")
+    if source is not None and not_utf8(source):
+        raise BadRecord("invalid_field", "source_system", NOT_UTF8)
     hint = _hint(_optional(data, "metric_tuple_hint"))
     merged = dict(attribution or {})
     merged.update(_scalars(data, "attribution"))
@@ -192,6 +196,8 @@ def record_event(
         raise BadRecord(
             "invalid_field", "idempotency_key", f"must be a string of 1 to {MAX_KEY_LEN} characters"
         )
+    if key is not None and not_utf8(key):
+        raise BadRecord("invalid_field", "idempotency_key", NOT_UTF8)
     if given_id is not None:
         event_id = given_id.lower()
     elif key is not None:
