@@ -351,3 +351,22 @@ def test_closing_in_a_forked_child_leaves_the_parents_request_alone() -> None:
     parent_request.join(30)
     listener.close()
     assert answers == [202]
+
+
+def test_an_empty_ca_directory_falls_back_to_certifi(tmp_path: Path) -> None:
+    """An image with the openssl package but no ca-certificates has an empty CA directory:
+    certifi's bundle (when installed) is used, as when there is no directory at all."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("certifi")
+    empty = tmp_path / "certs"
+    empty.mkdir()
+    code = (
+        "from doow_otel.transport import _tls_context; "
+        "print(_tls_context().cert_store_stats()['x509_ca'])"
+    )
+    env = {**os.environ, "SSL_CERT_FILE": str(tmp_path / "none.pem"), "SSL_CERT_DIR": str(empty)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 0

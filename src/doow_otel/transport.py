@@ -359,7 +359,7 @@ def _tls_context() -> ssl.SSLContext:
 
     context = ssl.create_default_context()
     paths = ssl.get_default_verify_paths()
-    if not (paths.cafile or paths.capath):  # a minimal image without CA certificates
+    if not (paths.cafile or _has_certificates(paths.capath)):  # an image without CA certificates
         try:
             import certifi  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
@@ -367,6 +367,17 @@ def _tls_context() -> ssl.SSLContext:
         else:
             context.load_verify_locations(cafile=certifi.where())
     return context
+
+
+def _has_certificates(directory: str | None) -> bool:
+    """A CA directory with anything in it (the openssl package alone leaves it empty)."""
+    if not directory:
+        return False
+    try:
+        with os.scandir(directory) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
 
 
 def _still_open(conn: http.client.HTTPConnection) -> bool:
