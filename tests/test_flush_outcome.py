@@ -14,11 +14,9 @@ from doow_otel_testing import LocalDoow
 from helpers import Collector, free_port, require_otelcol, wait_for
 
 
-def test_no_spool_and_a_failing_server_flush_false_then_delivered_next_flush(
-    local_doow: LocalDoow,
-) -> None:
-    reports: list[ErrorReport] = []
-    tracker = DoowTracker(
+def _without_spool(local_doow: LocalDoow, reports: list[ErrorReport]) -> DoowTracker:
+    """A tracker with no spool: what it cannot deliver, its exporter keeps in memory."""
+    return DoowTracker(
         local_doow.api_key,
         endpoint=local_doow.url,
         spool=None,
@@ -27,6 +25,13 @@ def test_no_spool_and_a_failing_server_flush_false_then_delivered_next_flush(
         timeout=1.0,
         handle_sigterm=False,
     )
+
+
+def test_no_spool_and_a_failing_server_flush_false_then_delivered_next_flush(
+    local_doow: LocalDoow,
+) -> None:
+    reports: list[ErrorReport] = []
+    tracker = _without_spool(local_doow, reports)
     try:
         local_doow.faults.fail_next(1000, status=503)
         for _ in range(3):
@@ -99,15 +104,7 @@ def test_a_send_that_raises_keeps_the_usage_for_the_next_flush(
     """Without a spool, the exporter takes the usage it kept out of memory to send it:
     a bug below (send raising) must put it back, not lose it."""
     reports: list[ErrorReport] = []
-    tracker = DoowTracker(
-        local_doow.api_key,
-        endpoint=local_doow.url,
-        spool=None,
-        on_error=reports.append,
-        flush_interval=3600,
-        timeout=1.0,
-        handle_sigterm=False,
-    )
+    tracker = _without_spool(local_doow, reports)
     try:
         tracker.track(metric="api_calls", quantity=2, license_id="lic_a")
         local_doow.faults.fail_next(1000, status=503)  # kept in memory by the exporter
