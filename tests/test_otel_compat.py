@@ -74,5 +74,18 @@ def test_processors_flush_true_and_take_both_emit_names() -> None:
 
 
 def test_metric_reader_builds_on_this_sdk() -> None:
-    reader = metric_reader(RefusedExporter(), interval=3600)
-    MeterProvider(metric_readers=[reader]).shutdown()
+    exporter = RefusedExporter()
+    exporter.raising = False
+    provider = MeterProvider(metric_readers=[metric_reader(exporter, interval=3600)])
+    provider.get_meter("t").create_counter("api_calls").add(2, {"doow.license_id": "lic_a"})
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    points = [
+        point.value
+        for data in exporter.exported
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in metric.data.data_points
+    ]
+    assert points == [2]
