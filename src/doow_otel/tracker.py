@@ -789,6 +789,12 @@ def _plain_quantity(quantity: object) -> int | float:
     )
 
 
+_NEEDS_COLLECTOR_EXTRA = (
+    'route="collector" needs OpenTelemetry\'s OTLP/HTTP exporter, an extra of '
+    "doow-otel: pip install 'doow-otel[collector]'"
+)
+
+
 def _collector_exporter(endpoint: str | None, timeout: float) -> MetricExporter:
     """OTLP/HTTP with delta temporality to a collector (for example a Lambda extension
     on localhost). The endpoint: the argument, else the standard OTEL_EXPORTER_OTLP_*
@@ -796,10 +802,7 @@ def _collector_exporter(endpoint: str | None, timeout: float) -> MetricExporter:
     try:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     except ImportError:
-        raise ConfigurationError(
-            'route="collector" needs OpenTelemetry\'s OTLP/HTTP exporter, an extra of '
-            "doow-otel: pip install 'doow-otel[collector]'"
-        ) from None
+        raise ConfigurationError(_NEEDS_COLLECTOR_EXTRA) from None
 
     if endpoint is not None:
         endpoint = endpoint.rstrip("/") + "/v1/metrics"
@@ -813,10 +816,7 @@ def _collector_log_exporter(endpoint: str | None, timeout: float) -> Any:
     try:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     except ImportError:
-        raise ConfigurationError(
-            'route="collector" needs OpenTelemetry\'s OTLP/HTTP exporter, an extra of '
-            "doow-otel: pip install 'doow-otel[collector]'"
-        ) from None
+        raise ConfigurationError(_NEEDS_COLLECTOR_EXTRA) from None
     if endpoint is not None:
         endpoint = endpoint.rstrip("/") + "/v1/logs"
     return OTLPLogExporter(endpoint=endpoint, timeout=timeout)
