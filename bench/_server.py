@@ -3,7 +3,6 @@ figures are the client's alone."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -13,20 +12,16 @@ from typing import Any
 
 import httpx
 
+from doow_otel_testing.processes import free_port
+
 KEY = "dk_bench_0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_command(port: int, db: str = ":memory:") -> list[str]:
     return [
         sys.executable,
         "-m",
-        "doow_otel.cli",
+        "doow_otel_testing.cli",
         "serve",
         "--port",
         str(port),

@@ -12,10 +12,12 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from _results import Record, options
 from _server import KEY, local_server, table, usage_total
-from doow_otel import DoowClient, UsageEvent
+from doow_otel import DoowClient
+from doow_otel.model.records import record_event
 
 DELIVERY_WAIT = 30.0  # seconds for a background sender to deliver what it was given
 
@@ -38,7 +40,8 @@ SEND_CPU: list[float] = []  # us CPU per event of DoowClient.send alone, per rou
 def ours(url: str, rows: list[dict[str, object]]) -> None:
     with tempfile.TemporaryDirectory() as spool:
         client = DoowClient(KEY, endpoint=url, spool=spool)
-        events = [UsageEvent.from_mapping(r) for r in rows]
+        now = datetime.now(timezone.utc)
+        events = [record_event(r, occurred_at=now) for r in rows]
         cpu = time.process_time()
         result = client.send(events, timeout=60)
         SEND_CPU.append((time.process_time() - cpu) / len(rows) * 1e6)
@@ -132,7 +135,7 @@ def main() -> None:
             params={"events": n, "rounds": rounds},
             goal="<= 10",
             compared=False,
-            note="the events built beforehand (UsageEvent.from_mapping, as an exporter's "
+            note="the events built beforehand (record_event, as an exporter's "
             "conversion builds them); journal, batches, JSON, HTTP and the server's answers",
         )
     )

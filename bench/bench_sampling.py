@@ -32,7 +32,7 @@ def run(setup: str, url: str, spans: int, metric: str) -> tuple[float, float]:
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     from doow_otel import DoowClient
-    from doow_otel.exporters import DoowSpanExporter
+    from doow_otel.otel.traces import DoowSpanExporter
     from doow_otel.tracker import DoowTracker
 
     class Discard(SpanExporter):  # the application's own exporter, say to a vendor

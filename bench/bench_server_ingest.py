@@ -5,7 +5,7 @@ them) as fast as the server answers. Side by side, in one run:
   - a null sink: the same HTTP server stack that reads the body and answers 202 without
     decompressing, parsing or storing (the ceiling of the transport);
   - our server with `--db :memory:`;
-  - our server with a SQLite file in WAL mode (what `doow-otel serve` uses).
+  - our server with a SQLite file in WAL mode (what `doow-local serve` uses).
 Target: at least 50,000 events/s, so that the server is never the bottleneck of the
 client benchmarks.
 Usage: python bench/bench_server_ingest.py [batches] [senders] [--quick] [--json PATH]
@@ -145,8 +145,8 @@ def main() -> None:
         db = str(Path(tmp) / "bench.db")
         results = {
             "null sink (read body, answer 202)": run("null", ":memory:", bodies, senders),
-            "doow-otel serve --db :memory:": run("ours", ":memory:", bodies, senders),
-            "doow-otel serve --db FILE (WAL)": run("ours", db, bodies, senders),
+            "doow-local serve --db :memory:": run("ours", ":memory:", bodies, senders),
+            "doow-local serve --db FILE (WAL)": run("ours", db, bodies, senders),
         }
         size = sum(p.stat().st_size for p in Path(tmp).iterdir())
     rows = [
@@ -161,8 +161,8 @@ def main() -> None:
     )
     mib_per_million = size / events * 1e6 / 2**20
     print(f"\nSQLite file (with WAL): {mib_per_million:,.0f} MiB per million events")
-    file = results["doow-otel serve --db FILE (WAL)"]
-    memory = results["doow-otel serve --db :memory:"]
+    file = results["doow-local serve --db FILE (WAL)"]
+    memory = results["doow-local serve --db :memory:"]
     null = results["null sink (read body, answer 202)"]
     params = {"batches": batches, "senders": senders, "events_per_batch": EVENTS_PER_BATCH}
     note = "the null sink reads the body and answers 202: the transport's ceiling"
@@ -172,10 +172,10 @@ def main() -> None:
             unit="events/s",
             better="higher",
             ours=file["events_per_s"],
-            ours_label="doow-otel serve --db FILE (WAL)",
+            ours_label="doow-local serve --db FILE (WAL)",
             alternatives={
                 "null sink (same HTTP stack, no work)": null["events_per_s"],
-                "doow-otel serve --db :memory:": memory["events_per_s"],
+                "doow-local serve --db :memory:": memory["events_per_s"],
             },
             delivered_ok=file["delivered"] and memory["delivered"],
             group="server",
@@ -191,10 +191,10 @@ def main() -> None:
             unit="us CPU/event",
             better="lower",
             ours=file["cpu_us_per_event"],
-            ours_label="doow-otel serve --db FILE (WAL)",
+            ours_label="doow-local serve --db FILE (WAL)",
             alternatives={
                 "null sink (same HTTP stack, no work)": null["cpu_us_per_event"],
-                "doow-otel serve --db :memory:": memory["cpu_us_per_event"],
+                "doow-local serve --db :memory:": memory["cpu_us_per_event"],
             },
             delivered_ok=file["delivered"] and memory["delivered"],
             group="server",

@@ -131,7 +131,7 @@ def otel_lambda(url: str, events: int, metric: str) -> tuple[Callable[[int], obj
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    from doow_otel.exporters import DELTA_TEMPORALITY
+    from doow_otel.otel.metrics import DELTA_TEMPORALITY
 
     exporter = OTLPMetricExporter(
         endpoint=f"{url}/telemetry/otlp/v1/metrics",
@@ -184,7 +184,7 @@ class ExtensionCollector:
         self.process = subprocess.Popen(
             [self.BINARY], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        from doow_otel.lambda_extension import await_collector
+        from doow_otel.serverless.lambda_extension import await_collector
 
         if not await_collector(self.endpoint, limit=10):
             raise RuntimeError("the extension's collector did not start")

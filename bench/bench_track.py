@@ -112,7 +112,7 @@ def bench_export(url: str, spool: str, rec: Recorder) -> list[list[str]]:
     from opentelemetry.sdk.metrics.export import MetricExporter
 
     from doow_otel import DoowClient, DoowMetricExporter
-    from doow_otel.exporters import DELTA_TEMPORALITY, metric_reader
+    from doow_otel.otel.metrics import DELTA_TEMPORALITY, metric_reader
 
     def run(name: str, exporter: MetricExporter, metric: str) -> tuple[float, float]:
         # the same reader settings for both (one export, cardinality above the SDK's 2000)

@@ -29,13 +29,13 @@ check_module() {
   DOOW_PARITY_DIR="$parity" DOOW_STATUS_FUZZ="$answers" go test ./...
 )
 (
-  cd receiver/doowfilelogreceiver # the sidecar's file receiver (tests/test_sidecar.py runs it)
+  cd receiver/doowfilelogreceiver # the sidecar's file receiver (tests/collector/test_sidecar.py runs it)
   check_module
   go test ./...
 )
 (cd bench/collectorbench && go vet ./...)
 (
-  cd extension/doowlambdaextension # the Lambda extension (tests/test_lambda_extension.py builds its layer)
+  cd extension/doowlambdaextension # the Lambda extension (tests/serverless/test_lambda_extension.py builds its layer)
   check_module
   go test ./...
 )

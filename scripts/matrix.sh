@@ -16,12 +16,12 @@ ENTRIES=(
 # wrapper, the conversion vectors, what differs between SDK releases, and delivery to the
 # local server; only these modules are collected (the rest may need the dev extras)
 SMOKE=(
-  tests/test_conversion_sdk.py # the SDK adapter reads each release's data classes
-  tests/test_otel_compat.py
-  tests/test_otel_path.py
-  tests/test_serverless_flush.py
-  tests/test_tracker.py
-  tests/test_vectors.py
+  tests/otel/test_conversion_sdk.py # the SDK adapter reads each release's data classes
+  tests/otel/test_otel_compat.py
+  tests/otel/test_otel_path.py
+  tests/serverless/test_serverless_flush.py
+  tests/tracker/test_tracker.py
+  tests/otel/test_vectors.py
 )
 
 find_python() { # the newest installed patch release of Python $1

@@ -27,14 +27,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from doow_otel.conversion import (
-    ConversionOptions,
+from doow_otel.delivery.wire import encode_event, make_batches
+from doow_otel_testing import otlp_json
+from doow_otel_testing.otlp_views import (
+    conversion_options,
     convert_logs_request,
     convert_metrics_request,
     convert_traces_request,
 )
-from doow_otel.wire import encode_event, make_batches
-from doow_otel_testing import otlp_json
 
 STRINGS = [
     "", "a", "lic_1", "lic_é", "checkout", "unknown_service:python", "dk_abcdefgh",
@@ -464,7 +464,7 @@ def main() -> None:
         otlp, options = cases.request(signal), cases.options()
         convert, message_type = CONVERT[signal]
         result = convert(
-            otlp_json.parse(otlp, message_type()), ConversionOptions.from_mapping(options)
+            otlp_json.parse(otlp, message_type()), conversion_options(options)
         )
         case = {
             "signal": signal,

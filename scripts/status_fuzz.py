@@ -3,7 +3,7 @@
     python scripts/status_fuzz.py FILE [--seed N] [--cases N]
 
 Writes FILE in the format of tests/vectors/ingest/answers.json: each case an answer
-(status, headers, body) to a batch, and what `doow_otel.status.decide` made of it.
+(status, headers, body) to a batch, and what `doow_otel.delivery.status.decide` made of it.
 `go test -run TestPythonAndGoDecideRandomAnswersAlike` in exporter/doowexporter (with
 DOOW_STATUS_FUZZ=FILE) decides the same answers and compares. The shared table pins the
 rules; this searches the corners between them: acknowledgements of every shape, reasons
@@ -23,7 +23,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-from doow_otel.status import decide
+from doow_otel.delivery.status import decide
 
 NOW = 1795514400.0  # 2026-11-24T10:00:00Z
 NOW_TEXT = "2026-11-24T10:00:00Z"

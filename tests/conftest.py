@@ -25,7 +25,6 @@ SLOW_MODULES = {
     "test_flush_outcome",
     "test_fork",
     "test_lambda_extension",
-    "test_server_page",
     "test_serverless_lambda",
     "test_sigterm",
     "test_tracker_edges",

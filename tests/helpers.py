@@ -1,17 +1,15 @@
-"""What the test files share: free ports, bounded waits, child-process environments, and
-the otelcol-doow collector binary (started on the repository's config, or any other)."""
+"""What the test files share: child-process environments, the otelcol-doow collector binary
+(started on the repository's config, or any other), and (from doow_otel_testing) free
+ports and bounded waits."""
 
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,23 @@ from pathlib import Path
 import pytest
 
 from doow_otel_testing import LocalDoow
+from doow_otel_testing.processes import free_port, listening, wait_for
+
+__all__ = [
+    "COLLECTOR_CONFIG",
+    "OTELCOL",
+    "ROOT",
+    "Collector",
+    "child_env",
+    "free_port",
+    "listening",
+    "require_otelcol",
+    "run_app",
+    "running_collector",
+    "start_otelcol",
+    "stop_process",
+    "wait_for",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 # another build of the distribution can be tested with OTELCOL_DOOW_BINARY
@@ -26,43 +41,6 @@ OTELCOL = Path(
     os.environ.get("OTELCOL_DOOW_BINARY") or ROOT / "collector" / "_build" / "otelcol-doow"
 )
 COLLECTOR_CONFIG = ROOT / "otel-collector-config.yaml"
-
-
-_PORTS = random.Random()
-_GIVEN: set[int] = set()
-
-
-def free_port() -> int:
-    """A free loopback port for a process the test starts, below the kernel's ephemeral
-    range (32768-60999 on Linux): between this check and the process's bind, no outgoing
-    connection can take it (one bound to port 0 could), and no port is given twice."""
-    for _ in range(1000):
-        port = _PORTS.randrange(20000, 32000)
-        if port in _GIVEN:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _GIVEN.add(port)
-        return port
-    raise RuntimeError("no free port in 20000-31999 on 127.0.0.1")
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
-    """Poll `condition` until it holds (True) or `seconds` pass (its last answer)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

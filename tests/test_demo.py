@@ -13,7 +13,7 @@ import threading
 import httpx
 import pytest
 
-DEMO = [sys.executable, "-m", "doow_otel.cli", "demo"]
+DEMO = [sys.executable, "-m", "doow_otel_testing.cli", "demo"]
 
 
 def summary_rows(out: str) -> set[tuple[str, ...]]:

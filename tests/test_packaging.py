@@ -27,12 +27,12 @@ def test_route_collector_without_the_extra_names_it(monkeypatch: pytest.MonkeyPa
         DoowTracker(route="collector", handle_sigterm=False)
 
 
-def test_serve_without_the_testing_package_names_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_the_runtime_cli_points_to_the_local_server_command(
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setitem(sys.modules, "doow_otel_testing", None)  # as if not installed
-    assert cli.main(["serve", "--port", "0"]) == 2
-    assert "pip install doow-otel-testing" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "doow-local serve" in capsys.readouterr().out
 
 
 def test_the_runtime_package_has_no_test_helpers_and_no_otlp_http_dependency() -> None:

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from doow_otel.transport import Answer, Headers, HTTPTransport
+from doow_otel.delivery.transport.base import Answer, Headers
+from doow_otel.delivery.transport.http import HTTPTransport
 from doow_otel_testing import LocalDoow
 
 # --- a fake transport ---
@@ -67,7 +68,8 @@ def answer(
 
 
 class FakeTransport:
-    """`doow_otel.transport.Transport` answering with `handle(request)`; records requests."""
+    """A `doow_otel.delivery.transport.base.Transport` answering with `handle(request)`;
+    records requests."""
 
     def __init__(self, handle: Callable[[Request], Answer]) -> None:
         self.handle = handle

@@ -19,42 +19,36 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (abou
 if TYPE_CHECKING:
     from typing import Any
 
-    from doow_otel.baggage import LicenseFromBaggage
-    from doow_otel.client import DoowClient, Rejection, SendResult
-    from doow_otel.errors import ConfigurationError, DoowError, ErrorReport
-    from doow_otel.events import InvalidEvent, UsageEvent
-    from doow_otel.exporters import (
-        DoowMetricExporter,
-        DoowMetricReader,
-        DoowSpanExporter,
-        UsageRecordingSampler,
-        UsageSpanProcessor,
-        metric_reader,
-    )
-    from doow_otel.logs import DoowLogExporter, LicenseFromBaggageLogs
+    from doow_otel.delivery.client import DoowClient, Rejection, SendResult
+    from doow_otel.delivery.spool import Spool
+    from doow_otel.errors import ConfigurationError, DoowError, ErrorReport, InvalidEvent
+    from doow_otel.model.event import UsageEvent
+    from doow_otel.otel.baggage import LicenseFromBaggage
+    from doow_otel.otel.logs import DoowLogExporter, LicenseFromBaggageLogs
+    from doow_otel.otel.metrics import DoowMetricExporter, DoowMetricReader, metric_reader
+    from doow_otel.otel.traces import DoowSpanExporter, UsageRecordingSampler, UsageSpanProcessor
     from doow_otel.serverless import invocation, with_azure_function, with_lambda, with_vercel
-    from doow_otel.spool import Spool
     from doow_otel.tracker import DoowTracker, configure
 
 _LAZY = {
-    "DoowClient": "doow_otel.client",
-    "SendResult": "doow_otel.client",
-    "Rejection": "doow_otel.client",
-    "LicenseFromBaggage": "doow_otel.baggage",
-    "LicenseFromBaggageLogs": "doow_otel.logs",
+    "DoowClient": "doow_otel.delivery.client",
+    "SendResult": "doow_otel.delivery.client",
+    "Rejection": "doow_otel.delivery.client",
+    "LicenseFromBaggage": "doow_otel.otel.baggage",
+    "LicenseFromBaggageLogs": "doow_otel.otel.logs",
     "ConfigurationError": "doow_otel.errors",
     "DoowError": "doow_otel.errors",
     "ErrorReport": "doow_otel.errors",
-    "InvalidEvent": "doow_otel.events",
-    "UsageEvent": "doow_otel.events",
-    "Spool": "doow_otel.spool",
-    "DoowMetricExporter": "doow_otel.exporters",
-    "DoowSpanExporter": "doow_otel.exporters",
-    "DoowLogExporter": "doow_otel.logs",
-    "DoowMetricReader": "doow_otel.exporters",
-    "UsageRecordingSampler": "doow_otel.exporters",
-    "UsageSpanProcessor": "doow_otel.exporters",
-    "metric_reader": "doow_otel.exporters",
+    "InvalidEvent": "doow_otel.errors",
+    "UsageEvent": "doow_otel.model.event",
+    "Spool": "doow_otel.delivery.spool",
+    "DoowMetricExporter": "doow_otel.otel.metrics",
+    "DoowSpanExporter": "doow_otel.otel.traces",
+    "DoowLogExporter": "doow_otel.otel.logs",
+    "DoowMetricReader": "doow_otel.otel.metrics",
+    "UsageRecordingSampler": "doow_otel.otel.traces",
+    "UsageSpanProcessor": "doow_otel.otel.traces",
+    "metric_reader": "doow_otel.otel.metrics",
     "DoowTracker": "doow_otel.tracker",
     "configure": "doow_otel.tracker",
     "invocation": "doow_otel.serverless",

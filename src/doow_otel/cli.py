@@ -1,10 +1,13 @@
-"""The `doow-otel` command: send, test-event, serve, demo."""
+"""The `doow-otel` command: send, test-event.
+
+The local Doow-compatible server and the demo are the testing package's own command,
+`doow-local` (doow-otel-testing, never deployed with the runtime).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import sys
 import time
@@ -13,11 +16,11 @@ from datetime import datetime, timezone
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from doow_otel.client import DoowClient, SendResult
-from doow_otel.errors import ConfigurationError, ErrorReport
-from doow_otel.events import InvalidEvent, UsageEvent
-from doow_otel.records import parse_line, record_event
-from doow_otel.wire import MAX_BATCH_EVENTS
+from doow_otel.delivery.client import DoowClient, SendResult
+from doow_otel.delivery.wire import MAX_BATCH_EVENTS
+from doow_otel.errors import ConfigurationError, ErrorReport, InvalidEvent
+from doow_otel.model.event import UsageEvent
+from doow_otel.model.records import parse_line, record_event
 
 PROGRESS_EVERY = 1000
 SKIPPED_LINES = 3
@@ -25,7 +28,12 @@ SKIPPED_LINES = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="doow-otel", description="Usage metering for Doow.")
+    parser = argparse.ArgumentParser(
+        prog="doow-otel",
+        description="Usage metering for Doow.",
+        epilog="The local Doow-compatible server and the demo: doow-local serve, doow-local "
+        "demo (package doow-otel-testing).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     send = commands.add_parser(
@@ -39,37 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     test.add_argument("--license-id", required=True)
     test.add_argument("--quantity", type=float, default=1)
 
-    serve = commands.add_parser("serve", help="run the local Doow-compatible server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8787)
-    serve.add_argument("--db", default="doow-local.db", help="SQLite file, or :memory:")
-    serve.add_argument("--key", action="append", default=None, help="accepted dk_ key (repeat)")
-
-    demo = commands.add_parser("demo", help="run the examples against the local server")
-    demo.add_argument("--keep-serving", action="store_true", help="keep the server up after")
-
     args = parser.parse_args(argv)
     try:
         if args.command == "send":
             return _send(args, sys.stdin.buffer, sys.stderr)
-        if args.command == "test-event":
-            return _test_event(args)
-        if importlib.util.find_spec("doow_otel_testing") is None:
-            print(
-                f"doow-otel {args.command}: the local server and the demo are in the "
-                "doow-otel-testing package (kept out of what you deploy): "
-                "pip install doow-otel-testing (in this repository: ./dev setup)",
-                file=sys.stderr,
-            )
-            return 2
-        if args.command == "serve":
-            from doow_otel_testing.server import serve as run_server
-
-            run_server(host=args.host, port=args.port, db=args.db, keys=args.key)
-            return 0
-        from doow_otel_testing.demo import run as run_demo
-
-        return run_demo(keep_serving=args.keep_serving)
+        return _test_event(args)
     except ConfigurationError as exc:
         print(f"doow-otel: {exc}", file=sys.stderr)
         return 2
@@ -207,7 +189,8 @@ def _read_back(client: DoowClient, event: UsageEvent, wait: float = 5.0) -> bool
     import json
     from urllib.parse import urlencode
 
-    from doow_otel.transport import HTTPTransport, TransportError
+    from doow_otel.delivery.transport.http import HTTPTransport
+    from doow_otel.errors import TransportError
 
     query = urlencode({"metric": event.metric, "license_id": event.license_id})
     url = f"{client.endpoint}/api/events?{query}"

@@ -1,20 +1,34 @@
-"""Errors and error reports.
+"""The SDK's exceptions, and the report every delivery problem becomes.
 
-The SDK never raises into the host function for delivery problems: they become
-`ErrorReport`s handed to the user's `on_error` and logged on the `doow_otel` logger.
-Every message passes through `Redactor` so the API key can never leak.
+Exceptions are raised only where the caller can fix something at once: bad
+configuration when a client or tracker is made, bad input at `track()` or `send`.
+Everything that goes wrong while delivering is never raised into the application: it
+becomes an `ErrorReport`, handed to the `on_error` callback and logged on the
+`doow_otel` logger (the one way to hear of delivery problems), and counted in `stats()`.
+
+    DoowError
+     ├── ConfigurationError   a setting is wrong (a ValueError): the message names it and the fix
+     ├── InvalidEvent         usage Doow would not accept (a ValueError): the field and the fix
+     │    └── BadRecord       a usage record (a JSON line, a log record's body), with its code
+     └── TransportError       no answer from the server ("timeout" or "connection")
+
+No message ever holds the API key.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["ConfigurationError", "DoowError", "ErrorKind", "ErrorReport", "Reporter"]
-
-logger = logging.getLogger("doow_otel")
+__all__ = [
+    "BadRecord",
+    "ConfigurationError",
+    "DoowError",
+    "ErrorKind",
+    "ErrorReport",
+    "InvalidEvent",
+    "TransportError",
+]
 
 ErrorKind = Literal[
     "auth",
@@ -36,6 +50,32 @@ class ConfigurationError(DoowError, ValueError):
     """Bad configuration; the message names the setting and the fix."""
 
 
+class InvalidEvent(DoowError, ValueError):
+    """A usage event that Doow would not accept; the message names the field and the fix."""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        self.field = field_name
+        self.problem = problem
+        super().__init__(f"{field_name}: {problem}")
+
+
+class BadRecord(InvalidEvent):
+    """A record that is not a usage event; `code` is its reason code (docs/conversion.md)."""
+
+    def __init__(self, code: str, field_name: str, problem: str) -> None:
+        self.code = code
+        super().__init__(field_name, problem)
+
+
+class TransportError(DoowError):
+    """No answer: `kind` is "timeout" or "connection"; the message never holds the API key."""
+
+    def __init__(self, kind: Literal["timeout", "connection"], message: str) -> None:
+        super().__init__(message)
+        self.kind: Literal["timeout", "connection"] = kind
+        self.message = message
+
+
 @dataclass(frozen=True)
 class ErrorReport:
     """A delivery problem, as handed to `on_error`.
@@ -49,54 +89,3 @@ class ErrorReport:
     count: int = 0
     status: int | None = None
     rejections: tuple[tuple[str, str], ...] = field(default=())
-
-
-class Redactor:
-    """Removes secrets (every key the client has used) from any text before it is logged
-    or handed out."""
-
-    def __init__(self, secret: str | None) -> None:
-        self._secrets: list[str] = [secret] if secret else []
-
-    def add(self, secret: str) -> None:
-        if secret and secret not in self._secrets:
-            self._secrets.append(secret)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "dk_***")
-        return text
-
-
-class Reporter:
-    """Sends reports to `on_error` and the logger; never raises."""
-
-    def __init__(
-        self, on_error: Callable[[ErrorReport], None] | None, redact: Redactor | None = None
-    ) -> None:
-        self.on_error = on_error
-        self.redact = redact or Redactor(None)
-
-    def __call__(
-        self,
-        kind: ErrorKind,
-        message: str,
-        *,
-        count: int = 0,
-        status: int | None = None,
-        rejections: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        report = ErrorReport(
-            kind=kind,
-            message=self.redact(message),
-            count=count,
-            status=status,
-            rejections=tuple((eid, self.redact(r)) for eid, r in rejections),
-        )
-        logger.warning("doow %s: %s", report.kind, report.message)
-        if self.on_error is not None:
-            try:
-                self.on_error(report)
-            except Exception:  # a broken callback must not break delivery
-                logger.exception("doow: on_error callback raised")

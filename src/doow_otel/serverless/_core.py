@@ -7,7 +7,7 @@ exporters (the global MeterProvider, TracerProvider and LoggerProvider).
 A flush runs on one background thread and the caller waits for at most its budget,
 so an export still in flight (a periodic export to a slow server, say) cannot hold the
 handler past its deadline. The budget reaches the Doow exporters as a deadline in a
-`ContextVar` (`doow_otel.exporters.export_deadline`): the SDK's `force_flush` exports
+`ContextVar` (`doow_otel.delivery.deadline.within`): the SDK's `force_flush` exports
 on the calling thread, which here is the flush thread.
 """
 
@@ -23,6 +23,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Protocol
+
+from doow_otel.delivery.deadline import within
 
 __all__ = [
     "DEFAULT_FLUSH_TIMEOUT",
@@ -173,9 +175,7 @@ def _flush_now(deadline: float, flushable: Flushable) -> bool:
     left = max(0.0, deadline - time.monotonic())
     timeout = max(left, LOCAL_WORK_SECONDS)
     try:
-        from doow_otel.exporters import export_deadline
-
-        with export_deadline(deadline - min(FINISH_SECONDS, left / 4)):
+        with within(deadline - min(FINISH_SECONDS, left / 4)):
             return flushable.flush(timeout=timeout)
     except Exception:
         logger.exception("doow: flush failed")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from doow_otel._deadline import check_deadline
+from doow_otel.delivery.deadline import check_deadline
 from doow_otel.serverless._core import (
     DEFAULT_FLUSH_TIMEOUT,
     DEFAULT_SAFETY_MARGIN,

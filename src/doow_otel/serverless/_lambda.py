@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Awaitable
 from typing import Any
 
-from doow_otel import lambda_extension
+from doow_otel.serverless import lambda_extension
 from doow_otel.serverless._core import (
     DEFAULT_FLUSH_TIMEOUT,
     DEFAULT_SAFETY_MARGIN,
@@ -36,7 +36,8 @@ def with_lambda(
     clients bound to it (created by an earlier invocation) stay usable.
 
     With the otelcol-doow extension layer and `route="collector"`, the flush is a push
-    to the extension on localhost, which delivers after the response (doow_otel.lambda_extension).
+    to the extension on localhost, which delivers after the response
+    (doow_otel.serverless.lambda_extension).
     """
     if handler is None:
         return functools.partial(

@@ -1,4 +1,4 @@
-"""`doow-otel demo`: every way of recording usage, against the local server, no account.
+"""`doow-local demo`: every way of recording usage, against the local server, no account.
 
 1. the seed's `track()` API (DoowTracker);
 2. plain OpenTelemetry: a Counter with `doow.license_id` and the Doow exporter;
@@ -27,8 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from doow_otel.client import DoowClient
-from doow_otel.events import UsageEvent
+from doow_otel.delivery.client import DoowClient
+from doow_otel.model.event import UsageEvent
 from doow_otel_testing import LocalDoow
 
 # the repository's examples/: packages/doow-otel-testing/src/doow_otel_testing/demo.py
@@ -68,7 +68,7 @@ def _plain_opentelemetry(doow: LocalDoow, spool: Path) -> None:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
 
-    from doow_otel.exporters import DoowMetricExporter
+    from doow_otel.otel.metrics import DoowMetricExporter
 
     _step("2. Plain OpenTelemetry: a Counter with doow.license_id, the Doow exporter")
     exporter = DoowMetricExporter(DoowClient(doow.api_key, endpoint=doow.url, spool=spool))

@@ -1,7 +1,7 @@
 """A local Doow-compatible server: Doow's ingest API over SQLite, for development,
 tests and benchmarks, with no Doow account.
 
-`doow-otel serve` runs it in the foreground; `doow_otel_testing.LocalDoow` runs it in a
+`doow-local serve` runs it in the foreground; `doow_otel_testing.LocalDoow` runs it in a
 background thread of the current process.
 """
 
@@ -85,7 +85,7 @@ def serve(
     db: str = "doow-local.db",
     keys: list[str] | None = None,
 ) -> int:
-    """Run in the foreground until interrupted (the `doow-otel serve` command)."""
+    """Run in the foreground until interrupted (the `doow-local serve` command)."""
     generated = not keys
     keys = list(keys or [new_key()])
     server, thread = start(host=host, port=port, db=db, keys=keys, poll_interval=0.5)

@@ -27,13 +27,15 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from doow_otel._version import __version__
-from doow_otel.conversion import convert_metrics_request
-from doow_otel.events import KINDS, check_wire_event, format_time, parse_time
+from doow_otel.model.fields import KINDS
+from doow_otel.model.times import format_time, parse_time
 from doow_otel_testing import otlp_json
+from doow_otel_testing.otlp_views import convert_metrics_request
 from doow_otel_testing.server.faults import Faults
 from doow_otel_testing.server.page import PAGE
 from doow_otel_testing.server.request_log import MAX_BYTES, LogEntry, RequestLog
 from doow_otel_testing.server.store import MAX_QUANTITY, MIN_QUANTITY, Outcome, Store
+from doow_otel_testing.server.validation import check_wire_event
 
 MAX_EVENTS = 500
 MAX_BUCKET = 100 * 366 * 86400  # a century, in seconds: the read API's widest time bucket
@@ -535,10 +537,10 @@ class _Handler(BaseHTTPRequestHandler):
         if name not in query:
             return None
         try:
-            return parse_time(query[name])
+            return parse_time(query[name], bounded=False)
         except ValueError:
             raise HTTPError(
-                400, f"{name}: give an ISO 8601 time with a timezone, e.g. 2026-01-31T12:00:00Z"
+                400, f"{name}: give an RFC 3339 time with a timezone, e.g. 2026-01-31T12:00:00Z"
             ) from None
 
     def _filters(self, query: Mapping[str, str]) -> dict[str, Any]:

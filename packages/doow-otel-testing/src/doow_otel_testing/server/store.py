@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from doow_otel.events import format_time
+from doow_otel.model.times import format_time
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

@@ -1,0 +1,720 @@
+"""`DoowClient`: delivers usage events to Doow's ingest API, exactly once, within a deadline.
+
+The client only orchestrates: journal each batch to the spool, post it, act on the
+answer as `doow_otel.delivery.status` decides (the table shared with the Go exporter), unjournal.
+
+- Delivered (Doow's JSON acknowledgement): done; 207 rejections are reported, never resent.
+- Retry (408, 429, 5xx, timeouts, dropped connections): exponential backoff with full
+  jitter, or the wait Doow asks for. A batch that keeps getting 5xx answers does not
+  block the queue: a replay that finds its head undelivered tries the next entry (two
+  undelivered in a row: Doow is not taking data, stop). Each send in which the batch got
+  a 5xx while Doow was taking this client's other batches counts as a failed attempt
+  (kept with the entry, across processes; an outage counts nothing); after
+  `max_attempts`, or at a 5xx once older than `max_age`, it is set aside under
+  `<spool>/set-aside/` and reported.
+- Split (413): the halves are sent. Reject (400, other 4xx): reported, set aside, never resent.
+- Keep, auth (401/403): sending with this key stops (latched) but recovers: one probe
+  request per `auth_probe_interval` seconds, and `set_api_key()` clears the latch at once.
+- Keep, endpoint (redirects, never followed since they would carry the key elsewhere; 404;
+  a 2xx that is not Doow's acknowledgement): reported as a configuration error, kept.
+
+The deadline is a hard bound on wall-clock time: each request runs on a worker thread
+(reused from one request to the next) and is abandoned (its connections closed) when the
+deadline passes, so a server trickling its answer a byte at a time, or a name lookup that
+hangs, cannot hold the caller. Whatever is not delivered by the
+deadline stays in the spool (written ahead of the first attempt) and is replayed,
+oldest first and with the same ids, by the next send. The spool holds only this
+endpoint's and key's entries (see `doow_otel.delivery.spool`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from doow_otel._version import __version__
+from doow_otel.delivery.config import Settings, key_problem
+from doow_otel.delivery.deadline import resolve_deadline
+from doow_otel.delivery.reports import Redactor, Reporter
+from doow_otel.delivery.spool import Spool
+from doow_otel.delivery.status import Decision, Rejection, decide, transport_failure
+from doow_otel.delivery.wire import Batch, compress, make_batches
+from doow_otel.errors import ConfigurationError, ErrorReport, TransportError
+from doow_otel.model.event import UsageEvent
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from doow_otel.delivery.transport.base import Answer, Transport
+
+__all__ = ["DoowClient", "Rejection", "SendResult"]
+
+USER_AGENT = f"doow-otel-python/{__version__}"
+logger = logging.getLogger("doow_otel")
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 5.0
+MIN_ATTEMPT_SECONDS = 0.01
+UP_EVIDENCE_SECONDS = 300.0  # a delivery this recent shows Doow is up (see _exhausted)
+
+
+class _Default(Enum):
+    SPOOL = "default spool directory"
+
+
+DEFAULT_SPOOL = _Default.SPOOL
+
+
+@dataclass
+class SendResult:
+    """What became of the events of one `send` (including replayed spool entries).
+
+    `dropped`: Doow refused them (a copy is set aside on disk) or there was nowhere to keep
+    them. `set_aside`: Doow kept failing on them; on disk under `set-aside/`, not retried.
+    """
+
+    delivered: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    spooled: int = 0
+    dropped: int = 0
+    replayed: int = 0  # of `delivered`, how many came from the spool
+    skipped: int = 0  # sending disabled (DOOW_TRACK_DISABLED)
+    set_aside: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.rejected or self.spooled or self.dropped or self.set_aside)
+
+    def add(self, other: SendResult) -> None:
+        self.delivered += other.delivered
+        self.rejected.extend(other.rejected)
+        self.spooled += other.spooled
+        self.dropped += other.dropped
+        self.replayed += other.replayed
+        self.skipped += other.skipped
+        self.set_aside += other.set_aside
+
+
+@dataclass
+class _Round:
+    """One send: its deadline, and whether the answers so far say to stop sending."""
+
+    end: float
+    stop: bool = False
+
+
+@dataclass
+class _Journaled:
+    """A batch and where it waits: its spool entry (None: no spool), age and failed attempts."""
+
+    batch: Batch
+    path: Path | None
+    created_ns: int | None = None
+    attempts: int = 0
+
+
+class DoowClient:
+    """Sends usage events to Doow.
+
+    One HTTP connection pool, opened on first use and reused by every later send
+    (warm serverless invocations pay no new handshake). Thread-safe; sends are
+    serialised so a replay never races a send of the same batch. `transport` (any
+    `doow_otel.delivery.transport.base.Transport`) replaces the network; `close()` closes it.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        endpoint: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        max_in_flight: int = 4,
+        spool: Spool | str | Path | None | _Default = DEFAULT_SPOOL,
+        on_error: Callable[[ErrorReport], None] | None = None,
+        allow_insecure: bool = False,
+        disabled: bool | None = None,
+        transport: Transport | None = None,
+        max_attempts: int = 20,
+        max_age: float = 24 * 3600.0,
+        auth_probe_interval: float = 30.0,
+    ) -> None:
+        settings = Settings.resolve(api_key=api_key, endpoint=endpoint, disabled=disabled)
+        self.disabled = settings.disabled
+        self.endpoint = settings.endpoint
+        self.timeout = timeout
+        self.max_retries = max_retries
+        if max_in_flight < 1:
+            raise ConfigurationError("max_in_flight: must be at least 1 (1: one batch at a time)")
+        if max_attempts < 1:
+            raise ConfigurationError("max_attempts: must be at least 1 (default 20)")
+        self.max_in_flight = max_in_flight
+        self.max_attempts = max_attempts
+        self.max_age = max_age
+        self.auth_probe_interval = auth_probe_interval
+        key = settings.api_key
+        problem = settings.problem(allow_insecure=allow_insecure)  # None when disabled
+        if problem:
+            raise ConfigurationError(problem)
+        self._key = key or ""
+        self.report = Reporter(on_error, Redactor(key))
+        if spool is DEFAULT_SPOOL:
+            spool = Spool()
+        elif isinstance(spool, (str, Path)):
+            spool = Spool(spool)
+        self.spool: Spool | None = spool
+        if self.spool is not None:
+            self.spool.bind(self.endpoint, self._key, report=self.report)
+        self._given = transport  # closed by close() only, never replaced
+        self._own: Transport | None = None  # HTTPTransport, made on first use
+        self._workers = _Workers()
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.RLock()
+        self._state_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._auth_latched = False
+        self._next_probe = 0.0
+        self._endpoint_reported = False
+        self._blocked_until = 0.0
+        self._last_delivery = float("-inf")  # monotonic time of the last delivery
+        self._stats: dict[str, int] = {
+            "sent": 0, "delivered": 0, "rejected": 0, "spooled": 0, "dropped": 0,
+            "replayed": 0, "requests": 0, "retries": 0, "set_aside": 0, "abandoned": 0,
+        }  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"DoowClient(endpoint={self.endpoint!r}, spool={self.spool!r})"
+
+    # --- public API ---
+
+    def send(
+        self,
+        events: Iterable[UsageEvent],
+        *,
+        deadline: float | None = None,
+        timeout: float | None = None,
+    ) -> SendResult:
+        """Deliver `events` (after any spooled batches); returns by the deadline whatever happens.
+
+        `timeout` is seconds from now; `deadline` the same as a `time.monotonic()` value (one
+        that is clearly not, say a `time.time()` timestamp, is a ConfigurationError). With
+        neither, the client's `timeout` applies. Never raises for delivery problems.
+        """
+        end = resolve_deadline(deadline, timeout, self.timeout)
+        events = list(events)
+        if self.disabled:
+            return SendResult(skipped=len(events))
+        sending = _Round(end)
+        result = SendResult()
+        with self._lock:
+            self._replay(sending, result)
+            # Journal every batch before the first request: a process killed mid-send
+            # leaves them all in the spool for the next one.
+            work = [self._journal(batch) for batch in make_batches(events)]
+            self._count(sent=len(events))
+            if len(work) > 1 and self.max_in_flight > 1:
+                # Several batches: keep up to max_in_flight requests going at once on
+                # the pooled connections (a bulk send is not one round trip per batch).
+                pool, futures = self._executor(), []
+                for item in work:
+                    try:
+                        futures.append(pool.submit(self._deliver_part, item, sending))
+                    except RuntimeError:  # the interpreter is exiting (an atexit export):
+                        result.add(self._deliver_part(item, sending))  # no new threads
+                for future in futures:
+                    result.add(future.result())
+            else:
+                for item in work:
+                    self._deliver(item, sending, result, fresh=True)
+        return result
+
+    def flush_spool(
+        self, *, deadline: float | None = None, timeout: float | None = None
+    ) -> SendResult:
+        """Replay spooled batches only."""
+        return self.send((), deadline=deadline, timeout=timeout)
+
+    def set_api_key(self, api_key: str) -> None:
+        """Rotate the key: spooled usage moves to the new key and any auth latch clears."""
+        problem = key_problem(api_key)
+        if problem:
+            raise ConfigurationError(problem)
+        with self._lock:
+            self.report.redact.add(api_key)
+            if self.spool is not None:
+                self.spool.rebind(self.endpoint, api_key)
+            self._key = api_key
+            with self._state_lock:
+                self._auth_latched = False
+
+    def adopt_spooled(
+        self, *, endpoint: str | None = None, api_key: str | None = None, unowned: bool = False
+    ) -> int:
+        """Send spooled usage of another endpoint or key (say, after fixing a wrong endpoint
+        or rotating the key across a restart) with this client's; returns the batches taken.
+
+        The spool never does this on its own: usage written for a test server must never
+        reach production. `unowned=True` takes the entries of doow-otel versions that did not
+        record an owner. Omitted, `endpoint` and `api_key` default to this client's.
+        """
+        if self.spool is None:
+            return 0
+        with self._lock:
+            if unowned:
+                return self.spool.adopt(None, None)
+            return self.spool.adopt(endpoint or self.endpoint, api_key or self._key)
+
+    def heartbeat(self, *, timeout: float | None = None) -> bool:
+        """`POST /telemetry/heartbeat`: True when Doow accepts the key."""
+        if self.disabled:
+            return False
+        url = f"{self.endpoint}/telemetry/heartbeat"
+        try:
+            answer = self._transport().post(
+                url, b"{}", self._headers(None), timeout or self.timeout
+            )
+        except Exception as exc:
+            self.report("network", f"heartbeat failed: {self._describe(exc)}")
+            return False
+        if answer.status in (401, 403):
+            self._latch_auth(f"HTTP {answer.status}", 0)
+        return answer.status == 200
+
+    def stats(self) -> dict[str, int]:
+        """Counters since the client was made (events unless named otherwise).
+
+        sent, delivered, rejected (207), spooled (kept for later), dropped (refused by Doow,
+        or no spool), replayed (delivered from the spool), set_aside (Doow kept failing on
+        them), dropped_spool_full (the oldest entries of a full spool or memory journal),
+        requests, retries, abandoned (requests cut at the deadline); auth_latched (0/1),
+        pending_in_spool and other_owners_in_spool (batches).
+        """
+        with self._state_lock:
+            stats = dict(self._stats)
+            stats["auth_latched"] = int(self._auth_latched)
+        spool = self.spool
+        stats["pending_in_spool"] = len(spool) if spool is not None else 0
+        stats["dropped_spool_full"] = spool.dropped_full if spool is not None else 0
+        stats["other_owners_in_spool"] = spool.others() if spool is not None else 0
+        return stats
+
+    def close(self) -> None:
+        self._wake.set()
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
+            self._workers.close()
+            with self._state_lock:
+                transports, self._own = [self._own, self._given], None
+            for transport in transports:
+                if transport is not None:
+                    transport.close()
+
+    def __enter__(self) -> DoowClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- orchestration: journal, send, unjournal ---
+
+    def _replay(self, sending: _Round, result: SendResult) -> None:
+        if self.spool is None:
+            return
+        kept = 0
+        for path in self.spool.paths():
+            if time.monotonic() >= sending.end or sending.stop or self._waiting_for_probe():
+                return
+            entry = self.spool.load(path)
+            if entry is None:
+                continue
+            part = SendResult()
+            item = _Journaled(entry.batch, path, entry.created_ns, entry.attempts)
+            self._deliver(item, sending, part, fresh=False)
+            part.replayed = part.delivered
+            self._count(replayed=part.delivered)
+            result.add(part)
+            # One entry kept: try the next (a batch Doow fails on must not block the ones
+            # behind it). Two in a row: Doow is not taking data now; keep the order, stop.
+            kept = kept + 1 if part.spooled else 0
+            if kept >= 2:
+                return
+
+    def _journal(
+        self, batch: Batch, created_ns: int | None = None, attempts: int = 0
+    ) -> _Journaled:
+        """Write the batch ahead of its first attempt (path None: no spool configured)."""
+        if self.spool is None:
+            return _Journaled(batch, None)
+        created_ns = created_ns or time.time_ns()
+        path = self.spool.write(batch, durable=False, created_ns=created_ns, attempts=attempts)
+        return _Journaled(batch, path, created_ns, attempts)
+
+    def _unjournal(self, item: _Journaled) -> None:
+        if item.path is not None and self.spool is not None:
+            self.spool.remove(item.path)
+
+    def _deliver_part(self, item: _Journaled, sending: _Round) -> SendResult:
+        part = SendResult()
+        self._deliver(item, sending, part, fresh=True)
+        return part
+
+    def _deliver(self, item: _Journaled, sending: _Round, result: SendResult, fresh: bool) -> None:
+        """Post one batch and act on the decision."""
+        batch, count = item.batch, len(item.batch)
+        decision, refused = self._post_with_retries(batch, sending)
+        action = decision.action if decision else "retry"
+        if decision is not None and action == "split":
+            halves = [self._journal(h, item.created_ns, item.attempts) for h in batch.halves()]
+            for half in halves:  # journaled before the whole is given up
+                self._deliver(half, sending, result, fresh=fresh)
+            self._unjournal(item)
+        elif decision is not None and action == "delivered":
+            self._last_delivery = time.monotonic()
+            result.delivered += decision.accepted
+            result.rejected.extend(decision.rejected)
+            self._count(delivered=decision.accepted, rejected=len(decision.rejected))
+            if decision.rejected:
+                self.report(
+                    "partial_accept",
+                    f"Doow rejected {len(decision.rejected)} of {count} events",
+                    count=len(decision.rejected),
+                    status=207,
+                    rejections=tuple((r.event_id, r.reason) for r in decision.rejected),
+                )
+            self._unjournal(item)
+        elif decision is not None and action == "reject":
+            where = self._set_aside(item)
+            self.report(
+                "validation",
+                f"Doow refused a batch of {count} events ({decision.reason}); it is never "
+                f"resent{where}",
+                count=count,
+                status=_status_of(decision.reason),
+            )
+            result.dropped += count
+            self._count(dropped=count)
+        elif refused and self._exhausted(item):
+            where = self._set_aside(item)
+            self.report(
+                "dropped",
+                f"Doow kept failing on a batch of {count} events ({refused}, "
+                f"{item.attempts} attempts); the batches behind it go on{where}",
+                count=count,
+            )
+            result.set_aside += count
+            self._count(set_aside=count)
+        else:  # keep: undelivered by the deadline, or an auth or endpoint problem
+            self._keep(item, result, fresh)
+
+    def _keep(self, item: _Journaled, result: SendResult, fresh: bool) -> None:
+        count = len(item.batch)
+        if item.path is None or self.spool is None:
+            result.dropped += count
+            self._count(dropped=count)
+            self.report(
+                "dropped", f"{count} events not delivered and no spool configured", count=count
+            )
+            return
+        self.spool.make_durable(item.path)
+        result.spooled += count
+        self._count(spooled=count if fresh else 0)
+
+    def _set_aside(self, item: _Journaled) -> str:
+        if item.path is None or self.spool is None:
+            return ""
+        return "; " + self.spool.set_aside(item.path, len(item.batch))
+
+    def _exhausted(self, item: _Journaled) -> bool:
+        """After a send in which Doow answered 5xx to the batch: True when it should be set aside.
+
+        The failure counts against the batch only while Doow is taking other batches from
+        this client (one delivered within `UP_EVIDENCE_SECONDS`): an outage sets nothing
+        aside. Past `max_age`, the batch is set aside at its next 5xx whatever the reason.
+        """
+        if item.path is None or self.spool is None:
+            return False
+        if time.monotonic() - self._last_delivery <= UP_EVIDENCE_SECONDS:
+            item.path = self.spool.record_attempt(item.path)
+            item.attempts += 1
+        age = (time.time_ns() - (item.created_ns or time.time_ns())) / 1e9
+        return item.attempts >= self.max_attempts or age >= self.max_age
+
+    def _post_with_retries(self, batch: Batch, sending: _Round) -> tuple[Decision | None, str]:
+        """The final decision for the batch, or None when it stays undelivered for now.
+
+        The second value names the server's 5xx answer when that is why it stays undelivered
+        (an answer about the batch; transport failures and 429 say nothing about it).
+        """
+        body, encoding = compress(batch.body())
+        attempt = 0
+        refused = ""
+        while True:
+            if sending.stop or not self._may_send():
+                return None, ""
+            now = time.monotonic()
+            if now < self._blocked_until:  # still rate limited from an earlier answer
+                if self._blocked_until >= sending.end or not self._sleep(self._blocked_until - now):
+                    return None, refused
+                now = time.monotonic()
+            if sending.end - now < MIN_ATTEMPT_SECONDS:
+                self.report(
+                    "timeout",
+                    f"deadline reached; {len(batch)} events kept in the spool",
+                    count=len(batch),
+                )
+                return None, refused
+            decision = self._exchange(batch, body, self._headers(encoding), sending.end)
+            if decision.action != "retry":
+                return self._settle(decision, len(batch), sending), ""
+            if decision.reason.startswith("HTTP 5"):
+                refused = decision.reason
+            wait = decision.retry_after
+            if decision.reason == "HTTP 429":
+                if wait:
+                    self._blocked_until = time.monotonic() + wait
+                self.report(
+                    "rate_limited",
+                    f"rate limited by Doow; retry in {wait or 0:.2f}s",
+                    count=len(batch),
+                    status=429,
+                )
+            else:
+                logger.debug("doow (%d events), will retry: %s", len(batch), decision.reason)
+            attempt += 1
+            if attempt > self.max_retries:
+                self.report(
+                    "network",
+                    f"gave up after {attempt} attempts ({decision.reason}); "
+                    f"{len(batch)} events kept in the spool",
+                    count=len(batch),
+                )
+                return None, refused
+            delay = (
+                wait
+                if wait is not None
+                else random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
+            )
+            if time.monotonic() + delay >= sending.end or not self._sleep(delay):
+                self.report(
+                    "timeout",
+                    f"next attempt would pass the deadline; {len(batch)} events kept in the spool",
+                    count=len(batch),
+                )
+                return None, refused
+            self._count(retries=1)
+
+    def _settle(self, decision: Decision, count: int, sending: _Round) -> Decision | None:
+        """Record what a final answer says about the key and the endpoint."""
+        if decision.problem == "auth":
+            sending.stop = True
+            self._latch_auth(decision.reason, count)
+            return None
+        if decision.problem == "endpoint":
+            sending.stop = True
+            if not self._endpoint_reported:
+                self._endpoint_reported = True
+                self.report(
+                    "configuration",
+                    f"endpoint: {self.endpoint} answered {decision.reason}; it is not Doow's "
+                    "ingest API (redirects are never followed: they would carry the API key "
+                    "elsewhere). Set endpoint= (or DOOW_TRACK_ENDPOINT) to Doow's API base URL, "
+                    f"e.g. https://api.doow.co. The {count} events are kept in the spool.",
+                    count=count,
+                )
+            return None
+        with self._state_lock:
+            self._auth_latched = False  # Doow took or judged the batch: the key works
+        self._endpoint_reported = False
+        return decision
+
+    def _waiting_for_probe(self) -> bool:
+        with self._state_lock:
+            return self._auth_latched and time.monotonic() < self._next_probe
+
+    def _may_send(self) -> bool:
+        """False while the key is latched after 401/403, except for one probe per interval."""
+        with self._state_lock:
+            if not self._auth_latched:
+                return True
+            now = time.monotonic()
+            if now < self._next_probe:
+                return False
+            self._next_probe = now + self.auth_probe_interval
+            return True
+
+    def _latch_auth(self, reason: str, count: int) -> None:
+        with self._state_lock:
+            first = not self._auth_latched
+            self._auth_latched = True
+            self._next_probe = time.monotonic() + self.auth_probe_interval
+        if first:
+            self.report(
+                "auth",
+                f"Doow answered {reason}: the API key is missing, malformed or revoked. Sending "
+                f"with this key has stopped (one probe every {self.auth_probe_interval:g}s); "
+                "events are kept in the spool. Set a valid dk_ key (set_api_key()).",
+                count=count,
+                status=_status_of(reason),
+            )
+
+    # --- transport ---
+
+    def _exchange(self, batch: Batch, body: bytes, headers: dict[str, str], end: float) -> Decision:
+        """One request, abandoned at `end` whatever the server does; the decision for it."""
+        transport = self._transport()
+        url = f"{self.endpoint}/telemetry/events"
+        timeout = min(self.timeout, max(MIN_ATTEMPT_SECONDS, end - time.monotonic()))
+        call = _Call(lambda: transport.post(url, body, headers, timeout))
+        self._count(requests=1)
+        try:
+            self._workers.run(call)
+        except RuntimeError:  # the interpreter is exiting (an atexit export): no new threads,
+            call.run()  # so on this one, bounded by the per-operation timeout only
+        if not call.done.wait(max(0.0, end - time.monotonic())):
+            self._abandon(transport)
+            return transport_failure("timeout", "the deadline passed during the request")
+        if isinstance(call.error, TransportError):
+            return transport_failure(call.error.kind, self.report.redact(call.error.message))
+        if call.error is not None:  # a transport's bug: described, never passed on
+            return transport_failure("connection", self._describe(call.error))
+        answer: Answer = call.value  # type: ignore[assignment]
+        return decide(batch.event_ids, answer.status, answer.headers, answer.body, time.time())
+
+    def _abandon(self, transport: Transport) -> None:
+        """Close the connections of a request past its deadline (the caller does not wait);
+        the next request opens new ones. A transport passed in is closed by close() only."""
+        self._count(abandoned=1)
+        with self._state_lock:
+            if self._own is not transport:
+                return
+            self._own = None
+        transport.close()
+
+    def _transport(self) -> Transport:
+        if self._given is not None:
+            return self._given
+        with self._state_lock:
+            if self._own is None:
+                from doow_otel.delivery.transport.http import (
+                    HTTPTransport,  # first use: keeps imports cheap
+                )
+
+                self._own = HTTPTransport()
+            return self._own
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # only bulk sends use it
+
+            self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="doow-send")
+        return self._pool
+
+    def _headers(self, encoding: str | None) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {self._key}",
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Doow-SDK-Version": __version__,
+        }
+        if encoding:
+            headers["Content-Encoding"] = encoding
+        return headers
+
+    def _describe(self, exc: BaseException) -> str:
+        return self.report.redact(f"{type(exc).__name__}: {exc}")[:300]
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless the client is closed meanwhile; True when the sleep was not cut short."""
+        return not self._wake.wait(max(0.0, seconds))
+
+    def _count(self, **deltas: int) -> None:
+        with self._state_lock:
+            for name, delta in deltas.items():
+                self._stats[name] += delta
+
+
+class _Call:
+    """One request handed to a worker: what it returned or raised, and when it is done."""
+
+    __slots__ = ("done", "error", "fn", "value")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.value: object = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        self.execute()
+        self.done.set()
+
+    def execute(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as exc:  # kept for the caller, which maps it to a decision
+            self.error = exc
+
+
+class _Workers:
+    """Threads that run requests, each reused once its request ends (an abandoned one
+    too, once its closed connection has failed it). As many as requests ever ran at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[queue.SimpleQueue[_Call | None]] = []
+        self._pid = os.getpid()
+        self._generation = 0  # close() starts a new one: busy workers then end, not idle
+
+    def run(self, call: _Call) -> None:
+        """Start `call` on an idle worker or a new one; RuntimeError when no thread can start."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's workers are not here
+                self._pid, self._idle = os.getpid(), []
+            jobs = self._idle.pop() if self._idle else None
+        if jobs is None:
+            jobs = queue.SimpleQueue()
+            worker = threading.Thread(
+                target=self._serve,
+                args=(jobs, self._generation),
+                name="doow-request",
+                daemon=True,
+            )
+            worker.start()
+        jobs.put(call)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._generation += 1
+        for jobs in idle:
+            jobs.put(None)
+
+    def _serve(self, jobs: queue.SimpleQueue[_Call | None], generation: int) -> None:
+        while (call := jobs.get()) is not None:
+            call.execute()
+            with self._lock:  # idle again before the caller hears: its next request reuses it
+                current = generation == self._generation
+                if current:
+                    self._idle.append(jobs)
+            call.done.set()
+            del call
+            if not current:
+                return
+
+
+def _status_of(reason: str) -> int | None:
+    """The status in a decision's reason ("HTTP 400: ...")."""
+    parts = reason.split()
+    if len(parts) > 1 and parts[0] == "HTTP" and parts[1].rstrip(":").isdigit():
+        return int(parts[1].rstrip(":"))
+    return None

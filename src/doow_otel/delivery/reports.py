@@ -1,0 +1,68 @@
+"""Reporting a delivery problem: once, redacted, to `on_error` and the `doow_otel` logger.
+
+Every problem becomes an `ErrorReport` (doow_otel.errors) handed to the user's
+`on_error` callback and logged; every message passes through `Redactor` first, so the
+API key can never leak. A broken callback never breaks delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from doow_otel.errors import ErrorKind, ErrorReport
+
+__all__ = ["Redactor", "Reporter"]
+
+logger = logging.getLogger("doow_otel")
+
+
+class Redactor:
+    """Removes secrets (every key the client has used) from any text before it is logged
+    or handed out."""
+
+    def __init__(self, secret: str | None) -> None:
+        self._secrets: list[str] = [secret] if secret else []
+
+    def add(self, secret: str) -> None:
+        if secret and secret not in self._secrets:
+            self._secrets.append(secret)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "dk_***")
+        return text
+
+
+class Reporter:
+    """Sends reports to `on_error` and the logger; never raises."""
+
+    def __init__(
+        self, on_error: Callable[[ErrorReport], None] | None, redact: Redactor | None = None
+    ) -> None:
+        self.on_error = on_error
+        self.redact = redact or Redactor(None)
+
+    def __call__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        count: int = 0,
+        status: int | None = None,
+        rejections: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        report = ErrorReport(
+            kind=kind,
+            message=self.redact(message),
+            count=count,
+            status=status,
+            rejections=tuple((eid, self.redact(r)) for eid, r in rejections),
+        )
+        logger.warning("doow %s: %s", report.kind, report.message)
+        if self.on_error is not None:
+            try:
+                self.on_error(report)
+            except Exception:  # a broken callback must not break delivery
+                logger.exception("doow: on_error callback raised")

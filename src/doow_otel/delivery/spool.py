@@ -1,0 +1,449 @@
+"""The durable spool: batches that could not be delivered yet, kept on disk.
+
+Every batch is written here *before* its first attempt (a write-ahead entry: one
+small file, no fsync, so a process killed mid-request loses nothing), removed when
+Doow has answered, and fsynced when its deadline passes undelivered. The next send
+or flush replays entries oldest first with their original ids; Doow deduplicates
+by event id, so a replay after an ambiguous failure never bills twice.
+
+Guarantees beyond that:
+
+- Entries belong to the endpoint and key that wrote them. Each file name starts with
+  the owner: a salted hash of (endpoint, key) (the salt is a random file, `.salt`, in
+  the spool directory; the key itself is never in any name or file). A client only
+  lists, replays and evicts its own entries. Entries of other owners, and entries
+  written before owners existed (no owner in the name: their endpoint and key are
+  unknown), are never sent; they stay where they are, are counted in `others()` and
+  reported once. `rebind()` moves a client's own entries to a new key (rotation).
+- A directory that cannot be listed, read or written never raises: the problem is
+  reported once and entries are journaled in memory instead (bounded by
+  `max_memory_batches`; the oldest go first, counted and reported). A failed write
+  removes its temporary file.
+- Each entry carries its count of failed attempts and its creation time (in its name),
+  so a batch the server keeps refusing can be set aside (`set_aside()`, into
+  `set-aside/`) after a bounded number of attempts or a bounded age.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from doow_otel.delivery.reports import Reporter
+from doow_otel.delivery.wire import Batch
+
+__all__ = ["Entry", "Spool", "default_spool_dir"]
+
+SUFFIX = ".batch"
+STALE_TEMP_SECONDS = 60.0
+SALT_FILE = ".salt"
+SET_ASIDE = "set-aside"
+CORRUPT = "corrupt"
+MEMORY = "(memory)"
+_OWNED = re.compile(r"^u([0-9a-f]{16})-(\d{20})-(.+)-a(\d+)\.batch$")
+_UNOWNED = re.compile(r"^(\d{20})-(.+)\.batch$")
+
+
+def default_spool_dir() -> Path:
+    """`DOOW_SPOOL_DIR`, else `/tmp/doow-spool` on Lambda, else the user cache directory."""
+    configured = os.environ.get("DOOW_SPOOL_DIR")
+    if configured:
+        return Path(configured)
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return Path("/tmp/doow-spool")
+    if sys.platform == "darwin":
+        cache = Path.home() / "Library" / "Caches"
+    elif sys.platform == "win32":
+        cache = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "doow-otel" / "spool"
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    batch: Batch
+    created_ns: int = 0  # wall clock, when the events were first journaled
+    attempts: int = 0  # failed attempts so far (persisted across processes)
+
+
+class Spool:
+    """Bounded by bytes and entries; when full, the oldest entries are dropped and reported."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_batches: int = 10_000,
+        max_memory_batches: int = 1_000,
+        report: Reporter | None = None,
+    ) -> None:
+        self.directory = Path(directory) if directory is not None else default_spool_dir()
+        self.max_bytes = max_bytes
+        self.max_batches = max_batches
+        self.max_memory_batches = max_memory_batches
+        self.report: Reporter = report or Reporter(None)  # a client binds its own
+        self.dropped_full = 0  # events dropped because the spool (or memory journal) was full
+        self._identity = b""
+        self._owner: str | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+        self._memory: dict[Path, bytes] = {}
+        self._gone: set[Path] = set()  # delivered, but the file could not be removed
+        self._sizes: dict[str, int] = {}  # entry name -> bytes (an entry never changes)
+        self._problem_reported = False
+        self._others_reported = False
+
+    def __repr__(self) -> str:
+        return f"Spool({str(self.directory)!r})"
+
+    # --- ownership ---
+
+    def bind(self, endpoint: str, api_key: str, *, report: Reporter | None = None) -> None:
+        """Entries written from now on belong to (endpoint, key); only theirs are listed.
+        `report`: where the spool's problems go from now on (the client's reporter)."""
+        if report is not None:
+            self.report = report
+        self._identity = hashlib.sha256(f"{endpoint}\0{api_key}".encode()).digest()
+        self._owner = None
+
+    def rebind(self, endpoint: str, api_key: str) -> None:
+        """Bind to a new key (a rotation) and take this owner's entries along."""
+        mine = self.paths()
+        self.bind(endpoint, api_key)
+        for path in mine:
+            parsed = _OWNED.match(path.name)
+            if parsed is None:
+                continue
+            target = path.with_name(f"u{self.owner}-" + path.name.split("-", 1)[1])
+            with self._lock:
+                if path in self._memory:
+                    self._memory[target] = self._memory.pop(path)
+                    continue
+            try:
+                os.replace(path, target)
+            except OSError as exc:
+                self._problem(f"could not move an entry to the new key: {exc.strerror}")
+
+    @property
+    def owner(self) -> str:
+        if self._owner is None:
+            self._owner = self._owner_of(self._identity)
+        return self._owner
+
+    def _owner_of(self, identity: bytes) -> str:
+        return hashlib.sha256(self._salt() + identity).hexdigest()[:16]
+
+    def adopt(self, endpoint: str | None, api_key: str | None) -> int:
+        """Take over the entries of (endpoint, key), or with None the entries that have no
+        owner (written before owners existed); returns how many batches were taken."""
+        other = None
+        if endpoint is not None and api_key is not None:
+            other = self._owner_of(hashlib.sha256(f"{endpoint}\0{api_key}".encode()).digest())
+        taken = 0
+        for name in self._names():
+            if other is not None and _OWNED.match(name) and name.startswith(f"u{other}-"):
+                target = f"u{self.owner}-" + name.split("-", 1)[1]
+            elif other is None and (unowned := _UNOWNED.match(name)):
+                target = f"u{self.owner}-{unowned[1]}-{unowned[2]}-a0{SUFFIX}"
+            else:
+                continue
+            try:
+                os.replace(self.directory / name, self.directory / target)
+            except OSError as exc:
+                self._problem(f"could not take over {name}: {exc.strerror or exc}")
+                continue
+            taken += 1
+        self._others_reported = False  # report what is left, if anything
+        return taken
+
+    def _salt(self) -> bytes:
+        path = self.directory / SALT_FILE
+        with contextlib.suppress(OSError):
+            return path.read_bytes()
+        salt = os.urandom(16)  # what secrets.token_bytes does, without its imports
+        temporary = self.directory / f".tmp-{uuid.uuid4().hex}"
+        try:
+            self._prepare()
+            with open(temporary, "wb") as handle:
+                handle.write(salt)
+                handle.flush()
+                os.fsync(handle.fileno())  # a lost salt would orphan every entry
+            try:
+                os.link(temporary, path)  # fails if another process made one meanwhile
+            except FileExistsError:
+                salt = path.read_bytes()
+            self._fsync_directory()
+        except OSError as exc:
+            self._problem(f"cannot create {path}: {exc.strerror or exc}")
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+        return salt
+
+    def others(self) -> int:
+        """Entries on disk that belong to another endpoint or key, or to no known owner."""
+        return sum(1 for name in self._names() if _is_batch(name) and not self._mine(name))
+
+    # --- journal ---
+
+    def _prepare(self) -> None:
+        if not self._ready:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._set_aside_stale_temporaries()
+            self._ready = True
+
+    def write(
+        self, batch: Batch, *, durable: bool, created_ns: int | None = None, attempts: int = 0
+    ) -> Path:
+        """Write atomically (temporary file, rename); fsync when `durable`.
+
+        When the directory is unusable the entry is kept in memory instead (reported once).
+        """
+        created = created_ns if created_ns is not None else time.time_ns()
+        name = f"u{self.owner}-{created:020d}-{batch.batch_id}-a{attempts}{SUFFIX}"
+        final = self.directory / name
+        temporary = self.directory / f".tmp-{uuid.uuid4().hex}"
+        body = batch.body()  # the bytes the client posts, made once
+        try:
+            self._prepare()
+            try:
+                with open(temporary, "wb") as handle:
+                    handle.write(body)
+                    if durable:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                os.replace(temporary, final)
+            finally:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+            if durable:
+                self._fsync_directory()
+        except OSError as exc:
+            self._problem(f"cannot write to {self.directory}: {exc.strerror or exc}")
+            return self._remember(name, body)
+        self._sizes[name] = len(body)
+        self._problem_reported = False  # the disk works again: report the next problem
+        self._enforce_bounds(keep=final)
+        return final
+
+    def _remember(self, name: str, body: bytes) -> Path:
+        path = self.directory / MEMORY / name
+        with self._lock:
+            self._memory[path] = body
+            oldest = sorted(self._memory, key=lambda p: p.name)
+            overflow = oldest[: max(0, len(oldest) - self.max_memory_batches)]
+            dropped = [Batch.from_body(self._memory.pop(p)) for p in overflow]
+        for batch in dropped:
+            self._dropped_full(len(batch), f"memory journal full ({self.max_memory_batches})")
+        return path
+
+    def make_durable(self, path: Path) -> None:
+        if path in self._memory:
+            return
+        try:
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+            self._fsync_directory()
+        except OSError as exc:
+            self._problem(f"cannot fsync {path.name}: {exc.strerror or exc}")
+
+    def remove(self, path: Path) -> None:
+        with self._lock:
+            if self._memory.pop(path, None) is not None:
+                return
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # delivered: never list it again in this process
+            self._gone.add(path)
+            self._problem(f"cannot remove {path.name}: {exc.strerror or exc}")
+
+    def paths(self) -> list[Path]:
+        """This owner's entries (on disk and in memory), oldest first."""
+        names = self._names()
+        others = sum(1 for name in names if _is_batch(name) and not self._mine(name))
+        if others and not self._others_reported:
+            self._others_reported = True
+            self.report(
+                "configuration",
+                f"{others} batches in the spool {self.directory} belong to another endpoint or "
+                "key (or were written before entries had owners); they are not sent with this "
+                "key and stay where they are. If they are yours, "
+                "DoowClient.adopt_spooled(endpoint=..., api_key=...) (or unowned=True) sends "
+                "them with this key",
+                count=others,
+            )
+        mine = [self.directory / n for n in names if self._mine(n)]
+        with self._lock:
+            memory = list(self._memory)
+        entries = [p for p in mine if p not in self._gone] + memory
+        return sorted(entries, key=lambda p: p.name)
+
+    def __len__(self) -> int:
+        return len(self.paths())
+
+    def load(self, path: Path) -> Entry | None:
+        """Read one entry; a corrupt one is set aside, reported, and skipped."""
+        parsed = _OWNED.match(path.name)
+        created, attempts = (int(parsed[2]), int(parsed[4])) if parsed else (0, 0)
+        with self._lock:
+            body = self._memory.get(path)
+        try:
+            if body is None:
+                body = path.read_bytes()
+            return Entry(path, Batch.from_body(body), created, attempts)
+        except FileNotFoundError:
+            return None  # replayed meanwhile by another process
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            self._move(path, CORRUPT, f"unreadable ({type(exc).__name__})")
+            return None
+        except OSError as exc:
+            self._gone.add(path)
+            self._problem(f"cannot read {path.name}: {exc.strerror or exc}")
+            return None
+
+    def record_attempt(self, path: Path) -> Path:
+        """Count one more failed attempt for the entry; returns its (renamed) path."""
+        parsed = _OWNED.match(path.name)
+        if parsed is None:
+            return path
+        target = path.with_name(path.name[: parsed.start(4)] + f"{int(parsed[4]) + 1}{SUFFIX}")
+        with self._lock:
+            if path in self._memory:
+                self._memory[target] = self._memory.pop(path)
+                return target
+        try:
+            os.replace(path, target)
+        except OSError:
+            return path
+        return target
+
+    def set_aside(self, path: Path, count: int) -> str:
+        """Take the entry out of the queue, onto disk under `set-aside/`; says where it went
+        (for the caller's report)."""
+        with self._lock:
+            body = self._memory.pop(path, None)
+        where = self.directory / SET_ASIDE
+        try:
+            where.mkdir(exist_ok=True, mode=0o700)
+            if body is not None:
+                (where / path.name).write_bytes(body)
+            else:
+                os.replace(path, where / path.name)
+        except OSError as exc:
+            self._gone.add(path)
+            if body is not None:
+                with self._lock:
+                    self._memory[path] = body
+            return (
+                f"could not be moved to {where} ({exc.strerror or exc}); "
+                "it is skipped until the process restarts"
+            )
+        return f"set aside in {where}"
+
+    # --- internals ---
+
+    def _mine(self, name: str) -> bool:
+        return name.startswith(f"u{self.owner}-") and name.endswith(SUFFIX)
+
+    def _names(self) -> list[str]:
+        try:
+            if not self.directory.is_dir():
+                return []
+            return os.listdir(self.directory)
+        except OSError as exc:
+            self._problem(f"cannot list {self.directory}: {exc.strerror or exc}")
+            return []
+
+    def _problem(self, what: str) -> None:
+        if not self._problem_reported:
+            self._problem_reported = True
+            self.report(
+                "dropped",
+                f"spool problem: {what}; undelivered events are kept in memory instead "
+                f"(at most {self.max_memory_batches} batches) until the directory is usable",
+            )
+
+    def _dropped_full(self, count: int, why: str) -> None:
+        with self._lock:
+            self.dropped_full += count
+        self.report("dropped", f"{why}: dropped its oldest batch of {count} events", count=count)
+
+    def _move(self, path: Path, folder: str, why: str) -> None:
+        target = self.directory / folder
+        try:
+            target.mkdir(exist_ok=True)
+            os.replace(path, target / path.name.lstrip("."))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self._gone.add(path)
+            self._problem(f"cannot move {path.name} to {target}: {exc.strerror or exc}")
+        self.report("dropped", f"spool entry {path.name} set aside in {target}: {why}")
+
+    def _set_aside_stale_temporaries(self) -> None:
+        # A temporary left by a process killed mid-write was never renamed, so never sent.
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for path in self.directory.glob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    self._move(path, CORRUPT, "partly written (process stopped mid-write)")
+
+    def _within_bounds(self) -> bool:
+        """Whether this owner's entries on disk are within the bounds, from one listing:
+        each entry's size is read once (a name is never rewritten with other bytes), so a
+        journal write costs no stat per entry in the spool."""
+        names = [name for name in self._names() if self._mine(name)]
+        known = self._sizes
+        self._sizes = sizes = {name: known[name] for name in names if name in known}
+        for name in names:
+            if name not in sizes:
+                sizes[name] = (self.directory / name).stat().st_size
+        return len(names) <= self.max_batches and sum(sizes.values()) <= self.max_bytes
+
+    def _enforce_bounds(self, keep: Path) -> None:
+        try:
+            if self._within_bounds():
+                return
+            entries = [p for p in self.paths() if p not in self._memory]
+            sizes = {p: p.stat().st_size for p in entries}
+        except OSError:
+            return
+        total = sum(sizes.values())
+        count = len(entries)
+        for path in entries:
+            if count <= self.max_batches and total <= self.max_bytes:
+                break
+            if path == keep:
+                continue
+            entry = self.load(path)
+            self.remove(path)
+            count -= 1
+            total -= sizes[path]
+            limits = f"spool full ({self.max_batches} batches / {self.max_bytes} bytes)"
+            self._dropped_full(len(entry.batch) if entry else 0, limits)
+
+    def _fsync_directory(self) -> None:
+        if sys.platform == "win32":
+            return
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _is_batch(name: str) -> bool:
+    return bool(_OWNED.match(name) or _UNOWNED.match(name))

@@ -1,0 +1,189 @@
+"""What the Doow exporters share: a client, conversion options, and usage kept for later.
+
+Each exporter (metrics, traces, logs) converts the SDK's data with
+`doow_otel.otel.conversion` (the same rules as the Go collector exporter) and delivers
+the events with a `DoowClient`. They sit beside the user's other exporters: an OTLP
+exporter to a collector or a vendor keeps receiving everything.
+
+Built with no client (`OTEL_METRICS_EXPORTER=doow` and the like, with
+`opentelemetry-instrument`), an exporter configures itself from the environment and
+shares one client (and so one spool) per process and configuration.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Generic, TypeVar
+
+from doow_otel.delivery.client import DoowClient
+from doow_otel.delivery.clients import release_client, shared_client
+from doow_otel.delivery.config import Settings
+from doow_otel.delivery.deadline import for_export
+from doow_otel.delivery.lifecycle import at_fork
+from doow_otel.model.event import UsageEvent
+from doow_otel.otel.conversion import Conversion, ConversionOptions
+
+__all__ = ["MAX_RETAINED_EVENTS", "DoowExporterBase", "Retention"]
+
+MAX_RETAINED_EVENTS = 100_000
+"""Usage kept in memory for the next export when it could be neither delivered nor spooled."""
+MAX_RETAINED_ATTEMPTS = 5
+"""Exports a retained record rides along on before it is dropped (and reported)."""
+
+T = TypeVar("T")
+
+
+class Retention(Generic[T]):
+    """What an exporter keeps in memory for the next export: usage it could neither
+    deliver nor spool (retried, bounded), usage held while a fork is under way (it
+    belongs to the parent), and how many exports failed since the last check."""
+
+    def _reset_retention(self) -> None:
+        self._lock = threading.Lock()
+        self._retained: list[tuple[T, int]] = []
+        self._failed = 0  # exports since the last check that left usage undelivered and unkept
+        self.holding = False  # while a fork is under way, exports are held for the parent
+
+    @property
+    def has_retained(self) -> bool:
+        return bool(self._retained)
+
+    def take_failures(self) -> int:
+        """Exports that left usage neither delivered nor kept, since the last call."""
+        with self._lock:
+            failed, self._failed = self._failed, 0
+        return failed
+
+    def _fail(self) -> None:
+        with self._lock:
+            self._failed += 1
+
+
+class DoowExporterBase(Retention[UsageEvent]):
+    def __init__(
+        self,
+        client: DoowClient | None = None,
+        *,
+        options: ConversionOptions | None = None,
+        problem: str | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        self._shared = client is None
+        if client is None:
+            # Built with no client (opentelemetry-instrument does): configured from the
+            # environment; a missing key is reported at the first export, never raised
+            # here, where it would abort the application's whole OpenTelemetry setup.
+            settings = Settings.resolve(
+                api_key=client_kwargs.get("api_key"),
+                endpoint=client_kwargs.get("endpoint"),
+                disabled=client_kwargs.get("disabled"),
+            )
+            problem = problem or settings.problem(
+                allow_insecure=bool(client_kwargs.get("allow_insecure"))
+            )
+            if problem is not None:
+                client_kwargs.update(api_key=None, spool=None, disabled=True)
+            client = shared_client(**client_kwargs)
+            at_fork(self, after_in_child=lambda alive: alive._reopen(client_kwargs))
+        self.client = client
+        if options is None:
+            options = ConversionOptions(default_license_id=Settings.resolve().default_license_id)
+        self.options = options
+        # Why this configuration cannot send (a missing key): reported at each export.
+        self.problem = problem
+        self._reset_retention()  # retained: (event, attempts)
+
+    def after_fork_in_child(self, client: DoowClient) -> None:
+        """What was held or retained belongs to the parent; the child sends on its own client."""
+        self._reset_retention()
+        self.client = client
+
+    def _reopen(self, client_kwargs: dict[str, Any]) -> None:
+        """In a forked child: a client of its own (the registry was emptied first)."""
+        self.after_fork_in_child(shared_client(**client_kwargs))
+
+    def _deliver(self, conversion: Conversion, timeout_seconds: float) -> bool:
+        for code, count in sorted(conversion.dropped.items()):
+            self.client.report("dropped", conversion.describe(code, count), count=count)
+        ok = not conversion.dropped
+        if self.holding:
+            with self._lock:
+                self._retained.extend((event, 0) for event in conversion.events)
+            return ok
+        with self._lock:
+            retained, self._retained = self._retained, []
+        events = [event for event, _ in retained] + conversion.events
+        if self.problem is not None:
+            if events:
+                self.client.report(
+                    "auth",
+                    f"{len(events)} usage records not sent: {self.problem}",
+                    count=len(events),
+                )
+                self._fail()
+            return False
+        if not events and not (self.client.spool and len(self.client.spool)):
+            if not ok:
+                self._fail()
+            return ok
+        try:
+            result = self.client.send(events, deadline=for_export(timeout_seconds))
+        except Exception as exc:  # a bug below must not lose what was taken out above
+            with self._lock:
+                self._retained[:0] = retained + [(e, 0) for e in conversion.events]
+            self.client.report(
+                "network",
+                f"{len(events)} usage records kept in memory for the next export: "
+                f"the send failed ({type(exc).__name__}: {exc})",
+                count=len(events),
+            )
+            self._fail()
+            return False
+        if result.dropped and self.client.spool is None and not self.client.disabled:
+            # Nothing keeps it on disk: keep it here for the next export (the same ids,
+            # so what did arrive is deduplicated by Doow).
+            attempts = [n for _, n in retained] + [0] * len(conversion.events)
+            self._retain(events, attempts)
+        # Spooled events are ours to deliver later: the export itself succeeded.
+        ok = ok and not result.dropped
+        if not ok:
+            self._fail()
+        return ok
+
+    def _retain(self, events: list[UsageEvent], attempts: list[int]) -> None:
+        keep = [(e, n + 1) for e, n in zip(events, attempts, strict=True)]
+        given_up = [e for e, n in keep if n > MAX_RETAINED_ATTEMPTS]
+        keep = [(e, n) for e, n in keep if n <= MAX_RETAINED_ATTEMPTS]
+        overflow = max(0, len(keep) - MAX_RETAINED_EVENTS)
+        if given_up or overflow:
+            count = len(given_up) + overflow
+            self.client.report(
+                "dropped",
+                f"{count} usage records dropped after {MAX_RETAINED_ATTEMPTS} failed exports "
+                f"or past {MAX_RETAINED_EVENTS:,} waiting, with no spool to keep them",
+                count=count,
+            )
+        keep = keep[overflow:]
+        if keep:
+            self.client.report(
+                "network",
+                f"{len(keep)} usage records not delivered; kept in memory for the next export "
+                "(configure a spool to keep them across restarts)",
+                count=len(keep),
+            )
+        with self._lock:
+            self._retained = keep + self._retained
+
+    def _flush_spool(self, timeout_millis: float) -> bool:
+        if self._retained:
+            return self._deliver(Conversion(), timeout_millis / 1000)
+        if self.client.spool is None or not len(self.client.spool):
+            return True
+        result = self.client.flush_spool(deadline=for_export(timeout_millis / 1000))
+        return result.spooled == 0
+
+    def _shutdown(self) -> None:
+        if self._shared:
+            release_client(self.client)
+
+

@@ -1,0 +1,93 @@
+"""What differs between the OpenTelemetry SDK releases doow_otel supports (1.34 and later);
+`./dev matrix` runs these on the oldest and the newest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+
+from doow_otel.delivery.reports import Reporter
+from doow_otel.errors import ErrorReport
+from doow_otel.otel.baggage import LicenseFromBaggage
+from doow_otel.otel.logs import LicenseFromBaggageLogs
+from doow_otel.otel.metrics import DELTA_TEMPORALITY, RetainingMetricExporter, metric_reader
+
+
+class RefusedExporter(MetricExporter):
+    """OTLP/HTTP 1.34-1.39 to a collector that is not listening: export raises."""
+
+    def __init__(self) -> None:
+        super().__init__(preferred_temporality=DELTA_TEMPORALITY)
+        self.raising = True
+        self.exported: list[MetricsData] = []
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        if self.raising:
+            raise ConnectionError("connection refused")
+        self.exported.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+def _some_points() -> MetricsData:
+    reader = InMemoryMetricReader(preferred_temporality=DELTA_TEMPORALITY)
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("t").create_counter("api_calls").add(3, {"doow.license_id": "lic_a"})
+    data = reader.get_metrics_data()
+    assert data is not None
+    provider.shutdown()
+    return data
+
+
+def test_an_exporter_that_raises_keeps_the_points_and_counts_a_failure() -> None:
+    reports: list[ErrorReport] = []
+    inner = RefusedExporter()
+    exporter = RetainingMetricExporter(inner, Reporter(reports.append))
+    assert exporter.export(_some_points()) is MetricExportResult.FAILURE
+    assert exporter.has_retained
+    assert exporter.take_failures() == 1
+    assert [r.kind for r in reports] == ["network"] and reports[0].count == 1
+    inner.raising = False
+    assert exporter.force_flush() is True
+    assert len(inner.exported) == 1 and not exporter.has_retained
+
+
+def test_processors_flush_true_and_take_both_emit_names() -> None:
+    # Before 1.42 the SDK's SpanProcessor.force_flush returns None: a failed flush.
+    assert LicenseFromBaggage().force_flush() is True
+    # 1.34 calls LogRecordProcessor.emit, later releases on_emit.
+    logs = LicenseFromBaggageLogs()
+    assert logs.emit == logs.on_emit
+    assert logs.force_flush() is True
+
+
+def test_metric_reader_builds_on_this_sdk() -> None:
+    exporter = RefusedExporter()
+    exporter.raising = False
+    provider = MeterProvider(metric_readers=[metric_reader(exporter, interval=3600)])
+    provider.get_meter("t").create_counter("api_calls").add(2, {"doow.license_id": "lic_a"})
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    points = [
+        point.value
+        for data in exporter.exported
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in metric.data.data_points
+    ]
+    assert points == [2]
