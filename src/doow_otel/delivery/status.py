@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-__all__ = ["MAX_RETRY_AFTER", "Decision", "Rejection", "decide", "transport_failure"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "Decision",
+    "RateLimit",
+    "Rejection",
+    "decide",
+    "rate_limits",
+    "transport_failure",
+]
 
 MAX_RETRY_AFTER = 300.0
 NO_REASON = "rejected (no reason given)"
@@ -40,8 +48,23 @@ Problem = Literal["auth", "endpoint"]
 
 @dataclass(frozen=True)
 class Rejection:
+    """Doow's rejection of one event; `metric` when it names one of its measurements (the
+    answer's `metric_name`, else a reason `unknown_metric: <metric>`): the event's other
+    measurements were not refused (docs/conversion.md, rule R)."""
+
     event_id: str
     reason: str
+    metric: str | None = None
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """One category of `X-Doow-Rate-Limits`: what Doow allows, what it counts now, and
+    the seconds until it takes more (each None when the answer did not say)."""
+
+    limit: float | None = None
+    current: float | None = None
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,8 @@ class Decision:
     retry_after: float | None = None
     problem: Problem | None = None
     reason: str = ""
+    budget: RateLimit | None = None
+    """The `event_rate` category of a 429's `X-Doow-Rate-Limits`: the event budget."""
 
 
 def transport_failure(kind: Literal["connection", "timeout"], detail: str = "") -> Decision:
@@ -83,7 +108,10 @@ def decide(
     if status == 413 and len(event_ids) > 1:
         return Decision("split", reason="HTTP 413")
     if status in (408, 429) or status >= 500:
-        return Decision("retry", retry_after=_wait(lower, now), reason=f"HTTP {status}")
+        budget = rate_limits(lower).get("event_rate") if status == 429 else None
+        return Decision(
+            "retry", retry_after=_wait(lower, now), reason=f"HTTP {status}", budget=budget
+        )
     return Decision("reject", reason=_reason(status, body))
 
 
@@ -95,6 +123,7 @@ def _acknowledged(event_ids: Sequence[str], status: int, body: bytes) -> Decisio
         )
     sent = set(event_ids)
     reasons: dict[str, str] = {}
+    metrics: dict[str, str | None] = {}
     rejections = data.get("rejections")
     for item in rejections if isinstance(rejections, list) else ():
         if not isinstance(item, dict) or not isinstance(item.get("event_id"), str):
@@ -105,14 +134,28 @@ def _acknowledged(event_ids: Sequence[str], status: int, body: bytes) -> Decisio
             reasons[event_id] = (
                 NO_REASON if reason is None else reason if isinstance(reason, str) else str(reason)
             )
+            metrics[event_id] = _metric_named(item, reasons[event_id])
     accepted = data.get("accepted")
     if isinstance(accepted, list):  # older servers: the ids accepted
         taken = {a for a in accepted if isinstance(a, str)}
         for event_id in event_ids:
             if event_id not in taken:
                 reasons.setdefault(event_id, NO_REASON)
-    rejected = tuple(Rejection(e, r) for e, r in reasons.items())
+    rejected = tuple(Rejection(e, r, metrics.get(e)) for e, r in reasons.items())
     return Decision("delivered", accepted=len(sent) - len(rejected), rejected=rejected)
+
+
+_UNKNOWN_METRIC = "unknown_metric: "
+
+
+def _metric_named(item: Mapping[str, Any], reason: str) -> str | None:
+    """The metric a rejection names: its `metric_name`, else `unknown_metric: <metric>`."""
+    named = item.get("metric_name")
+    if isinstance(named, str) and named:
+        return named
+    if reason.startswith(_UNKNOWN_METRIC) and len(reason) > len(_UNKNOWN_METRIC):
+        return reason[len(_UNKNOWN_METRIC) :]
+    return None
 
 
 def _reason(status: int, body: bytes) -> str:
@@ -131,9 +174,16 @@ def _reason(status: int, body: bytes) -> str:
 
 
 def _wait(headers: Mapping[str, str], now: float) -> float | None:
+    """The longer of `Retry-After` and the largest `retry_after` of `X-Doow-Rate-Limits`
+    (every category must have expired), capped."""
+    limited = [
+        limit.retry_after
+        for limit in rate_limits(headers).values()
+        if limit.retry_after is not None and limit.retry_after >= 0
+    ]
     waits = [
         w
-        for w in (_retry_after(headers.get("retry-after"), now), _rate_limits(headers))
+        for w in (_retry_after(headers.get("retry-after"), now), max(limited, default=None))
         if w is not None
     ]
     return min(max(waits), MAX_RETRY_AFTER) if waits else None
@@ -187,23 +237,27 @@ def _http_date(text: str) -> float | None:
     return when.replace(tzinfo=timezone.utc).timestamp()
 
 
-def _rate_limits(headers: Mapping[str, str]) -> float | None:
-    """The largest numeric `retry_after` among the categories of `X-Doow-Rate-Limits`."""
+def rate_limits(headers: Mapping[str, str]) -> dict[str, RateLimit]:
+    """The categories of `X-Doow-Rate-Limits` (`{"event_rate": {"limit", "current",
+    "retry_after"}, ...}`); a value that is not a finite number is left out. `headers`'
+    names in lowercase."""
     try:
         limits = _strict_json(headers.get("x-doow-rate-limits") or "null")
     except ValueError:
-        return None
+        return {}
     if not isinstance(limits, dict):
+        return {}
+    return {
+        str(name): RateLimit(*(_number(values.get(k)) for k in ("limit", "current", "retry_after")))
+        for name, values in limits.items()
+        if isinstance(values, dict)
+    }
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    waits = [
-        float(v["retry_after"])
-        for v in limits.values()
-        if isinstance(v, dict)
-        and isinstance(v.get("retry_after"), (int, float))
-        and not isinstance(v.get("retry_after"), bool)
-        and v["retry_after"] >= 0
-    ]
-    return max(waits) if waits else None
+    return float(value)
 
 
 def _json(body: bytes) -> Any:

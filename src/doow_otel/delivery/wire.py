@@ -20,7 +20,14 @@ from doow_otel.model import ids
 from doow_otel.model.event import NO_VALUES, UsageEvent
 from doow_otel.model.times import format_time
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "Batch", "encode_event", "make_batches"]
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_EVENTS",
+    "Batch",
+    "encode_event",
+    "make_batches",
+    "without_measurement",
+]
 
 MAX_BATCH_EVENTS = 500
 MAX_BATCH_BYTES = 450 * 1024
@@ -58,6 +65,7 @@ def encode_event(event: UsageEvent) -> bytes:
         or metadata_json is None
         or quantity_json is None
         or event.metric_tuple_hint
+        or event.further_measurements
     ):
         return _encode(event.to_wire())
     unit = f',"unit":{_quote(event.unit)}' if event.unit else ""
@@ -188,3 +196,21 @@ def compress(body: bytes) -> tuple[bytes, str | None]:
         return body, None
     # level 1, as the collector's doow exporter: half level 5's CPU, 10% more bytes
     return gzip.compress(body, compresslevel=1, mtime=0), "gzip"
+
+
+def without_measurement(event: bytes, metric: str) -> tuple[bytes, str, object] | None:
+    """Rule R (docs/conversion.md): the event (its JSON, as sent) without its measurement
+    of `metric`, under an id derived from the event's, with that id and the quantity taken
+    out; None when the event has no other measurement (or none of `metric`)."""
+    data = json.loads(event)
+    measurements = data.get("measurements") or []
+    kept = [m for m in measurements if m.get("metric_name") != metric]
+    if not kept or len(kept) == len(measurements):
+        return None
+    taken = next(m.get("quantity") for m in measurements if m.get("metric_name") == metric)
+    data["measurements"] = kept
+    data["event_id"] = ids.name_id(
+        ids.NS_REPACKED, ids.encode_str(str(data.get("event_id"))), ids.encode_str(metric)
+    )
+    return _encode(data), data["event_id"], taken
+

@@ -86,6 +86,14 @@ class UsageEvent:
     event_id: str = field(default_factory=random_id)
     source_system: str = "sdk"
     metric_tuple_hint: Mapping[str, str] | None = None
+    further_measurements: tuple[tuple[str, int | float], ...] = ()
+    """A packed event's measurements after the first (`metric`, `quantity`): every metric of
+    one stream in one event (doow_otel.model.packing)."""
+
+    @property
+    def measurements(self) -> tuple[tuple[str, int | float], ...]:
+        """Every (metric, quantity) the event carries, the first being (metric, quantity)."""
+        return ((self.metric, self.quantity), *self.further_measurements)
 
     def __post_init__(self) -> None:
         problems = (  # in the order of _CHECKED
@@ -103,6 +111,10 @@ class UsageEvent:
         if any(problems):
             name, problem = next((n, p) for n, p in zip(_CHECKED, problems, strict=True) if p)
             raise InvalidEvent(name, problem)
+        for i, (metric, quantity) in enumerate(self.further_measurements, 1):
+            trouble = metric_problem(metric) or quantity_problem(quantity, self.kind)
+            if trouble:
+                raise InvalidEvent(f"measurements[{i}]", trouble)
         occurred_at: object = self.occurred_at
         if isinstance(occurred_at, str):
             try:
@@ -190,6 +202,7 @@ class UsageEvent:
         source_system: str,
         metric_tuple_hint: Mapping[str, str] | None,
         event_id: str | None,
+        further_measurements: tuple[tuple[str, int | float], ...] = (),
     ) -> UsageEvent:
         """An event whose every field its maker has already checked with the checks of
         `doow_otel.model.fields` (a usage record: `doow_otel.model.records`), so that a
@@ -208,6 +221,8 @@ class UsageEvent:
         set_field(event, "event_id", event_id if event_id is not None else random_id())
         set_field(event, "source_system", source_system)
         set_field(event, "metric_tuple_hint", metric_tuple_hint)
+        if further_measurements:
+            set_field(event, "further_measurements", further_measurements)
         return event
 
     def to_wire(self) -> dict[str, Any]:
@@ -220,7 +235,10 @@ class UsageEvent:
             "kind": self.kind,
             "attribution": dict(self.attribution),
             "metadata": dict(self.metadata),
-            "measurements": [{"metric_name": self.metric, "quantity": self.quantity}],
+            "measurements": [
+                {"metric_name": metric, "quantity": quantity}
+                for metric, quantity in self.measurements
+            ],
         }
         if self.unit:
             wire["unit"] = self.unit

@@ -33,6 +33,7 @@ __all__ = [
     "NS_PACKED",
     "NS_REPACKED",
     "NS_SPAN_EVENT",
+    "NS_WINDOW",
     "Pairs",
     "batch_id",
     "encode_attributes",
@@ -54,6 +55,7 @@ NS_LINE = uuid.UUID("4c8e9f0e-2d7a-4b10-8c52-6f1c5b1d3c52")
 NS_BATCH = uuid.UUID("5b1d6f0e-3c52-4c8e-9f0e-6f1c2d7a9b10")
 NS_PACKED = uuid.UUID("3b8f2c6e-9d41-4c7a-b5e0-7f1a2d6c9e43")
 NS_REPACKED = uuid.UUID("8e2d4a17-5c3b-4f96-a0d8-1b7e6c9f2a54")
+NS_WINDOW = uuid.UUID("c41f7a2e-0b6d-4e93-9a58-2d7e1f3b6c08")
 
 
 # --- canonical encoding ---
