@@ -37,7 +37,12 @@ def client(local_doow: LocalDoow, tmp_path: Path, reports: list[ErrorReport]) ->
     c.close()
 
 
-def test_202_delivers_in_500_event_gzip_batches(local_doow: LocalDoow, client: DoowClient) -> None:
+def test_202_delivers_in_500_event_gzip_batches(local_doow: LocalDoow, tmp_path: Path) -> None:
+    # 1,200 events at once are more than Doow's budget of a minute, which is not what
+    # this test is about: the client is told of a larger one
+    client = DoowClient(
+        local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s", events_per_minute=10**5
+    )
     result = client.send(events(1200))
     assert result.delivered == 1200 and result.ok
     assert local_doow.total("api_calls", "lic_1") == 1200
@@ -47,6 +52,26 @@ def test_202_delivers_in_500_event_gzip_batches(local_doow: LocalDoow, client: D
     assert all(r["user_agent"].startswith("doow-otel-python/") for r in posts)
     assert all(r["sdk_version"] for r in posts)
     assert len(client.spool or []) == 0
+    client.close()
+
+
+def test_sends_keep_to_the_event_budget_and_the_rest_waits_its_turn(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """Events, not requests, are the budget: what does not fit now is kept, counted as
+    paced, and goes with a later send once the budget has room again."""
+    client = DoowClient(
+        local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s", events_per_minute=600
+    )
+    assert client.send(events(500), timeout=0.5).delivered == 500
+    result = client.send(events(110, metric="more"), timeout=0.5)
+    assert result.delivered == 0 and result.paced == 110 and result.spooled == 110
+    assert client.stats()["paced"] == 110
+    assert local_doow.total("more") == 0
+    time.sleep(11 * 60 / 600)  # the budget refills 10 events a second
+    assert client.flush_spool(timeout=5).delivered == 110
+    assert local_doow.total("more") == 110 and local_doow.total("api_calls") == 500
+    client.close()
 
 
 def test_one_connection_is_reused_across_sends(local_doow: LocalDoow, client: DoowClient) -> None:

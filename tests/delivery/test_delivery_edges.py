@@ -496,7 +496,9 @@ def test_a_send_at_interpreter_exit_works_without_new_threads(
         def submit(self, *args: object) -> None:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
-    client = DoowClient(local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s")
+    client = DoowClient(  # 1,200 events: a budget larger than Doow's, as this is not about it
+        local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s", events_per_minute=10**5
+    )
     shim = types.SimpleNamespace(Thread=Refusing, Event=threading.Event, Lock=threading.Lock)
     monkeypatch.setattr(doow_otel.delivery.client, "threading", shim)
     monkeypatch.setattr(client, "_executor", Closed)

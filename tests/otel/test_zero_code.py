@@ -53,6 +53,9 @@ def test_the_export_at_exit_delivers_thousands_of_licenses(
             # OTEL_LOGS_EXPORTER left unset
             "DOOW_TRACK_API_KEY": local_doow.api_key,
             "DOOW_TRACK_ENDPOINT": local_doow.url,
+            # 3,000 events at once are more than Doow's budget of a minute (1,000), which
+            # this test is not about: an organization with a larger one
+            "DOOW_TRACK_EVENTS_PER_MINUTE": "10000",
         },
         tmp_path,
     )

@@ -44,10 +44,11 @@ from typing import TYPE_CHECKING
 from doow_otel._version import __version__
 from doow_otel.delivery.config import Settings, key_problem
 from doow_otel.delivery.deadline import resolve_deadline
+from doow_otel.delivery.pacing import Pacer
 from doow_otel.delivery.reports import Redactor, Reporter
 from doow_otel.delivery.spool import Spool
 from doow_otel.delivery.status import Decision, Rejection, decide, transport_failure
-from doow_otel.delivery.wire import Batch, compress, make_batches
+from doow_otel.delivery.wire import Batch, compress, make_batches, without_measurement
 from doow_otel.errors import ConfigurationError, ErrorReport, TransportError
 from doow_otel.model.event import UsageEvent
 
@@ -79,6 +80,8 @@ class SendResult:
 
     `dropped`: Doow refused them (a copy is set aside on disk) or there was nowhere to keep
     them. `set_aside`: Doow kept failing on them; on disk under `set-aside/`, not retried.
+    `paced`: of `spooled`, the events kept because Doow's event budget had no room for them
+    by the deadline (they go at its pace with a later send).
     """
 
     delivered: int = 0
@@ -88,6 +91,7 @@ class SendResult:
     replayed: int = 0  # of `delivered`, how many came from the spool
     skipped: int = 0  # sending disabled (DOOW_TRACK_DISABLED)
     set_aside: int = 0
+    paced: int = 0
 
     @property
     def ok(self) -> bool:
@@ -101,6 +105,7 @@ class SendResult:
         self.replayed += other.replayed
         self.skipped += other.skipped
         self.set_aside += other.set_aside
+        self.paced += other.paced
 
 
 @dataclass
@@ -146,6 +151,7 @@ class DoowClient:
         max_attempts: int = 20,
         max_age: float = 24 * 3600.0,
         auth_probe_interval: float = 30.0,
+        events_per_minute: int | None = None,
     ) -> None:
         settings = Settings.resolve(api_key=api_key, endpoint=endpoint, disabled=disabled)
         self.disabled = settings.disabled
@@ -173,6 +179,16 @@ class DoowClient:
         self.spool: Spool | None = spool
         if self.spool is not None:
             self.spool.bind(self.endpoint, self._key, report=self.report)
+        if events_per_minute is not None and events_per_minute < 1:
+            raise ConfigurationError(
+                "events_per_minute: must be at least 1 (Doow's budget is 1,000 a minute per "
+                "organization; leave it unset to learn it from Doow's answers)"
+            )
+        # processes sharing a spool directory pace as one sender
+        self.pacer = Pacer(
+            events_per_minute or settings.events_per_minute,
+            directory=self.spool.directory if self.spool else None,
+        )
         self._given = transport  # closed by close() only, never replaced
         self._own: Transport | None = None  # HTTPTransport, made on first use
         self._workers = _Workers()
@@ -183,11 +199,11 @@ class DoowClient:
         self._auth_latched = False
         self._next_probe = 0.0
         self._endpoint_reported = False
-        self._blocked_until = 0.0
         self._last_delivery = float("-inf")  # monotonic time of the last delivery
         self._stats: dict[str, int] = {
             "sent": 0, "delivered": 0, "rejected": 0, "spooled": 0, "dropped": 0,
             "replayed": 0, "requests": 0, "retries": 0, "set_aside": 0, "abandoned": 0,
+            "paced": 0, "rate_limited": 0, "resent_measurements": 0,
         }  # fmt: skip
 
     def __repr__(self) -> str:
@@ -233,7 +249,7 @@ class DoowClient:
                     result.add(future.result())
             else:
                 for item in work:
-                    self._deliver(item, sending, result, fresh=True)
+                    self._deliver_fresh(item, sending, result)
         return result
 
     def flush_spool(
@@ -241,6 +257,14 @@ class DoowClient:
     ) -> SendResult:
         """Replay spooled batches only."""
         return self.send((), deadline=deadline, timeout=timeout)
+
+    def pending_events(self) -> int:
+        """Events waiting in the spool for this endpoint and key."""
+        return self.spool.pending_events() if self.spool is not None else 0
+
+    def delivered_within(self, seconds: float) -> bool:
+        """Whether Doow took a batch from this client in the last `seconds`."""
+        return time.monotonic() - self._last_delivery <= seconds
 
     def set_api_key(self, api_key: str) -> None:
         """Rotate the key: spooled usage moves to the new key and any auth latch clears."""
@@ -334,12 +358,16 @@ class DoowClient:
         for path in self.spool.paths():
             if time.monotonic() >= sending.end or sending.stop or self._waiting_for_probe():
                 return
-            entry = self.spool.load(path)
-            if entry is None:
-                continue
-            part = SendResult()
-            item = _Journaled(entry.batch, path, entry.created_ns, entry.attempts)
-            self._deliver(item, sending, part, fresh=False)
+            lease = self.spool.claim(path)
+            if lease is None:
+                continue  # another process sharing the spool is sending it now
+            with lease:
+                entry = self.spool.load(path)
+                if entry is None:
+                    continue
+                part = SendResult()
+                item = _Journaled(entry.batch, path, entry.created_ns, entry.attempts)
+                self._deliver(item, sending, part, fresh=False)
             part.replayed = part.delivered
             self._count(replayed=part.delivered)
             result.add(part)
@@ -365,33 +393,42 @@ class DoowClient:
 
     def _deliver_part(self, item: _Journaled, sending: _Round) -> SendResult:
         part = SendResult()
-        self._deliver(item, sending, part, fresh=True)
+        self._deliver_fresh(item, sending, part)
         return part
+
+    def _deliver_fresh(
+        self, item: _Journaled, sending: _Round, result: SendResult, fresh: bool = True
+    ) -> None:
+        """A batch journaled by this send: held while sent (see `Spool.claim`)."""
+        if item.path is None or self.spool is None:
+            self._deliver(item, sending, result, fresh=fresh)
+            return
+        lease = self.spool.claim(item.path)
+        if lease is None:  # another process's replay took it first: it sends it
+            result.spooled += len(item.batch)
+            return
+        with lease:
+            self._deliver(item, sending, result, fresh=fresh)
 
     def _deliver(self, item: _Journaled, sending: _Round, result: SendResult, fresh: bool) -> None:
         """Post one batch and act on the decision."""
         batch, count = item.batch, len(item.batch)
-        decision, refused = self._post_with_retries(batch, sending)
+        decision, refused, paced = self._post_with_retries(batch, sending)
         action = decision.action if decision else "retry"
         if decision is not None and action == "split":
             halves = [self._journal(h, item.created_ns, item.attempts) for h in batch.halves()]
-            for half in halves:  # journaled before the whole is given up
-                self._deliver(half, sending, result, fresh=fresh)
-            self._unjournal(item)
+            self._unjournal(item)  # the halves hold it now
+            for half in halves:
+                self._deliver_fresh(half, sending, result, fresh)
         elif decision is not None and action == "delivered":
             self._last_delivery = time.monotonic()
             result.delivered += decision.accepted
             result.rejected.extend(decision.rejected)
             self._count(delivered=decision.accepted, rejected=len(decision.rejected))
-            if decision.rejected:
-                self.report(
-                    "partial_accept",
-                    f"Doow rejected {len(decision.rejected)} of {count} events",
-                    count=len(decision.rejected),
-                    status=207,
-                    rejections=tuple((r.event_id, r.reason) for r in decision.rejected),
-                )
+            again = self._rejected(batch, decision.rejected)
             self._unjournal(item)
+            if again is not None:  # journaled before the whole was given up
+                self._deliver_fresh(again, sending, result, fresh)
         elif decision is not None and action == "reject":
             where = self._set_aside(item)
             self.report(
@@ -413,8 +450,47 @@ class DoowClient:
             )
             result.set_aside += count
             self._count(set_aside=count)
-        else:  # keep: undelivered by the deadline, or an auth or endpoint problem
+        else:  # keep: undelivered by the deadline, paced, or an auth or endpoint problem
+            if paced:
+                result.paced += count
+                self._count(paced=count if fresh else 0)
             self._keep(item, result, fresh)
+
+    def _rejected(self, batch: Batch, rejections: tuple[Rejection, ...]) -> _Journaled | None:
+        """Report Doow's rejections; where one names a metric of a packed event, its other
+        measurements go again as a new event (rule R), journaled as a batch of their own."""
+        if not rejections:
+            return None
+        events = dict(zip(batch.event_ids, batch.events, strict=True))
+        again: list[tuple[str, bytes]] = []
+        lines = []
+        for rejection in rejections:
+            rest = None
+            if rejection.metric is not None and rejection.event_id in events:
+                rest = without_measurement(events[rejection.event_id], rejection.metric)
+            if rest is None:
+                lines.append(f"event {rejection.event_id}: {rejection.reason}")
+                continue
+            body, event_id, quantity = rest
+            again.append((event_id, body))
+            lines.append(
+                f"event {rejection.event_id}: its {rejection.metric} ({quantity}) "
+                f"({rejection.reason}); its other measurements go again as event {event_id}"
+            )
+        count = len(rejections)
+        self.report(
+            "partial_accept",
+            f"Doow rejected {count} of {len(batch)} event{'s' if len(batch) != 1 else ''}: "
+            + "; ".join(lines[:5])
+            + (f"; and {len(lines) - 5} more" if len(lines) > 5 else ""),
+            count=count,
+            status=207,
+            rejections=tuple((r.event_id, r.reason) for r in rejections),
+        )
+        if not again:
+            return None
+        self._count(resent_measurements=len(again))
+        return self._journal(Batch.of([i for i, _ in again], [b for _, b in again]))
 
     def _keep(self, item: _Journaled, result: SendResult, fresh: bool) -> None:
         count = len(item.batch)
@@ -449,47 +525,63 @@ class DoowClient:
         age = (time.time_ns() - (item.created_ns or time.time_ns())) / 1e9
         return item.attempts >= self.max_attempts or age >= self.max_age
 
-    def _post_with_retries(self, batch: Batch, sending: _Round) -> tuple[Decision | None, str]:
+    def _post_with_retries(
+        self, batch: Batch, sending: _Round
+    ) -> tuple[Decision | None, str, bool]:
         """The final decision for the batch, or None when it stays undelivered for now.
 
         The second value names the server's 5xx answer when that is why it stays undelivered
-        (an answer about the batch; transport failures and 429 say nothing about it).
+        (an answer about the batch; transport failures and 429 say nothing about it); the
+        third is True when Doow's event budget has no room for the batch by the deadline
+        (`doow_otel.delivery.pacing`).
         """
         body, encoding = compress(batch.body())
         attempt = 0
         refused = ""
         while True:
             if sending.stop or not self._may_send():
-                return None, ""
-            now = time.monotonic()
-            if now < self._blocked_until:  # still rate limited from an earlier answer
-                if self._blocked_until >= sending.end or not self._sleep(self._blocked_until - now):
-                    return None, refused
-                now = time.monotonic()
-            if sending.end - now < MIN_ATTEMPT_SECONDS:
+                return None, "", False
+            wait = self.pacer.acquire(len(batch))
+            if wait > 0:  # the budget's pace (or a 429's wait) holds it
+                if time.monotonic() + wait >= sending.end - MIN_ATTEMPT_SECONDS:
+                    logger.debug("doow (%d events): paced, kept for a later send", len(batch))
+                    return None, refused, True
+                if not self._sleep(wait):
+                    return None, refused, True
+                continue  # acquire again: another sender may have taken the room
+            if sending.end - time.monotonic() < MIN_ATTEMPT_SECONDS:
+                self.pacer.take(-len(batch))
                 self.report(
                     "timeout",
                     f"deadline reached; {len(batch)} events kept in the spool",
                     count=len(batch),
                 )
-                return None, refused
+                return None, refused, False
             decision = self._exchange(batch, body, self._headers(encoding), sending.end)
+            if decision.action != "delivered":  # Doow took none of it: the budget is not spent
+                self.pacer.take(-len(batch))
             if decision.action != "retry":
-                return self._settle(decision, len(batch), sending), ""
+                return self._settle(decision, len(batch), sending), "", False
             if decision.reason.startswith("HTTP 5"):
                 refused = decision.reason
-            wait = decision.retry_after
+            retry_after = decision.retry_after
             if decision.reason == "HTTP 429":
-                if wait:
-                    self._blocked_until = time.monotonic() + wait
+                self.pacer.throttled(retry_after, decision.budget)
+                self._count(rate_limited=1)
+                budget = decision.budget
+                named = f" (limit {budget.limit:.0f}, current {budget.current:.0f})" if (
+                    budget is not None and budget.limit is not None and budget.current is not None
+                ) else ""
                 self.report(
                     "rate_limited",
-                    f"rate limited by Doow; retry in {wait or 0:.2f}s",
+                    f"Doow's event budget is spent{named}; {len(batch)} events wait "
+                    f"{retry_after or 0:.0f}s and then go at the budget's pace "
+                    f"({self.pacer.events_per_minute:.0f} events a minute for this sender)",
                     count=len(batch),
                     status=429,
                 )
-            else:
-                logger.debug("doow (%d events), will retry: %s", len(batch), decision.reason)
+                continue  # the pacer holds the next attempt for the wait
+            logger.debug("doow (%d events), will retry: %s", len(batch), decision.reason)
             attempt += 1
             if attempt > self.max_retries:
                 self.report(
@@ -498,10 +590,10 @@ class DoowClient:
                     f"{len(batch)} events kept in the spool",
                     count=len(batch),
                 )
-                return None, refused
+                return None, refused, False
             delay = (
-                wait
-                if wait is not None
+                retry_after
+                if retry_after is not None
                 else random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
             )
             if time.monotonic() + delay >= sending.end or not self._sleep(delay):
@@ -510,7 +602,7 @@ class DoowClient:
                     f"next attempt would pass the deadline; {len(batch)} events kept in the spool",
                     count=len(batch),
                 )
-                return None, refused
+                return None, refused, False
             self._count(retries=1)
 
     def _settle(self, decision: Decision, count: int, sending: _Round) -> Decision | None:

@@ -26,7 +26,10 @@ logger = logging.getLogger("doow_otel")
 
 DEFAULT_ENDPOINT = "https://api.doow.co"
 DEFAULT_FLUSH_AT = 20
-DEFAULT_FLUSH_INTERVAL = 10.0
+"""Doow's SDKs' `flush_at`: read, kept for their configurations' sake, and ignored (a count
+of calls never sends aggregated usage: windows do)."""
+DEFAULT_FLUSH_INTERVAL = 60.0
+"""Seconds: the window aggregated usage is sent per (Doow counts events against a budget)."""
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -68,6 +71,13 @@ def _env_license() -> str | None:
     return license_id
 
 
+def _env_budget(lenient: Any) -> int | None:
+    """DOOW_TRACK_EVENTS_PER_MINUTE: Doow's event budget of the organization, when known."""
+    if not os.environ.get("DOOW_TRACK_EVENTS_PER_MINUTE", "").strip():
+        return None
+    return int(lenient(lambda: _env_number("DOOW_TRACK_EVENTS_PER_MINUTE", 0), 0)) or None
+
+
 @dataclass(frozen=True)
 class Settings:
     api_key: str | None = field(repr=False)
@@ -78,6 +88,7 @@ class Settings:
     flush_interval: float  # seconds
     attribution: dict[str, AttributeValue]
     default_license_id: str | None
+    events_per_minute: int | None = None  # Doow's event budget when known; None: learned
 
     @classmethod
     def resolve(
@@ -137,6 +148,7 @@ class Settings:
             / 1000,
             attribution=dict(attrs),
             default_license_id=license_id,
+            events_per_minute=_env_budget(lenient),
         )
         if settings.debug:
             enable_debug_logging()

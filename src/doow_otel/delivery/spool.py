@@ -26,6 +26,7 @@ Guarantees beyond that:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import os
@@ -38,9 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from doow_otel.delivery.reports import Reporter
+
+try:
+    import fcntl
+except ImportError:  # Windows: no leases (processes sharing a spool may offer a batch twice)
+    fcntl = None  # type: ignore[assignment]
 from doow_otel.delivery.wire import Batch
 
-__all__ = ["Entry", "Spool", "default_spool_dir"]
+__all__ = ["Entry", "Lease", "Spool", "default_spool_dir"]
 
 SUFFIX = ".batch"
 STALE_TEMP_SECONDS = 60.0
@@ -48,7 +54,12 @@ SALT_FILE = ".salt"
 SET_ASIDE = "set-aside"
 CORRUPT = "corrupt"
 MEMORY = "(memory)"
-_OWNED = re.compile(r"^u([0-9a-f]{16})-(\d{20})-(.+)-a(\d+)\.batch$")
+# u<owner>-<created ns>-<batch id>[-n<events>]-a<failed attempts>.batch
+_OWNED = re.compile(r"^u([0-9a-f]{16})-(\d{20})-(.+?)(?:-n(\d+))?-a(\d+)\.batch$")
+REFRESH_SECONDS = 1.0
+"""How stale this process's view of the directory may be: its own writes and removes
+update the view at once; other processes' are seen within this long. A write or a
+replay never lists the directory (its cost does not grow with the entries held)."""
 _UNOWNED = re.compile(r"^(\d{20})-(.+)\.batch$")
 
 
@@ -101,6 +112,10 @@ class Spool:
         self._memory: dict[Path, bytes] = {}
         self._gone: set[Path] = set()  # delivered, but the file could not be removed
         self._sizes: dict[str, int] = {}  # entry name -> bytes (an entry never changes)
+        self._listing: set[str] | None = None  # the directory's names, as last seen
+        self._listed_at = float("-inf")
+        self._own: list[str] = []  # this owner's entry names, sorted (oldest first)
+        self._others = 0  # entries of other owners (or none), as last listed
         self._problem_reported = False
         self._others_reported = False
 
@@ -116,6 +131,7 @@ class Spool:
             self.report = report
         self._identity = hashlib.sha256(f"{endpoint}\0{api_key}".encode()).digest()
         self._owner = None
+        self._listing = None  # this owner's entries are others: list again
 
     def rebind(self, endpoint: str, api_key: str) -> None:
         """Bind to a new key (a rotation) and take this owner's entries along."""
@@ -134,6 +150,7 @@ class Spool:
                 os.replace(path, target)
             except OSError as exc:
                 self._problem(f"could not move an entry to the new key: {exc.strerror}")
+        self._listing = None
 
     @property
     def owner(self) -> str:
@@ -165,6 +182,7 @@ class Spool:
                 continue
             taken += 1
         self._others_reported = False  # report what is left, if anything
+        self._listing = None
         return taken
 
     def _salt(self) -> bytes:
@@ -193,7 +211,8 @@ class Spool:
 
     def others(self) -> int:
         """Entries on disk that belong to another endpoint or key, or to no known owner."""
-        return sum(1 for name in self._names() if _is_batch(name) and not self._mine(name))
+        self._names()
+        return self._others
 
     # --- journal ---
 
@@ -211,7 +230,7 @@ class Spool:
         When the directory is unusable the entry is kept in memory instead (reported once).
         """
         created = created_ns if created_ns is not None else time.time_ns()
-        name = f"u{self.owner}-{created:020d}-{batch.batch_id}-a{attempts}{SUFFIX}"
+        name = f"u{self.owner}-{created:020d}-{batch.batch_id}-n{len(batch)}-a{attempts}{SUFFIX}"
         final = self.directory / name
         temporary = self.directory / f".tmp-{uuid.uuid4().hex}"
         body = batch.body()  # the bytes the client posts, made once
@@ -233,6 +252,7 @@ class Spool:
             self._problem(f"cannot write to {self.directory}: {exc.strerror or exc}")
             return self._remember(name, body)
         self._sizes[name] = len(body)
+        self._listed(name)
         self._problem_reported = False  # the disk works again: report the next problem
         self._enforce_bounds(keep=final)
         return final
@@ -269,11 +289,30 @@ class Spool:
         except OSError as exc:  # delivered: never list it again in this process
             self._gone.add(path)
             self._problem(f"cannot remove {path.name}: {exc.strerror or exc}")
+        self._unlisted(path.name)
+
+    def claim(self, path: Path) -> Lease | None:
+        """Hold the entry while this process sends it, so that another process sharing the
+        spool does not send it at the same moment (no duplicate offers to Doow's budget);
+        None when another process holds it, or it is gone. The lease ends with the
+        process, whatever kills it."""
+        if path in self._memory or fcntl is None:
+            return Lease(None)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None  # replayed and removed meanwhile by another process
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return Lease(fd)
 
     def paths(self) -> list[Path]:
         """This owner's entries (on disk and in memory), oldest first."""
         names = self._names()
-        others = sum(1 for name in names if _is_batch(name) and not self._mine(name))
+        others = self._others
         if others and not self._others_reported:
             self._others_reported = True
             self.report(
@@ -285,19 +324,34 @@ class Spool:
                 "them with this key",
                 count=others,
             )
-        mine = [self.directory / n for n in names if self._mine(n)]
+        del names
+        mine = [self.directory / n for n in self._own]
         with self._lock:
             memory = list(self._memory)
-        entries = [p for p in mine if p not in self._gone] + memory
-        return sorted(entries, key=lambda p: p.name)
+        if self._gone:
+            mine = [p for p in mine if p not in self._gone]
+        if not memory:
+            return mine
+        return sorted(mine + memory, key=lambda p: p.name)
 
     def __len__(self) -> int:
         return len(self.paths())
 
+    def pending_events(self) -> int:
+        """Events waiting in this owner's entries (as their names say)."""
+        self._names()
+        events = 0
+        for name in self._own:
+            parsed = _OWNED.match(name)
+            events += int(parsed[4]) if parsed and parsed[4] else 1
+        with self._lock:
+            events += sum(_events_in(p.name) for p in self._memory)
+        return events
+
     def load(self, path: Path) -> Entry | None:
         """Read one entry; a corrupt one is set aside, reported, and skipped."""
         parsed = _OWNED.match(path.name)
-        created, attempts = (int(parsed[2]), int(parsed[4])) if parsed else (0, 0)
+        created, attempts = (int(parsed[2]), int(parsed[5])) if parsed else (0, 0)
         with self._lock:
             body = self._memory.get(path)
         try:
@@ -319,7 +373,7 @@ class Spool:
         parsed = _OWNED.match(path.name)
         if parsed is None:
             return path
-        target = path.with_name(path.name[: parsed.start(4)] + f"{int(parsed[4]) + 1}{SUFFIX}")
+        target = path.with_name(path.name[: parsed.start(5)] + f"{int(parsed[5]) + 1}{SUFFIX}")
         with self._lock:
             if path in self._memory:
                 self._memory[target] = self._memory.pop(path)
@@ -328,6 +382,8 @@ class Spool:
             os.replace(path, target)
         except OSError:
             return path
+        self._unlisted(path.name)
+        self._listed(target.name)
         return target
 
     def set_aside(self, path: Path, count: int) -> str:
@@ -342,6 +398,7 @@ class Spool:
                 (where / path.name).write_bytes(body)
             else:
                 os.replace(path, where / path.name)
+            self._unlisted(path.name)
         except OSError as exc:
             self._gone.add(path)
             if body is not None:
@@ -359,13 +416,35 @@ class Spool:
         return name.startswith(f"u{self.owner}-") and name.endswith(SUFFIX)
 
     def _names(self) -> list[str]:
-        try:
-            if not self.directory.is_dir():
-                return []
-            return os.listdir(self.directory)
-        except OSError as exc:
-            self._problem(f"cannot list {self.directory}: {exc.strerror or exc}")
-            return []
+        """The directory's names: this process's view, listed again when older than
+        `REFRESH_SECONDS` (see there)."""
+        if self._listing is None or time.monotonic() - self._listed_at > REFRESH_SECONDS:
+            try:
+                names = os.listdir(self.directory) if self.directory.is_dir() else []
+            except OSError as exc:
+                self._problem(f"cannot list {self.directory}: {exc.strerror or exc}")
+                names = []
+            self._listing = set(names)
+            self._listed_at = time.monotonic()
+            self._own = sorted(name for name in names if self._mine(name))
+            self._others = sum(1 for name in names if _is_batch(name) and not self._mine(name))
+        return list(self._listing)
+
+    def _listed(self, name: str) -> None:
+        """This process wrote `name`: its view has it at once."""
+        if self._listing is not None and name not in self._listing:
+            self._listing.add(name)
+            if self._mine(name):
+                bisect.insort(self._own, name)
+
+    def _unlisted(self, name: str) -> None:
+        """This process removed or renamed `name`."""
+        if self._listing is not None and name in self._listing:
+            self._listing.discard(name)
+            index = bisect.bisect_left(self._own, name)
+            if index < len(self._own) and self._own[index] == name:
+                del self._own[index]
+        self._sizes.pop(name, None)
 
     def _problem(self, what: str) -> None:
         if not self._problem_reported:
@@ -386,6 +465,7 @@ class Spool:
         try:
             target.mkdir(exist_ok=True)
             os.replace(path, target / path.name.lstrip("."))
+            self._unlisted(path.name)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -402,36 +482,40 @@ class Spool:
                     self._move(path, CORRUPT, "partly written (process stopped mid-write)")
 
     def _within_bounds(self) -> bool:
-        """Whether this owner's entries on disk are within the bounds, from one listing:
-        each entry's size is read once (a name is never rewritten with other bytes), so a
-        journal write costs no stat per entry in the spool."""
-        names = [name for name in self._names() if self._mine(name)]
-        known = self._sizes
-        self._sizes = sizes = {name: known[name] for name in names if name in known}
-        for name in names:
+        """Whether this owner's entries on disk are within the bounds, from this process's
+        view: each entry's size is read once (a name is never rewritten with other bytes),
+        so a journal write costs no listing and no stat per entry in the spool."""
+        self._names()
+        sizes = self._sizes
+        for name in self._own:
             if name not in sizes:
-                sizes[name] = (self.directory / name).stat().st_size
-        return len(names) <= self.max_batches and sum(sizes.values()) <= self.max_bytes
+                try:
+                    sizes[name] = (self.directory / name).stat().st_size
+                except FileNotFoundError:  # sent and removed by another process
+                    sizes[name] = 0
+        if len(sizes) > 2 * len(self._own) + 64:  # names gone: forget their sizes
+            own = set(self._own)
+            self._sizes = sizes = {n: b for n, b in sizes.items() if n in own}
+        return len(self._own) <= self.max_batches and sum(
+            sizes[name] for name in self._own
+        ) <= self.max_bytes
 
     def _enforce_bounds(self, keep: Path) -> None:
-        try:
-            if self._within_bounds():
-                return
-            entries = [p for p in self.paths() if p not in self._memory]
-            sizes = {p: p.stat().st_size for p in entries}
-        except OSError:
+        if self._within_bounds():
             return
-        total = sum(sizes.values())
+        entries = [self.directory / name for name in self._own]
+        total = sum(self._sizes.get(p.name, 0) for p in entries)
         count = len(entries)
         for path in entries:
             if count <= self.max_batches and total <= self.max_bytes:
                 break
             if path == keep:
                 continue
+            size = self._sizes.get(path.name, 0)
             entry = self.load(path)
             self.remove(path)
             count -= 1
-            total -= sizes[path]
+            total -= size
             limits = f"spool full ({self.max_batches} batches / {self.max_bytes} bytes)"
             self._dropped_full(len(entry.batch) if entry else 0, limits)
 
@@ -447,3 +531,26 @@ class Spool:
 
 def _is_batch(name: str) -> bool:
     return bool(_OWNED.match(name) or _UNOWNED.match(name))
+
+
+def _events_in(name: str) -> int:
+    parsed = _OWNED.match(name)
+    return int(parsed[4]) if parsed and parsed[4] else 1
+
+
+class Lease:
+    """An entry held by this process while it sends it (see `Spool.claim`)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # the lock goes with the descriptor
+            self._fd = None
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

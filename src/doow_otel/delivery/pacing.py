@@ -1,0 +1,175 @@
+"""Pacing: send at the pace of Doow's event budget, instead of meeting 429 after 429.
+
+Doow takes a bounded number of events per organization per minute (1,000, its SDK
+documentation says), and answers 429 past it. Events are the scarce resource, so sends
+are paced by events, not requests: a token bucket of events, refilled at the budget's
+rate, holding at most one minute of it.
+
+The budget is given (`events_per_minute`), or learned: it starts at Doow's documented
+1,000, takes the `limit` of a 429's `X-Doow-Rate-Limits` `event_rate` category, and, as
+several senders share one organization's budget without seeing each other, each 429
+halves this sender's share of it and every quiet minute gives a tenth back (additive
+increase, multiplicative decrease, as TCP shares a link). A 429's wait (`Retry-After`,
+every category's `retry_after`) holds every send until it has passed.
+
+Processes that share a spool directory (the workers of one service) share one bucket: its
+state is a small file beside the spool, read and written under an exclusive lock, so four
+workers pace as one sender. Without a directory the bucket is this process's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from doow_otel.delivery.status import RateLimit
+
+__all__ = ["DEFAULT_EVENTS_PER_MINUTE", "Pacer"]
+
+DEFAULT_EVENTS_PER_MINUTE = 1000
+"""Doow's documented event budget of an organization."""
+STATE_FILE = ".budget"
+MIN_SHARE = 1 / 64
+"""The smallest share of the budget a sender keeps after 429s (it still probes)."""
+RECOVERY_PER_MINUTE = 0.1
+"""The share of the budget given back to a sender per minute without a 429."""
+
+try:
+    import fcntl
+except ImportError:  # Windows: no shared bucket, each process paces alone
+    fcntl = None  # type: ignore[assignment]
+
+
+@dataclass
+class _State:
+    tokens: float  # events that may go now
+    at: float  # wall-clock time of `tokens`
+    limit: float  # the organization's events per minute, as known
+    share: float  # this sender's share of it (0..1]
+    blocked_until: float = 0.0  # wall clock: no send before (a 429's wait)
+    last_throttle: float = 0.0  # wall clock of the last 429
+
+
+class Pacer:
+    """A token bucket of events; thread-safe, shared with the processes of `directory`."""
+
+    def __init__(
+        self, events_per_minute: int | None = None, *, directory: Path | None = None
+    ) -> None:
+        self.fixed = events_per_minute is not None
+        self._initial = float(events_per_minute or DEFAULT_EVENTS_PER_MINUTE)
+        self._path = directory / STATE_FILE if directory is not None else None
+        self._memory = _State(self._initial, time.time(), self._initial, 1.0)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = self._read_only()
+        return f"Pacer({state.limit * state.share:.0f} events/minute)"
+
+    @property
+    def events_per_minute(self) -> float:
+        """The rate this sender paces to now."""
+        state = self._read_only()
+        return state.limit * state.share
+
+    def wait(self, events: int) -> float:
+        """Seconds until `events` may go (0: now). A batch larger than the bucket waits for
+        a full bucket and takes it (it goes, and the bucket owes the rest)."""
+        return self._wait(self._read_only(), events)
+
+    def acquire(self, events: int) -> float:
+        """Take `events` from the bucket if they may go now (returns 0); else take nothing
+        and return the seconds until they may."""
+        with self._state() as state:
+            wait = self._wait(state, events)
+            if wait <= 0:
+                state.tokens -= events
+            return wait
+
+    @staticmethod
+    def _wait(state: _State, events: int) -> float:
+        blocked = max(0.0, state.blocked_until - time.time())
+        per_minute = state.limit * state.share
+        need = min(float(events), per_minute) - state.tokens
+        return max(blocked, need / (per_minute / 60.0) if need > 0 else 0.0)
+
+    def available(self) -> float:
+        """Events that may go now."""
+        state = self._read_only()
+        return 0.0 if state.blocked_until > time.time() else state.tokens
+
+    def take(self, events: int) -> None:
+        """`events` go now (the bucket may go below zero: later sends wait for it)."""
+        with self._state() as state:
+            state.tokens -= events
+
+    def throttled(self, retry_after: float | None, budget: RateLimit | None) -> None:
+        """Doow answered 429: hold every send for its wait, learn the budget it names, and
+        halve this sender's share (unless the budget was given)."""
+        with self._state() as state:
+            now = time.time()
+            if retry_after:
+                state.blocked_until = max(state.blocked_until, now + retry_after)
+            if budget is not None and budget.limit and not self.fixed:
+                state.limit = budget.limit
+            if not self.fixed:
+                state.share = max(MIN_SHARE, state.share / 2)
+            state.tokens = min(state.tokens, 0.0)
+            state.last_throttle = now
+
+    # --- the bucket's state: this process's, or the directory's file under a lock ---
+
+    def _refill(self, state: _State, now: float) -> None:
+        elapsed = max(0.0, now - state.at)
+        if not self.fixed and now - state.last_throttle > 60.0:
+            minutes = (now - max(state.last_throttle, state.at)) / 60.0
+            state.share = min(1.0, state.share + RECOVERY_PER_MINUTE * min(minutes, 10.0))
+        per_minute = state.limit * state.share
+        state.tokens = min(per_minute, state.tokens + elapsed * per_minute / 60.0)
+        state.at = now
+
+    def _read_only(self) -> _State:
+        with self._state() as state:
+            return _State(**asdict(state))
+
+    @contextlib.contextmanager
+    def _state(self) -> Iterator[_State]:
+        with self._lock:
+            if self._path is None or fcntl is None:
+                self._refill(self._memory, time.time())
+                yield self._memory
+                return
+            try:
+                fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:  # an unusable directory: pace alone (the spool reports it)
+                self._refill(self._memory, time.time())
+                yield self._memory
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                state = self._load(fd)
+                self._refill(state, time.time())
+                yield state
+                self._memory = state
+                data = json.dumps(asdict(state)).encode()
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, data)
+                os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)  # releases the lock
+
+    def _load(self, fd: int) -> _State:
+        try:
+            raw = json.loads(os.read(fd, 4096) or b"null")
+            state = _State(**raw)
+        except (ValueError, TypeError):  # new, or not ours: start afresh
+            return _State(self._memory.tokens, self._memory.at, self._memory.limit, 1.0)
+        if self.fixed:
+            state.limit, state.share = self._initial, 1.0
+        return state
