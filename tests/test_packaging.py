@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from doow_otel import DoowClient, UsageEvent, cli
-from doow_otel.errors import ConfigurationError
 from doow_otel.tracker import DoowTracker
 from doow_otel_testing import LocalDoow
 
@@ -21,10 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 OTLP_HTTP = "opentelemetry.exporter.otlp.proto.http.metric_exporter"
 
 
-def test_route_collector_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, OTLP_HTTP, None)  # as if not installed
-    with pytest.raises(ConfigurationError, match=r"doow-otel\[collector\]"):
-        DoowTracker(route="collector", handle_sigterm=False)
+def test_route_collector_needs_no_otlp_exporter_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector route pushes OTLP/JSON on the package's own transport: neither
+    OpenTelemetry's OTLP exporter nor protobuf is needed (the [collector] extra is empty)."""
+    for name in (OTLP_HTTP, "google.protobuf", "opentelemetry.proto"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    tracker = DoowTracker(route="collector", handle_sigterm=False, spool=None)
+    tracker.track(metric="api_calls", quantity=1, license_id="lic_a")
+    tracker.shutdown(timeout=0.1)  # no collector listens: reported, never raised
 
 
 def test_the_runtime_cli_points_to_the_local_server_command(

@@ -13,11 +13,9 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
-from doow_otel.delivery.reports import Reporter
-from doow_otel.errors import ErrorReport
 from doow_otel.otel.baggage import LicenseFromBaggage
 from doow_otel.otel.logs import LicenseFromBaggageLogs
-from doow_otel.otel.metrics import DELTA_TEMPORALITY, RetainingMetricExporter, metric_reader
+from doow_otel.otel.metrics import DELTA_TEMPORALITY, metric_reader
 
 
 class RefusedExporter(MetricExporter):
@@ -51,19 +49,6 @@ def _some_points() -> MetricsData:
     assert data is not None
     provider.shutdown()
     return data
-
-
-def test_an_exporter_that_raises_keeps_the_points_and_counts_a_failure() -> None:
-    reports: list[ErrorReport] = []
-    inner = RefusedExporter()
-    exporter = RetainingMetricExporter(inner, Reporter(reports.append))
-    assert exporter.export(_some_points()) is MetricExportResult.FAILURE
-    assert exporter.has_retained
-    assert exporter.take_failures() == 1
-    assert [r.kind for r in reports] == ["network"] and reports[0].count == 1
-    inner.raising = False
-    assert exporter.force_flush() is True
-    assert len(inner.exported) == 1 and not exporter.has_retained
 
 
 def test_processors_flush_true_and_take_both_emit_names() -> None:

@@ -117,7 +117,7 @@ def test_a_send_that_raises_keeps_the_usage_for_the_next_flush(
 
         monkeypatch.setattr(tracker.client, "send", broken)
         assert tracker.flush() is False
-        assert any("kept in memory" in r.message for r in reports)
+        assert any("kept for the next flush" in r.message for r in reports)
         monkeypatch.undo()
         assert tracker.flush() is True
         assert local_doow.total("api_calls", "lic_a") == 5

@@ -87,24 +87,26 @@ def _worker(tracker: DoowTracker, n: int) -> None:
         raise SystemExit(1)
 
 
-def test_flush_at_works_in_the_child(local_doow: LocalDoow, tmp_path: Path) -> None:
+def test_a_flush_works_in_the_child_and_sends_only_its_usage(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
     meter = DoowTracker(
         local_doow.api_key,
         endpoint=local_doow.url,
         spool=tmp_path / "spool",
-        flush_at=2,
         flush_interval=3600,
         handle_sigterm=False,
     )
     try:
         meter.track(metric="api_calls", quantity=1, license_id="lic_parent")
         meter.track(metric="api_calls", quantity=1, license_id="lic_parent")
-        assert wait_for(lambda: local_doow.total("api_calls", "lic_parent") == 2, seconds=20)
+        assert meter.flush()
+        assert local_doow.total("api_calls", "lic_parent") == 2
 
         def child() -> bool:
             meter.track(metric="api_calls", quantity=1, license_id="lic_child")
             meter.track(metric="api_calls", quantity=1, license_id="lic_child")
-            return wait_for(lambda: meter.client.stats()["delivered"] >= 1, seconds=20)  # 1 of 2
+            return meter.flush(timeout=20)
 
         assert _in_child(child) == 0
         assert local_doow.total("api_calls", "lic_child") == 2

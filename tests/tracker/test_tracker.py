@@ -66,7 +66,6 @@ def test_a_second_flush_sends_nothing_new(local_doow: LocalDoow, meter: DoowTrac
     [
         ({"metric": "", "quantity": 1, "license_id": "l"}, "metric"),
         ({"metric": "bad name", "quantity": 1, "license_id": "l"}, "metric"),
-        ({"metric": "m", "quantity": 0, "license_id": "l"}, "quantity"),
         ({"metric": "m", "quantity": -1, "license_id": "l"}, "quantity"),
         ({"metric": "m", "quantity": math.nan, "license_id": "l"}, "quantity"),
         ({"metric": "m", "quantity": True, "license_id": "l"}, "quantity"),
@@ -134,7 +133,11 @@ def test_secret_attribution_is_stripped_and_the_event_kept(
     assert event["attribution"] == {"environment": "test", "route": "/x"}
 
 
-def test_flush_at_exports_in_the_background(local_doow: LocalDoow, tmp_path: Path) -> None:
+def test_a_count_of_calls_never_sends_aggregated_usage(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """Doow's SDKs send a batch every `flush_at` calls: under load that is one event per
+    call. Here `flush_at` is accepted and ignored; the window sends one event per stream."""
     tracker = DoowTracker(
         local_doow.api_key,
         endpoint=local_doow.url,
@@ -143,13 +146,26 @@ def test_flush_at_exports_in_the_background(local_doow: LocalDoow, tmp_path: Pat
         flush_interval=3600,
         handle_sigterm=False,
     )
-    for i in range(5):
-        tracker.track(metric="api_calls", quantity=1, license_id=f"lic_{i}")
-    deadline = time.monotonic() + 10
-    while local_doow.total("api_calls") < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert local_doow.total("api_calls") == 5
+    for i in range(200):
+        tracker.track(metric="api_calls", quantity=1, license_id=f"lic_{i % 2}")
+        tracker.track(metric="tokens", quantity=10, license_id=f"lic_{i % 2}")
+    time.sleep(0.5)
+    assert local_doow.requests(path="/telemetry/events") == []
+    assert tracker.flush()
+    assert local_doow.total("api_calls") == 200 and local_doow.total("tokens") == 2000
+    # one event per stream (license): both metrics in it
+    assert local_doow.stats()["accepted"] == 2
     tracker.shutdown()
+
+
+def test_zero_usage_bills_nothing_and_raises_nothing(meter: DoowTracker) -> None:
+    """A completion of zero tokens is common: no event, no error, counted."""
+    meter.track(metric="tokens", quantity=0, license_id="lic_a")
+    meter.track(metric="tokens", quantity=0.0, license_id="lic_a")
+    assert meter.stats()["zero_quantities"] == 2
+    assert not meter.has_pending
+    with pytest.raises(InvalidEvent, match="^metric"):  # the other fields are still checked
+        meter.track(metric="bad name", quantity=0, license_id="lic_a")
 
 
 def test_disabled_tracker_validates_but_sends_nothing(

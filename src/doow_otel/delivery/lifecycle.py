@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["at_fork", "flush_on_sigterm", "forget_on_sigterm"]
+__all__ = ["at_fork", "at_snapshot", "flush_on_sigterm", "forget_on_sigterm"]
 
 
 def at_fork(
@@ -46,6 +46,42 @@ def at_fork(
         after_in_parent=call(after_in_parent),
         after_in_child=call(after_in_child),
     )
+
+
+# --- Lambda SnapStart: before the snapshot, and in every environment restored from it ---
+
+
+def at_snapshot(
+    owner: Any,
+    *,
+    before: Callable[[Any], object],
+    after_restore: Callable[[Any], object],
+) -> bool:
+    """Lambda SnapStart's runtime hooks (`snapshot_restore_py`, in Lambda's Python managed
+    runtimes) for methods of `owner`, held weakly; False where there are none (not on
+    Lambda, or SnapStart's library absent). A restore runs no fork hook: every restored
+    environment is a copy of the snapshot's process, which must make itself unique."""
+    try:
+        from snapshot_restore_py import (  # type: ignore[import-untyped,unused-ignore]
+            register_after_restore,
+            register_before_snapshot,
+        )
+    except ImportError:
+        return False
+    ref = weakref.ref(owner)
+
+    def call(hook: Callable[[Any], object]) -> Callable[[], None]:
+        def run() -> None:
+            alive = ref()
+            if alive is not None:
+                with contextlib.suppress(Exception):  # never break a snapshot or a restore
+                    hook(alive)
+
+        return run
+
+    register_before_snapshot(call(before))
+    register_after_restore(call(after_restore))
+    return True
 
 
 # --- SIGTERM (container stop): flush, then die as SIGTERM would have made us ---

@@ -1,12 +1,15 @@
 """Flush before a serverless invocation ends, within the time it has left.
 
-Runtimes freeze or end the process once the handler returns; usage still in memory
-then is lost. Every wrapper here flushes once, after the handler returns or raises:
-all of the invocation's usage goes out in one request (up to 500 events; the
-tracker's `flush_at` early flush waits for a full batch while a wrapped invocation
-runs). The budget is the smaller of `flush_timeout` and the time the invocation has
-left minus `safety_margin`; what misses it is kept in the spool and goes out first
-with a later invocation's flush. An invocation with nothing tracked costs a check.
+Runtimes freeze or end the process once the handler returns. The tracker's usage is on
+disk from the call (its journal: a Lambda timeout or crash loses nothing, the next
+invocation's process recovers it), but it must still leave the environment. Every
+wrapper here flushes once, after the handler returns or raises: the invocation's usage
+becomes one event per stream (every metric of a license in one event) in one request,
+as Doow's event budget allows (over budget the window stays open and the next
+invocation's usage joins it). The time it may take is the smaller of `flush_timeout`
+and the time the invocation has left minus `safety_margin`; what misses it is kept on
+disk and goes out first with a later invocation's flush. An invocation with nothing
+tracked costs a check.
 
 The wrapper returns by the budget whatever the exporters are doing: flushes run on
 one background thread and the caller waits for at most the budget, so an export

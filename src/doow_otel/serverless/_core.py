@@ -6,7 +6,10 @@ exporters (the global MeterProvider, TracerProvider and LoggerProvider).
 
 A flush runs on one background thread and the caller waits for at most its budget,
 so an export still in flight (a periodic export to a slow server, say) cannot hold the
-handler past its deadline. The budget reaches the Doow exporters as a deadline in a
+handler past its deadline. Concurrent invocations in one process (Lambda managed
+instances, an ASGI server) share flushes: every flush asked for while one runs is served
+by the next one, together (one seal, one request), so none waits for another's round
+trip after its own. The budget reaches the Doow exporters as a deadline in a
 `ContextVar` (`doow_otel.delivery.deadline.within`): the SDK's `force_flush` exports
 on the calling thread, which here is the flush thread.
 """
@@ -14,11 +17,11 @@ on the calling thread, which here is the flush thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -164,7 +167,7 @@ def _start(budget: float, flushable: Flushable) -> _Job | None:
         return None  # nothing tracked this invocation: a check, no I/O
     budget = max(0.0, budget)
     deadline = time.monotonic() + budget
-    return _Job(budget, deadline, _flusher.submit(lambda: _flush_now(deadline, flushable)))
+    return _Job(budget, deadline, _flusher.submit(flushable, deadline))
 
 
 def _flush_now(deadline: float, flushable: Flushable) -> bool:
@@ -191,20 +194,22 @@ def _late(job: _Job) -> bool:
     return False
 
 
-_Work = tuple[Callable[[], bool], "Future[bool]"]
-
-
 class _Flusher:
-    """One daemon thread runs the flushes, one at a time, in order."""
+    """One daemon thread runs the flushes. The flushes asked for while one runs wait for the
+    next, which serves them all at once (per holder of the usage, to the latest of their
+    deadlines: each caller still waits only for its own budget)."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[_Work] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Flushable, float, Future[bool]]] = (
+            queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.rounds = 0  # flushes run (fewer than asked for when invocations overlap)
 
-    def submit(self, work: Callable[[], bool]) -> Future[bool]:
+    def submit(self, flushable: Flushable, deadline: float) -> Future[bool]:
         future: Future[bool] = Future()
-        self._jobs.put((work, future))
+        self._jobs.put((flushable, deadline, future))
         if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
@@ -216,12 +221,25 @@ class _Flusher:
 
     def _run(self) -> None:
         while True:
-            work, future = self._jobs.get()
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(work())
-            except BaseException as exc:  # work() reports its own errors; this is a backstop
-                future.set_exception(exc)
+            waiting = [self._jobs.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    waiting.append(self._jobs.get_nowait())
+            groups: dict[int, list[tuple[Flushable, float, Future[bool]]]] = {}
+            for job in waiting:
+                groups.setdefault(id(job[0]), []).append(job)
+            for jobs in groups.values():
+                for _, _, future in jobs:
+                    future.set_running_or_notify_cancel()
+                self.rounds += 1
+                try:
+                    result = _flush_now(max(d for _, d, _ in jobs), jobs[0][0])
+                except BaseException as exc:  # _flush_now reports its own errors: a backstop
+                    for _, _, future in jobs:
+                        future.set_exception(exc)
+                    continue
+                for _, _, future in jobs:
+                    future.set_result(result)
 
 
 _flusher = _Flusher()

@@ -1,10 +1,20 @@
-"""`DoowTracker`: the seed SDK's `track()` API, recorded on OpenTelemetry.
+"""`DoowTracker`: the seed SDK's `track()` API, durable from the call, sent per window.
 
 `track()` validates at the call (a bad event is a programming error: `InvalidEvent`
-right there) and adds to an OTel Counter, one cached instrument per metric and
-unit. The Doow metric exporter turns the counters' delta data points into events,
-so a burst of `track()` calls with the same attributes costs one event per export,
-and every path to Doow (in-process, or through a collector) is the OTel one.
+right there; a zero quantity bills nothing and raises nothing) and hands the amount to
+the recorder (`doow_otel.delivery.recorder`): summed per route in the open window and
+appended to the journal before `track()` returns, so a process killed at any instant
+loses nothing. Windows are sealed on clock-aligned boundaries (`flush_interval`, 60 s by
+default) and by every flush (a serverless invocation's end), into one event per stream
+with every metric in it, as Doow's event budget allows: over budget a window stays open
+and grows, and the usage goes when the budget has room. Usage records with their own
+identity (an idempotency key, an event id, a timestamp, ADJUSTMENT, metadata) go one by
+one, in the window's batch.
+
+Route "doow" (default) sends to Doow through the spool and the client; route "collector"
+pushes each sealed window as OTLP to an OpenTelemetry Collector with the doow exporter
+(the Lambda extension, a gateway). Given a `meter_provider`, the usage is also recorded
+on it (scope `doow_otel.mirror`, never billed) for the application's own dashboards.
 """
 
 from __future__ import annotations
@@ -12,85 +22,57 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import math
-import operator
 import os
-import re
-import threading
+import random
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import Counter, Meter
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from doow_otel._version import __version__
 from doow_otel.delivery.client import DEFAULT_SPOOL, DoowClient
 from doow_otel.delivery.clients import release_client, shared_client
-from doow_otel.delivery.config import Settings
-from doow_otel.delivery.lifecycle import at_fork, flush_on_sigterm, forget_on_sigterm
-from doow_otel.delivery.wire import MAX_BATCH_EVENTS
+from doow_otel.delivery.clock import WindowClock
+from doow_otel.delivery.config import Settings, spool_directory
+from doow_otel.delivery.deadline import within
+from doow_otel.delivery.lifecycle import at_fork, at_snapshot, flush_on_sigterm, forget_on_sigterm
+from doow_otel.delivery.recorder import DoowSink, Recorder, WindowSink
+from doow_otel.delivery.spool import Spool
 from doow_otel.errors import ConfigurationError, InvalidEvent
 from doow_otel.model.attribution import AttributionPolicy
-from doow_otel.model.fields import (
-    MAX_ATTRIBUTES,
-    MAX_INT_QUANTITY,
-    AttributeValue,
-    attributes_problem,
-    license_problem,
-    metric_problem,
-    quantity_problem,
-    reserved_key_problem,
-    unit_problem,
-)
+from doow_otel.model.fields import MAX_INT_QUANTITY, AttributeValue, reserved_key_problem
 from doow_otel.model.ids import random_id
 from doow_otel.model.records import record_event
 from doow_otel.model.times import format_time
-from doow_otel.otel.baggage import LICENSE_KEY, license_from_baggage
-from doow_otel.otel.conversion import TRACKER_SCOPE, USAGE_EVENT_NAME, ConversionOptions
-from doow_otel.otel.metrics import (
-    DELTA_TEMPORALITY,
-    DoowMetricExporter,
-    RetainingMetricExporter,
-    metric_reader,
-)
+from doow_otel.otel.baggage import license_from_baggage
+from doow_otel.otel.conversion import MIRROR_SCOPE, ConversionOptions
+from doow_otel.otel.otlp_push import CollectorSink
 from doow_otel.otel.traces import add_span_processing
+from doow_otel.tracker.routes import Routes, checked_quantity, plain_quantity
 
-__all__ = ["DoowTracker", "configure"]
+__all__ = ["MIRROR_SCOPE", "DoowTracker", "configure"]
 
 logger = logging.getLogger("doow_otel")
 
-# OpenTelemetry instrument names are stricter than Doow metric names (they must start
-# with a letter and may not contain ':'); other names ride in a doow.metric attribute.
-_OTEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
+DEFAULT_MAX_ROUTES = 100_000
+"""Distinct (metric, unit, license, attribution) per window before attribution folds."""
 _SEED_FIELDS = frozenset(
     {
         "metric", "quantity", "license_id", "unit", "attribution", "kind", "timestamp",
         "metadata", "source_system", "metric_tuple_hint", "idempotency_key", "event_id",
     }
 )  # fmt: skip
-_CACHE_LIMIT = 4096
-_INT64_BOUND = 2.0**63
-_INF = math.inf
-# (the attribution as given, its value types unless all are str, counter, attributes)
-_Route = tuple[
-    dict[str, AttributeValue] | None, tuple[type, ...] | None, Counter, dict[str, AttributeValue]
-]
+_INF = float("inf")
 
 
 class DoowTracker:
-    """Record usage for Doow: `meter.track(metric=..., quantity=..., license_id=...)`.
-
-    By default it owns a MeterProvider whose reader exports to Doow every
-    `flush_interval` seconds and as soon as `flush_at` records are waiting. Given
-    a `meter_provider`, it records on that instead (which then needs a Doow reader,
-    `doow_otel.metric_reader()`, or an OTLP route to a collector with the doow exporter).
-    """
+    """Record usage for Doow: `meter.track(metric=..., quantity=..., license_id=...)`."""
 
     def __init__(
         self,
@@ -113,17 +95,27 @@ class DoowTracker:
         route: Literal["doow", "collector"] | None = None,
         collector_endpoint: str | None = None,
         record_unsampled_usage: bool = True,
+        events_per_minute: int | None = None,
+        max_routes: int = DEFAULT_MAX_ROUTES,
+        durable: bool = False,
     ) -> None:
+        """`flush_interval`: the window, in seconds (`DOOW_TRACK_FLUSH_INTERVAL` in ms;
+        60 s by default): at most one event per stream per window. `flush_at` is accepted
+        for Doow's SDKs' sake and ignored: a count of calls never sends aggregated usage.
+        `events_per_minute`: Doow's event budget, when known (else learned from Doow's
+        answers). `max_routes`: distinct attribution sets per window before attribution
+        folds. `durable=True`: fsync each window's journal as it is sealed (survives a
+        power loss, at a cost per window)."""
         route = route or os.environ.get("DOOW_ROUTE", "doow")  # type: ignore[assignment]
         if route not in ("doow", "collector"):
             raise ConfigurationError(
                 f"route: {route!r} must be 'doow' (send to Doow) or 'collector' (send OTLP to "
                 "an OpenTelemetry Collector with the doow exporter)"
             )
+        if max_routes < 1:
+            raise ConfigurationError("max_routes: must be at least 1 (default 100,000)")
         self.route = route
         self.collector_endpoint = collector_endpoint  # None: OTEL_EXPORTER_OTLP_*, else localhost
-        if route == "collector":
-            spool = None  # the collector's persistent queue keeps what is not delivered
         settings = Settings.resolve(
             api_key=api_key,
             endpoint=endpoint,
@@ -148,6 +140,7 @@ class DoowTracker:
             "spool": spool,
             "on_error": on_error,
             "disabled": settings.disabled,
+            "events_per_minute": events_per_minute,
         }
         if route == "collector" or settings.disabled or self.problem is not None:
             # through a collector, the collector holds the key and talks to Doow
@@ -155,82 +148,98 @@ class DoowTracker:
         self._owns_client = client is None
         self.client = client or shared_client(**self._client_args)
         self.timeout = timeout
-        self.policy = AttributionPolicy()
-        self._base: dict[str, AttributeValue] = self.policy.clean(settings.attribution)
+        self.window = settings.flush_interval
         self._default_license = settings.default_license_id
-        self._counters: dict[tuple[str, str | None], tuple[Counter, str | None]] = {}
-        self._room = MAX_ATTRIBUTES - len(self._base)  # attribution keys left beside the base
-        self._kept: set[tuple[str, object]] = set()  # (key, value) pairs checked and kept
-        # (metric, unit, license[, attribution items]) -> _Route
-        self._routes: dict[tuple[object, ...], _Route] = {}
-        self._last: dict[tuple[object, object, object], _Route] = {}  # the latest per license
-        self._valid_licenses: set[str] = set()
-        self._pending = 0
-        # Wrapped serverless invocations running (doow_otel.serverless): each flushes at its
-        # end, so `flush_at` waits for a full batch and the invocation costs one request.
-        self.invocations = 0
-        self._flush_at = settings.flush_at  # MAX_BATCH_EVENTS while invocations run
-        self._lock = threading.Lock()
-        self._flusher: threading.Thread | None = None
-        self._flush_wanted = threading.Event()
+        self.options = ConversionOptions(default_license_id=self._default_license)
+        self.policy = policy = AttributionPolicy()
+        self.meter_provider = meter_provider
+        mirror = meter_provider.get_meter(MIRROR_SCOPE, __version__) if meter_provider else None
+        self._routes = Routes(base=policy.clean(settings.attribution), policy=policy, mirror=mirror)
+        self._spool_directory = self._journal_directory(spool, client)
+        self._durable = durable
+        self._max_routes = max_routes
+        self._sink = self._make_sink()
+        self._recorder = self._make_recorder()
+        self._exporters: list[Any] = []  # asked after each flush whether usage was lost
+        if isinstance(self._sink, _Unsendable):
+            self._exporters.append(self._sink)
+        self._recovered = False
         self._closed = False
         self._off = self.disabled  # disabled, or shut down
-        self._after_shutdown = 0
-        options = ConversionOptions(default_license_id=self._default_license)
-        self.options = options
-
-        self._owns_meter_provider = meter_provider is None
-        self._exporters: list[Any] = []  # ours, asked after each flush whether usage was lost
-        self._reader: Any = None
-        if meter_provider is None:
-            exporter: MetricExporter = (
-                RetainingMetricExporter(
-                    _collector_exporter(collector_endpoint, timeout), self.client.report
-                )
-                if route == "collector"
-                else DoowMetricExporter(self.client, options=options, problem=self.problem)
-            )
-            self._exporters.append(exporter)
-            reader = metric_reader(exporter, interval=settings.flush_interval, timeout=timeout)
-            self._reader = reader
-            meter_provider = MeterProvider(
-                metric_readers=[reader],
-                resource=Resource.create({"service.instance.id": random_id()}),
-                shutdown_on_exit=False,  # our own atexit hook flushes then shuts down
-                # Doow events carry no exemplars: sampling them would cost every track()
-                exemplar_filter=AlwaysOffExemplarFilter(),
-            )
-        self.meter_provider = meter_provider
-        self._meter: Meter = meter_provider.get_meter(TRACKER_SCOPE, __version__)
-        # usage records (their own id, kind, time or metadata) go one by one as log
-        # records: through the app's LoggerProvider when given, else one of ours, made
-        # at the first record (the logs SDK costs a cold start nothing until then)
-        self._owns_logger_provider = logger_provider is None
+        self.counts = {"tracked": 0, "records": 0, "zero_quantities": 0, "after_shutdown": 0}
         self.logger_provider: Any = logger_provider
-        self._usage_logger: Any = None
         self.tracer_provider = tracer_provider
         if tracer_provider is not None:
             self._exporters.append(
                 add_span_processing(
                     tracer_provider,
                     self.client,
-                    options,
+                    self.options,
                     problem=self.problem,
                     record_unsampled_usage=record_unsampled_usage,
                 )
             )
+        self._clock = WindowClock(self._on_window, self.window)
+        if not self._off:
+            self._clock.start()
         atexit.register(self._at_exit)
-        at_fork(
-            self,
-            before=DoowTracker._before_fork,
-            after_in_parent=DoowTracker._after_fork_in_parent,
-            after_in_child=DoowTracker._after_fork_in_child,
+        at_fork(self, after_in_child=DoowTracker._after_fork_in_child)
+        at_snapshot(
+            self, before=DoowTracker._before_snapshot, after_restore=DoowTracker._after_restore
         )
         if handle_sigterm:
             flush_on_sigterm(self._at_exit, self._exit_budget)
 
     def __repr__(self) -> str:
-        return f"DoowTracker(client={self.client!r})"
+        return f"DoowTracker(route={self.route!r}, client={self.client!r})"
+
+    def _journal_directory(self, spool: Any, client: DoowClient | None) -> Path | None:
+        """Where the journal lives: beside the spool (the collector route's own spool
+        directory keeps only the journal)."""
+        if self.disabled:
+            return None
+        if client is not None or self.route == "doow":
+            held = (client or self.client).spool
+            return held.directory if held is not None else None
+        if spool is None:
+            return None
+        if spool is DEFAULT_SPOOL:
+            return spool_directory()
+        return spool.directory if isinstance(spool, Spool) else Path(spool)
+
+    def _make_sink(self) -> WindowSink:
+        if self.route == "collector":
+            return CollectorSink(
+                self.collector_endpoint, timeout=self.timeout, report=self.client.report
+            )
+        if self.problem is not None:
+            return _Unsendable(self.problem, self.client)
+        return DoowSink(self.client, self.window)
+
+    def _make_recorder(self) -> Recorder:
+        owner = "journal"
+        if self._spool_directory is not None:
+            spool = self.client.spool
+            if spool is None or spool.directory != self._spool_directory:  # the collector's
+                spool = Spool(self._spool_directory, report=self.client.report)
+                spool.bind(self.collector_endpoint or "collector", "")
+            owner = spool.owner
+        resource: dict[str, str] = {}
+        if self.route == "collector":  # the collector copies some into attribution
+            resource = {
+                key: str(value)
+                for key, value in Resource.create().attributes.items()
+                if not key.startswith("telemetry.sdk.")
+            }
+        return Recorder(
+            self._sink,
+            directory=self._spool_directory,
+            owner=owner,
+            report=self.client.report,
+            durable=self._durable,
+            max_routes=self._max_routes,
+            resource=resource,
+        )
 
     # --- recording ---
 
@@ -251,15 +260,16 @@ class DoowTracker:
         metric_tuple_hint: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         event_id: str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Record usage. Takes keywords, or one mapping with the seed's field names.
 
-        Plain usage (metric, quantity, license, unit, attribution) is added to a counter:
-        a burst costs one event per export. A record with its own identity (a `kind`
-        other than USAGE, a `timestamp`, `metadata`, a `source_system`, a
-        `metric_tuple_hint`, an `idempotency_key` or an `event_id`) is sent on its own,
-        as a usage record (docs/conversion.md); the same `idempotency_key` (per license
-        and metric) from any process bills once."""
+        Plain usage (metric, quantity, license, unit, attribution) is summed per window:
+        one event per stream and window. A record with its own identity (a `kind` other
+        than USAGE, a `timestamp`, `metadata`, a `source_system`, a `metric_tuple_hint`,
+        an `idempotency_key` or an `event_id`) is sent on its own, as a usage record
+        (docs/conversion.md), and its event id is returned (the id Doow and the local
+        server's page show); the same `idempotency_key` (per license and metric) from any
+        process bills once. Either way the usage is on disk when this returns."""
         if event is not None:
             if not isinstance(event, Mapping):
                 raise InvalidEvent("event", f"must be a mapping, got {type(event).__name__}")
@@ -288,7 +298,7 @@ class DoowTracker:
             and idempotency_key is None
             and event_id is None
         ):
-            self._track_record(
+            return self._track_record(
                 {
                     "metric": metric,
                     "quantity": quantity,
@@ -304,98 +314,40 @@ class DoowTracker:
                     "event_id": event_id,
                 }
             )
-            return
         if license_id is None:
             license_id = license_from_baggage() or self._default_license
-        # The same fields as the last call for this metric and license (the common case):
-        # one lookup and a dict comparison instead of the checks in _route
-        try:
-            seen, types, counter, attributes = self._last[metric, unit, license_id]
-            # equal dicts may list their keys in another order: types key by key, in seen's
-            known = seen == attribution and (
-                types is None or types == tuple([type(attribution[k]) for k in seen])  # type: ignore[index,union-attr]
-            )
-        except (KeyError, TypeError):  # new, or unhashable (named by the checks)
-            known = False
-        if not known:
-            counter, attributes = self._route(metric, quantity, license_id, unit, attribution)
+        if quantity == 0 and type(quantity) in (int, float):
+            self._zero(metric, license_id, unit, attribution)
+            return None
+        route, mirror = self._routes.find(metric, quantity, license_id, unit, attribution)
         if type(quantity) is int:
             if not 0 < quantity <= MAX_INT_QUANTITY:
-                quantity = _checked_quantity(quantity)  # raises, naming the field
+                quantity = checked_quantity(quantity)  # raises, naming the field
         elif type(quantity) is not float or not 0.0 < quantity < _INF:
-            quantity = _checked_quantity(quantity)  # numeric subclasses pass, the rest raise
+            quantity = checked_quantity(quantity)  # numeric subclasses pass, the rest raise
         if self._off:
             if self._closed:
                 self._tracked_after_shutdown()
-            return
-        counter.add(quantity, attributes)
-        self._pending += 1
-        if self._pending >= self._flush_at:
-            self._flush_soon()
+            return None
+        self._recorder.add(route, quantity)
+        self.counts["tracked"] += 1
+        if mirror is not None:
+            mirror[0].add(quantity, mirror[1])
+        return None
 
-    def _route(
-        self, metric: Any, quantity: Any, license_id: Any, unit: Any, attribution: Any
-    ) -> tuple[Counter, dict[str, AttributeValue]]:
-        """track()'s checks, in the order of its fields (the first bad one is named): the
-        counter and the attributes to record.
+    def _zero(self, metric: Any, license_id: Any, unit: Any, attribution: Any) -> None:
+        """A zero quantity bills nothing and is no programming error (a completion of zero
+        tokens): the other fields are still checked, and the call counted."""
+        self._routes.find(metric, 1, license_id, unit, attribution)
+        self.counts["zero_quantities"] += 1
 
-        Fields that passed are remembered (bounded) with the attributes made for them,
-        unless the policy stripped some attribution. Equal values of other types (1, 1.0
-        and True) are equal keys: a remembered route is used only for values of its types.
-        """
-        try:
-            known = self._routes[
-                (metric, unit, license_id)
-                if attribution is None
-                else (metric, unit, license_id, *attribution.items())
-            ]
-        except (KeyError, TypeError, AttributeError):  # new, unhashable or not a mapping
-            known = None
-        if known is not None and (
-            known[1] is None or known[1] == tuple(map(type, attribution.values()))
-        ):
-            self._last[metric, unit, license_id] = known
-            return known[2], known[3]
-        try:
-            counter, alias = self._counters[metric, unit]
-        except (KeyError, TypeError):  # a new metric and unit, or an unhashable one (named there)
-            counter, alias = self._instrument(metric, unit)
-        _checked_quantity(quantity)
-        if type(license_id) is not str or license_id not in self._valid_licenses:
-            self._check_license(license_id)
-        cleaned = self._cleaned(attribution) if attribution is not None else {}
-        attributes: dict[str, AttributeValue] = {**self._base, **cleaned}
-        attributes[LICENSE_KEY] = license_id
-        if alias is not None:
-            attributes["doow.metric"] = alias
-        seen: dict[str, AttributeValue] | None = None
-        types: tuple[type, ...] | None = None
-        if attribution is None:
-            key: tuple[object, ...] = (metric, unit, license_id)
-        elif type(attribution) is dict and len(cleaned) == len(attribution):
-            key = (metric, unit, license_id, *attribution.items())
-            seen = dict(attribution)  # a copy: the caller may change theirs
-            types = tuple(map(type, seen.values()))
-            if all(kind is str for kind in types):
-                types = None  # nothing but a str equals a str: equal is enough
-        else:
-            return counter, attributes
-        if len(self._routes) >= _CACHE_LIMIT:
-            self._routes.clear()
-            self._last.clear()
-        # never changed once made (the SDK copies the attributes it keeps)
-        route = (seen, types, counter, attributes)
-        self._routes[key] = self._last[metric, unit, license_id] = route
-        return counter, attributes
-
-    def _track_record(self, fields: dict[str, Any]) -> None:
-        """A usage record: checked here by the rules every path uses (records.py), then
-        one log record whose body is the record, with its id fixed now (a random one when
-        neither `event_id` nor `idempotency_key` is given), so retries and replays of
-        the log record are one event."""
+    def _track_record(self, fields: dict[str, Any]) -> str | None:
+        """A usage record: checked once, here, by the rules every path uses (records.py),
+        its id fixed now (a random one when neither `event_id` nor `idempotency_key` is
+        given), so a replay of the window is the same event."""
         body = {key: value for key, value in fields.items() if value is not None}
         if "quantity" in body:
-            body["quantity"] = _plain_quantity(body["quantity"])
+            body["quantity"] = plain_quantity(body["quantity"])
         moment = body.get("timestamp")
         if isinstance(moment, datetime):
             if moment.tzinfo is None:
@@ -406,12 +358,12 @@ class DoowTracker:
         if "license_id" not in body:
             license_id = license_from_baggage() or self._default_license
             if license_id is None:
-                self._check_license(None)
+                self._routes.check_license(None)
             body["license_id"] = license_id
         if "attribution" in body:
-            body["attribution"] = dict(self._cleaned(body["attribution"]))
-        if self._base:
-            body["attribution"] = {**self._base, **body.get("attribution", {})}
+            body["attribution"] = dict(self._routes.cleaned(body["attribution"]))
+        if self._routes.base:
+            body["attribution"] = {**self._routes.base, **body.get("attribution", {})}
         if "metadata" in body and not isinstance(body["metadata"], Mapping):
             raise InvalidEvent("metadata", "must be a mapping of str to str, int, float or bool")
         if "metadata" in body:
@@ -423,79 +375,18 @@ class DoowTracker:
             body["timestamp"] = format_time(now)
         if "event_id" not in body and "idempotency_key" not in body:
             body["event_id"] = random_id()
-        record_event(body, occurred_at=now)  # raises InvalidEvent naming the field
+        event = record_event(body, occurred_at=now)  # raises InvalidEvent naming the field
         if self._off:
             if self._closed:
                 self._tracked_after_shutdown()
-            return
-        logger = self._records_logger()
-        stamp = time.time_ns()
-        from opentelemetry._logs import SeverityNumber
-
-        fields = {
-            "timestamp": stamp,
-            "observed_timestamp": stamp,
-            "severity_number": SeverityNumber.INFO,
-            "body": body,
-            "attributes": {"event.name": USAGE_EVENT_NAME},
-        }
-        try:  # before opentelemetry-sdk 1.39 the SDK's loggers take the SDK's own record
-            from opentelemetry.sdk._logs import LogRecord as SdkLogRecord  # type: ignore[attr-defined]
-        except ImportError:
-            logger.emit(**fields)
-        else:
-            from opentelemetry.trace import TraceFlags
-
-            logger.emit(
-                SdkLogRecord(
-                    resource=getattr(logger, "resource", None),
-                    trace_id=0,
-                    span_id=0,
-                    trace_flags=TraceFlags(0),
-                    **fields,
-                )
-            )
-        self._pending += 1
-        if self._pending >= self._flush_at:
-            self._flush_soon()
-
-    def _records_logger(self) -> Any:
-        if self._usage_logger is None:
-            with self._lock:
-                if self.logger_provider is None:
-                    self.logger_provider = self._own_logger_provider()
-                self._usage_logger = self.logger_provider.get_logger(TRACKER_SCOPE, __version__)
-        return self._usage_logger
-
-    def _own_logger_provider(self) -> Any:
-        from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
-        exporter: Any
-        if self.route == "collector":
-            exporter = _collector_log_exporter(self.collector_endpoint, self.timeout)
-        else:
-            from doow_otel.otel.logs import DoowLogExporter
-
-            exporter = DoowLogExporter(self.client, options=self.options, problem=self.problem)
-            self._exporters.append(exporter)
-        provider = LoggerProvider(
-            resource=Resource.create({"service.instance.id": random_id()}),
-            shutdown_on_exit=False,
-        )
-        provider.add_log_record_processor(
-            BatchLogRecordProcessor(
-                exporter,
-                schedule_delay_millis=self.settings.flush_interval * 1000,
-                max_export_batch_size=MAX_BATCH_EVENTS,
-                export_timeout_millis=self.timeout * 1000,
-            )
-        )
-        return provider
+            return event.event_id
+        self._recorder.add_record(body)
+        self.counts["records"] += 1
+        return event.event_id
 
     def _tracked_after_shutdown(self) -> None:
-        self._after_shutdown += 1
-        if self._after_shutdown == 1:
+        self.counts["after_shutdown"] += 1
+        if self.counts["after_shutdown"] == 1:
             self.client.report(
                 "dropped",
                 "usage tracked after the tracker shut down (shutdown(), exit or SIGTERM) is "
@@ -506,88 +397,57 @@ class DoowTracker:
     @property
     def dropped_after_shutdown(self) -> int:
         """track() calls after shutdown: not recorded."""
-        return self._after_shutdown
+        return self.counts["after_shutdown"]
 
-    def _instrument(self, metric: object, unit: object) -> tuple[Counter, str | None]:
-        problem = metric_problem(metric)
-        if problem:
-            raise InvalidEvent("metric", problem)
-        problem = unit_problem(unit)
-        if problem:
-            raise InvalidEvent("unit", problem)
-        assert isinstance(metric, str)
-        # OTel instrument names are case-insensitive (the SDK lowercases them): a name that
-        # is not already lowercase, or that OTel refuses, rides exactly in `doow.metric`.
-        valid = _OTEL_NAME.fullmatch(metric) is not None
-        alias = None if valid and metric == metric.lower() else metric
-        name = metric.lower() if valid else "doow.usage"
-        counter = self._meter.create_counter(name, unit=str(unit or ""))
-        with self._lock:
-            found = self._counters.setdefault((metric, unit), (counter, alias))  # type: ignore[arg-type]
-        return found
-
-    def _check_license(self, license_id: object) -> None:
-        if license_id is None:
-            raise InvalidEvent(
-                "license_id",
-                "is required: pass license_id=, set it in baggage ('doow.license_id'), "
-                "or configure default_license_id / DOOW_LICENSE_ID",
-            )
-        problem = license_problem(license_id)
-        if problem:
-            raise InvalidEvent("license_id", problem)
-        if len(self._valid_licenses) < _CACHE_LIMIT:
-            self._valid_licenses.add(license_id)  # type: ignore[arg-type]
-
-    def _cleaned(self, attribution: object) -> Mapping[str, AttributeValue]:
-        """The attribution minus what the policy strips. The (key, value) pairs kept are
-        remembered, so that `track()` skips the checks for attribution it has seen."""
-        if type(attribution) is not dict and not isinstance(attribution, Mapping):
-            raise InvalidEvent("attribution", attributes_problem(attribution) or "is invalid")
-        if not attribution:
-            return attribution
-        kept = self._kept
-        try:
-            if len(attribution) <= self._room and attribution.items() <= kept:
-                return attribution
-        except TypeError:  # an unhashable value: let the check below name it
-            pass
-        problem = attributes_problem(attribution) or reserved_key_problem(attribution)
-        if problem:
-            raise InvalidEvent("attribution", problem)
-        cleaned = self.policy.clean(attribution)
-        if len(kept) > _CACHE_LIMIT:
-            kept.clear()
-        for item in cleaned.items():
-            # 2.0**63 == 2**63: a float past the int64 range must not vouch for an int
-            if type(item[1]) is not float or abs(item[1]) < _INT64_BOUND:
-                kept.add(item)
-        room = self._room
-        return dict(list(cleaned.items())[:room]) if len(cleaned) > room else cleaned
+    def stats(self) -> dict[str, int]:
+        """The tracker's counts (tracked, records, zero_quantities, after_shutdown), its
+        windows' (recorded, windows_sealed, events_sealed, windows_extended,
+        windows_recovered, events_recovered, folded, dropped) and its client's
+        (`DoowClient.stats`)."""
+        return {**self.client.stats(), **self._recorder.stats, **self.counts}
 
     # --- flushing ---
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Export everything recorded so far (and replay the spool).
+        """Seal and send what is recorded (as the budget allows), replay the spool, and
+        flush the span and log usage of the providers given.
 
-        True when all went out or is kept in the spool; False (and `on_error` told why)
-        when usage was neither delivered nor kept."""
-        timeout_millis = (timeout if timeout is not None else self.timeout) * 1000
-        self._pending = 0
-        ok = bool(self.meter_provider.force_flush(timeout_millis))
-        if self.tracer_provider is not None:
-            ok = bool(self.tracer_provider.force_flush(int(timeout_millis))) and ok
-        if self.logger_provider is not None:
-            ok = bool(self.logger_provider.force_flush(int(timeout_millis))) and ok
-        for exporter in self._exporters:  # the SDK's readers ignore export results
+        True when everything went out or is kept on disk (the spool, or the journal of a
+        window the budget holds); False (and `on_error` told why) when usage was neither
+        delivered nor kept."""
+        seconds = timeout if timeout is not None else self.timeout
+        deadline = time.monotonic() + seconds
+        with within(deadline):
+            ok = self._seal(deadline)
+            millis = int(max(0.0, deadline - time.monotonic()) * 1000)
+            for provider in (self.meter_provider, self.tracer_provider, self.logger_provider):
+                if provider is not None:
+                    ok = bool(provider.force_flush(millis)) and ok
+        for exporter in self._exporters:  # the SDK's processors ignore export results
             ok = not exporter.take_failures() and ok
         return ok
 
+    def _seal(self, deadline: float, *, force: bool = False) -> bool:
+        if self.disabled:
+            return True
+        if not self._recovered:  # dead processes' journals on this spool, once
+            self._recovered = True
+            self._recorder.recover(deadline)
+        return self._recorder.seal(deadline=deadline, force=force)
+
+    def _on_window(self) -> None:
+        """A window boundary: seal and send (the backlog too, even with nothing new), and
+        look again for dead processes' journals."""
+        if self._closed:
+            return
+        self._recovered = False
+        with contextlib.suppress(Exception):  # the clock thread must go on
+            self._seal(time.monotonic() + min(self.timeout, self.window / 2))
+
     @property
     def has_pending(self) -> bool:
-        """Anything recorded since the last flush, or waiting in the spool."""
-        spool = self.client.spool
-        return self._pending > 0 or bool(spool is not None and len(spool))
+        """Anything recorded and not yet sealed, or waiting in the spool."""
+        return self._recorder.pending or bool(self.client.pending_events())
 
     # --- doow_otel.serverless.Flushable: what the serverless wrappers use ---
 
@@ -597,53 +457,38 @@ class DoowTracker:
         return (
             self.has_pending
             or self.tracer_provider is not None
-            or (self.logger_provider is not None and not self._owns_logger_provider)
+            or self.logger_provider is not None
+            or self.meter_provider is not None
         )
 
     def begin_invocation(self) -> None:
-        """A wrapped invocation starts: `flush_at` waits for a full batch until it ends."""
-        with self._lock:
-            self.invocations += 1
-            self._flush_at = MAX_BATCH_EVENTS
+        """A wrapped invocation starts (nothing to hold: only windows send usage)."""
 
     def end_invocation(self) -> None:
-        with self._lock:
-            self.invocations -= 1
-            if not self.invocations:
-                self._flush_at = self.settings.flush_at
-
-    def _flush_soon(self) -> None:
-        """Ask the background flusher for an export; `track()` never waits for the network."""
-        self._flush_wanted.set()
-        if self._flusher is None:
-            with self._lock:
-                if self._flusher is None:
-                    self._flusher = threading.Thread(
-                        target=self._flush_loop, name="doow-flush", daemon=True
-                    )
-                    self._flusher.start()
-
-    def _flush_loop(self) -> None:
-        while not self._closed:
-            self._flush_wanted.wait()
-            self._flush_wanted.clear()
-            if not self._closed:
-                self.flush()
+        """A wrapped invocation ends; its wrapper flushes."""
 
     def shutdown(self, timeout: float | None = None) -> None:
+        """Seal what is open whatever the budget (a window left open would wait for a
+        successor process), send what the budget and the deadline allow, and close; what
+        is not sent stays in the spool for the next process on it."""
         if self._closed:
             return
-        self.flush(timeout)
+        seconds = timeout if timeout is not None else self.timeout
+        deadline = time.monotonic() + seconds
+        with contextlib.suppress(Exception), within(deadline):
+            self._seal(deadline, force=True)
+            for provider in (self.meter_provider, self.tracer_provider, self.logger_provider):
+                if provider is not None:
+                    provider.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
         self._closed = True
         self._off = True
-        self._flush_wanted.set()
-        if self._owns_meter_provider:
-            self.meter_provider.shutdown()
-        if self._owns_logger_provider and self.logger_provider is not None:
-            self.logger_provider.shutdown()
+        self._clock.stop()
+        self._recorder.close()
         forget_on_sigterm(self._at_exit)
         with contextlib.suppress(Exception):
             atexit.unregister(self._at_exit)
+        if isinstance(self._sink, CollectorSink):
+            self._sink.close()
         if self._owns_client:
             release_client(self.client)
 
@@ -662,37 +507,48 @@ class DoowTracker:
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
-    # --- fork safety (gunicorn --preload, multiprocessing) ---
-
-    def _before_fork(self) -> None:
-        """Collect what is recorded into our exporter, which holds it for the parent: the
-        child starts with nothing of the parent's, so nothing is billed twice (the child's
-        data points would carry another pid in the resource, hence other ids)."""
-        if self._closed or self._reader is None:
-            return
-        for exporter in self._exporters:
-            exporter.holding = True
-        with contextlib.suppress(Exception):
-            self._reader.collect(timeout_millis=self.timeout * 1000)
-
-    def _after_fork_in_parent(self) -> None:
-        for exporter in self._exporters:
-            exporter.holding = False
-        if self._exporters and any(exporter.has_retained for exporter in self._exporters):
-            self._flush_soon()
+    # --- fork safety (gunicorn --preload, multiprocessing) and Lambda SnapStart ---
 
     def _after_fork_in_child(self) -> None:
-        """New locks, threads and connections: nothing held or open in the parent is used."""
-        self._lock = threading.Lock()
-        self._flusher = None
-        self._flush_wanted = threading.Event()
-        self._pending = 0
+        """The child records on its own: a new journal, client, connections and clock;
+        the parent's recorded usage stays the parent's (billed once, by it)."""
         if self._owns_client and not self._closed:
             self.client = shared_client(**self._client_args)
+            if isinstance(self._sink, DoowSink):
+                self._sink.client = self.client
         for exporter in self._exporters:
             exporter.after_fork_in_child(self.client)
-        if self._reader is not None and hasattr(self._reader, "_export_lock"):
-            self._reader._export_lock = threading.Lock()  # a parent thread may have held it
+        self._recorder.after_fork_in_child()
+        self._clock = WindowClock(self._on_window, self.window)
+        if not self._off:
+            self._clock.start()
+
+    def _before_snapshot(self) -> None:
+        """Seal what init recorded before the snapshot: every restored copy of this
+        process would otherwise seal its own copy of the open window."""
+        self.shutdown_window(force=True)
+
+    def shutdown_window(self, *, force: bool) -> bool:
+        """Seal now (whatever the budget when `force`) and send within the timeout."""
+        deadline = time.monotonic() + self.timeout
+        with within(deadline):
+            return self._seal(deadline, force=force)
+
+    def _after_restore(self) -> None:
+        """Each restored environment is a copy of the snapshot's process: it names its
+        windows apart (a new journal), draws its own randomness (backoff jitter), opens
+        its own connections and learns its key's state afresh."""
+        random.seed()
+        self._recorder.restart_journal()
+        if self._owns_client and not self._closed:
+            stale, self.client = self.client, DoowClient(**{
+                k: v for k, v in self._client_args.items()
+            })  # fmt: skip
+            if isinstance(self._sink, DoowSink):
+                self._sink.client = self.client
+            stale.close()
+        if isinstance(self._sink, CollectorSink):
+            self._sink.close()  # its next push opens a new connection
 
     # --- serverless wrappers (doow_otel.serverless) ---
 
@@ -721,76 +577,39 @@ class DoowTracker:
         return serverless.invocation(tracker=self, **options)
 
 
-def _checked_quantity(quantity: object) -> int | float:
-    """A USAGE quantity as an int or float (see `_plain_quantity`), or InvalidEvent."""
-    plain = _plain_quantity(quantity)
-    if not 0 < plain < math.inf or (type(plain) is int and plain > MAX_INT_QUANTITY):
-        raise InvalidEvent("quantity", quantity_problem(plain, "USAGE") or "is invalid")
-    return plain
+class _Unsendable:
+    """The sink of a tracker that cannot send (no key, a malformed one): each window's
+    usage is reported as not sent, with the reason and the fix."""
 
+    def __init__(self, problem: str, client: DoowClient) -> None:
+        self.problem = problem
+        self.client = client
+        self._failed = 0
 
-def _plain_quantity(quantity: object) -> int | float:
-    """An int or float from a numeric subclass (an IntEnum, numpy's integers and floats);
-    anything else is refused with the reason and the fix."""
-    if isinstance(quantity, bool) or quantity is None:
-        raise InvalidEvent("quantity", quantity_problem(quantity, "USAGE") or "is invalid")
-    if isinstance(quantity, int):
-        return int(quantity)
-    if isinstance(quantity, float):
-        return float(quantity)
-    if hasattr(type(quantity), "__index__"):  # numpy.int64 and friends
-        try:
-            return operator.index(quantity)  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - numpy.bool_ refuses, for one
-            raise InvalidEvent(
-                "quantity", f"{type(quantity).__name__} is not usable as an integer ({exc})"
-            ) from None
-    raise InvalidEvent(
-        "quantity",
-        f"must be an int or float, got {type(quantity).__name__}; convert it with int() or "
-        "float() (Doow quantities are JSON numbers)",
-    )
+    def may_seal(self, events: int) -> bool:
+        return True
 
+    def deliver(self, journal_id: str, window: Any, deadline: float) -> bool:
+        count = len(window.sums) + len(window.records)
+        self.client.report("auth", f"{count} usage records not sent: {self.problem}", count=count)
+        self._failed += 1
+        return True  # reported as lost: nothing keeps a window no key can ever send
 
-_NEEDS_COLLECTOR_EXTRA = (
-    'route="collector" needs OpenTelemetry\'s OTLP/HTTP exporter, an extra of '
-    "doow-otel: pip install 'doow-otel[collector]'"
-)
+    def drain(self, deadline: float) -> bool:
+        return True
 
-
-def _collector_exporter(endpoint: str | None, timeout: float) -> MetricExporter:
-    """OTLP/HTTP with delta temporality to a collector (for example a Lambda extension
-    on localhost). The endpoint: the argument, else the standard OTEL_EXPORTER_OTLP_*
-    variables (read by the exporter), else http://localhost:4318."""
-    try:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    except ImportError:
-        raise ConfigurationError(_NEEDS_COLLECTOR_EXTRA) from None
-
-    if endpoint is not None:
-        endpoint = endpoint.rstrip("/") + "/v1/metrics"
-    return OTLPMetricExporter(
-        endpoint=endpoint, timeout=timeout, preferred_temporality=DELTA_TEMPORALITY
-    )
-
-
-def _collector_log_exporter(endpoint: str | None, timeout: float) -> Any:
-    """OTLP/HTTP logs to the collector, as `_collector_exporter` for metrics."""
-    try:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    except ImportError:
-        raise ConfigurationError(_NEEDS_COLLECTOR_EXTRA) from None
-    if endpoint is not None:
-        endpoint = endpoint.rstrip("/") + "/v1/logs"
-    return OTLPLogExporter(endpoint=endpoint, timeout=timeout)
+    def take_failures(self) -> int:
+        """Windows not sent since the last call (the tracker's flush says False)."""
+        failed, self._failed = self._failed, 0
+        return failed
 
 
 def configure(**kwargs: Any) -> DoowTracker:
     """A tracker wired into the application's existing OpenTelemetry setup.
 
     A global SDK TracerProvider gets Doow span processing added (not replaced); when no
-    global MeterProvider is set, the tracker's becomes the global one, so plain
-    `Counter.add(..., {"doow.license_id": ...})` calls from app code reach Doow too.
+    global MeterProvider is set, the tracker sets one (with Doow's reader, so that plain
+    `Counter.add(..., {"doow.license_id": ...})` calls from app code reach Doow too).
     """
     provider = trace.get_tracer_provider()
     if "tracer_provider" not in kwargs and isinstance(provider, TracerProvider):
@@ -800,5 +619,13 @@ def configure(**kwargs: Any) -> DoowTracker:
         "ProxyMeterProvider",
         "NoOpMeterProvider",
     ):
-        metrics.set_meter_provider(tracker.meter_provider)
+        from doow_otel.otel.metrics import DoowMetricExporter, metric_reader
+
+        reader = metric_reader(
+            DoowMetricExporter(tracker.client, options=tracker.options),
+            interval=tracker.window,
+        )
+        meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=True)
+        tracker.meter_provider = meter_provider
+        metrics.set_meter_provider(meter_provider)
     return tracker

@@ -11,6 +11,11 @@ over: work left running after the handler returned makes no progress in between.
         result = runtime.invoke({"user": "u_1"}, timeout=3.0)
         assert result.ok and result.in_time
 
+With `kill_at_deadline=True`, a handler still running at its deadline is timed out as
+Lambda does it: the runtime process is killed (SIGKILL: nothing of it runs on), the
+invocation answers `Sandbox.Timedout`, and the next event starts a new runtime process in
+the same environment (the same /tmp, the same variables), which initialises again.
+
 With `extensions=[path, ...]`, each is started first as a Lambda external extension
 (Extensions API: register, event/next with INVOKE and SHUTDOWN; Telemetry API:
 platform.runtimeDone to subscribers), and the runtime only once they have all
@@ -151,6 +156,7 @@ class LambdaRuntime:
         freeze: bool = True,
         python: str = sys.executable,
         extensions: Sequence[str | os.PathLike[str]] = (),
+        kill_at_deadline: bool = False,
     ) -> None:
         self.handler = handler
         self.task_root = Path(task_root).resolve()
@@ -158,6 +164,8 @@ class LambdaRuntime:
         self.function_name = function_name
         self.freeze = freeze and hasattr(signal, "SIGSTOP")
         self.python = python
+        self.kill_at_deadline = kill_at_deadline
+        self.timeouts = 0  # invocations timed out (their runtime killed)
         self.init_error: Any = None
         self.process: subprocess.Popen[bytes] | None = None
         self.ready = threading.Event()  # set when the runtime, initialised, asks for an event
@@ -198,15 +206,19 @@ class LambdaRuntime:
                     stderr=subprocess.STDOUT,
                 )
             self._await_registrations()
+        self._spawn_runtime()
+        return self
+
+    def _spawn_runtime(self) -> None:
+        with open(self._log, "ab") as log:
             self.process = subprocess.Popen(
                 [self.python, "-m", "awslambdaric", self.handler],
                 cwd=self.task_root,
-                env=env,
+                env=self._environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        return self
 
     def _await_registrations(self, limit: float = 30.0) -> None:
         end = time.monotonic() + limit
@@ -263,11 +275,26 @@ class LambdaRuntime:
                 left = end - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"no answer for {request_id} in {wait}s:\n{self.log()}")
+                if self.kill_at_deadline and time.time() * 1000 > deadline_ms:
+                    return self._timed_out(request_id, deadline_ms)
                 self._changed.wait(min(left, 0.1))
             result = self._results.pop(request_id)
         if self.extensions:
             result = replace(result, ended_ms=int(time.time() * 1000))
         return result
+
+    def _timed_out(self, request_id: str, deadline_ms: int) -> Invocation:
+        """Past the deadline: the runtime is killed; the next event starts a new one."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        self._frozen = False
+        self._deadlines.pop(request_id, None)
+        self.timeouts += 1
+        self._spawn_runtime()
+        body = {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out"}
+        now = int(time.time() * 1000)
+        return Invocation(request_id, False, body, deadline_ms, now, "Sandbox.Timedout")
 
     def _extensions_done(self) -> bool:
         return all(e.waiting.is_set() for e in self.extensions)

@@ -2,6 +2,7 @@
 from the SDK's objects by `sdk`."""
 
 from doow_otel.otel.conversion.rules import (
+    MIRROR_SCOPE,
     TRACKER_SCOPE,
     USAGE_EVENT_NAME,
     Conversion,
@@ -10,6 +11,7 @@ from doow_otel.otel.conversion.rules import (
 from doow_otel.otel.conversion.sdk import convert_log_records, convert_metrics, convert_spans
 
 __all__ = [
+    "MIRROR_SCOPE",
     "TRACKER_SCOPE",
     "USAGE_EVENT_NAME",
     "Conversion",

@@ -46,6 +46,7 @@ from doow_otel.otel.conversion.views import (
 
 __all__ = [
     "LICENSE_KEYS",
+    "MIRROR_SCOPE",
     "TRACKER_SCOPE",
     "USAGE_EVENT_NAME",
     "Conversion",
@@ -61,6 +62,9 @@ DEFAULT_RESOURCE_ATTRIBUTES = (
     "cloud.region",
 )
 TRACKER_SCOPE = "doow_otel"
+MIRROR_SCOPE = "doow_otel.mirror"
+"""DoowTracker's usage mirrored on an application's MeterProvider: never usage (the
+tracker delivers it itself; billing it here would bill it twice)."""
 USAGE_EVENT_NAME = "doow.usage"
 LICENSE_KEYS = ("doow.license_id", "license_id")
 
@@ -297,6 +301,8 @@ class Converter:
             enc_resource = encode_attributes(resource.attributes)
             base = self.resource_attribution(resource.attributes)
             for scope in resource.scopes:
+                if scope.name == MIRROR_SCOPE:
+                    continue
                 scope_is_usage = scope.name == TRACKER_SCOPE
                 prefix = enc_resource + encode_str(scope.name) + encode_str(scope.version)
                 for metric in scope.metrics:

@@ -1,0 +1,391 @@
+"""The recorder: usage summed per window, on disk from the moment it is recorded, sealed
+into one event per stream when the budget has room for it.
+
+`add()` is the hot path of `track()`: under one lock it adds the amount to the open
+window's sums and appends it to the journal (`doow_otel.delivery.journal`), so a process
+killed at any instant loses nothing that was recorded. `seal()` closes the open window,
+makes its events (`doow_otel.delivery.windows`: one per stream, every metric in it) and
+hands them to a sink: Doow's spool and client, or a collector. A window's file goes only
+once the sink has them; a sealed window the sink could not take stays on disk and goes
+first with the next seal.
+
+Windows grow rather than overrun Doow's budget: the open window is sealed only when the
+sink says the budget has room for its events (`WindowSink.may_seal`); otherwise it stays
+open, and the usage of the next minutes joins it (never anything sealed: those ids are
+fixed). `recover()` seals and delivers the windows of dead processes' journals on the
+same spool (a SIGKILL, an OOM kill, a Lambda timeout), under the dead journal's ids, so a
+window delivered before the crash is not billed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from doow_otel.delivery.client import DoowClient
+from doow_otel.delivery.journal import Journal, Route, WindowContent, dead_journals, read_window
+from doow_otel.delivery.reports import Reporter
+from doow_otel.delivery.windows import stream_count, window_events
+
+__all__ = ["DoowSink", "Recorder", "WindowSink"]
+
+logger = logging.getLogger("doow_otel")
+
+MAX_RECORDS_PER_WINDOW = 10_000
+"""Usage records (their own ids) one open window holds; more seal it whatever the budget."""
+MAX_UNDELIVERED_WINDOWS = 1_000
+"""Sealed windows kept in memory for the sink when there is no disk (the oldest go first,
+counted and reported)."""
+
+
+class WindowSink(Protocol):
+    """Where sealed windows go: Doow (through the spool), or a collector."""
+
+    def may_seal(self, events: int) -> bool:
+        """Whether the budget has room for `events` now: if not, the window stays open."""
+        ...
+
+    def deliver(self, journal_id: str, window: WindowContent, deadline: float) -> bool:
+        """Take a sealed window (of the journal `journal_id`): True once its usage is
+        delivered or safe elsewhere (its file may go), False when it is neither (the window
+        is kept for a later try)."""
+        ...
+
+    def drain(self, deadline: float) -> bool:
+        """Send what waits, at the budget's pace; True when nothing is left unsafe."""
+        ...
+
+
+@dataclass
+class _Sealed:
+    journal_id: str
+    content: WindowContent
+    path: Path | None  # its file (None: in memory, or a dead journal's handled apart)
+
+
+class Recorder:
+    """Usage of one tracker: thread-safe; one per process after a fork (`after_fork_in_child`)."""
+
+    def __init__(
+        self,
+        sink: WindowSink,
+        *,
+        directory: Path | None,
+        owner: str,
+        report: Reporter,
+        durable: bool = False,
+        max_routes: int = 100_000,
+        resource: dict[str, str] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.max_routes = max_routes
+        self.directory = directory
+        self.owner = owner
+        self.report = report
+        self.durable = durable
+        self._lock = threading.Lock()
+        self._seal_lock = threading.Lock()  # one seal at a time; add() never waits for it
+        self._journal = Journal(directory, owner)
+        self.resource = dict(resource or {})
+        self._open = self._window(0)
+        self._undelivered: list[_Sealed] = []
+        self._disk_trouble = False
+        self._extended_reported = -1  # the window whose extension was last reported
+        self._folds: dict[tuple[str, str | None], int | float] = {}  # this window's folded usage
+        self._fold_count = 0
+        self.stats: dict[str, int] = {
+            "recorded": 0, "records": 0, "windows_sealed": 0, "events_sealed": 0,
+            "windows_extended": 0, "windows_recovered": 0, "events_recovered": 0,
+            "dropped": 0, "folded": 0,
+        }  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"Recorder({self._journal!r})"
+
+    def _window(self, number: int) -> WindowContent:
+        return WindowContent(number, time.time_ns(), self.resource)
+
+    # --- recording: the hot path ---
+
+    def add(self, route: Route, quantity: int | float) -> None:
+        """Add `quantity` to `route` in the open window, on disk before this returns."""
+        with self._lock:
+            window = self._open
+            sums = window.sums
+            total = sums.get(route)
+            if total is None and len(sums) >= self.max_routes and route.folded is not None:
+                self._fold(route, quantity)
+                route = route.folded
+                total = sums.get(route)
+            sums[route] = quantity if total is None else total + quantity
+            self.stats["recorded"] += 1
+            if self._disk_trouble or self.directory is None:
+                return
+            try:
+                self._journal.add(window, route, quantity)
+                self._journal.compact_if_large(window)
+            except OSError as exc:
+                self._trouble(exc)
+
+    def add_record(self, fields: dict[str, Any]) -> None:
+        """A usage record with its own identity (its fields checked, its id fixed)."""
+        with self._lock:
+            window = self._open
+            window.records.append(fields)
+            self.stats["records"] += 1
+            full = len(window.records) >= MAX_RECORDS_PER_WINDOW
+            if not (self._disk_trouble or self.directory is None):
+                try:
+                    self._journal.record(window, fields)
+                except OSError as exc:
+                    self._trouble(exc)
+        if full:
+            self.seal(deadline=time.monotonic(), force=True)
+
+    @property
+    def pending(self) -> bool:
+        """Anything recorded and not yet handed to the sink."""
+        with self._lock:
+            window = self._open
+            return bool(window.sums or window.records or self._undelivered)
+
+    # --- sealing ---
+
+    def seal(self, *, deadline: float, force: bool = False) -> bool:
+        """Hand what is due to the sink: windows sealed earlier that it could not take, then
+        what waits in the sink (the spool's backlog), then the open window (when the budget
+        has room for it, or `force`). True when nothing recorded is left unsafe: delivered,
+        in the spool, or still open in the journal because of the budget."""
+        with self._seal_lock:
+            ok = self._redeliver(deadline)
+            ok = self.sink.drain(deadline) and ok  # the backlog first: oldest goes first
+            with self._lock:
+                window = self._open
+                empty = not (window.sums or window.records)
+                events = 0 if empty else stream_count(window)
+            if not empty and ok:
+                if force or self.sink.may_seal(events):
+                    ok = self._seal_open(deadline)
+                else:
+                    self._extended(window, events)
+            return ok
+
+    def _fold(self, route: Route, quantity: int | float) -> None:
+        """Past the route limit: counted here, said once per window when it is sealed."""
+        key = (route.metric, route.unit)
+        self._folds[key] = self._folds.get(key, 0) + quantity
+        self._fold_count += 1
+        self.stats["folded"] += 1
+
+    def _report_folds(self, folds: dict[tuple[str, str | None], int | float], count: int) -> None:
+        if not folds:
+            return
+        amounts = ", ".join(f"{quantity:g} {metric}" + (f" {unit}" if unit else "")
+                            for (metric, unit), quantity in sorted(folds.items()))  # fmt: skip
+        self.report(
+            "dropped",
+            f"{count} usage calls in this window came past its limit of {self.max_routes:,} "
+            f"attribution sets; their usage ({amounts}) is billed to its license, metric and "
+            "unit with the attribution folded to doow.folded=true (nothing is lost). Raise "
+            "max_routes, or record fewer distinct attribution values",
+            count=0,
+        )
+
+    def _seal_open(self, deadline: float) -> bool:
+        with self._lock:
+            folds, self._folds = self._folds, {}
+            fold_count, self._fold_count = self._fold_count, 0
+            sealed = _Sealed(self._journal.id, self._open, None)
+            if self.directory is not None and not self._disk_trouble:
+                sealed.path = self._journal.path(sealed.content.window)
+                try:
+                    self._journal.seal(durable=self.durable)
+                except OSError as exc:
+                    self._trouble(exc)
+            self._open = self._window(sealed.content.window + 1)
+        self._report_folds(folds, fold_count)
+        return self._deliver(sealed, deadline)
+
+    def _deliver(self, sealed: _Sealed, deadline: float) -> bool:
+        self.stats["windows_sealed"] += 1
+        self.stats["events_sealed"] += stream_count(sealed.content)
+        if not self._handed(sealed.journal_id, sealed.content, deadline):
+            self._keep_undelivered(sealed)
+            return False
+        if sealed.path is not None:
+            self._unlink(sealed.path)
+        return True
+
+    def _redeliver(self, deadline: float) -> bool:
+        while self._undelivered:
+            sealed = self._undelivered[0]
+            if not self._handed(sealed.journal_id, sealed.content, deadline):
+                return False
+            self._undelivered.pop(0)
+            if sealed.path is not None:
+                self._unlink(sealed.path)
+        return True
+
+    def _handed(self, journal_id: str, window: WindowContent, deadline: float) -> bool:
+        """The sink took the window; a sink that raises (a bug below) took nothing: the
+        window is kept for the next seal, and that is said."""
+        try:
+            return self.sink.deliver(journal_id, window, deadline)
+        except Exception as exc:
+            self.report(
+                "network",
+                f"a window of usage was kept for the next flush: handing it on failed "
+                f"({type(exc).__name__}: {exc})",
+                count=stream_count(window),
+            )
+            return False
+
+    def _keep_undelivered(self, sealed: _Sealed) -> None:
+        self._undelivered.append(sealed)
+        while len(self._undelivered) > MAX_UNDELIVERED_WINDOWS:
+            lost = self._undelivered.pop(0)
+            if lost.path is None:  # on disk it waits for a successor: not lost
+                self._dropped(stream_count(lost.content), "more undelivered windows than kept")
+
+    def _extended(self, window: WindowContent, events: int) -> None:
+        """Said once per window: the budget has no room, so the window grows."""
+        self.stats["windows_extended"] += 1
+        if self._extended_reported == window.window:
+            return
+        self._extended_reported = window.window
+        self.report(
+            "rate_limited",
+            f"this window's usage makes {events} event{'s' if events != 1 else ''} and "
+            "Doow's event budget has no room for it now; the window stays open and the "
+            "next minutes' usage joins it (nothing is lost; it goes as one event per "
+            "stream when the budget allows). To send fewer events: a longer window "
+            "(flush_interval), fewer attribution keys or licenses per window, or the "
+            "collector gateway for a fleet (docs/collector.md)",
+            count=events,
+        )
+
+    # --- recovery of dead processes' journals ---
+
+    def recover(self, deadline: float) -> bool:
+        """Seal and deliver the windows of dead processes' journals on this spool; True
+        when none is left."""
+        if self.directory is None:
+            return True
+        with self._seal_lock:
+            done = True
+            for dead in dead_journals(self.directory, self.owner, self._journal.id):
+                try:
+                    left = self._recover_one(dead.id, dead.windows, deadline)
+                except OSError as exc:
+                    logger.warning("doow: could not recover journal %s: %s", dead.id, exc)
+                    left = True
+                if left:
+                    dead.let_go()
+                    done = False
+                else:
+                    dead.release()
+            return done
+
+    def _recover_one(self, journal_id: str, windows: list[Path], deadline: float) -> bool:
+        """True when some window is left undelivered."""
+        routes: dict[int, Route] = {}
+        for path in windows:
+            content = read_window(path, routes)
+            if not content.intact:
+                logger.warning("doow: the journal %s ends torn (power loss?): recovered "
+                               "what checks", path.name)  # fmt: skip
+            if not self._handed(journal_id, content, deadline):
+                return True
+            self._unlink(path)
+            self.stats["windows_recovered"] += 1
+            self.stats["events_recovered"] += stream_count(content)
+        return False
+
+    # --- process life ---
+
+    def close(self) -> None:
+        with self._lock:
+            self._journal.close()
+
+    def after_fork_in_child(self) -> None:
+        """The child records on its own: what the parent recorded is the parent's."""
+        self._lock = threading.Lock()
+        self._seal_lock = threading.Lock()
+        self._journal.forget_after_fork()
+        self._open = self._window(0)
+        self._undelivered = []
+
+    def restart_journal(self) -> None:
+        """A new journal identity from here on (a restored snapshot: every copy of the
+        process must name its windows apart)."""
+        with self._lock:
+            self._journal.forget_after_fork()
+            self._open = self._window(0)
+
+    # --- troubles ---
+
+    def _trouble(self, exc: OSError) -> None:
+        """The journal cannot be written: go on in memory (reported once)."""
+        self._disk_trouble = True
+        self.report(
+            "dropped",
+            f"usage journal problem: {exc.strerror or exc}; usage recorded from now on is kept "
+            "in memory until it is sealed (it would not survive the process's death)",
+        )
+
+    def _unlink(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.warning("doow: could not remove journal file %s: %s", path.name, exc)
+
+    def _dropped(self, count: int, why: str) -> None:
+        self.stats["dropped"] += count
+        self.report("dropped", f"{count} usage event{'s' if count != 1 else ''} dropped: {why}",
+                    count=count)  # fmt: skip
+
+
+class DoowSink:
+    """Sealed windows to Doow: their events (one per stream) into the spool, then sent at
+    the budget's pace. The budget has room for a window when the pacer holds enough for
+    its events and no backlog waits on a Doow that is not taking batches (during an
+    outage windows grow instead of piling up in the spool)."""
+
+    def __init__(self, client: DoowClient, window: float) -> None:
+        self.client = client
+        self.window = window
+
+    def may_seal(self, events: int) -> bool:
+        client = self.client
+        if client.pending_events() and not client.delivered_within(2 * self.window):
+            return False
+        pacer = client.pacer
+        return pacer.available() >= min(events, pacer.events_per_minute)
+
+    def deliver(self, journal_id: str, window: WindowContent, deadline: float) -> bool:
+        events, dropped = window_events(journal_id, window)
+        if dropped:
+            self.client.report(
+                "dropped",
+                f"{dropped} usage records in the journal are no longer valid",
+                count=dropped,
+            )
+        if not events or self.client.disabled:
+            return True
+        # into the spool first, then sent (at the budget's pace) within the deadline
+        result = self.client.send(events, deadline=deadline)
+        if self.client.spool is None:  # nowhere to keep them: the window stays until sent
+            return result.delivered + len(result.rejected) >= len(events)
+        return result.dropped == 0
+
+    def drain(self, deadline: float) -> bool:
+        if self.client.disabled or not self.client.pending_events():
+            return True
+        return self.client.flush_spool(deadline=deadline).dropped == 0
+
