@@ -249,6 +249,19 @@ def test_sdk_data_converts_as_its_otlp_encoding(options: ConversionOptions) -> N
     assert {"invalid_quantity", "cumulative_temporality", "cardinality_overflow"} <= set(direct[1])
 
 
+def test_usage_folded_past_the_sdks_cardinality_limit_is_reported_in_its_units() -> None:
+    """The SDK's overflow point has no license left: it cannot be billed, and the report
+    says how much usage that is (1,000,000 calls reported as '1 usage records' before)."""
+    folded = Sum(
+        [_point({"doow.license_id": "lic_a"}, 3), _point({"otel.metric.overflow": True}, 900)],
+        DELTA,
+        True,
+    )
+    conversion = convert_metrics(_one_scope(_metric("api_calls", folded, unit="")))
+    assert conversion.lost == {("api_calls", ""): 900}
+    assert "900 api_calls not billable" in conversion.describe("cardinality_overflow", 1)
+
+
 def test_an_interval_sum_past_int64_converts_as_its_parts_would() -> None:
     """OTLP cannot carry the sum; the parts (the remainder, then 2**63-1 with doow.part
     1, 2, ...) are what the exporter encoded before it read SDK data directly."""

@@ -4,6 +4,7 @@ goes out with the next flush. Judged by what the local server stored."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,44 @@ def test_a_send_that_raises_keeps_the_usage_for_the_next_flush(
         assert local_doow.total("api_calls", "lic_a") == 5
     finally:
         tracker.shutdown()
+
+
+def test_usage_the_collector_refused_at_exit_stays_on_disk_for_the_next_process(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """route="collector", the collector down when the process shuts down: the usage is
+    not lost and not reported as kept in memory: it stays in the journal on disk, and the
+    next process on the same spool delivers it once the collector is back."""
+    require_otelcol()
+    collector = Collector(local_doow, tmp_path / "queue", tmp_path / "collector.log")
+    (tmp_path / "queue").mkdir()
+    collector.http_port = free_port()
+
+    def tracker(reports: list[ErrorReport]) -> DoowTracker:
+        return DoowTracker(
+            route="collector",
+            collector_endpoint=f"http://127.0.0.1:{collector.http_port}",
+            spool=tmp_path / "spool",
+            on_error=reports.append,
+            flush_interval=3600,
+            timeout=1.0,
+            handle_sigterm=False,
+        )
+
+    first_reports: list[ErrorReport] = []
+    first = tracker(first_reports)
+    first.track(metric="api_calls", quantity=7, license_id="lic_exit")
+    first.shutdown()
+    assert any("stays in the journal on disk" in r.message for r in first_reports)
+    assert not any("kept in memory" in r.message for r in first_reports)
+    assert list((tmp_path / "spool" / "journal").glob("*.wal"))
+    collector.start()
+    try:
+        second = tracker([])
+        assert second.flush() is True
+        second.shutdown()
+        assert wait_for(lambda: local_doow.total("api_calls", "lic_exit") == 7)
+        time.sleep(0.5)
+        assert local_doow.total("api_calls", "lic_exit") == 7
+    finally:
+        collector.stop()

@@ -116,6 +116,9 @@ class Conversion:
     dropped: Counter[str] = field(default_factory=Counter)
     bad_records: dict[str, str] = field(default_factory=dict)
     """The first bad usage record (a log body, a line) of each reason code: where and why."""
+    lost: dict[tuple[str, str], int | float] = field(default_factory=dict)
+    """Usage the SDK folded past its cardinality limit (no license left to bill), per
+    (metric, unit), in its own units."""
 
     @property
     def problems(self) -> list[str]:
@@ -124,6 +127,12 @@ class Conversion:
     def describe(self, code: str, count: int) -> str:
         first = self.bad_records.get(code)
         example = f" (the first: {first})" if first else ""
+        if code == "cardinality_overflow" and self.lost:
+            amounts = ", ".join(
+                f"{quantity:g} {metric}" + (f" {unit}" if unit else "")
+                for (metric, unit), quantity in sorted(self.lost.items())
+            )
+            example = f" ({amounts} not billable: the overflow point has no license)"
         return f"{count} usage records dropped ({code}){example}: {_FIXES.get(code, code)}"
 
 
@@ -330,12 +339,14 @@ class Converter:
         enc_times = ""
         licensed = listed  # a usage metric: listed, or a point of it has a license
         overflow = 0
+        overflowed: int | float = 0  # the usage the SDK folded into its overflow point
         for attrs, start, nanos, value, count in metric.points:
             own_license = _license(attrs)
             if own_license:
                 licensed = True
             if attrs.get("otel.metric.overflow") is True:
                 overflow += 1
+                overflowed += (count if by_count and not is_sum else value) or 0
                 continue
             if not own_license and not listed:
                 continue  # other telemetry
@@ -368,6 +379,8 @@ class Converter:
             )
         if overflow and licensed:  # the SDK's cardinality limit folded licenses away
             dropped["cardinality_overflow"] += overflow
+            lost = self.result.lost
+            lost[name, unit] = lost.get((name, unit), 0) + overflowed
 
     # --- traces ---
 
