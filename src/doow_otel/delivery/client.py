@@ -130,9 +130,10 @@ class DoowClient:
     """Sends usage events to Doow.
 
     One HTTP connection pool, opened on first use and reused by every later send
-    (warm serverless invocations pay no new handshake). Thread-safe; sends are
-    serialised so a replay never races a send of the same batch. `transport` (any
-    `doow_otel.delivery.transport.base.Transport`) replaces the network; `close()` closes it.
+    (warm serverless invocations pay no new handshake). Thread-safe: sends run side by
+    side, each batch held by the one sending it (a replay never races a send of it).
+    `transport` (any `doow_otel.delivery.transport.base.Transport`) replaces the network;
+    `close()` closes it.
     """
 
     def __init__(
@@ -230,26 +231,27 @@ class DoowClient:
             return SendResult(skipped=len(events))
         sending = _Round(end)
         result = SendResult()
-        with self._lock:
-            self._replay(sending, result)
-            # Journal every batch before the first request: a process killed mid-send
-            # leaves them all in the spool for the next one.
-            work = [self._journal(batch) for batch in make_batches(events)]
-            self._count(sent=len(events))
-            if len(work) > 1 and self.max_in_flight > 1:
-                # Several batches: keep up to max_in_flight requests going at once on
-                # the pooled connections (a bulk send is not one round trip per batch).
-                pool, futures = self._executor(), []
-                for item in work:
-                    try:
-                        futures.append(pool.submit(self._deliver_part, item, sending))
-                    except RuntimeError:  # the interpreter is exiting (an atexit export):
-                        result.add(self._deliver_part(item, sending))  # no new threads
-                for future in futures:
-                    result.add(future.result())
-            else:
-                for item in work:
-                    self._deliver_fresh(item, sending, result)
+        # Sends run side by side (concurrent invocations, a flush beside the window clock):
+        # each batch is held (Spool.claim) while it is sent, so no two sends offer it.
+        self._replay(sending, result)
+        # Journal every batch before the first request: a process killed mid-send leaves
+        # them all in the spool for the next one.
+        work = [self._journal(batch) for batch in make_batches(events)]
+        self._count(sent=len(events))
+        if len(work) > 1 and self.max_in_flight > 1:
+            # Several batches: keep up to max_in_flight requests going at once on the
+            # pooled connections (a bulk send is not one round trip per batch).
+            pool, futures = self._executor(), []
+            for item in work:
+                try:
+                    futures.append(pool.submit(self._deliver_part, item, sending))
+                except RuntimeError:  # the interpreter is exiting (an atexit export):
+                    result.add(self._deliver_part(item, sending))  # no new threads
+            for future in futures:
+                result.add(future.result())
+        else:
+            for item in work:
+                self._deliver_fresh(item, sending, result)
         return result
 
     def flush_spool(
@@ -355,7 +357,7 @@ class DoowClient:
         if self.spool is None:
             return
         kept = 0
-        for path in self.spool.paths():
+        for path in self.spool.oldest():
             if time.monotonic() >= sending.end or sending.stop or self._waiting_for_probe():
                 return
             lease = self.spool.claim(path)
@@ -705,11 +707,12 @@ class DoowClient:
             return self._own
 
     def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor  # only bulk sends use it
+        with self._lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor  # only bulk sends use it
 
-            self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="doow-send")
-        return self._pool
+                self._pool = ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="doow-send")
+            return self._pool
 
     def _headers(self, encoding: str | None) -> dict[str, str]:
         headers = {

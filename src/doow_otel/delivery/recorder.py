@@ -88,7 +88,8 @@ class Recorder:
         self.report = report
         self.durable = durable
         self._lock = threading.Lock()
-        self._seal_lock = threading.Lock()  # one seal at a time; add() never waits for it
+        self._seal_lock = threading.Lock()  # taking windows to seal; add() never waits for it
+        self._recover_lock = threading.Lock()  # one recovery at a time
         self._journal = Journal(directory, owner)
         self.resource = dict(resource or {})
         self._open = self._window(0)
@@ -159,20 +160,45 @@ class Recorder:
         """Hand what is due to the sink: windows sealed earlier that it could not take, then
         what waits in the sink (the spool's backlog), then the open window (when the budget
         has room for it, or `force`). True when nothing recorded is left unsafe: delivered,
-        in the spool, or still open in the journal because of the budget."""
+        in the spool, or still open in the journal because of the budget.
+
+        Seals overlap: the lock covers only taking the windows due; the sending runs
+        outside it, so a flush that comes while another waits on Doow does not wait for
+        that round trip (concurrent invocations of one process)."""
         with self._seal_lock:
-            ok = self._redeliver(deadline)
-            ok = self.sink.drain(deadline) and ok  # the backlog first: oldest goes first
+            due, self._undelivered = self._undelivered, []
+        ok = self._deliver_all(due, deadline)
+        ok = self.sink.drain(deadline) and ok  # the backlog first: oldest goes first
+        if not ok:
+            return False
+        with self._seal_lock:
             with self._lock:
                 window = self._open
                 empty = not (window.sums or window.records)
                 events = 0 if empty else stream_count(window)
-            if not empty and ok:
-                if force or self.sink.may_seal(events):
-                    ok = self._seal_open(deadline)
-                else:
-                    self._extended(window, events)
-            return ok
+            if empty:
+                return True
+            if not (force or self.sink.may_seal(events)):
+                self._extended(window, events)
+                return True
+            sealed = self._seal_open()
+        return self._deliver_all([sealed], deadline, fresh=True)
+
+    def _deliver_all(self, windows: list[_Sealed], deadline: float, fresh: bool = False) -> bool:
+        """Hand each window to the sink, oldest first; those it does not take wait for the
+        next seal (in order)."""
+        for index, sealed in enumerate(windows):
+            if fresh:
+                self.stats["windows_sealed"] += 1
+                self.stats["events_sealed"] += stream_count(sealed.content)
+            if not self._handed(sealed.journal_id, sealed.content, deadline):
+                with self._seal_lock:
+                    self._undelivered[:0] = windows[index:]
+                    self._bound_undelivered()
+                return False
+            if sealed.path is not None:
+                self._unlink(sealed.path)
+        return True
 
     def _fold(self, route: Route, quantity: int | float) -> None:
         """Past the route limit: counted here, said once per window when it is sealed."""
@@ -195,7 +221,8 @@ class Recorder:
             count=0,
         )
 
-    def _seal_open(self, deadline: float) -> bool:
+    def _seal_open(self) -> _Sealed:
+        """The open window, closed: a new one takes what comes next (under _seal_lock)."""
         with self._lock:
             folds, self._folds = self._folds, {}
             fold_count, self._fold_count = self._fold_count, 0
@@ -208,27 +235,7 @@ class Recorder:
                     self._trouble(exc)
             self._open = self._window(sealed.content.window + 1)
         self._report_folds(folds, fold_count)
-        return self._deliver(sealed, deadline)
-
-    def _deliver(self, sealed: _Sealed, deadline: float) -> bool:
-        self.stats["windows_sealed"] += 1
-        self.stats["events_sealed"] += stream_count(sealed.content)
-        if not self._handed(sealed.journal_id, sealed.content, deadline):
-            self._keep_undelivered(sealed)
-            return False
-        if sealed.path is not None:
-            self._unlink(sealed.path)
-        return True
-
-    def _redeliver(self, deadline: float) -> bool:
-        while self._undelivered:
-            sealed = self._undelivered[0]
-            if not self._handed(sealed.journal_id, sealed.content, deadline):
-                return False
-            self._undelivered.pop(0)
-            if sealed.path is not None:
-                self._unlink(sealed.path)
-        return True
+        return sealed
 
     def _handed(self, journal_id: str, window: WindowContent, deadline: float) -> bool:
         """The sink took the window; a sink that raises (a bug below) took nothing: the
@@ -244,8 +251,7 @@ class Recorder:
             )
             return False
 
-    def _keep_undelivered(self, sealed: _Sealed) -> None:
-        self._undelivered.append(sealed)
+    def _bound_undelivered(self) -> None:
         while len(self._undelivered) > MAX_UNDELIVERED_WINDOWS:
             lost = self._undelivered.pop(0)
             if lost.path is None:  # on disk it waits for a successor: not lost
@@ -275,7 +281,7 @@ class Recorder:
         when none is left."""
         if self.directory is None:
             return True
-        with self._seal_lock:
+        with self._recover_lock:
             done = True
             for dead in dead_journals(self.directory, self.owner, self._journal.id):
                 try:
@@ -315,6 +321,7 @@ class Recorder:
         """The child records on its own: what the parent recorded is the parent's."""
         self._lock = threading.Lock()
         self._seal_lock = threading.Lock()
+        self._recover_lock = threading.Lock()
         self._journal.forget_after_fork()
         self._open = self._window(0)
         self._undelivered = []

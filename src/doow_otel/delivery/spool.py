@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +116,9 @@ class Spool:
         self._listing: set[str] | None = None  # the directory's names, as last seen
         self._listed_at = float("-inf")
         self._own: list[str] = []  # this owner's entry names, sorted (oldest first)
+        self._own_bytes = 0  # their bytes, as far as known
         self._others = 0  # entries of other owners (or none), as last listed
+        self._claimed: set[Path] = set()  # held by a send of this process (claim)
         self._problem_reported = False
         self._others_reported = False
 
@@ -211,7 +214,7 @@ class Spool:
 
     def others(self) -> int:
         """Entries on disk that belong to another endpoint or key, or to no known owner."""
-        self._names()
+        self._refresh()
         return self._others
 
     # --- journal ---
@@ -251,8 +254,7 @@ class Spool:
         except OSError as exc:
             self._problem(f"cannot write to {self.directory}: {exc.strerror or exc}")
             return self._remember(name, body)
-        self._sizes[name] = len(body)
-        self._listed(name)
+        self._listed(name, len(body))
         self._problem_reported = False  # the disk works again: report the next problem
         self._enforce_bounds(keep=final)
         return final
@@ -292,26 +294,55 @@ class Spool:
         self._unlisted(path.name)
 
     def claim(self, path: Path) -> Lease | None:
-        """Hold the entry while this process sends it, so that another process sharing the
-        spool does not send it at the same moment (no duplicate offers to Doow's budget);
-        None when another process holds it, or it is gone. The lease ends with the
-        process, whatever kills it."""
+        """Hold the entry while it is sent, so that no other send (another thread, or
+        another process sharing the spool) offers it at the same moment: no duplicate
+        offers to Doow's budget. None when another holds it, or it is gone. The lease
+        ends with the process, whatever kills it."""
+        with self._lock:
+            if path in self._claimed:
+                return None
+            self._claimed.add(path)
         if path in self._memory or fcntl is None:
-            return Lease(None)
+            return Lease(None, lambda: self._unclaim(path))
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
+            self._unclaim(path)
             return None  # replayed and removed meanwhile by another process
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
+            self._unclaim(path)
             return None
-        return Lease(fd)
+        return Lease(fd, lambda: self._unclaim(path))
+
+    def _unclaim(self, path: Path) -> None:
+        with self._lock:
+            self._claimed.discard(path)
 
     def paths(self) -> list[Path]:
         """This owner's entries (on disk and in memory), oldest first."""
-        names = self._names()
+        return list(self.oldest())
+
+    def oldest(self) -> Iterator[Path]:
+        """This owner's entries, oldest first, made one at a time (a replay takes the first
+        few: its cost does not grow with the entries waiting)."""
+        self._refresh()
+        self._report_others()
+        with self._lock:
+            names = list(self._own)
+            memory = list(self._memory)
+            gone = set(self._gone)
+        if memory:
+            yield from sorted([self.directory / n for n in names] + memory, key=lambda p: p.name)
+            return
+        for name in names:
+            path = self.directory / name
+            if path not in gone:
+                yield path
+
+    def _report_others(self) -> None:
         others = self._others
         if others and not self._others_reported:
             self._others_reported = True
@@ -324,29 +355,22 @@ class Spool:
                 "them with this key",
                 count=others,
             )
-        del names
-        mine = [self.directory / n for n in self._own]
-        with self._lock:
-            memory = list(self._memory)
-        if self._gone:
-            mine = [p for p in mine if p not in self._gone]
-        if not memory:
-            return mine
-        return sorted(mine + memory, key=lambda p: p.name)
 
     def __len__(self) -> int:
-        return len(self.paths())
+        self._refresh()
+        with self._lock:
+            count = len(self._own) + len(self._memory)
+            if self._gone:  # delivered, but their files could not be removed
+                own = set(self._own)
+                count -= sum(1 for path in self._gone if path.name in own)
+            return count
 
     def pending_events(self) -> int:
         """Events waiting in this owner's entries (as their names say)."""
-        self._names()
-        events = 0
-        for name in self._own:
-            parsed = _OWNED.match(name)
-            events += int(parsed[4]) if parsed and parsed[4] else 1
+        self._refresh()
         with self._lock:
-            events += sum(_events_in(p.name) for p in self._memory)
-        return events
+            names = list(self._own) + [p.name for p in self._memory]
+        return sum(_events_in(name) for name in names)
 
     def load(self, path: Path) -> Entry | None:
         """Read one entry; a corrupt one is set aside, reported, and skipped."""
@@ -382,8 +406,9 @@ class Spool:
             os.replace(path, target)
         except OSError:
             return path
+        size = self._sizes.get(path.name, 0)
         self._unlisted(path.name)
-        self._listed(target.name)
+        self._listed(target.name, size)
         return target
 
     def set_aside(self, path: Path, count: int) -> str:
@@ -418,33 +443,47 @@ class Spool:
     def _names(self) -> list[str]:
         """The directory's names: this process's view, listed again when older than
         `REFRESH_SECONDS` (see there)."""
-        if self._listing is None or time.monotonic() - self._listed_at > REFRESH_SECONDS:
-            try:
-                names = os.listdir(self.directory) if self.directory.is_dir() else []
-            except OSError as exc:
-                self._problem(f"cannot list {self.directory}: {exc.strerror or exc}")
-                names = []
+        self._refresh()
+        with self._lock:
+            return list(self._listing or ())
+
+    def _refresh(self) -> None:
+        if self._listing is not None and time.monotonic() - self._listed_at <= REFRESH_SECONDS:
+            return
+        try:
+            names = os.listdir(self.directory) if self.directory.is_dir() else []
+        except OSError as exc:
+            self._problem(f"cannot list {self.directory}: {exc.strerror or exc}")
+            names = []
+        own = sorted(name for name in names if self._mine(name))
+        others = sum(1 for name in names if _is_batch(name) and not self._mine(name))
+        with self._lock:
             self._listing = set(names)
             self._listed_at = time.monotonic()
-            self._own = sorted(name for name in names if self._mine(name))
-            self._others = sum(1 for name in names if _is_batch(name) and not self._mine(name))
-        return list(self._listing)
+            self._own = own
+            self._others = others
+            self._own_bytes = sum(self._sizes.get(name, 0) for name in own)
 
-    def _listed(self, name: str) -> None:
-        """This process wrote `name`: its view has it at once."""
-        if self._listing is not None and name not in self._listing:
-            self._listing.add(name)
-            if self._mine(name):
-                bisect.insort(self._own, name)
+    def _listed(self, name: str, size: int) -> None:
+        """This process wrote `name` (`size` bytes): its view has it at once."""
+        with self._lock:
+            self._sizes[name] = size
+            if self._listing is not None and name not in self._listing:
+                self._listing.add(name)
+                if self._mine(name):
+                    bisect.insort(self._own, name)
+                    self._own_bytes += size
 
     def _unlisted(self, name: str) -> None:
         """This process removed or renamed `name`."""
-        if self._listing is not None and name in self._listing:
-            self._listing.discard(name)
-            index = bisect.bisect_left(self._own, name)
-            if index < len(self._own) and self._own[index] == name:
-                del self._own[index]
-        self._sizes.pop(name, None)
+        with self._lock:
+            size = self._sizes.pop(name, 0)
+            if self._listing is not None and name in self._listing:
+                self._listing.discard(name)
+                index = bisect.bisect_left(self._own, name)
+                if index < len(self._own) and self._own[index] == name:
+                    del self._own[index]
+                    self._own_bytes -= size
 
     def _problem(self, what: str) -> None:
         if not self._problem_reported:
@@ -482,30 +521,31 @@ class Spool:
                     self._move(path, CORRUPT, "partly written (process stopped mid-write)")
 
     def _within_bounds(self) -> bool:
-        """Whether this owner's entries on disk are within the bounds, from this process's
-        view: each entry's size is read once (a name is never rewritten with other bytes),
-        so a journal write costs no listing and no stat per entry in the spool."""
-        self._names()
-        sizes = self._sizes
-        for name in self._own:
-            if name not in sizes:
-                try:
-                    sizes[name] = (self.directory / name).stat().st_size
-                except FileNotFoundError:  # sent and removed by another process
-                    sizes[name] = 0
-        if len(sizes) > 2 * len(self._own) + 64:  # names gone: forget their sizes
-            own = set(self._own)
-            self._sizes = sizes = {n: b for n, b in sizes.items() if n in own}
-        return len(self._own) <= self.max_batches and sum(
-            sizes[name] for name in self._own
-        ) <= self.max_bytes
+        """Whether this owner's entries are within the bounds, from this process's view: a
+        journal write costs no listing and no stat per entry in the spool. Entries seen
+        only in a listing are stat'ed once, when it is refreshed."""
+        self._refresh()
+        with self._lock:
+            unsized = [name for name in self._own if name not in self._sizes] if (
+                len(self._sizes) < len(self._own)
+            ) else []
+        for name in unsized:
+            try:
+                size = (self.directory / name).stat().st_size
+            except FileNotFoundError:  # sent and removed by another process
+                size = 0
+            with self._lock:
+                if name not in self._sizes:
+                    self._sizes[name] = size
+                    self._own_bytes += size
+        return len(self._own) <= self.max_batches and self._own_bytes <= self.max_bytes
 
     def _enforce_bounds(self, keep: Path) -> None:
         if self._within_bounds():
             return
-        entries = [self.directory / name for name in self._own]
-        total = sum(self._sizes.get(p.name, 0) for p in entries)
-        count = len(entries)
+        with self._lock:
+            entries = [self.directory / name for name in self._own]
+        count, total = len(entries), self._own_bytes
         for path in entries:
             if count <= self.max_batches and total <= self.max_bytes:
                 break
@@ -539,15 +579,19 @@ def _events_in(name: str) -> int:
 
 
 class Lease:
-    """An entry held by this process while it sends it (see `Spool.claim`)."""
+    """An entry held while it is sent (see `Spool.claim`)."""
 
-    def __init__(self, fd: int | None) -> None:
+    def __init__(self, fd: int | None, done: Callable[[], None]) -> None:
         self._fd = fd
+        self._done: Callable[[], None] | None = done
 
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # the lock goes with the descriptor
             self._fd = None
+        if self._done is not None:
+            self._done()
+            self._done = None
 
     def __enter__(self) -> Lease:
         return self

@@ -195,9 +195,13 @@ def _late(job: _Job) -> bool:
 
 
 class _Flusher:
-    """One daemon thread runs the flushes. The flushes asked for while one runs wait for the
-    next, which serves them all at once (per holder of the usage, to the latest of their
-    deadlines: each caller still waits only for its own budget)."""
+    """Runs flushes off the caller's thread. A dispatcher takes the flushes asked for and
+    starts a round for all of them at once (one seal and one request per holder of the
+    usage, to the latest of their deadlines: each caller still waits only for its own
+    budget). At most `ROUNDS` rounds run at a time: a flush asked for while one waits on
+    Doow starts the next round at once, rather than waiting for that round trip."""
+
+    ROUNDS = 2
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[tuple[Flushable, float, Future[bool]]] = (
@@ -205,7 +209,8 @@ class _Flusher:
         )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.rounds = 0  # flushes run (fewer than asked for when invocations overlap)
+        self._slots = threading.Semaphore(self.ROUNDS)
+        self.rounds = 0  # rounds run (fewer than flushes asked for when invocations overlap)
 
     def submit(self, flushable: Flushable, deadline: float) -> Future[bool]:
         future: Future[bool] = Future()
@@ -213,25 +218,35 @@ class _Flusher:
         if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
+                    self._slots = threading.Semaphore(self.ROUNDS)
                     self._thread = threading.Thread(
-                        target=self._run, name="doow-invocation-flush", daemon=True
+                        target=self._dispatch, name="doow-invocation-flush", daemon=True
                     )
                     self._thread.start()
         return future
 
-    def _run(self) -> None:
+    def _dispatch(self) -> None:
         while True:
             waiting = [self._jobs.get()]
+            self._slots.acquire()  # a round ends: the flushes asked for meanwhile go together
             with contextlib.suppress(queue.Empty):
                 while True:
                     waiting.append(self._jobs.get_nowait())
             groups: dict[int, list[tuple[Flushable, float, Future[bool]]]] = {}
             for job in waiting:
                 groups.setdefault(id(job[0]), []).append(job)
-            for jobs in groups.values():
+            self.rounds += 1
+            round_ = threading.Thread(
+                target=self._round, args=(list(groups.values()),), name="doow-flush-round"
+            )
+            round_.daemon = True
+            round_.start()
+
+    def _round(self, groups: list[list[tuple[Flushable, float, Future[bool]]]]) -> None:
+        try:
+            for jobs in groups:
                 for _, _, future in jobs:
                     future.set_running_or_notify_cancel()
-                self.rounds += 1
                 try:
                     result = _flush_now(max(d for _, d, _ in jobs), jobs[0][0])
                 except BaseException as exc:  # _flush_now reports its own errors: a backstop
@@ -240,6 +255,8 @@ class _Flusher:
                     continue
                 for _, _, future in jobs:
                     future.set_result(result)
+        finally:
+            self._slots.release()
 
 
 _flusher = _Flusher()

@@ -40,7 +40,7 @@ from doow_otel.delivery.client import DEFAULT_SPOOL, DoowClient
 from doow_otel.delivery.clients import release_client, shared_client
 from doow_otel.delivery.clock import WindowClock
 from doow_otel.delivery.config import Settings, spool_directory
-from doow_otel.delivery.deadline import within
+from doow_otel.delivery.deadline import for_export, within
 from doow_otel.delivery.lifecycle import at_fork, at_snapshot, flush_on_sigterm, forget_on_sigterm
 from doow_otel.delivery.recorder import DoowSink, Recorder, WindowSink
 from doow_otel.delivery.spool import Spool
@@ -416,7 +416,7 @@ class DoowTracker:
         window the budget holds); False (and `on_error` told why) when usage was neither
         delivered nor kept."""
         seconds = timeout if timeout is not None else self.timeout
-        deadline = time.monotonic() + seconds
+        deadline = for_export(seconds)  # an enclosing deadline (a serverless flush's) bounds it
         with within(deadline):
             ok = self._seal(deadline)
             millis = int(max(0.0, deadline - time.monotonic()) * 1000)
