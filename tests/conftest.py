@@ -29,6 +29,7 @@ SLOW_MODULES = {
     "test_sigterm",
     "test_tracker_edges",
     "test_zero_code",
+    "test_zero_code_stop",
 }
 
 

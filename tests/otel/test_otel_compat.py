@@ -15,8 +15,8 @@ from opentelemetry.sdk.metrics.export import (
 
 from doow_otel.delivery.reports import Reporter
 from doow_otel.errors import ErrorReport
-from doow_otel.otel.baggage import LicenseFromBaggage
-from doow_otel.otel.logs import LicenseFromBaggageLogs
+from doow_otel.otel.baggage import LicenseFromContext
+from doow_otel.otel.logs import LicenseFromContextLogs
 from doow_otel.otel.metrics import DELTA_TEMPORALITY, RetainingMetricExporter, metric_reader
 
 
@@ -68,9 +68,9 @@ def test_an_exporter_that_raises_keeps_the_points_and_counts_a_failure() -> None
 
 def test_processors_flush_true_and_take_both_emit_names() -> None:
     # Before 1.42 the SDK's SpanProcessor.force_flush returns None: a failed flush.
-    assert LicenseFromBaggage().force_flush() is True
+    assert LicenseFromContext().force_flush() is True
     # 1.34 calls LogRecordProcessor.emit, later releases on_emit.
-    logs = LicenseFromBaggageLogs()
+    logs = LicenseFromContextLogs()
     assert logs.emit == logs.on_emit
     assert logs.force_flush() is True
 

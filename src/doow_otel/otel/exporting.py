@@ -12,6 +12,7 @@ shares one client (and so one spool) per process and configuration.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +23,7 @@ from doow_otel.delivery.deadline import for_export
 from doow_otel.delivery.lifecycle import at_fork
 from doow_otel.model.event import UsageEvent
 from doow_otel.otel.conversion import Conversion, ConversionOptions
+from doow_otel.otel.sigterm import EXIT_BUDGET, built_by_doow, reached, watch
 
 __all__ = ["MAX_RETAINED_EVENTS", "DoowExporterBase", "Retention"]
 
@@ -31,6 +33,7 @@ MAX_RETAINED_ATTEMPTS = 5
 """Exports a retained record rides along on before it is dropped (and reported)."""
 
 T = TypeVar("T")
+logger = logging.getLogger("doow_otel")
 
 
 class Retention(Generic[T]):
@@ -92,6 +95,13 @@ class DoowExporterBase(Retention[UsageEvent]):
         # Why this configuration cannot send (a missing key): reported at each export.
         self.problem = problem
         self._reset_retention()  # retained: (event, attempts)
+        # Made by the application or OpenTelemetry's setup, not by DoowTracker (which
+        # flushes its own): flushed on SIGTERM, checked at the first export that the flush
+        # reaches it, and the spool replayed at shutdown.
+        self._standalone = not built_by_doow()
+        self._unchecked = self._standalone
+        if self._standalone:
+            watch()
 
     def after_fork_in_child(self, client: DoowClient) -> None:
         """What was held or retained belongs to the parent; the child sends on its own client."""
@@ -102,7 +112,20 @@ class DoowExporterBase(Retention[UsageEvent]):
         """In a forked child: a client of its own (the registry was emptied first)."""
         self.after_fork_in_child(shared_client(**client_kwargs))
 
+    def _check_reached(self) -> None:
+        self._unchecked = False
+        if not reached(self):
+            logger.warning(
+                "doow: this %s is in an OpenTelemetry provider that is not the global one, "
+                "and nothing flushes it on SIGTERM: usage waiting in it when the process is "
+                "stopped is lost. Call doow_otel.flush_on_sigterm(provider) once, or flush "
+                "the provider in your own SIGTERM handler.",
+                type(self).__name__,
+            )
+
     def _deliver(self, conversion: Conversion, timeout_seconds: float) -> bool:
+        if self._unchecked:
+            self._check_reached()
         for code, count in sorted(conversion.dropped.items()):
             self.client.report("dropped", conversion.describe(code, count), count=count)
         ok = not conversion.dropped
@@ -183,6 +206,13 @@ class DoowExporterBase(Retention[UsageEvent]):
         return result.spooled == 0
 
     def _shutdown(self) -> None:
+        # What an earlier process (or export) kept goes out now: a process whose exit
+        # exports nothing new (no usage since its last export) still delivers the spool.
+        if self._standalone and self.problem is None and not self.client.disabled:
+            try:
+                self._flush_spool(min(self.client.timeout, EXIT_BUDGET) * 1000)
+            except Exception:  # never break the interpreter's exit
+                logger.exception("doow: replaying the spool at shutdown failed")
         if self._shared:
             release_client(self.client)
 

@@ -36,6 +36,7 @@ from doow_otel.delivery.reports import Reporter
 from doow_otel.otel.compat import reader_limits
 from doow_otel.otel.conversion import ConversionOptions, convert_metrics
 from doow_otel.otel.exporting import MAX_RETAINED_EVENTS, DoowExporterBase, Retention
+from doow_otel.otel.sigterm import built_by_doow, flush_on_sigterm
 
 __all__ = [
     "DELTA_TEMPORALITY",
@@ -189,13 +190,18 @@ def metric_reader(
     cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT,
     **exporter_kwargs: Any,
 ) -> PeriodicExportingMetricReader:
-    """A reader to add to your own MeterProvider: `MeterProvider(metric_readers=[..., this])`."""
-    return PeriodicExportingMetricReader(
+    """A reader to add to your own MeterProvider: `MeterProvider(metric_readers=[..., this])`.
+
+    Flushed on SIGTERM (doow_otel.otel.sigterm), wherever its provider is."""
+    reader = PeriodicExportingMetricReader(
         exporter or DoowMetricExporter(**exporter_kwargs),
         export_interval_millis=(interval or Settings.resolve().flush_interval) * 1000,
         export_timeout_millis=timeout * 1000,
         **reader_limits(usage_cardinality_limits(cardinality_limit)),
     )
+    if not built_by_doow():  # DoowTracker flushes its own reader
+        flush_on_sigterm(reader)
+    return reader
 
 
 class DoowMetricReader(PeriodicExportingMetricReader):

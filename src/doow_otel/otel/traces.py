@@ -2,8 +2,8 @@
 
 `DoowSpanExporter` bills them; `UsageSpanProcessor` hands it the spans that carry usage,
 sampled or not; `UsageRecordingSampler` keeps a sampler's dropped spans recorded so
-their usage is still billed; `add_span_processing` wires the three (and the baggage
-license) into an existing TracerProvider.
+their usage is still billed; `add_span_processing` wires the three (and the license in
+context) into an existing TracerProvider.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from doow_otel.delivery.client import DoowClient
 from doow_otel.delivery.deadline import for_export, within
 from doow_otel.delivery.lifecycle import at_fork
 from doow_otel.model.fields import MAX_INT_QUANTITY
-from doow_otel.otel.baggage import LicenseFromBaggage
+from doow_otel.otel.baggage import LicenseFromContext
 from doow_otel.otel.conversion import USAGE_EVENT_NAME, ConversionOptions, convert_spans
 from doow_otel.otel.exporting import MAX_RETAINED_EVENTS, DoowExporterBase
 
@@ -31,6 +31,7 @@ __all__ = [
     "UsageSpanProcessor",
     "add_span_processing",
     "samples_everything",
+    "wire_span_processing",
 ]
 
 logger = logging.getLogger("doow_otel")
@@ -243,18 +244,37 @@ def add_span_processing(
     `record_unsampled_usage=False` it is left alone, and a warning says what is lost.
     """
     exporter = DoowSpanExporter(client, options=options, problem=problem)
+    wire_span_processing(
+        tracer_provider,
+        exporter,
+        record_unsampled_usage=record_unsampled_usage,
+        opt_out="record_unsampled_usage=False",
+    )
+    return exporter
+
+
+def wire_span_processing(
+    tracer_provider: TracerProvider,
+    exporter: DoowSpanExporter,
+    *,
+    record_unsampled_usage: bool,
+    opt_out: str,
+) -> UsageSpanProcessor:
+    """`add_span_processing` with an exporter made already; `opt_out` names the setting
+    that turned `record_unsampled_usage` off, for the warning."""
     sampler = tracer_provider.sampler
     if not samples_everything(sampler):
         if record_unsampled_usage:
             tracer_provider.sampler = UsageRecordingSampler(sampler)
         else:
             logger.warning(
-                "doow: the TracerProvider's sampler (%s) drops spans, and "
-                "record_unsampled_usage=False: doow.usage span events and GenAI token "
-                "counts on dropped spans are NOT billed. Record billable usage with "
-                "track() or a Counter, or leave record_unsampled_usage on.",
+                "doow: the TracerProvider's sampler (%s) drops spans, and %s: doow.usage "
+                "span events and GenAI token counts on dropped spans are NOT billed. Record "
+                "billable usage with track() or a Counter, or leave the setting on.",
                 sampler.get_description(),
+                opt_out,
             )
-    tracer_provider.add_span_processor(LicenseFromBaggage())
-    tracer_provider.add_span_processor(UsageSpanProcessor(exporter))
-    return exporter
+    tracer_provider.add_span_processor(LicenseFromContext())
+    processor = UsageSpanProcessor(exporter)
+    tracer_provider.add_span_processor(processor)
+    return processor

@@ -51,7 +51,7 @@ from doow_otel.model.fields import (
 from doow_otel.model.ids import random_id
 from doow_otel.model.records import record_event
 from doow_otel.model.times import format_time
-from doow_otel.otel.baggage import LICENSE_KEY, license_from_baggage
+from doow_otel.otel.baggage import LICENSE_KEY, license_in_context
 from doow_otel.otel.conversion import TRACKER_SCOPE, USAGE_EVENT_NAME, ConversionOptions
 from doow_otel.otel.metrics import (
     DELTA_TEMPORALITY,
@@ -306,7 +306,7 @@ class DoowTracker:
             )
             return
         if license_id is None:
-            license_id = license_from_baggage() or self._default_license
+            license_id = license_in_context() or self._default_license
         # The same fields as the last call for this metric and license (the common case):
         # one lookup and a dict comparison instead of the checks in _route
         try:
@@ -404,7 +404,7 @@ class DoowTracker:
                 )
             body["timestamp"] = format_time(moment)
         if "license_id" not in body:
-            license_id = license_from_baggage() or self._default_license
+            license_id = license_in_context() or self._default_license
             if license_id is None:
                 self._check_license(None)
             body["license_id"] = license_id
@@ -530,7 +530,7 @@ class DoowTracker:
         if license_id is None:
             raise InvalidEvent(
                 "license_id",
-                "is required: pass license_id=, set it in baggage ('doow.license_id'), "
+                "is required: pass license_id=, bill to it with doow_otel.bill_to(license_id), "
                 "or configure default_license_id / DOOW_LICENSE_ID",
             )
         problem = license_problem(license_id)
