@@ -342,3 +342,37 @@ def test_the_spool_keeps_what_sigterm_could_not_deliver(
     assert again.returncode == 0, again.stderr
     assert local_doow.total("api_calls", "lic_a") == 200, again.stderr
     assert local_doow.total("pages", "lic_a") == 200, again.stderr
+
+
+UNBILLABLE = """
+from opentelemetry import metrics, trace
+
+calls = metrics.get_meter("app").create_counter("api_calls")
+for i in range(50):
+    calls.add(1, {"doow.licence_id": "lic_z"})  # misspelled: not billed
+    calls.add(1, {"doow.license_id": "lic_z"})
+    with trace.get_tracer("app").start_as_current_span("work") as span:
+        span.add_event("doow.usage", {"doow.metric": "pages", "doow.quantity": 1})  # no license
+"""
+
+
+def test_zero_code_says_what_it_could_not_bill_and_debug_shows_the_rest(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    script = _script(tmp_path, UNBILLABLE)
+    run = subprocess.run(
+        [str(INSTRUMENT), sys.executable, str(script)],
+        env=_env(local_doow, tmp_path, **ALL_DOOW, DOOW_TRACK_DEBUG="true"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert local_doow.total("api_calls", "lic_z") == 50
+    lines = run.stderr.splitlines()
+    misspelled = [line for line in lines if "not billed (misspelled_license)" in line]
+    unlicensed = [line for line in lines if "not billed (missing_license)" in line]
+    assert len(misspelled) == 1 and "doow.license_id" in misspelled[0], run.stderr
+    assert len(unlicensed) == 1 and "bill_to" in unlicensed[0], run.stderr
+    (event,) = local_doow.events(metric="api_calls")
+    assert any(event["event_id"] in line and "license lic_z" in line for line in lines)
+    assert any("answered 202: delivered" in line for line in lines), run.stderr
+    assert local_doow.api_key not in run.stderr + run.stdout

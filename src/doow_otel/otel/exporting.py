@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from doow_otel.delivery.client import DoowClient
@@ -29,6 +30,8 @@ __all__ = ["MAX_RETAINED_EVENTS", "DoowExporterBase", "Retention"]
 
 MAX_RETAINED_EVENTS = 100_000
 """Usage kept in memory for the next export when it could be neither delivered nor spooled."""
+DEBUG_EVENTS = 20
+"""Events listed one by one per export in the debug log."""
 MAX_RETAINED_ATTEMPTS = 5
 """Exports a retained record rides along on before it is dropped (and reported)."""
 
@@ -123,11 +126,40 @@ class DoowExporterBase(Retention[UsageEvent]):
                 type(self).__name__,
             )
 
+    def _debug(self, read: str, conversion: Conversion) -> None:
+        """DOOW_TRACK_DEBUG=true: what this export read, and what became of it. Events carry
+        attribution the policy has cleaned already; the key is never here."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        events = conversion.events
+        not_billed = dict(conversion.dropped + conversion.suspected)
+        logger.debug(
+            "doow: %s export: %s read, %d usage events, not billed %s (the rest is other "
+            "telemetry: no doow.* attribute, no usage event name)",
+            type(self).__name__,
+            read,
+            len(events),
+            not_billed or "none",
+        )
+        for event in events[:DEBUG_EVENTS]:
+            logger.debug(
+                "doow:   event %s: %s %s=%s license %s at %s, attribution %s",
+                event.event_id,
+                event.kind,
+                event.metric,
+                event.quantity,
+                event.license_id,
+                event.occurred_at.isoformat(),
+                dict(event.attribution),
+            )
+        if len(events) > DEBUG_EVENTS:
+            logger.debug("doow:   ... and %d more events", len(events) - DEBUG_EVENTS)
+
     def _deliver(self, conversion: Conversion, timeout_seconds: float) -> bool:
         if self._unchecked:
             self._check_reached()
-        for code, count in sorted(conversion.dropped.items()):
-            self.client.report("dropped", conversion.describe(code, count), count=count)
+        for code, count in sorted((conversion.dropped + conversion.suspected).items()):
+            self.client.report.usage_not_billed(code, count, partial(conversion.describe, code))
         ok = not conversion.dropped
         if self.holding:
             with self._lock:
@@ -167,6 +199,16 @@ class DoowExporterBase(Retention[UsageEvent]):
             # so what did arrive is deduplicated by Doow).
             attempts = [n for _, n in retained] + [0] * len(conversion.events)
             self._retain(events, attempts)
+        logger.debug(
+            "doow: sent %d events (%d of them kept from earlier exports): delivered %d, "
+            "kept in the spool %d, rejected %d, dropped %d",
+            len(events),
+            len(retained),
+            result.delivered,
+            result.spooled,
+            len(result.rejected),
+            result.dropped,
+        )
         # Spooled events are ours to deliver later: the export itself succeeded.
         ok = ok and not result.dropped
         if not ok:
@@ -215,5 +257,3 @@ class DoowExporterBase(Retention[UsageEvent]):
                 logger.exception("doow: replaying the spool at shutdown failed")
         if self._shared:
             release_client(self.client)
-
-

@@ -55,6 +55,7 @@ class DoowLogExporter(DoowExporterBase, LogRecordExporter):
         if not usage and not self._retained:
             return LogRecordExportResult.SUCCESS
         conversion = convert_log_records(usage, self.options)
+        self._debug(f"{len(batch)} log records, {len(usage)} named doow.usage", conversion)
         ok = self._deliver(conversion, self.client.timeout)
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 

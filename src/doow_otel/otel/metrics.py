@@ -79,6 +79,7 @@ class DoowMetricExporter(DoowExporterBase, MetricExporter):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         conversion = convert_metrics(metrics_data, self.options)
+        self._debug(f"{_points(metrics_data)} data points", conversion)
         ok = self._deliver(conversion, timeout_millis / 1000)
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 

@@ -36,6 +36,7 @@ __all__ = [
 
 logger = logging.getLogger("doow_otel")
 
+
 def _unencodable_usage(span: ReadableSpan) -> list[str]:
     def too_big(value: object) -> bool:
         return isinstance(value, int) and not -(2**63) <= value <= MAX_INT_QUANTITY
@@ -69,17 +70,20 @@ class DoowSpanExporter(DoowExporterBase, SpanExporter):
         if not usage and not self._retained:
             return SpanExportResult.SUCCESS
         conversion = convert_spans(usage, self.options)
+        self._debug(f"{len(spans)} spans, {len(usage)} with usage", conversion)
         lost = 0
         for span in usage:
             for key in _unencodable_usage(span):
                 # Left out, as the OTLP encoder leaves it out (and Doow's ints are int64):
                 # say what it costs.
                 lost += 1
-                self.client.report(
-                    "dropped",
-                    f"span {span.name!r}: {key} is past the int64 range OTLP carries; that "
-                    "usage is not billed (record it in parts, or as a float)",
-                    count=1,
+                self.client.report.usage_not_billed(
+                    "past_int64",
+                    1,
+                    lambda n, key=key: (
+                        f"{n} usage records not billed (past_int64): {key} is "  # type: ignore[misc]
+                        "past the int64 range OTLP carries (record it in parts, or as a float)"
+                    ),
                 )
         ok = self._deliver(conversion, self.client.timeout)
         if lost:
