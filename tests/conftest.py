@@ -23,6 +23,7 @@ SLOW_MODULES = {
     "test_fault_matrix_processes",
     "test_fleet",
     "test_flush_outcome",
+    "test_key_never_echoed",
     "test_fork",
     "test_lambda_extension",
     "test_serverless_lambda",
