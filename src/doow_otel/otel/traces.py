@@ -21,6 +21,7 @@ from doow_otel.delivery.client import DoowClient
 from doow_otel.delivery.deadline import for_export, within
 from doow_otel.delivery.lifecycle import at_fork
 from doow_otel.model.fields import MAX_INT_QUANTITY
+from doow_otel.model.secrets import shown
 from doow_otel.otel.baggage import LicenseFromContext
 from doow_otel.otel.conversion import USAGE_EVENT_NAME, ConversionOptions, convert_spans
 from doow_otel.otel.exporting import MAX_RETAINED_EVENTS, DoowExporterBase
@@ -77,12 +78,13 @@ class DoowSpanExporter(DoowExporterBase, SpanExporter):
                 # Left out, as the OTLP encoder leaves it out (and Doow's ints are int64):
                 # say what it costs.
                 lost += 1
+                where = f"span {shown(span.name)}: {key}"
                 self.client.report.usage_not_billed(
                     "past_int64",
                     1,
-                    lambda n, key=key: (
-                        f"{n} usage records not billed (past_int64): {key} is "  # type: ignore[misc]
-                        "past the int64 range OTLP carries (record it in parts, or as a float)"
+                    lambda n, where=where: (  # type: ignore[misc]
+                        f"{n} usage records not billed (past_int64; the latest: {where}): past "
+                        "the int64 range OTLP carries (record it in parts, or as a float)"
                     ),
                 )
         ok = self._deliver(conversion, self.client.timeout)
