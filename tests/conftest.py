@@ -23,12 +23,14 @@ SLOW_MODULES = {
     "test_fault_matrix_processes",
     "test_fleet",
     "test_flush_outcome",
+    "test_key_never_echoed",
     "test_fork",
     "test_lambda_extension",
     "test_serverless_lambda",
     "test_sigterm",
     "test_tracker_edges",
     "test_zero_code",
+    "test_zero_code_stop",
 }
 
 

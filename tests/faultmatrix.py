@@ -106,6 +106,9 @@ FIRST: dict[str, Outcome] = {
 PROCESS_FAULTS: dict[str, str] = {
     "SIGKILL mid-flush": "the process killed (-9) while its flush is in flight",
     "SIGTERM mid-flush": "SIGTERM while a flush waits on a slow answer",
+    "SIGTERM before export": "SIGTERM (a container stop) with usage recorded, not yet exported",
+    "signal left unset": "only OTEL_METRICS_EXPORTER=doow set: traces and logs default to "
+    "otlp over gRPC, which is not installed",
     "fork": "usage tracked before and after a fork, in parent and child",
     "unwritable spool": "the spool directory is a file (read-only filesystem alike)",
     "full disk": "the spool on a tmpfs with no room left",
@@ -113,6 +116,8 @@ PROCESS_FAULTS: dict[str, str] = {
 PROCESS_FIRST: dict[str, Outcome] = {
     "SIGKILL mid-flush": "kept",
     "SIGTERM mid-flush": "kept",
+    "SIGTERM before export": "delivered",
+    "signal left unset": "delivered",
     "fork": "delivered",
     "unwritable spool": "delivered",
     "full disk": "delivered",
@@ -140,7 +145,9 @@ PATH_FAULTS: dict[str, list[str]] = {
     "collector": ["503 until fixed", "429 Retry-After", "401", "redirect", "HTML 200"],
 }
 PATH_PROCESS_FAULTS: dict[str, list[str]] = {
-    "tracker": list(PROCESS_FAULTS),
+    "tracker": [f for f in PROCESS_FAULTS if f != "signal left unset"],
+    "otel": ["SIGTERM before export"],
+    "zero-code": ["SIGTERM before export", "signal left unset"],
     "client": ["unwritable spool", "full disk"],
     "collector": ["SIGKILL mid-flush"],
 }

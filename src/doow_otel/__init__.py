@@ -23,9 +23,16 @@ if TYPE_CHECKING:
     from doow_otel.delivery.spool import Spool
     from doow_otel.errors import ConfigurationError, DoowError, ErrorReport, InvalidEvent
     from doow_otel.model.event import UsageEvent
-    from doow_otel.otel.baggage import LicenseFromBaggage
-    from doow_otel.otel.logs import DoowLogExporter, LicenseFromBaggageLogs
+    from doow_otel.otel.baggage import (
+        LicenseFromContext,
+        baggage_license,
+        bill_to,
+        set_license,
+        trust_baggage,
+    )
+    from doow_otel.otel.logs import DoowLogExporter, LicenseFromContextLogs
     from doow_otel.otel.metrics import DoowMetricExporter, DoowMetricReader, metric_reader
+    from doow_otel.otel.sigterm import flush_on_sigterm
     from doow_otel.otel.traces import DoowSpanExporter, UsageRecordingSampler, UsageSpanProcessor
     from doow_otel.serverless import invocation, with_azure_function, with_lambda, with_vercel
     from doow_otel.tracker import DoowTracker, configure
@@ -34,8 +41,13 @@ _LAZY = {
     "DoowClient": "doow_otel.delivery.client",
     "SendResult": "doow_otel.delivery.client",
     "Rejection": "doow_otel.delivery.client",
-    "LicenseFromBaggage": "doow_otel.otel.baggage",
-    "LicenseFromBaggageLogs": "doow_otel.otel.logs",
+    "LicenseFromContext": "doow_otel.otel.baggage",
+    "LicenseFromContextLogs": "doow_otel.otel.logs",
+    "baggage_license": "doow_otel.otel.baggage",
+    "bill_to": "doow_otel.otel.baggage",
+    "set_license": "doow_otel.otel.baggage",
+    "trust_baggage": "doow_otel.otel.baggage",
+    "flush_on_sigterm": "doow_otel.otel.sigterm",
     "ConfigurationError": "doow_otel.errors",
     "DoowError": "doow_otel.errors",
     "ErrorReport": "doow_otel.errors",
@@ -68,8 +80,8 @@ __all__ = [
     "DoowTracker",
     "ErrorReport",
     "InvalidEvent",
-    "LicenseFromBaggage",
-    "LicenseFromBaggageLogs",
+    "LicenseFromContext",
+    "LicenseFromContextLogs",
     "Rejection",
     "SendResult",
     "Spool",
@@ -77,9 +89,14 @@ __all__ = [
     "UsageRecordingSampler",
     "UsageSpanProcessor",
     "__version__",
+    "baggage_license",
+    "bill_to",
     "configure",
+    "flush_on_sigterm",
     "invocation",
     "metric_reader",
+    "set_license",
+    "trust_baggage",
     "with_azure_function",
     "with_lambda",
     "with_vercel",

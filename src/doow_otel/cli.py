@@ -124,8 +124,9 @@ def _send(args: argparse.Namespace, lines: Iterable[bytes], errors: TextIO) -> i
 
     def flush() -> None:
         result = client.send(chunk, timeout=args.timeout)
-        for rejection in result.rejected:
-            print(f"rejected {rejection.event_id}: {rejection.reason}", file=errors)
+        for rejection in result.rejected:  # Doow's reason, as it came: may echo the key
+            reason = client.report.redact(rejection.reason)
+            print(f"rejected {rejection.event_id}: {reason}", file=errors)
         total.add(result)
         chunk.clear()
 
@@ -168,7 +169,7 @@ def _test_event(args: argparse.Namespace) -> int:
     with client:
         result = client.send([event], timeout=args.timeout)
         if result.delivered != 1:
-            print(f"not delivered: {result}", file=sys.stderr)
+            print(f"not delivered: {client.report.redact(str(result))}", file=sys.stderr)
             return 1
         host = urlsplit(client.endpoint).hostname or ""
         if host in ("127.0.0.1", "localhost", "::1"):

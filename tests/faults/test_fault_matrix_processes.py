@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from doow_otel_testing import LocalDoow
-from faultmatrix import FAULTS, FIRST, PATH_FAULTS, PATH_PROCESS_FAULTS
+from faultmatrix import FAULTS, FIRST, PATH_FAULTS, PATH_PROCESS_FAULTS, PROCESS_FIRST
 from helpers import Collector, child_env, run_app, running_collector, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +132,76 @@ def test_zero_code(doow: LocalDoow, tmp_path: Path, fault: str) -> None:
     _recover(doow, lambda: run(1), 20)  # the next run exports its own usage after the kept
 
 
+ZERO_CODE_WAIT = (
+    ZERO_CODE_APP
+    + """
+import time
+print("ready", flush=True)
+time.sleep(120)  # idle, as a server between requests: only the signal ends it
+"""
+)
+
+
+@pytest.mark.parametrize("fault", PATH_PROCESS_FAULTS["zero-code"])
+def test_zero_code_process_fault(doow: LocalDoow, tmp_path: Path, fault: str) -> None:
+    app = tmp_path / "app.py"
+    if fault == "SIGTERM before export":
+        env = _env(doow, tmp_path / "spool", OTEL_METRICS_EXPORTER="doow",
+                   OTEL_TRACES_EXPORTER="none", OTEL_LOGS_EXPORTER="none")  # fmt: skip
+        app.write_text(ZERO_CODE_WAIT)
+        process = subprocess.Popen(
+            [str(BIN / "opentelemetry-instrument"), sys.executable, str(app), "3"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == -signal.SIGTERM, err
+    else:  # only metrics asked for Doow; the rest left to opentelemetry-distro's default
+        app.write_text(ZERO_CODE_APP)
+        run = subprocess.run(
+            [str(BIN / "opentelemetry-instrument"), sys.executable, str(app), "3"],
+            env=_env(doow, tmp_path / "spool", OTEL_METRICS_EXPORTER="doow"),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert "Set OTEL_TRACES_EXPORTER to doow" in run.stderr
+        assert "Set OTEL_LOGS_EXPORTER to doow" in run.stderr
+    assert PROCESS_FIRST[fault] == "delivered"
+    assert doow.total("api_calls") == 15
+
+
+HAND_WIRED_WAIT = """
+import time
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from doow_otel import metric_reader
+
+metrics.set_meter_provider(MeterProvider(metric_readers=[metric_reader()]))
+calls = metrics.get_meter("app").create_counter("api_calls")
+for i in range(5):
+    calls.add(3, {"doow.license_id": f"lic_{i}"})
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("fault", PATH_PROCESS_FAULTS["otel"])
+def test_hand_wired_otel_process_fault(doow: LocalDoow, tmp_path: Path, fault: str) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(HAND_WIRED_WAIT)
+    process = subprocess.Popen(
+        [sys.executable, str(app)], env=_env(doow, tmp_path / "spool"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGTERM, err
+    assert PROCESS_FIRST[fault] == "delivered"
+    assert doow.total("api_calls") == 15
+
+
 # --- the collector ---
 
 COLLECTOR_APP = """
@@ -215,6 +285,10 @@ if os.environ.get("FORK"):
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
+if os.environ.get("WAIT"):  # idle until SIGTERM: nothing exported yet
+    import time
+    print("ready", flush=True)
+    time.sleep(120)
 print("flushing", flush=True)
 ok = meter.flush()
 print("flushed", ok, meter.client.stats(), flush=True)
@@ -262,6 +336,16 @@ def test_tracker_killed_mid_flush(doow: LocalDoow, tmp_path: Path, sig: int) -> 
     _recover(
         doow, lambda: _finish(_tracker(doow, tmp_path, spool, 0)), 15
     )  # the next process replays
+
+
+def test_tracker_sigterm_before_export(doow: LocalDoow, tmp_path: Path) -> None:
+    process = _tracker(doow, tmp_path, tmp_path / "spool", 3, WAIT="1")
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGTERM, err
+    assert PROCESS_FIRST["SIGTERM before export"] == "delivered"
+    assert doow.total("api_calls") == 15  # delivered by the flush on SIGTERM
 
 
 def test_tracker_fork(doow: LocalDoow, tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def test_clean_values_are_searched_once_and_credentials_never_kept(
     """Attribution values repeat from event to event: a value found clean is remembered (at
     most MAX_CLEAN_VALUES); one that looks like a credential is searched, and stripped,
     every time, and never remembered."""
-    from doow_otel.model import attribution as module
+    from doow_otel.model import secrets as module
 
     searched: list[str] = []
     patterns = module._SECRET_VALUE_RE

@@ -545,7 +545,7 @@ def test_sdk_log_records_convert_as_their_otlp_encoding() -> None:
     assert direct.dropped["not_json"] == 3
     # the report names the first bad record of each reason, and the fix
     described = direct.describe("not_json", 3)
-    assert described.startswith("3 usage records dropped (not_json) (the first: ")
+    assert described.startswith("3 usage records not billed (not_json) (the first: ")
     assert "must be a JSON object" in described
 
 

@@ -13,8 +13,8 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
-from doow_otel.otel.baggage import LicenseFromBaggage
-from doow_otel.otel.logs import LicenseFromBaggageLogs
+from doow_otel.otel.baggage import LicenseFromContext
+from doow_otel.otel.logs import LicenseFromContextLogs
 from doow_otel.otel.metrics import DELTA_TEMPORALITY, metric_reader
 
 
@@ -53,9 +53,9 @@ def _some_points() -> MetricsData:
 
 def test_processors_flush_true_and_take_both_emit_names() -> None:
     # Before 1.42 the SDK's SpanProcessor.force_flush returns None: a failed flush.
-    assert LicenseFromBaggage().force_flush() is True
+    assert LicenseFromContext().force_flush() is True
     # 1.34 calls LogRecordProcessor.emit, later releases on_emit.
-    logs = LicenseFromBaggageLogs()
+    logs = LicenseFromContextLogs()
     assert logs.emit == logs.on_emit
     assert logs.force_flush() is True
 

@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from opentelemetry import baggage, context
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -29,8 +28,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from doow_otel import DoowClient
-from doow_otel.otel.baggage import LicenseFromBaggage
-from doow_otel.otel.logs import DoowLogExporter, LicenseFromBaggageLogs
+from doow_otel.otel.baggage import LicenseFromContext, bill_to
+from doow_otel.otel.logs import DoowLogExporter, LicenseFromContextLogs
 from doow_otel.otel.metrics import DoowMetricExporter, metric_reader
 from doow_otel.otel.traces import DoowSpanExporter
 from doow_otel.tracker import DoowTracker
@@ -141,22 +140,18 @@ def test_adding_doow_leaves_the_existing_setup_complete(
     meter_provider.shutdown()
 
 
-def test_baggage_license_reaches_spans_and_tracked_usage(
+def test_the_license_in_context_reaches_spans_and_tracked_usage(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:
     client = doow_client(local_doow, tmp_path)
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(LicenseFromBaggage())
+    tracer_provider.add_span_processor(LicenseFromContext())
     tracer_provider.add_span_processor(BatchSpanProcessor(DoowSpanExporter(client)))
     tracker = DoowTracker(client=client, handle_sigterm=False, flush_interval=3600)
     tracer = tracer_provider.get_tracer("app")
-    token = context.attach(baggage.set_baggage("doow.license_id", "lic_tenant_7"))
-    try:
-        with tracer.start_as_current_span("handle") as span:
-            span.add_event("doow.usage", {"doow.metric": "exports", "doow.quantity": 1})
-            tracker.track(metric="api_calls", quantity=1)
-    finally:
-        context.detach(token)
+    with bill_to("lic_tenant_7"), tracer.start_as_current_span("handle") as span:
+        span.add_event("doow.usage", {"doow.metric": "exports", "doow.quantity": 1})
+        tracker.track(metric="api_calls", quantity=1)
     tracker.flush()
     tracer_provider.force_flush()
     assert local_doow.total("exports", "lic_tenant_7") == 1
@@ -197,17 +192,14 @@ def test_genai_span_bills_tokens(local_doow: LocalDoow, tmp_path: Path) -> None:
 
 def test_usage_log_records(local_doow: LocalDoow, tmp_path: Path) -> None:
     provider = LoggerProvider()
-    provider.add_log_record_processor(LicenseFromBaggageLogs())
+    provider.add_log_record_processor(LicenseFromContextLogs())
     provider.add_log_record_processor(
         BatchLogRecordProcessor(DoowLogExporter(doow_client(local_doow, tmp_path)))
     )
     logger = provider.get_logger("billing")
-    token = context.attach(baggage.set_baggage("doow.license_id", "lic_logs"))
-    try:
+    with bill_to("lic_logs"):
         emit(logger, {"doow.metric": "exports", "doow.quantity": 3, "format": "csv"}, usage=True)
         emit(logger, {"doow.quantity": 99}, usage=False)
-    finally:
-        context.detach(token)
     provider.force_flush()
     assert local_doow.total("exports", "lic_logs") == 3
     (event,) = local_doow.events(metric="exports")

@@ -139,7 +139,7 @@ import doow_otel
 
 public = set(doow_otel.__all__)
 for name in ("DoowTracker", "configure", "with_lambda", "with_vercel", "with_azure_function",
-             "invocation", "LicenseFromBaggage", "DoowMetricReader", "metric_reader",
+             "invocation", "LicenseFromContext", "DoowMetricReader", "metric_reader",
              "SendResult", "Rejection", "ErrorReport", "ConfigurationError", "InvalidEvent"):
     assert name in public, name
 assert not [n for n in public if n.startswith("_") and n != "__version__"], public

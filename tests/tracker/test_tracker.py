@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from opentelemetry import baggage, context
 
+import doow_otel
 from doow_otel import InvalidEvent
 from doow_otel.tracker import DoowTracker
 from doow_otel_testing import LocalDoow
@@ -91,18 +92,25 @@ def test_unknown_seed_field_is_named(meter: DoowTracker) -> None:
         meter.track({"metric": "m", "quantty": 1, "license_id": "l"})
 
 
-def test_license_from_baggage_unless_the_call_names_one(
+def test_license_in_context_unless_the_call_names_one(
     local_doow: LocalDoow, meter: DoowTracker
 ) -> None:
-    token = context.attach(baggage.set_baggage("doow.license_id", "lic_from_baggage"))
-    try:
+    with doow_otel.bill_to("lic_in_context"):
         meter.track(metric="api_calls", quantity=3)
         meter.track(metric="api_calls", quantity=4, license_id="lic_explicit")
+    meter.flush()
+    assert local_doow.total("api_calls", "lic_in_context") == 3
+    assert local_doow.total("api_calls", "lic_explicit") == 4
+
+
+def test_baggage_alone_never_chooses_the_license(meter: DoowTracker) -> None:
+    """Baggage comes from whoever calls the service (docs/security.md)."""
+    token = context.attach(baggage.set_baggage("doow.license_id", "lic_from_a_caller"))
+    try:
+        with pytest.raises(InvalidEvent, match="bill_to"):
+            meter.track(metric="api_calls", quantity=3)
     finally:
         context.detach(token)
-    meter.flush()
-    assert local_doow.total("api_calls", "lic_from_baggage") == 3
-    assert local_doow.total("api_calls", "lic_explicit") == 4
 
 
 def test_default_license_and_names_otel_would_refuse(local_doow: LocalDoow, tmp_path: Path) -> None:

@@ -321,7 +321,8 @@ class DoowClient:
         or no spool), replayed (delivered from the spool), set_aside (Doow kept failing on
         them), dropped_spool_full (the oldest entries of a full spool or memory journal),
         requests, retries, abandoned (requests cut at the deadline); auth_latched (0/1),
-        pending_in_spool and other_owners_in_spool (batches).
+        pending_in_spool and other_owners_in_spool (batches); not_billed and
+        not_billed:<reason> (usage records the exporters could not bill, per reason).
         """
         with self._state_lock:
             stats = dict(self._stats)
@@ -330,6 +331,7 @@ class DoowClient:
         stats["pending_in_spool"] = len(spool) if spool is not None else 0
         stats["dropped_spool_full"] = spool.dropped_full if spool is not None else 0
         stats["other_owners_in_spool"] = spool.others() if spool is not None else 0
+        stats.update(self.report.not_billed_stats())  # usage the exporters could not bill
         return stats
 
     def close(self) -> None:
@@ -670,6 +672,13 @@ class DoowClient:
         timeout = min(self.timeout, max(MIN_ATTEMPT_SECONDS, end - time.monotonic()))
         call = _Call(lambda: transport.post(url, body, headers, timeout))
         self._count(requests=1)
+        logger.debug(
+            "doow: POST %s batch %s: %d events, %d bytes",
+            url,
+            batch.batch_id,
+            len(batch),
+            len(body),
+        )
         try:
             self._workers.run(call)
         except RuntimeError:  # the interpreter is exiting (an atexit export): no new threads,
@@ -682,7 +691,15 @@ class DoowClient:
         if call.error is not None:  # a transport's bug: described, never passed on
             return transport_failure("connection", self._describe(call.error))
         answer: Answer = call.value  # type: ignore[assignment]
-        return decide(batch.event_ids, answer.status, answer.headers, answer.body, time.time())
+        decision = decide(batch.event_ids, answer.status, answer.headers, answer.body, time.time())
+        logger.debug(
+            "doow: batch %s answered %d: %s%s",
+            batch.batch_id,
+            answer.status,
+            decision.action,
+            f" ({self.report.redact(decision.reason)})" if decision.reason else "",
+        )
+        return decision
 
     def _abandon(self, transport: Transport) -> None:
         """Close the connections of a request past its deadline (the caller does not wait);

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["at_fork", "at_snapshot", "flush_on_sigterm", "forget_on_sigterm"]
+__all__ = ["at_fork", "at_snapshot", "flush_on_sigterm", "forget_on_sigterm", "handles_sigterm"]
 
 
 def at_fork(
@@ -89,6 +89,7 @@ def at_snapshot(
 _flushes: dict[Callable[[], object], float] = {}  # flush -> its budget in seconds
 _flush_thread: threading.Thread | None = None
 _flushed = threading.Event()
+_installed = False
 DIE_MARGIN = 0.5
 """Seconds past the longest budget before the process dies whatever the flushes do."""
 
@@ -96,15 +97,23 @@ DIE_MARGIN = 0.5
 def flush_on_sigterm(flush: Callable[[], object], budget: float) -> None:
     """Run `flush` when SIGTERM arrives, unless the application handles SIGTERM itself;
     the process dies `budget` seconds after the signal at the latest."""
+    global _installed
     _flushes[flush] = budget
-    if len(_flushes) > 1 or threading.current_thread() is not threading.main_thread():
+    if _installed or threading.current_thread() is not threading.main_thread():
         return
     try:
         if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
             return  # the application (or its server) handles SIGTERM itself
         signal.signal(signal.SIGTERM, _on_sigterm)
+        _installed = True
     except (ValueError, OSError):  # not the main interpreter, or no signals here
         pass
+
+
+def handles_sigterm() -> bool:
+    """Whether SIGTERM runs Doow's flush (False: the default action, or the
+    application's own handler)."""
+    return signal.getsignal(signal.SIGTERM) is _on_sigterm
 
 
 def forget_on_sigterm(flush: Callable[[], object]) -> None:

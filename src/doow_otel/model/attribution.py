@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from doow_otel.model.fields import MAX_ATTRIBUTES, AttributeValue
+from doow_otel.model.secrets import looks_secret
 
 __all__ = ["DEFAULT_POLICY", "MAX_ATTRIBUTE_VALUE_LEN", "AttributionPolicy"]
 
@@ -29,24 +30,6 @@ _SECRET_KEY_RE = re.compile(
     r"(authori[sz]ation|passw(or)?d|passwd|passphrase|secret|api[_-]?key|apikey|access[_-]?key|"
     r"private[_-]?key|cookie|session|token|credential|bearer|signature)",
     re.IGNORECASE,
-)
-# The Go exporter (events.go) holds the same patterns; tests/vectors/ keeps them alike.
-_SECRET_VALUE_RE = re.compile(
-    r"(\bdk_[A-Za-z0-9_\-]{6,}"  # a Doow key
-    r"|\b(Bearer|bearer|BEARER)\s+\S+"  # an Authorization header value
-    # Basic credentials: base64 of 8+ characters with a digit, + / = or a lower-upper pair
-    # ("Basic 2", "basic plan", "Basic Authentication" stay)
-    r"|\b[Bb]asic\s+([A-Za-z0-9+/]{6,}([a-z][A-Z]|[0-9+/=])"
-    r"|[A-Za-z0-9+/]*([a-z][A-Z]|[0-9+/=])[A-Za-z0-9+/]{6,})"
-    r"|://[^\s/?#@:]*:[^\s/?#@]+@"  # a URL with user:password@
-    r"|\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"  # a JWT
-    r"|\b(AKIA|ASIA)[A-Z0-9]{16}\b"  # an AWS access key id
-    r"|\bsk-[A-Za-z0-9_\-]{16,}"  # OpenAI, Anthropic
-    r"|\b[rs]k_(live|test)_[A-Za-z0-9]{8,}"  # Stripe
-    r"|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub
-    r"|\bxox[abposr]-[A-Za-z0-9\-]{8,}"  # Slack
-    r"|\bAIza[A-Za-z0-9_\-]{35}"  # Google API key
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|-----BEGIN [A-Z ]+-----)",
 )
 # Usage metrics legitimately carry token *counts*: keys like input_tokens, max_tokens or
 # llm.token_count.prompt are not secrets; access_token, api_token, session_token are.
@@ -62,26 +45,6 @@ _COUNT_KEY_RE = re.compile(
 def _key_names_secret(key: str) -> bool:
     """Attribution keys repeat from event to event: decide each once."""
     return bool(_SECRET_KEY_RE.search(key)) and not _COUNT_KEY_RE.search(key)
-
-
-_CLEAN_VALUES: set[str] = set()
-"""Attribution values already found not to look like credentials: values repeat from event
-to event (a function name, an environment), and the patterns cost about 1 us per value
-(16 us at 200 characters). Bounded; a value that looks like a credential is never kept."""
-MAX_CLEAN_VALUES = 4096
-
-
-def _value_looks_secret(value: str) -> bool:
-    if type(value) is not str:  # a subclass may compare as it likes: always searched
-        return bool(_SECRET_VALUE_RE.search(value))
-    if value in _CLEAN_VALUES:
-        return False
-    if _SECRET_VALUE_RE.search(value):
-        return True
-    if len(_CLEAN_VALUES) >= MAX_CLEAN_VALUES:
-        _CLEAN_VALUES.clear()
-    _CLEAN_VALUES.add(value)
-    return False
 
 
 class AttributionPolicy:
@@ -111,7 +74,7 @@ class AttributionPolicy:
         if isinstance(value, str):
             if len(value) > self.max_value_len:
                 return f"value longer than {self.max_value_len} characters (payload or log?)"
-            if _value_looks_secret(value):
+            if looks_secret(value):
                 return "value looks like a credential"
         return None
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Literal
 
+from doow_otel.model.secrets import shown
+
 __all__ = [
     "HINT_KEYS",
     "KINDS",
@@ -62,7 +64,7 @@ def _metric_name_problem(metric: str) -> str | None:
     if len(metric) > MAX_METRIC_LEN:
         return f"is {len(metric)} characters; at most {MAX_METRIC_LEN} are allowed"
     if not METRIC_RE.fullmatch(metric):
-        return f"{metric!r} may contain only letters, digits and _ . : -"
+        return f"{shown(metric)} may contain only letters, digits and _ . : -"
     return None
 
 
@@ -72,7 +74,7 @@ def quantity_problem(quantity: object, kind: str) -> str | None:
     if isinstance(quantity, bool) or not isinstance(quantity, (int, float)):
         return f"must be an int or float, got {type(quantity).__name__}"
     if not math.isfinite(quantity):
-        return f"must be a finite number, got {quantity!r}"
+        return f"must be a finite number, got {shown(quantity)}"
     if isinstance(quantity, int) and not -MAX_INT_QUANTITY <= quantity <= MAX_INT_QUANTITY:
         return (
             f"{quantity} is outside the integer range -(2**63-1)..2**63-1 that OTLP and Doow "
@@ -80,7 +82,7 @@ def quantity_problem(quantity: object, kind: str) -> str | None:
         )
     if kind == "USAGE" and quantity <= 0:
         return (
-            f"must be greater than 0 for USAGE events, got {quantity!r} "
+            f"must be greater than 0 for USAGE events, got {shown(quantity)} "
             "(use kind='ADJUSTMENT' for corrections)"
         )
     if kind == "ADJUSTMENT" and quantity == 0:
@@ -114,7 +116,7 @@ def license_problem(license_id: object) -> str | None:
 
 def kind_problem(kind: object) -> str | None:
     if kind not in KINDS:
-        return f"must be 'USAGE' or 'ADJUSTMENT', got {kind!r}"
+        return f"must be 'USAGE' or 'ADJUSTMENT', got {shown(kind)}"
     return None
 
 
@@ -136,17 +138,19 @@ def attributes_problem(attributes: object) -> str | None:
         return f"must be a mapping of str to str, int, float or bool, got {kind}"
     for key, value in attributes.items():
         if not isinstance(key, str) or not key:
-            return f"keys must be non-empty strings, got {key!r}"
+            return f"keys must be non-empty strings, got {shown(key)}"
         if not_utf8(key):
             return f"a key {NOT_UTF8}"
         if not isinstance(value, (str, int, float, bool)):
-            return f"[{key!r}] must be a str, int, float or bool, got {type(value).__name__}"
+            return f"[{shown(key)}] must be a str, int, float or bool, got {type(value).__name__}"
         if isinstance(value, str) and not_utf8(value):
-            return f"[{key!r}] {NOT_UTF8}"
+            return f"[{shown(key)}] {NOT_UTF8}"
         if isinstance(value, float) and not math.isfinite(value):
-            return f"[{key!r}] must be finite, got {value!r}"
+            return f"[{shown(key)}] must be finite, got {value!r}"
         if type(value) is int and not -MAX_INT_QUANTITY - 1 <= value <= MAX_INT_QUANTITY:
-            return f"[{key!r}] {value} is past the int64 range OTLP carries; send it as a string"
+            return (
+                f"[{shown(key)}] {value} is past the int64 range OTLP carries; send it as a string"
+            )
     return None
 
 
@@ -155,7 +159,7 @@ def reserved_key_problem(attributes: Mapping[str, object]) -> str | None:
     for key in attributes:
         if isinstance(key, str) and key.startswith(RESERVED_PREFIXES):
             return (
-                f"key {key!r} is reserved (doow.* and otel.* decide what is billed); "
+                f"key {shown(key)} is reserved (doow.* and otel.* decide what is billed); "
                 "pass metric=, unit= and license_id= as arguments, or rename the key"
             )
     return None
@@ -194,6 +198,6 @@ UUID_RE = re.compile(
 
 def event_id_problem(event_id: object) -> str | None:
     if not isinstance(event_id, str) or not UUID_RE.fullmatch(event_id):
-        return f"{str(event_id)[:40]!r} is not a UUID (8-4-4-4-12 hex digits)"
+        return f"{shown(event_id)} is not a UUID (8-4-4-4-12 hex digits)"
     return None
 

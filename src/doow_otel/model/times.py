@@ -12,6 +12,8 @@ import functools
 import re
 from datetime import datetime, timedelta, timezone
 
+from doow_otel.model.secrets import shown
+
 __all__ = ["EARLIEST", "LATEST", "format_time", "parse_time"]
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -36,7 +38,7 @@ def parse_time(value: object, *, bounded: bool = True) -> datetime:
     `bounded`: only 2000 to 2100, as usage times (a search's bounds may be any year)."""
     match = _TIME_RE.fullmatch(value) if isinstance(value, str) else None
     if match is None:
-        raise ValueError(f"{str(value)[:40]!r} is not RFC 3339 with a timezone, e.g. {EXAMPLE}")
+        raise ValueError(f"{shown(value)} is not RFC 3339 with a timezone, e.g. {EXAMPLE}")
     year, month, day, hour, minute, second, fraction, zone, sign, oh, om = match.groups()
     try:
         offset = timedelta(0) if zone == "Z" else timedelta(hours=int(oh), minutes=int(om))
@@ -46,7 +48,7 @@ def parse_time(value: object, *, bounded: bool = True) -> datetime:
             int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tz
         ).astimezone(timezone.utc)
     except (ValueError, OverflowError) as exc:
-        raise ValueError(f"{value!r}: {exc}") from None
+        raise ValueError(f"{shown(value)}: {exc}") from None
     if bounded and not EARLIEST <= moment < LATEST:
-        raise ValueError(f"{value!r} is not between 2000 and 2100")
+        raise ValueError(f"{shown(value)} is not between 2000 and 2100")
     return moment

@@ -12,7 +12,9 @@ shares one client (and so one spool) per process and configuration.
 
 from __future__ import annotations
 
+import logging
 import threading
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from doow_otel.delivery.client import DoowClient
@@ -22,15 +24,19 @@ from doow_otel.delivery.deadline import for_export
 from doow_otel.delivery.lifecycle import at_fork
 from doow_otel.model.event import UsageEvent
 from doow_otel.otel.conversion import Conversion, ConversionOptions
+from doow_otel.otel.sigterm import EXIT_BUDGET, built_by_doow, reached, watch
 
 __all__ = ["MAX_RETAINED_EVENTS", "DoowExporterBase", "Retention"]
 
 MAX_RETAINED_EVENTS = 100_000
 """Usage kept in memory for the next export when it could be neither delivered nor spooled."""
+DEBUG_EVENTS = 20
+"""Events listed one by one per export in the debug log."""
 MAX_RETAINED_ATTEMPTS = 5
 """Exports a retained record rides along on before it is dropped (and reported)."""
 
 T = TypeVar("T")
+logger = logging.getLogger("doow_otel")
 
 
 class Retention(Generic[T]):
@@ -92,6 +98,13 @@ class DoowExporterBase(Retention[UsageEvent]):
         # Why this configuration cannot send (a missing key): reported at each export.
         self.problem = problem
         self._reset_retention()  # retained: (event, attempts)
+        # Made by the application or OpenTelemetry's setup, not by DoowTracker (which
+        # flushes its own): flushed on SIGTERM, checked at the first export that the flush
+        # reaches it, and the spool replayed at shutdown.
+        self._standalone = not built_by_doow()
+        self._unchecked = self._standalone
+        if self._standalone:
+            watch()
 
     def after_fork_in_child(self, client: DoowClient) -> None:
         """What was held or retained belongs to the parent; the child sends on its own client."""
@@ -102,9 +115,51 @@ class DoowExporterBase(Retention[UsageEvent]):
         """In a forked child: a client of its own (the registry was emptied first)."""
         self.after_fork_in_child(shared_client(**client_kwargs))
 
+    def _check_reached(self) -> None:
+        self._unchecked = False
+        if not reached(self):
+            logger.warning(
+                "doow: this %s is in an OpenTelemetry provider that is not the global one, "
+                "and nothing flushes it on SIGTERM: usage waiting in it when the process is "
+                "stopped is lost. Call doow_otel.flush_on_sigterm(provider) once, or flush "
+                "the provider in your own SIGTERM handler.",
+                type(self).__name__,
+            )
+
+    def _debug(self, read: str, conversion: Conversion) -> None:
+        """DOOW_TRACK_DEBUG=true: what this export read, and what became of it. Events carry
+        attribution the policy has cleaned already; the key is never here."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        events = conversion.events
+        not_billed = dict(conversion.dropped + conversion.suspected)
+        logger.debug(
+            "doow: %s export: %s read, %d usage events, not billed %s (the rest is other "
+            "telemetry: no doow.* attribute, no usage event name)",
+            type(self).__name__,
+            read,
+            len(events),
+            not_billed or "none",
+        )
+        for event in events[:DEBUG_EVENTS]:
+            logger.debug(
+                "doow:   event %s: %s %s=%s license %s at %s, attribution %s",
+                event.event_id,
+                event.kind,
+                event.metric,
+                event.quantity,
+                event.license_id,
+                event.occurred_at.isoformat(),
+                dict(event.attribution),
+            )
+        if len(events) > DEBUG_EVENTS:
+            logger.debug("doow:   ... and %d more events", len(events) - DEBUG_EVENTS)
+
     def _deliver(self, conversion: Conversion, timeout_seconds: float) -> bool:
-        for code, count in sorted(conversion.dropped.items()):
-            self.client.report("dropped", conversion.describe(code, count), count=count)
+        if self._unchecked:
+            self._check_reached()
+        for code, count in sorted((conversion.dropped + conversion.suspected).items()):
+            self.client.report.usage_not_billed(code, count, partial(conversion.describe, code))
         ok = not conversion.dropped
         if self.holding:
             with self._lock:
@@ -144,6 +199,16 @@ class DoowExporterBase(Retention[UsageEvent]):
             # so what did arrive is deduplicated by Doow).
             attempts = [n for _, n in retained] + [0] * len(conversion.events)
             self._retain(events, attempts)
+        logger.debug(
+            "doow: sent %d events (%d of them kept from earlier exports): delivered %d, "
+            "kept in the spool %d, rejected %d, dropped %d",
+            len(events),
+            len(retained),
+            result.delivered,
+            result.spooled,
+            len(result.rejected),
+            result.dropped,
+        )
         # Spooled events are ours to deliver later: the export itself succeeded.
         ok = ok and not result.dropped
         if not ok:
@@ -183,7 +248,12 @@ class DoowExporterBase(Retention[UsageEvent]):
         return result.spooled == 0
 
     def _shutdown(self) -> None:
+        # What an earlier process (or export) kept goes out now: a process whose exit
+        # exports nothing new (no usage since its last export) still delivers the spool.
+        if self._standalone and self.problem is None and not self.client.disabled:
+            try:
+                self._flush_spool(min(self.client.timeout, EXIT_BUDGET) * 1000)
+            except Exception:  # never break the interpreter's exit
+                logger.exception("doow: replaying the spool at shutdown failed")
         if self._shared:
             release_client(self.client)
-
-

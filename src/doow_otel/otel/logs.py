@@ -1,4 +1,4 @@
-"""Usage from OpenTelemetry logs: the exporter and the baggage license processor.
+"""Usage from OpenTelemetry logs: the exporter and the context license processor.
 
 A module of its own so that the OpenTelemetry logs SDK (6 ms of a cold start) loads
 only where logs are used.
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from opentelemetry.sdk._logs import LogRecordProcessor
 
-from doow_otel.otel.baggage import LICENSE_KEY, license_from_baggage
+from doow_otel.otel.baggage import LICENSE_KEY, license_in_context
 from doow_otel.otel.conversion import USAGE_EVENT_NAME, convert_log_records
 from doow_otel.otel.exporting import DoowExporterBase
 
@@ -31,7 +31,12 @@ except ImportError:  # opentelemetry-sdk < 1.39
         LogExportResult as LogRecordExportResult,
     )
 
-__all__ = ["DoowLogExporter", "LicenseFromBaggageLogs"]
+__all__ = [
+    "DoowLogExporter",
+    "LicenseFromContextLogs",
+    "LogRecordExportResult",
+    "LogRecordExporter",
+]
 
 
 def _record_is_usage(record: ReadableLogRecord) -> bool:
@@ -50,6 +55,7 @@ class DoowLogExporter(DoowExporterBase, LogRecordExporter):
         if not usage and not self._retained:
             return LogRecordExportResult.SUCCESS
         conversion = convert_log_records(usage, self.options)
+        self._debug(f"{len(batch)} log records, {len(usage)} named doow.usage", conversion)
         ok = self._deliver(conversion, self.client.timeout)
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
@@ -60,13 +66,14 @@ class DoowLogExporter(DoowExporterBase, LogRecordExporter):
         self._shutdown()
 
 
-class LicenseFromBaggageLogs(LogRecordProcessor):
-    """Copies the baggage license onto each log record emitted without one."""
+class LicenseFromContextLogs(LogRecordProcessor):
+    """Copies the license in context (`doow_otel.otel.baggage.license_in_context`) onto
+    each log record emitted without one."""
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         record = log_record.log_record
         # records carry no context before opentelemetry-sdk 1.35: the current one is theirs
-        license_id = license_from_baggage(getattr(record, "context", None))
+        license_id = license_in_context(getattr(record, "context", None))
         if license_id and record.attributes is not None and LICENSE_KEY not in record.attributes:
             # in place: the SDK's (mutable) BoundedAttributes carry the dropped count that
             # opentelemetry-sdk 1.34's encoder reads; a plain dict would break it

@@ -37,6 +37,7 @@ from doow_otel.model.packing import pack
 from doow_otel.otel.compat import reader_limits
 from doow_otel.otel.conversion import ConversionOptions, convert_metrics
 from doow_otel.otel.exporting import DoowExporterBase
+from doow_otel.otel.sigterm import built_by_doow, flush_on_sigterm
 
 __all__ = [
     "DELTA_TEMPORALITY",
@@ -82,6 +83,7 @@ class DoowMetricExporter(DoowExporterBase, MetricExporter):
         conversion = convert_metrics(metrics_data, self.options)
         # every metric of a stream in one event (rule P): the points of one export only
         conversion.events = pack([(event, True) for event in conversion.events])
+        self._debug(f"{_points(metrics_data)} data points", conversion)
         ok = self._deliver(conversion, timeout_millis / 1000)
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
@@ -90,6 +92,15 @@ class DoowMetricExporter(DoowExporterBase, MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._shutdown()
+
+
+def _points(metrics_data: MetricsData) -> int:
+    return sum(
+        len(getattr(metric.data, "data_points", ()))
+        for rm in metrics_data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    )
 
 
 DEFAULT_CARDINALITY_LIMIT = 100_000
@@ -148,13 +159,17 @@ def metric_reader(
     **exporter_kwargs: Any,
 ) -> WindowedMetricReader:
     """A reader to add to your own MeterProvider: `MeterProvider(metric_readers=[..., this])`.
-    `interval`: the window in seconds (default `DOOW_TRACK_FLUSH_INTERVAL`, else 60)."""
-    return WindowedMetricReader(
+    `interval`: the window in seconds (default `DOOW_TRACK_FLUSH_INTERVAL`, else 60).
+    Flushed on SIGTERM (doow_otel.otel.sigterm), wherever its provider is."""
+    reader = WindowedMetricReader(
         exporter or DoowMetricExporter(**exporter_kwargs),
         window=interval or Settings.resolve().flush_interval,
         timeout=timeout,
         cardinality_limit=cardinality_limit,
     )
+    if not built_by_doow():  # DoowTracker flushes its own reader
+        flush_on_sigterm(reader)
+    return reader
 
 
 class DoowMetricReader(WindowedMetricReader):

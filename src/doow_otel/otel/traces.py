@@ -2,8 +2,8 @@
 
 `DoowSpanExporter` bills them; `UsageSpanProcessor` hands it the spans that carry usage,
 sampled or not; `UsageRecordingSampler` keeps a sampler's dropped spans recorded so
-their usage is still billed; `add_span_processing` wires the three (and the baggage
-license) into an existing TracerProvider.
+their usage is still billed; `add_span_processing` wires the three (and the license in
+context) into an existing TracerProvider.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from doow_otel.delivery.client import DoowClient
 from doow_otel.delivery.deadline import for_export, within
 from doow_otel.delivery.lifecycle import at_fork
 from doow_otel.model.fields import MAX_INT_QUANTITY
-from doow_otel.otel.baggage import LicenseFromBaggage
+from doow_otel.model.secrets import shown
+from doow_otel.otel.baggage import LicenseFromContext
 from doow_otel.otel.conversion import USAGE_EVENT_NAME, ConversionOptions, convert_spans
 from doow_otel.otel.exporting import MAX_RETAINED_EVENTS, DoowExporterBase
 
@@ -31,9 +32,11 @@ __all__ = [
     "UsageSpanProcessor",
     "add_span_processing",
     "samples_everything",
+    "wire_span_processing",
 ]
 
 logger = logging.getLogger("doow_otel")
+
 
 def _unencodable_usage(span: ReadableSpan) -> list[str]:
     def too_big(value: object) -> bool:
@@ -68,17 +71,21 @@ class DoowSpanExporter(DoowExporterBase, SpanExporter):
         if not usage and not self._retained:
             return SpanExportResult.SUCCESS
         conversion = convert_spans(usage, self.options)
+        self._debug(f"{len(spans)} spans, {len(usage)} with usage", conversion)
         lost = 0
         for span in usage:
             for key in _unencodable_usage(span):
                 # Left out, as the OTLP encoder leaves it out (and Doow's ints are int64):
                 # say what it costs.
                 lost += 1
-                self.client.report(
-                    "dropped",
-                    f"span {span.name!r}: {key} is past the int64 range OTLP carries; that "
-                    "usage is not billed (record it in parts, or as a float)",
-                    count=1,
+                where = f"span {shown(span.name)}: {key}"
+                self.client.report.usage_not_billed(
+                    "past_int64",
+                    1,
+                    lambda n, where=where: (  # type: ignore[misc]
+                        f"{n} usage records not billed (past_int64; the latest: {where}): past "
+                        "the int64 range OTLP carries (record it in parts, or as a float)"
+                    ),
                 )
         ok = self._deliver(conversion, self.client.timeout)
         if lost:
@@ -243,18 +250,37 @@ def add_span_processing(
     `record_unsampled_usage=False` it is left alone, and a warning says what is lost.
     """
     exporter = DoowSpanExporter(client, options=options, problem=problem)
+    wire_span_processing(
+        tracer_provider,
+        exporter,
+        record_unsampled_usage=record_unsampled_usage,
+        opt_out="record_unsampled_usage=False",
+    )
+    return exporter
+
+
+def wire_span_processing(
+    tracer_provider: TracerProvider,
+    exporter: DoowSpanExporter,
+    *,
+    record_unsampled_usage: bool,
+    opt_out: str,
+) -> UsageSpanProcessor:
+    """`add_span_processing` with an exporter made already; `opt_out` names the setting
+    that turned `record_unsampled_usage` off, for the warning."""
     sampler = tracer_provider.sampler
     if not samples_everything(sampler):
         if record_unsampled_usage:
             tracer_provider.sampler = UsageRecordingSampler(sampler)
         else:
             logger.warning(
-                "doow: the TracerProvider's sampler (%s) drops spans, and "
-                "record_unsampled_usage=False: doow.usage span events and GenAI token "
-                "counts on dropped spans are NOT billed. Record billable usage with "
-                "track() or a Counter, or leave record_unsampled_usage on.",
+                "doow: the TracerProvider's sampler (%s) drops spans, and %s: doow.usage "
+                "span events and GenAI token counts on dropped spans are NOT billed. Record "
+                "billable usage with track() or a Counter, or leave the setting on.",
                 sampler.get_description(),
+                opt_out,
             )
-    tracer_provider.add_span_processor(LicenseFromBaggage())
-    tracer_provider.add_span_processor(UsageSpanProcessor(exporter))
-    return exporter
+    tracer_provider.add_span_processor(LicenseFromContext())
+    processor = UsageSpanProcessor(exporter)
+    tracer_provider.add_span_processor(processor)
+    return processor

@@ -50,7 +50,7 @@ from doow_otel.model.fields import MAX_INT_QUANTITY, AttributeValue, reserved_ke
 from doow_otel.model.ids import random_id
 from doow_otel.model.records import record_event
 from doow_otel.model.times import format_time
-from doow_otel.otel.baggage import license_from_baggage
+from doow_otel.otel.baggage import license_in_context
 from doow_otel.otel.conversion import MIRROR_SCOPE, ConversionOptions
 from doow_otel.otel.otlp_push import CollectorSink
 from doow_otel.otel.traces import add_span_processing
@@ -315,7 +315,7 @@ class DoowTracker:
                 }
             )
         if license_id is None:
-            license_id = license_from_baggage() or self._default_license
+            license_id = license_in_context() or self._default_license
         if quantity == 0 and type(quantity) in (int, float):
             self._zero(metric, license_id, unit, attribution)
             return None
@@ -356,7 +356,7 @@ class DoowTracker:
                 )
             body["timestamp"] = format_time(moment)
         if "license_id" not in body:
-            license_id = license_from_baggage() or self._default_license
+            license_id = license_in_context() or self._default_license
             if license_id is None:
                 self._routes.check_license(None)
             body["license_id"] = license_id

@@ -81,8 +81,15 @@ _FIXES = {
     "cumulative_temporality": "usage counters must use delta temporality: set "
     "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta, use DoowMetricExporter's "
     "preferred temporality, or add the collector's cumulativetodelta processor",
-    "missing_license": "set doow.license_id on the record, the resource or in baggage, "
-    "or configure default_license_id",
+    "missing_license": "set doow.license_id on the record or the resource, bill to it with "
+    "doow_otel.bill_to(license_id), or configure default_license_id / DOOW_LICENSE_ID",
+    "empty_license": "a data point's doow.license_id is empty or not a string; set it to the "
+    "customer's license id",
+    "misspelled_license": "a data point carries a license under a key Doow does not read; the "
+    "key is exactly doow.license_id",
+    "unlicensed_point": "a data point with doow.* attributes but no doow.license_id of its own "
+    "is not usage (a default license applies only to DoowTracker's and listed metrics); set "
+    "doow.license_id on the point",
     "invalid_quantity": "usage quantities must be finite and not negative",
     "invalid_metric_name": "metric names may contain letters, digits and _ . : - (at most 128)",
     "invalid_license": "license ids are at most 128 characters",
@@ -114,6 +121,10 @@ class Conversion:
 
     events: list[UsageEvent] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
+    suspected: Counter[str] = field(default_factory=Counter)
+    """Data points that are not usage by the rules (no license of their own, not listed)
+    but look like it: a doow.* attribute, an empty or misspelled license key. Counted
+    here, apart from `dropped`, so the rules shared with Go stay as they are."""
     bad_records: dict[str, str] = field(default_factory=dict)
     """The first bad usage record (a log body, a line) of each reason code: where and why."""
     lost: dict[tuple[str, str], int | float] = field(default_factory=dict)
@@ -133,7 +144,10 @@ class Conversion:
                 for (metric, unit), quantity in sorted(self.lost.items())
             )
             example = f" ({amounts} not billable: the overflow point has no license)"
-        return f"{count} usage records dropped ({code}){example}: {_FIXES.get(code, code)}"
+        return (
+            f"{count} usage records not billed ({code}){example}: {_FIXES.get(code, code)} "
+            f"(each reason is reported at most once a minute; stats() counts them all)"
+        )
 
 
 class _Drop(Exception):
@@ -175,6 +189,19 @@ def _license(*sources: Attributes) -> str | None:
             found = attrs.get(key)
             if type(found) is str and found:
                 return found
+    return None
+
+
+def _looks_like_usage(attrs: Attributes) -> str | None:
+    """Why a data point with no license that is not listed looks like usage, or None."""
+    if any(key in attrs for key in LICENSE_KEYS):
+        return "empty_license"  # present, but not a non-empty string
+    for key in attrs:
+        plain = "".join(c for c in key.lower() if c.isalpha())
+        if plain.startswith("doowlicen") or plain in ("licenseid", "licenceid"):
+            return "misspelled_license"
+    if any(key.startswith("doow.") for key in attrs):
+        return "unlicensed_point"
     return None
 
 
@@ -349,6 +376,9 @@ class Converter:
                 overflowed += (count if by_count and not is_sum else value) or 0
                 continue
             if not own_license and not listed:
+                suspect = _looks_like_usage(attrs) if attrs else None
+                if suspect:
+                    self.result.suspected[suspect] += 1
                 continue  # other telemetry
             if not delta:
                 dropped["cumulative_temporality"] += 1
