@@ -427,9 +427,14 @@ class DoowClient:
         elif decision is not None and action == "delivered":
             self._last_delivery = time.monotonic()
             result.delivered += decision.accepted
-            result.rejected.extend(decision.rejected)
-            self._count(delivered=decision.accepted, rejected=len(decision.rejected))
-            again = self._rejected(batch, decision.rejected)
+            # Doow's reasons as received may echo the request (a proxy reflecting headers)
+            rejected = tuple(
+                Rejection(r.event_id, self.report.redact(r.reason), r.metric)
+                for r in decision.rejected
+            )
+            result.rejected.extend(rejected)
+            self._count(delivered=decision.accepted, rejected=len(rejected))
+            again = self._rejected(batch, rejected)
             self._unjournal(item)
             if again is not None:  # journaled before the whole was given up
                 self._deliver_fresh(again, sending, result, fresh)
