@@ -197,7 +197,7 @@ class Routes:
         if license_id is None:
             raise InvalidEvent(
                 "license_id",
-                "is required: pass license_id=, set it in baggage ('doow.license_id'), "
+                "is required: pass license_id=, bill to it with doow_otel.bill_to(license_id), "
                 "or configure default_license_id / DOOW_LICENSE_ID",
             )
         problem = license_problem(license_id)
