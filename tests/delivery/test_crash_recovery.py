@@ -52,11 +52,12 @@ def test_sigkill_mid_flush_then_restart_delivers_exactly_once(tmp_path: Path, wh
         child.wait()
         stored_before = doow.total("jobs")
         # batches (500, 500, 200) go up to 4 at a time: before_body stores none of them,
-        # after_body any whole ones the server reached before the kill
+        # after_body any whole ones the server had read before the kill (none, on a slow
+        # machine, when the kill lands while the first body is still being read)
         if when == "before_body":
             assert stored_before == 0
         else:
-            assert stored_before in (200, 500, 700, 1000, 1200)
+            assert stored_before in (0, 200, 500, 700, 1000, 1200)
         doow.faults.clear()
         restarted = subprocess.run(
             [sys.executable, str(script), doow.url, doow.api_key, str(spool), "0"],
