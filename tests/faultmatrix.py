@@ -13,7 +13,8 @@ is also pinned:
 - rejected: Doow refused some events for good: reported with the reason, never resent.
 
 `python tests/faultmatrix.py` prints the table that docs/reliability.md publishes; a
-test checks that the published table is this one.
+test checks that the published table is this one. The kills of usage not yet exported
+(SIGKILL mid-window, under load, a Lambda timeout) run in tests/tracker/test_durability.py.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ FIRST: dict[str, Outcome] = {
 
 # The process-level faults, run on the paths that own a process.
 PROCESS_FAULTS: dict[str, str] = {
+    "SIGKILL mid-window": "the process killed (-9) with usage tracked, before any export; "
+    "the next process on the spool flushes",
+    "SIGKILL under load": "killed (-9) at a random instant of a tight track() loop, restarted, "
+    "killed again; every track() that returned is billed once",
+    "Lambda timeout": "the handler runs past its deadline after track(): the runtime is "
+    "killed and the next invocation runs in a new one, on the same /tmp",
     "SIGKILL mid-flush": "the process killed (-9) while its flush is in flight",
     "SIGTERM mid-flush": "SIGTERM while a flush waits on a slow answer",
     "SIGTERM before export": "SIGTERM (a container stop) with usage recorded, not yet exported",
@@ -114,6 +121,9 @@ PROCESS_FAULTS: dict[str, str] = {
     "full disk": "the spool on a tmpfs with no room left",
 }
 PROCESS_FIRST: dict[str, Outcome] = {
+    "SIGKILL mid-window": "kept",
+    "SIGKILL under load": "kept",
+    "Lambda timeout": "kept",
     "SIGKILL mid-flush": "kept",
     "SIGTERM mid-flush": "kept",
     "SIGTERM before export": "delivered",
@@ -145,7 +155,9 @@ PATH_FAULTS: dict[str, list[str]] = {
     "collector": ["503 until fixed", "429 Retry-After", "401", "redirect", "HTML 200"],
 }
 PATH_PROCESS_FAULTS: dict[str, list[str]] = {
-    "tracker": [f for f in PROCESS_FAULTS if f != "signal left unset"],
+    # the kills of usage not yet exported: tests/tracker/test_durability.py
+    "tracker": [f for f in PROCESS_FAULTS if f not in ("signal left unset", "Lambda timeout")],
+    "lambda": ["Lambda timeout"],
     "otel": ["SIGTERM before export"],
     "zero-code": ["SIGTERM before export", "signal left unset"],
     "client": ["unwritable spool", "full disk"],
@@ -158,8 +170,9 @@ REJECTED = "207 partial"
 
 LEGEND = {
     "delivered": "all of it stored by the first flush; nothing reported as lost",
-    "kept": "not stored by the first flush: kept (spool), reported (on_error, the log, "
-    "stats(), exit status), stored exactly once by the next flush or run",
+    "kept": "not stored by the first flush (or no flush ran): kept on disk (the journal, "
+    "the spool), reported (on_error, the log, stats(), exit status) where there was a "
+    "failure to report, stored exactly once by the next flush or process",
     "queued": "kept in the collector's persistent queue while the fault lasts, stored "
     "exactly once after it",
     "rejected": "the refused event reported with Doow's reason and never resent; the "

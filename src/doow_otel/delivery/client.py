@@ -153,6 +153,7 @@ class DoowClient:
         max_age: float = 24 * 3600.0,
         auth_probe_interval: float = 30.0,
         events_per_minute: int | None = None,
+        durable: bool = False,
     ) -> None:
         settings = Settings.resolve(api_key=api_key, endpoint=endpoint, disabled=disabled)
         self.disabled = settings.disabled
@@ -164,6 +165,7 @@ class DoowClient:
         if max_attempts < 1:
             raise ConfigurationError("max_attempts: must be at least 1 (default 20)")
         self.max_in_flight = max_in_flight
+        self.durable = durable  # fsync each spool entry before its first request
         self.max_attempts = max_attempts
         self.max_age = max_age
         self.auth_probe_interval = auth_probe_interval
@@ -388,7 +390,9 @@ class DoowClient:
         if self.spool is None:
             return _Journaled(batch, None)
         created_ns = created_ns or time.time_ns()
-        path = self.spool.write(batch, durable=False, created_ns=created_ns, attempts=attempts)
+        path = self.spool.write(
+            batch, durable=self.durable, created_ns=created_ns, attempts=attempts
+        )
         return _Journaled(batch, path, created_ns, attempts)
 
     def _unjournal(self, item: _Journaled) -> None:

@@ -141,6 +141,7 @@ class DoowTracker:
             "on_error": on_error,
             "disabled": settings.disabled,
             "events_per_minute": events_per_minute,
+            "durable": durable,
         }
         if route == "collector" or settings.disabled or self.problem is not None:
             # through a collector, the collector holds the key and talks to Doow
