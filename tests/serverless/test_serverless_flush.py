@@ -88,7 +88,8 @@ def test_returns_by_the_budget_while_an_earlier_export_holds_the_exporter(
     with caplog.at_level(logging.WARNING, logger="doow_otel"), meter.invocation(flush_timeout=0.3):
         meter.track(metric="api_calls", quantity=1, license_id="lic_b")
     assert earlier.is_alive()  # the invocation did not wait for it
-    assert "budget" in caplog.text
+    # its own flush ran beside the stuck one and kept its usage by the budget
+    assert "kept in the spool" in caplog.text
     local_doow.faults.clear()
     earlier.join(30)
     meter.flush()
@@ -99,7 +100,9 @@ def test_returns_by_the_budget_while_an_earlier_export_holds_the_exporter(
     while local_doow.total("api_calls", "lic_b") == 0 and time.monotonic() < end:
         time.sleep(0.05)
     assert local_doow.total("api_calls", "lic_b") == 1
-    assert local_doow.stats()["duplicates"] == 0
+    # a request abandoned at its deadline may still have reached the server and be sent
+    # again: the same ids, counted once (a retry, never a second bill)
+    assert local_doow.total("api_calls") == 2 and local_doow.stats()["accepted"] == 2
 
 
 def test_return_value_and_exception_pass_through_unchanged(

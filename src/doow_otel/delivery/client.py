@@ -203,6 +203,7 @@ class DoowClient:
         self._next_probe = 0.0
         self._endpoint_reported = False
         self._last_delivery = float("-inf")  # monotonic time of the last delivery
+        self._last_failure = float("-inf")  # ... of the last request Doow did not answer usably
         self._stats: dict[str, int] = {
             "sent": 0, "delivered": 0, "rejected": 0, "spooled": 0, "dropped": 0,
             "replayed": 0, "requests": 0, "retries": 0, "set_aside": 0, "abandoned": 0,
@@ -266,9 +267,11 @@ class DoowClient:
         """Events waiting in the spool for this endpoint and key."""
         return self.spool.pending_events() if self.spool is not None else 0
 
-    def delivered_within(self, seconds: float) -> bool:
-        """Whether Doow took a batch from this client in the last `seconds`."""
-        return time.monotonic() - self._last_delivery <= seconds
+    @property
+    def unreachable(self) -> bool:
+        """Doow is not taking batches: this client's last request got no usable answer (a
+        transport failure, a timeout, a 5xx) and nothing was delivered since."""
+        return self._last_failure > self._last_delivery
 
     def set_api_key(self, api_key: str) -> None:
         """Rotate the key: spooled usage moves to the new key and any auth latch clears."""
@@ -573,6 +576,8 @@ class DoowClient:
             decision = self._exchange(batch, body, self._headers(encoding), sending.end)
             if decision.action != "delivered":  # Doow took none of it: the budget is not spent
                 self.pacer.take(-len(batch))
+            if decision.action == "retry" and decision.reason != "HTTP 429":
+                self._last_failure = time.monotonic()
             if decision.action != "retry":
                 return self._settle(decision, len(batch), sending), "", False
             if decision.reason.startswith("HTTP 5"):

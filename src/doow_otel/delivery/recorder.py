@@ -361,18 +361,16 @@ class Recorder:
 class DoowSink:
     """Sealed windows to Doow: their events (one per stream) into the spool, then sent at
     the budget's pace. The budget has room for a window when the pacer holds enough for
-    its events and no backlog waits on a Doow that is not taking batches (during an
-    outage windows grow instead of piling up in the spool)."""
+    its events and Doow is taking batches (during an outage windows grow instead of piling
+    up in the spool)."""
 
-    def __init__(self, client: DoowClient, window: float) -> None:
+    def __init__(self, client: DoowClient) -> None:
         self.client = client
-        self.window = window
 
     def may_seal(self, events: int) -> bool:
-        client = self.client
-        if client.pending_events() and not client.delivered_within(2 * self.window):
+        if self.client.unreachable:
             return False
-        pacer = client.pacer
+        pacer = self.client.pacer
         return pacer.available() >= min(events, pacer.events_per_minute)
 
     def deliver(self, journal_id: str, window: WindowContent, deadline: float) -> bool:

@@ -215,7 +215,7 @@ class DoowTracker:
             )
         if self.problem is not None:
             return _Unsendable(self.problem, self.client)
-        return DoowSink(self.client, self.window)
+        return DoowSink(self.client)
 
     def _make_recorder(self) -> Recorder:
         owner = "journal"
