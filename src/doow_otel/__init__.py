@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from doow_otel.errors import ConfigurationError, DoowError, ErrorReport, InvalidEvent
     from doow_otel.model.event import UsageEvent
     from doow_otel.otel.baggage import (
-        LicenseFromContext,
         baggage_license,
         bill_to,
         set_license,
@@ -33,7 +32,12 @@ if TYPE_CHECKING:
     from doow_otel.otel.logs import DoowLogExporter, LicenseFromContextLogs
     from doow_otel.otel.metrics import DoowMetricExporter, DoowMetricReader, metric_reader
     from doow_otel.otel.sigterm import flush_on_sigterm
-    from doow_otel.otel.traces import DoowSpanExporter, UsageRecordingSampler, UsageSpanProcessor
+    from doow_otel.otel.traces import (
+        DoowSpanExporter,
+        LicenseFromContext,
+        UsageRecordingSampler,
+        UsageSpanProcessor,
+    )
     from doow_otel.serverless import invocation, with_azure_function, with_lambda, with_vercel
     from doow_otel.tracker import DoowTracker, configure
 
@@ -41,7 +45,7 @@ _LAZY = {
     "DoowClient": "doow_otel.delivery.client",
     "SendResult": "doow_otel.delivery.client",
     "Rejection": "doow_otel.delivery.client",
-    "LicenseFromContext": "doow_otel.otel.baggage",
+    "LicenseFromContext": "doow_otel.otel.traces",
     "LicenseFromContextLogs": "doow_otel.otel.logs",
     "baggage_license": "doow_otel.otel.baggage",
     "bill_to": "doow_otel.otel.baggage",

@@ -28,7 +28,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from doow_otel import DoowClient
-from doow_otel.otel.baggage import LicenseFromContext, bill_to
+from doow_otel.otel.baggage import bill_to
+from doow_otel.otel.traces import LicenseFromContext
 from doow_otel.otel.logs import DoowLogExporter, LicenseFromContextLogs
 from doow_otel.otel.metrics import DoowMetricExporter, metric_reader
 from doow_otel.otel.traces import DoowSpanExporter

@@ -15,7 +15,8 @@ the application says it trusts its callers' baggage: `trust_baggage()` or
 request, in code that has checked the caller: `with bill_to(baggage_license()):`.
 
 Everything that reads the license reads `license_in_context()`: `DoowTracker.track()` at
-the call, and the processors that copy it onto spans (`LicenseFromContext`, here) and log
+the call, and the processors that copy it onto spans (`LicenseFromContext`, in
+`doow_otel.otel.traces`) and log
 records (`LicenseFromContextLogs`, in `doow_otel.otel.logs`) as they start, since
 neither context nor baggage reaches OTLP data. docs/security.md has the trust model.
 """
@@ -31,14 +32,12 @@ from collections.abc import Iterator
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from doow_otel.errors import InvalidEvent
 from doow_otel.model.fields import license_problem
 
 __all__ = [
     "LICENSE_KEY",
-    "LicenseFromContext",
     "baggage_license",
     "bill_to",
     "ignored_baggage",
@@ -149,16 +148,3 @@ def _note_ignored() -> None:
             "...), or, where only your own services can reach this one, trust their baggage "
             "(doow_otel.trust_baggage() or DOOW_TRUST_BAGGAGE=true). Counted, not logged again."
         )
-
-
-class LicenseFromContext(SpanProcessor):
-    """Copies the license in context (`license_in_context`) onto each span that starts
-    without one."""
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        license_id = license_in_context(parent_context)
-        if license_id and not (span.attributes or {}).get(LICENSE_KEY):
-            span.set_attribute(LICENSE_KEY, license_id)
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True  # the base class returns None (a failed flush) before opentelemetry-sdk 1.42

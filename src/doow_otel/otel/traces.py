@@ -13,7 +13,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, StaticSampler
 
@@ -22,12 +23,13 @@ from doow_otel.delivery.deadline import for_export, within
 from doow_otel.delivery.lifecycle import at_fork
 from doow_otel.model.fields import MAX_INT_QUANTITY
 from doow_otel.model.secrets import shown
-from doow_otel.otel.baggage import LicenseFromContext
+from doow_otel.otel.baggage import LICENSE_KEY, license_in_context
 from doow_otel.otel.conversion import USAGE_EVENT_NAME, ConversionOptions, convert_spans
 from doow_otel.otel.exporting import MAX_RETAINED_EVENTS, DoowExporterBase
 
 __all__ = [
     "DoowSpanExporter",
+    "LicenseFromContext",
     "UsageRecordingSampler",
     "UsageSpanProcessor",
     "add_span_processing",
@@ -284,3 +286,16 @@ def wire_span_processing(
     processor = UsageSpanProcessor(exporter)
     tracer_provider.add_span_processor(processor)
     return processor
+
+
+class LicenseFromContext(SpanProcessor):
+    """Copies the license in context (`license_in_context`) onto each span that starts
+    without one."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        license_id = license_in_context(parent_context)
+        if license_id and not (span.attributes or {}).get(LICENSE_KEY):
+            span.set_attribute(LICENSE_KEY, license_id)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True  # the base class returns None (a failed flush) before opentelemetry-sdk 1.42

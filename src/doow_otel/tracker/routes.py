@@ -20,9 +20,7 @@ import math
 import operator
 import re
 from collections.abc import Mapping
-from typing import Any
-
-from opentelemetry.metrics import Counter, Meter
+from typing import TYPE_CHECKING, Any
 
 from doow_otel.delivery.journal import Route
 from doow_otel.errors import InvalidEvent
@@ -40,6 +38,9 @@ from doow_otel.model.fields import (
 )
 from doow_otel.otel.baggage import LICENSE_KEY
 
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Counter, Meter
+
 __all__ = ["FOLDED", "Mirror", "Routes", "checked_quantity", "plain_quantity"]
 
 FOLDED = "doow.folded"
@@ -50,7 +51,7 @@ _INT64_BOUND = 2.0**63
 # with a letter and may not contain ':'); other names ride in a doow.metric attribute.
 _OTEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
 
-Mirror = tuple[Counter, dict[str, AttributeValue]] | None
+Mirror = tuple["Counter", dict[str, AttributeValue]] | None
 """Where a route's usage is mirrored on the application's MeterProvider (None: nowhere)."""
 # (the attribution as given, its value types unless all are str, the route, its mirror)
 _Known = tuple[dict[str, AttributeValue] | None, tuple[type, ...] | None, Route, Mirror]

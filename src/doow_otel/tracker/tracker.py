@@ -28,12 +28,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
-
-from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from typing import TYPE_CHECKING, Any, Literal
 
 from doow_otel._version import __version__
 from doow_otel.delivery.client import DEFAULT_SPOOL, DoowClient
@@ -53,8 +48,11 @@ from doow_otel.model.times import format_time
 from doow_otel.otel.baggage import license_in_context
 from doow_otel.otel.conversion import MIRROR_SCOPE, ConversionOptions
 from doow_otel.otel.otlp_push import CollectorSink
-from doow_otel.otel.traces import add_span_processing
 from doow_otel.tracker.routes import Routes, checked_quantity, plain_quantity
+
+if TYPE_CHECKING:  # the SDK's metrics and traces load only where they are used
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["MIRROR_SCOPE", "DoowTracker", "configure"]
 
@@ -171,6 +169,8 @@ class DoowTracker:
         self.logger_provider: Any = logger_provider
         self.tracer_provider = tracer_provider
         if tracer_provider is not None:
+            from doow_otel.otel.traces import add_span_processing
+
             self._exporters.append(
                 add_span_processing(
                     tracer_provider,
@@ -227,6 +227,8 @@ class DoowTracker:
             owner = spool.owner
         resource: dict[str, str] = {}
         if self.route == "collector":  # the collector copies some into attribution
+            from opentelemetry.sdk.resources import Resource
+
             resource = {
                 key: str(value)
                 for key, value in Resource.create().attributes.items()
@@ -612,6 +614,10 @@ def configure(**kwargs: Any) -> DoowTracker:
     global MeterProvider is set, the tracker sets one (with Doow's reader, so that plain
     `Counter.add(..., {"doow.license_id": ...})` calls from app code reach Doow too).
     """
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
     provider = trace.get_tracer_provider()
     if "tracer_provider" not in kwargs and isinstance(provider, TracerProvider):
         kwargs["tracer_provider"] = provider
