@@ -17,9 +17,6 @@ import (
 	"github.com/doow/doow-otel/exporter/doowexporter/internal/metadata"
 )
 
-// version is sent as X-Doow-SDK-Version and in the User-Agent.
-const version = "0.1.0"
-
 // DefaultResourceAttributes are copied into attribution unless configured otherwise.
 var DefaultResourceAttributes = []string{"service.name", "deployment.environment", "faas.name", "cloud.region"}
 
