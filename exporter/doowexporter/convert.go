@@ -1,18 +1,15 @@
 package doowexporter
 
 import (
-	"crypto/sha1"
-	"encoding"
 	"encoding/hex"
-	"hash"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
-	"unsafe"
 
+	"github.com/google/uuid"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -34,10 +31,10 @@ const (
 )
 
 var (
-	nsMetric    = mustUUID("6f1c2d7a-1b10-4c8e-9f0e-5b1d6f0e3c52")
-	nsSpanEvent = mustUUID("0e3c52f1-6f1c-4d7a-8b10-9f0e5b1d6f0e")
-	nsGenAI     = mustUUID("7a9b10c2-5b1d-4f0e-8c52-6f1c2d3c9f0e")
-	nsLog       = mustUUID("2d7a9b10-3c52-4c8e-9f0e-1b106f1c5b1d")
+	nsMetric    = uuid.MustParse("6f1c2d7a-1b10-4c8e-9f0e-5b1d6f0e3c52")
+	nsSpanEvent = uuid.MustParse("0e3c52f1-6f1c-4d7a-8b10-9f0e5b1d6f0e")
+	nsGenAI     = uuid.MustParse("7a9b10c2-5b1d-4f0e-8c52-6f1c2d3c9f0e")
+	nsLog       = uuid.MustParse("2d7a9b10-3c52-4c8e-9f0e-1b106f1c5b1d")
 	licenseKeys = []string{"doow.license_id", "license_id"}
 )
 
@@ -94,34 +91,26 @@ type converter struct {
 	opts   conversionOptions
 	result conversion
 
-	id      []byte     // the canonical encoding of what is being named
-	pairs   []mapEntry // a map's entries being sorted (a stack, for nested maps)
-	points  []usagePoint
-	own     []attr // the record's attribution before the merge
-	attrs   []attr // the events' attribution, carved from shared blocks
-	idBlock []byte // the events' ids, carved from shared blocks
+	id     []byte     // the canonical encoding of what is being named
+	pairs  []mapEntry // a map's entries being sorted (a stack, for nested maps)
+	points []usagePoint
+	own    []attr // the record's attribution before the merge
+	attrs  []attr // the events' attribution, carved from shared blocks
 
 	secretKeys    map[string]bool   // the policy's verdict on each key
 	valueVerdicts map[string]string // and on string values, up to maxValueVerdicts
-
-	// a metric's points share the start of their ids' input (namespace, resource,
-	// scope, metric name): it is hashed once, and its SHA-1 state restored per point
-	sha      hash.Hash
-	prefixed []byte
-	sum      [sha1.Size]byte
 
 	validMetric string // the last metric name found valid
 }
 
 const (
 	attrBlock        = 1024
-	idBlockIDs       = 128
 	maxValueVerdicts = 1024
 )
 
 // converters keeps the scratch buffers (not what a conversion returns) across pushes.
 var converters = sync.Pool{New: func() any {
-	return &converter{secretKeys: map[string]bool{}, valueVerdicts: map[string]string{}, sha: sha1.New()}
+	return &converter{secretKeys: map[string]bool{}, valueVerdicts: map[string]string{}}
 }}
 
 func newConverter(opts conversionOptions) *converter {
@@ -135,7 +124,7 @@ func newConverter(opts conversionOptions) *converter {
 // that refers to the push's data.
 func (c *converter) done() conversion {
 	result := c.result
-	c.result, c.opts, c.attrs, c.idBlock, c.validMetric = conversion{}, conversionOptions{}, nil, nil, ""
+	c.result, c.opts, c.attrs, c.validMetric = conversion{}, conversionOptions{}, nil, ""
 	clear(c.points[:cap(c.points)])
 	clear(c.own[:cap(c.own)])
 	clear(c.pairs[:cap(c.pairs)])
@@ -227,41 +216,13 @@ func (c *converter) encAttrs(m pcommon.Map) {
 	c.pairs = c.pairs[:start]
 }
 
-// startID begins the encoding of a name in namespace; eventID finishes it.
-func (c *converter) startID(namespace [16]byte) { c.id = append(c.id[:0], namespace[:]...) }
+// startID begins the encoding of a name in namespace (c.id: the namespace's 16 bytes,
+// then the name); eventID finishes it.
+func (c *converter) startID(namespace uuid.UUID) { c.id = append(c.id[:0], namespace[:]...) }
 
+// eventID is the version 5 UUID of the name in c.id.
 func (c *converter) eventID() string {
-	var out [36]byte
-	uuid5Of(&out, c.id)
-	return c.keepID(&out)
-}
-
-// hashPrefix hashes the start of the ids' input (c.id) and keeps the SHA-1 state.
-func (c *converter) hashPrefix() {
-	c.sha.Reset()
-	_, _ = c.sha.Write(c.id)
-	c.prefixed, _ = c.sha.(encoding.BinaryAppender).AppendBinary(c.prefixed[:0])
-}
-
-// prefixedEventID is the id of the input hashed by hashPrefix followed by c.id.
-func (c *converter) prefixedEventID() string {
-	_ = c.sha.(encoding.BinaryUnmarshaler).UnmarshalBinary(c.prefixed)
-	_, _ = c.sha.Write(c.id)
-	c.sha.Sum(c.sum[:0])
-	var out [36]byte
-	formatUUID5(&out, c.sum)
-	return c.keepID(&out)
-}
-
-// keepID copies an id into the block shared by the push's ids.
-func (c *converter) keepID(out *[36]byte) string {
-	if len(c.idBlock)+len(out) > cap(c.idBlock) {
-		c.idBlock = make([]byte, 0, idBlockIDs*len(out))
-	}
-	start := len(c.idBlock)
-	c.idBlock = append(c.idBlock, out[:]...)
-	// the block's bytes are never written again: the string may share them
-	return unsafe.String(&c.idBlock[start], len(out))
+	return uuid.NewSHA1(uuid.UUID(c.id[:16]), c.id[16:]).String()
 }
 
 // encodedAttrs is the canonical encoding of m on its own (a resource's, once per push).
@@ -583,7 +544,6 @@ func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base []a
 	for i := range points {
 		usageMetric = usageMetric || license(points[i].attrs) != ""
 	}
-	hashed := false
 	for i := range points {
 		p := &points[i]
 		own := license(p.attrs)
@@ -626,16 +586,12 @@ func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base []a
 		if unit == "" {
 			unit = metric.Unit()
 		}
-		if !hashed {
-			c.startID(nsMetric)
-			c.id = appendEncStr(append(c.id, prefix...), metric.Name())
-			c.hashPrefix()
-			hashed = true
-		}
-		c.id = c.id[:0]
+		c.startID(nsMetric)
+		c.id = appendEncStr(append(c.id, prefix...), metric.Name())
 		c.encAttrs(p.attrs)
 		c.id = appendEncUint(appendEncUint(c.id, p.start), p.time)
-		c.add(name, p.value, licenseID, unit, p.time, c.attribution(base, p.attrs, ""), c.prefixedEventID())
+		id := c.eventID()
+		c.add(name, p.value, licenseID, unit, p.time, c.attribution(base, p.attrs, ""), id)
 	}
 }
 

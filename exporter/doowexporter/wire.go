@@ -2,7 +2,10 @@ package doowexporter
 
 import (
 	"bytes"
+	"strings"
 	"sync"
+
+	"github.com/google/uuid"
 
 	"github.com/klauspost/compress/gzip"
 	"go.opentelemetry.io/collector/config/configcompression"
@@ -18,7 +21,7 @@ const (
 	maxBatchBytes  = 450 * 1024
 )
 
-var batchNamespace = mustUUID("5b1d6f0e-3c52-4c8e-9f0e-6f1c2d7a9b10")
+var batchNamespace = uuid.MustParse("5b1d6f0e-3c52-4c8e-9f0e-6f1c2d7a9b10")
 
 type batch struct {
 	id       string
@@ -33,21 +36,7 @@ func newBatch(ids []string, events [][]byte) batch {
 
 // batchID is uuid5 of the event ids joined with ",".
 func batchID(ids []string) string {
-	size := 16
-	for _, id := range ids {
-		size += len(id) + 1
-	}
-	name := make([]byte, 0, size)
-	name = append(name, batchNamespace[:]...)
-	for i, id := range ids {
-		if i > 0 {
-			name = append(name, ',')
-		}
-		name = append(name, id...)
-	}
-	var out [36]byte
-	uuid5Of(&out, name)
-	return string(out[:])
+	return uuid5(batchNamespace, strings.Join(ids, ","))
 }
 
 // The body: {"batch_id":"<36>","sdk_version":"<version>","events":[...]}
