@@ -34,6 +34,7 @@ type doowExporter struct {
 	settings  component.TelemetrySettings
 	logger    *zap.Logger
 	telemetry *telemetry
+	redact    redactor
 	client    *http.Client
 	// problem is the configuration problem last logged ("auth", "endpoint" or "")
 	problem atomic.Value
@@ -52,6 +53,7 @@ func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
 		settings:  set.TelemetrySettings,
 		logger:    set.Logger,
 		telemetry: t,
+		redact:    newRedactor(cfg),
 	}
 	e.problem.Store("")
 	return e, nil
@@ -169,8 +171,12 @@ func (e *doowExporter) combine(errs []error) error {
 
 // send posts one batch and maps the decision on Doow's answer (status.go) onto the
 // collector's machinery: a retryable error keeps the batch in the sending queue, a
-// permanent one drops it.
+// permanent one drops it. No error it returns holds a secret (redact.go).
 func (e *doowExporter) send(ctx context.Context, b batch) error {
+	return e.redact.err(e.post(ctx, b))
+}
+
+func (e *doowExporter) post(ctx context.Context, b batch) error {
 	// compression (gzip by default) is confighttp's, in the client's transport, except
 	// gzip at levels 1-9, done here at half the CPU (confighttp leaves encoded bodies be)
 	body, gzipped := b.body(), false
@@ -190,8 +196,8 @@ func (e *doowExporter) send(ctx context.Context, b batch) error {
 	req.Header.Set("X-Doow-SDK-Version", version)
 	resp, err := e.client.Do(req)
 	if err != nil {
-		// net/http errors name the URL, never the headers: safe to pass on.
-		return fmt.Errorf("posting %d events to Doow: %w", len(b.events), err)
+		// net/http errors name the URL, never the headers; a proxy's may say more
+		return fmt.Errorf("posting %d events to Doow: %w", len(b.events), e.redact.err(err))
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
@@ -199,7 +205,15 @@ func (e *doowExporter) send(ctx context.Context, b batch) error {
 		return fmt.Errorf("reading Doow's answer to %d events: %w", len(b.events), err)
 	}
 
+	// an answer may echo the request's headers: redacted before anything reads it (a
+	// snippet or a reason cut short could keep part of a secret), and what is decoded
+	// from it again (a secret written with JSON escapes)
+	answer = []byte(e.redact.text(string(answer)))
 	d := decide(b.eventIDs, resp.StatusCode, resp.Header, answer, time.Now())
+	d.reason = e.redact.text(d.reason)
+	for i := range d.rejected {
+		d.rejected[i].Reason = e.redact.text(d.rejected[i].Reason)
+	}
 	if d.action != actionKeep {
 		e.configurationOK()
 	}
@@ -273,6 +287,7 @@ func (e *doowExporter) configurationError(status int, problem string) error {
 	} else {
 		err = fmt.Errorf("configuration error: %s did not answer as Doow's ingest API (HTTP %d): check endpoint (Doow's is https://api.doow.co) and restart the collector; usage is kept in the sending queue meanwhile", e.url, status)
 	}
+	err = e.redact.err(err) // the endpoint may hold a password
 	if e.problem.Swap(problem) != problem {
 		e.logger.Error("Doow exporter misconfigured: usage is not delivered", zap.Error(err))
 	}
