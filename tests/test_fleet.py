@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from doow_otel_testing import LocalDoow
+from fleet_credentials import fleet_credentials
 from helpers import ROOT, free_port, require_otelcol, start_otelcol, stop_process, wait_for
 
 AGENT = ROOT / "collector" / "agent.yaml"
@@ -121,6 +122,7 @@ def expected_total(apps: int, license: int) -> int:
 @pytest.fixture
 def fleet(local_doow: LocalDoow, tmp_path: Path) -> Iterator[tuple[Collector, list[Collector]]]:
     require_otelcol()
+    gateway_credentials, agent_credentials = fleet_credentials(tmp_path)
     gateways = []
     for n in (1, 2):
         queue = tmp_path / f"queue-{n}"
@@ -133,6 +135,7 @@ def fleet(local_doow: LocalDoow, tmp_path: Path) -> Iterator[tuple[Collector, li
             "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
             "DOOW_RETRY_INITIAL_INTERVAL": "200ms",
             "DOOW_RETRY_MAX_INTERVAL": "1s",
+            **gateway_credentials,
         }
         gateways.append(Collector(GATEWAY, env, tmp_path / f"gateway-{n}.log").start())
     agent_http = free_port()
@@ -141,6 +144,7 @@ def fleet(local_doow: LocalDoow, tmp_path: Path) -> Iterator[tuple[Collector, li
         "DOOW_GATEWAYS": f"[{hostnames}]",
         "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{agent_http}",
         "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
+        **agent_credentials,
     }
     agent = Collector(AGENT, agent_env, tmp_path / "agent.log").start()
     try:
