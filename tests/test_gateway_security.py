@@ -15,7 +15,15 @@ import pytest
 
 from doow_otel_testing import LocalDoow
 from fleet_credentials import fleet_credentials
-from helpers import ROOT, free_port, listening, require_otelcol, start_otelcol, stop_process, wait_for
+from helpers import (
+    ROOT,
+    free_port,
+    listening,
+    require_otelcol,
+    start_otelcol,
+    stop_process,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -101,6 +101,7 @@ type converter struct {
 	valueVerdicts map[string]string // and on string values, up to maxValueVerdicts
 
 	validMetric string // the last metric name found valid
+	scope       int32  // the ScopeMetrics being converted, counted across the push
 }
 
 const (
@@ -124,7 +125,7 @@ func newConverter(opts conversionOptions) *converter {
 // that refers to the push's data.
 func (c *converter) done() conversion {
 	result := c.result
-	c.result, c.opts, c.attrs, c.validMetric = conversion{}, conversionOptions{}, nil, ""
+	c.result, c.opts, c.attrs, c.validMetric, c.scope = conversion{}, conversionOptions{}, nil, "", 0
 	clear(c.points[:cap(c.points)])
 	clear(c.own[:cap(c.own)])
 	clear(c.pairs[:cap(c.pairs)])
@@ -477,6 +478,7 @@ func (c *converter) metrics(md pmetric.Metrics) {
 		base := c.resourceAttribution(resource)
 		for j := 0; j < rm.ScopeMetrics().Len(); j++ {
 			sm := rm.ScopeMetrics().At(j)
+			c.scope++
 			scope := sm.Scope()
 			prefix := appendEncStr(appendEncStr(slices.Clip(encResource), scope.Name()), scope.Version())
 			for k := 0; k < sm.Metrics().Len(); k++ {
@@ -592,6 +594,8 @@ func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base []a
 		c.id = appendEncUint(appendEncUint(c.id, p.start), p.time)
 		id := c.eventID()
 		c.add(name, p.value, licenseID, unit, p.time, c.attribution(base, p.attrs, ""), id)
+		added := &c.result.events[len(c.result.events)-1]
+		added.packable, added.scope = true, c.scope
 	}
 }
 

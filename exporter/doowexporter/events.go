@@ -125,6 +125,19 @@ type event struct {
 	sourceSystem string // "" is "sdk"
 	metadata     []attr
 	hint         []attr // metric_tuple_hint, in the order app_name, license_name, metric_name
+
+	// packing (pack.go): a metric data point's event is packable, with the others of its
+	// ScopeMetrics (scope counts them across the push); a packed event's measurements
+	// after the first (metric, quantity) are in more, in metric name order
+	packable bool
+	scope    int32
+	more     []measurement
+}
+
+// measurement is one of a packed event's measurements.
+type measurement struct {
+	metric   string
+	quantity quantity
 }
 
 // whyStripped says why an attribution entry may not be sent, or "".
@@ -392,13 +405,14 @@ func (e *event) appendTo(buf []byte, times *timeText) []byte {
 	buf = append(buf, `,"measurements":[{"metric_name":`...)
 	buf = appendJSONString(buf, e.metric)
 	buf = append(buf, `,"quantity":`...)
-	if e.quantity.isInt {
-		buf = strconv.AppendInt(buf, e.quantity.i, 10)
-	} else {
-		buf = appendJSONFloat(buf, e.quantity.f)
-	}
+	buf = appendQuantity(buf, e.quantity)
 	if e.hint != nil {
 		buf = appendObject(append(buf, `,"metric_tuple_hint":`...), e.hint)
+	}
+	for _, m := range e.more {
+		buf = append(buf, `},{"metric_name":`...)
+		buf = appendJSONString(buf, m.metric)
+		buf = appendQuantity(append(buf, `,"quantity":`...), m.quantity)
 	}
 	buf = append(buf, `}]`...)
 	if e.unit != "" {
@@ -409,6 +423,13 @@ func (e *event) appendTo(buf []byte, times *timeText) []byte {
 		buf = appendObject(append(buf, `,"metric_tuple_hint":`...), e.hint)
 	}
 	return append(buf, '}')
+}
+
+func appendQuantity(buf []byte, q quantity) []byte {
+	if q.isInt {
+		return strconv.AppendInt(buf, q.i, 10)
+	}
+	return appendJSONFloat(buf, q.f)
 }
 
 func appendObject(buf []byte, entries []attr) []byte {

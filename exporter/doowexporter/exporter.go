@@ -126,7 +126,7 @@ func (e *doowExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 func (e *doowExporter) deliver(ctx context.Context, result conversion) error {
 	defer result.release() // the push's events and buffers serve the next push
 	var errs []error
-	batches := makeBatches(result.events)
+	batches := makeBatches(pack(result.events))
 	for _, b := range batches {
 		errs = append(errs, e.send(ctx, b))
 	}
@@ -219,10 +219,21 @@ func (e *doowExporter) post(ctx context.Context, b batch) error {
 	}
 	switch d.action {
 	case actionDelivered:
-		if len(d.rejected) > 0 {
-			e.telemetry.rejectedEvents(ctx, len(d.rejected), len(b.events), d.rejected)
+		if len(d.rejected) == 0 {
+			return nil
 		}
-		return nil // rejected events are never resent
+		// rejected events are never resent; the other measurements of a packed event
+		// whose one measurement was rejected go again at once (rule R)
+		repacked := repackRejected(b.source, d.rejected)
+		e.telemetry.rejectedEvents(ctx, len(d.rejected), len(b.events), d.rejected)
+		if len(repacked) == 0 {
+			return nil
+		}
+		var errs []error
+		for _, again := range makeBatches(repacked) {
+			errs = append(errs, e.send(ctx, again))
+		}
+		return e.combine(errs)
 	case actionSplit:
 		left, right := b.halves()
 		return e.combine([]error{e.send(ctx, left), e.send(ctx, right)})

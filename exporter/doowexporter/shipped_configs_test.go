@@ -17,16 +17,10 @@ import (
 // Only a gateway's receivers listen on every interface (they take TLS and a token:
 // docs/security.md); health checks and the collector's own metrics never do by default.
 func TestShippedConfigsListenOnLoopbackUnlessAGatewaysReceivers(t *testing.T) {
-	root := filepath.Join("..", "..")
-	configs, _ := filepath.Glob(filepath.Join(root, "collector", "*.yaml"))
-	more, _ := filepath.Glob(filepath.Join(root, "collector", "*", "*.yaml"))
-	configs = append(append(configs, more...), filepath.Join(root, "otel-collector-config.yaml"))
+	configs := shippedConfigs()
 	listeners := 0
 	for _, path := range configs {
 		name := filepath.Base(path)
-		if strings.Contains(name, "manifest") {
-			continue
-		}
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -61,6 +55,21 @@ func TestShippedConfigsListenOnLoopbackUnlessAGatewaysReceivers(t *testing.T) {
 	}
 }
 
+// shippedConfigs: the collector configs in collector/ (not the build manifests) and the
+// repository's root.
+func shippedConfigs() []string {
+	root := filepath.Join("..", "..")
+	found, _ := filepath.Glob(filepath.Join(root, "collector", "*.yaml"))
+	more, _ := filepath.Glob(filepath.Join(root, "collector", "*", "*.yaml"))
+	var configs []string
+	for _, path := range append(found, more...) {
+		if !strings.Contains(filepath.Base(path), "manifest") {
+			configs = append(configs, path)
+		}
+	}
+	return append(configs, filepath.Join(root, "otel-collector-config.yaml"))
+}
+
 // allInterfaces: an address with no host, 0.0.0.0 or ::.
 func allInterfaces(address string) bool {
 	host, _, err := net.SplitHostPort(address)
@@ -90,5 +99,40 @@ func walk(node any, where string, visit func(where, key string, value any)) {
 		for _, item := range n {
 			walk(item, where, visit)
 		}
+	}
+}
+
+// The doow exporter's sending queue never splits a request (no batch max_size): packing
+// groups the points of one ScopeMetrics, which must travel whole for a point to keep its
+// packed event, and its id, on every send (docs/conversion.md, "Packing").
+func TestShippedConfigsNeverSplitTheDoowExportersRequests(t *testing.T) {
+	queues := 0
+	for _, path := range shippedConfigs() {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var config struct {
+			Exporters map[string]struct {
+				SendingQueue struct {
+					Batch map[string]any `yaml:"batch"`
+				} `yaml:"sending_queue"`
+			} `yaml:"exporters"`
+		}
+		if err := yaml.Unmarshal(data, &config); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for name, exporter := range config.Exporters {
+			if name != "doow" && !strings.HasPrefix(name, "doow/") {
+				continue
+			}
+			queues++
+			if _, splits := exporter.SendingQueue.Batch["max_size"]; splits {
+				t.Errorf("%s: %s's sending_queue.batch sets max_size, which splits requests", path, name)
+			}
+		}
+	}
+	if queues < 3 {
+		t.Fatalf("found %d doow exporters: the test reads nothing", queues)
 	}
 }

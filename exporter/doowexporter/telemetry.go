@@ -76,7 +76,13 @@ func (t *telemetry) rejectedEvents(ctx context.Context, rejected, sent int, reas
 	t.metrics.DoowEventsRejected.Add(ctx, int64(rejected))
 	t.logger.Warn("Doow rejected events", zap.Int("rejected", rejected), zap.Int("sent", sent))
 	for _, r := range reasons {
-		t.logger.Warn("event rejected", zap.String("event_id", r.EventID), zap.String("reason", r.Reason))
+		if r.Metric != "" {
+			// one measurement of a packed event; the others were sent again (rule R)
+			t.logger.Warn("measurement rejected", zap.String("event_id", r.EventID), zap.String("metric", r.Metric),
+				zap.String("refused", r.refused), zap.String("reason", r.Reason))
+		} else {
+			t.logger.Warn("event rejected", zap.String("event_id", r.EventID), zap.String("refused", r.refused), zap.String("reason", r.Reason))
+		}
 	}
 }
 

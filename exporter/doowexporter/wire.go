@@ -28,6 +28,7 @@ type batch struct {
 	eventIDs []string
 	events   [][]byte // each event's JSON
 	encoded  []byte   // the body, when makeBatches wrote it (events are slices of it)
+	source   []event  // the events, when makeBatches made it (a 207 may repack one)
 }
 
 func newBatch(ids []string, events [][]byte) batch {
@@ -71,7 +72,11 @@ func (b batch) body() []byte {
 
 func (b batch) halves() (batch, batch) {
 	middle := len(b.events) / 2
-	return newBatch(b.eventIDs[:middle], b.events[:middle]), newBatch(b.eventIDs[middle:], b.events[middle:])
+	left, right := newBatch(b.eventIDs[:middle], b.events[:middle]), newBatch(b.eventIDs[middle:], b.events[middle:])
+	if b.source != nil {
+		left.source, right.source = b.source[:middle], b.source[middle:]
+	}
+	return left, right
 }
 
 // makeBatches writes each batch's body as its events are encoded: the body's head is
@@ -129,6 +134,7 @@ func finishBatch(buf []byte, ends []int, events []event) batch {
 		start = ends[i] + 1 // past the comma
 	}
 	b := newBatch(ids, encoded)
+	b.source = events
 	appendBodyHead(buf[:0], b.id)
 	b.encoded = append(buf, `]}`...)
 	return b
