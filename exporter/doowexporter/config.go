@@ -38,6 +38,9 @@ type Config struct {
 	HistogramQuantity string `mapstructure:"histogram_quantity"`
 	// GenAIWithoutLicense bills GenAI spans without a license to the default license.
 	GenAIWithoutLicense bool `mapstructure:"genai_without_license"`
+	// EventsPerMinute is the organisation's event budget the exporter paces its sends to
+	// (pacer.go); 0 learns it from Doow's X-Doow-Rate-Limits and 429s.
+	EventsPerMinute int `mapstructure:"events_per_minute"`
 
 	RetryConfig configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
 	QueueConfig configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
@@ -69,6 +72,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.HistogramQuantity != "sum" && cfg.HistogramQuantity != "count" {
 		errs = append(errs, fmt.Errorf("histogram_quantity: %q must be sum or count", cfg.HistogramQuantity))
+	}
+	if cfg.EventsPerMinute < 0 {
+		errs = append(errs, errors.New("events_per_minute: must be 0 (learn Doow's budget) or the budget, e.g. 1000"))
 	}
 	if cfg.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout: must be positive, e.g. 10s (a request without a bound would stall the queue)"))

@@ -35,6 +35,8 @@ type doowExporter struct {
 	logger    *zap.Logger
 	telemetry *telemetry
 	redact    redactor
+	pacer     *pacer
+	delivered deliveredBatches
 	client    *http.Client
 	// problem is the configuration problem last logged ("auth", "endpoint" or "")
 	problem atomic.Value
@@ -54,6 +56,7 @@ func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
 		logger:    set.Logger,
 		telemetry: t,
 		redact:    newRedactor(cfg),
+		pacer:     newPacer(cfg.EventsPerMinute),
 	}
 	e.problem.Store("")
 	return e, nil
@@ -128,7 +131,24 @@ func (e *doowExporter) deliver(ctx context.Context, result conversion) error {
 	var errs []error
 	batches := makeBatches(pack(result.events))
 	for _, b := range batches {
-		errs = append(errs, e.send(ctx, b))
+		now := time.Now()
+		if e.delivered.has(b.id, now) {
+			continue // delivered by an earlier attempt of this push
+		}
+		if wait := e.pacer.admit(b.id, len(b.events), now); wait > 0 {
+			// this batch and the ones after it wait, in order, in the sending queue
+			err := fmt.Errorf("%d events wait %s for Doow's event budget", len(b.events), wait.Round(time.Millisecond))
+			errs = append(errs, exporterhelper.NewThrottleRetry(err, wait))
+			break
+		}
+		err := e.send(ctx, b)
+		if err == nil {
+			e.delivered.add(b.id, time.Now())
+		}
+		errs = append(errs, err)
+	}
+	if text := e.pacer.overBudget(time.Now()); text != "" {
+		e.logger.Warn(text)
 	}
 	if _, ok := ownGzip(e.cfg.ClientConfig); ok {
 		releaseBodies(batches) // they went out as gzipped copies
@@ -209,7 +229,10 @@ func (e *doowExporter) post(ctx context.Context, b batch) error {
 	// snippet or a reason cut short could keep part of a secret), and what is decoded
 	// from it again (a secret written with JSON escapes)
 	answer = []byte(e.redact.text(string(answer)))
-	d := decide(b.eventIDs, resp.StatusCode, resp.Header, answer, time.Now())
+	now := time.Now()
+	d := decide(b.eventIDs, resp.StatusCode, resp.Header, answer, now)
+	e.pacer.learn(resp.StatusCode, resp.Header, d.retryAfter, d.hasWait, now)
+	e.telemetry.answered(ctx, resp.StatusCode, d)
 	d.reason = e.redact.text(d.reason)
 	for i := range d.rejected {
 		d.rejected[i].Reason = e.redact.text(d.rejected[i].Reason)
@@ -231,6 +254,7 @@ func (e *doowExporter) post(ctx context.Context, b batch) error {
 		}
 		var errs []error
 		for _, again := range makeBatches(repacked) {
+			e.pacer.note(len(again.events), time.Now())
 			errs = append(errs, e.send(ctx, again))
 		}
 		return e.combine(errs)

@@ -2,6 +2,7 @@ package doowexporter
 
 import (
 	"context"
+	"net/http"
 	"sync"
 
 	"go.opentelemetry.io/collector/component"
@@ -68,6 +69,17 @@ func (t *telemetry) converted(ctx context.Context, result conversion) {
 			// the value is never logged: it is the very thing that must not leak
 			t.logger.Warn("attribution stripped", zap.String("key", s.key), zap.String("reason", s.reason))
 		}
+	}
+}
+
+// answered counts what Doow's answer says of the budget: the events it acknowledged,
+// and its 429s.
+func (t *telemetry) answered(ctx context.Context, status int, d decision) {
+	switch {
+	case d.action == actionDelivered:
+		t.metrics.DoowEventsSent.Add(ctx, int64(d.accepted+len(d.rejected)))
+	case status == http.StatusTooManyRequests:
+		t.metrics.DoowRateLimited.Add(ctx, 1)
 	}
 }
 

@@ -28,6 +28,8 @@ type TelemetryBuilder struct {
 	registrations      []metric.Registration
 	DoowEventsRefused  metric.Int64Counter
 	DoowEventsRejected metric.Int64Counter
+	DoowEventsSent     metric.Int64Counter
+	DoowRateLimited    metric.Int64Counter
 	DoowUsageDropped   metric.Int64Counter
 }
 
@@ -70,6 +72,18 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_doow_events_rejected",
 		metric.WithDescription("Events Doow received and rejected (a 207 answer); they are not resent. [Alpha]"),
 		metric.WithUnit("{event}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.DoowEventsSent, err = builder.meter.Int64Counter(
+		"otelcol_doow_events_sent",
+		metric.WithDescription("Events Doow acknowledged (a 2xx acknowledgement; the events of a 207 it rejected included), against the organisation's event budget. [Alpha]"),
+		metric.WithUnit("{event}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.DoowRateLimited, err = builder.meter.Int64Counter(
+		"otelcol_doow_rate_limited",
+		metric.WithDescription("Answers 429 from Doow (the event budget exceeded); the exporter paces its sends to the budget to avoid them. [Alpha]"),
+		metric.WithUnit("{answer}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.DoowUsageDropped, err = builder.meter.Int64Counter(
