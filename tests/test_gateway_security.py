@@ -53,6 +53,8 @@ def gateway(local_doow: LocalDoow, tmp_path: Path) -> Iterator[tuple[int, dict[s
         "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{port}",
         "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{free_port()}",
         "OTELCOL_METRICS_PORT": str(free_port()),
+        "DOOW_AGGREGATION_WINDOW": "1s",
+        "DOOW_AGGREGATION_GRACE": "0s",
         **gateway_env,
     }
     process = start_otelcol(GATEWAY, env, tmp_path / "gateway.log")

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 	"unicode"
 
 	"go.opentelemetry.io/collector/component"
@@ -42,11 +43,33 @@ type Config struct {
 	// (pacer.go); 0 learns it from Doow's X-Doow-Rate-Limits and 429s.
 	EventsPerMinute int `mapstructure:"events_per_minute"`
 
+	// Aggregation, when set, sums usage per stream and clock-aligned window in the
+	// storage extension and sends one event per stream and window (aggregator.go).
+	Aggregation configoptional.Optional[AggregationConfig] `mapstructure:"aggregation"`
+
 	RetryConfig configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
 	QueueConfig configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
 }
 
 var _ component.Config = (*Config)(nil)
+
+// AggregationConfig: rule W of docs/conversion.md, in the collector.
+type AggregationConfig struct {
+	// Window is the window's length: windows are [k*window, (k+1)*window) in Unix time.
+	Window time.Duration `mapstructure:"window"`
+	// Grace is how long after its end a window still takes points; then it is sealed.
+	Grace time.Duration `mapstructure:"grace"`
+	// DedupHorizon is how long the ids of applied points are kept: a point sent again
+	// within it (a sender's retry after a lost answer) is not counted again.
+	DedupHorizon time.Duration `mapstructure:"dedup_horizon"`
+	// Storage is the storage extension (file_storage) that holds the windows, the
+	// applied ids and the queue of sealed windows' events.
+	Storage component.ID `mapstructure:"storage"`
+}
+
+func defaultAggregationConfig() AggregationConfig {
+	return AggregationConfig{Window: time.Minute, Grace: 10 * time.Second, DedupHorizon: 10 * time.Minute}
+}
 
 // Validate names the field that is wrong and how to fix it. (The collector also runs
 // confighttp's own checks, of compression_params for one.)
@@ -72,6 +95,21 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.HistogramQuantity != "sum" && cfg.HistogramQuantity != "count" {
 		errs = append(errs, fmt.Errorf("histogram_quantity: %q must be sum or count", cfg.HistogramQuantity))
+	}
+	if cfg.Aggregation.HasValue() {
+		a := cfg.Aggregation.Get()
+		if a.Window < time.Second || time.Hour%a.Window != 0 && a.Window%time.Hour != 0 {
+			errs = append(errs, fmt.Errorf("aggregation.window: %s; use a length of at least 1s that divides an hour, e.g. 60s", a.Window))
+		}
+		if a.Grace < 0 {
+			errs = append(errs, errors.New("aggregation.grace: must not be negative, e.g. 10s"))
+		}
+		if a.DedupHorizon < a.Window+a.Grace {
+			errs = append(errs, errors.New("aggregation.dedup_horizon: at least window + grace, e.g. 10m"))
+		}
+		if a.Storage == (component.ID{}) {
+			errs = append(errs, errors.New("aggregation.storage: required; name a file_storage extension, e.g. file_storage"))
+		}
 	}
 	if cfg.EventsPerMinute < 0 {
 		errs = append(errs, errors.New("events_per_minute: must be 0 (learn Doow's budget) or the budget, e.g. 1000"))

@@ -595,7 +595,7 @@ func (c *converter) metric(metric pmetric.Metric, resource pcommon.Map, base []a
 		id := c.eventID()
 		c.add(name, p.value, licenseID, unit, p.time, c.attribution(base, p.attrs, ""), id)
 		added := &c.result.events[len(c.result.events)-1]
-		added.packable, added.scope = true, c.scope
+		added.packable, added.scope, added.start = true, c.scope, p.start
 	}
 }
 

@@ -132,6 +132,7 @@ type event struct {
 	packable bool
 	scope    int32
 	more     []measurement
+	start    uint64 // a metric data point's start time (its window's, when aggregated)
 }
 
 // measurement is one of a packed event's measurements.

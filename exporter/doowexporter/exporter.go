@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -38,6 +39,15 @@ type doowExporter struct {
 	pacer     *pacer
 	delivered deliveredBatches
 	client    *http.Client
+
+	// aggregation (aggregator.go), when configured, for the metrics exporter
+	id     component.ID
+	set    exporter.Settings
+	agg    *aggregator
+	store  storage.Client
+	sealed exporter.Logs
+	stop   context.CancelFunc
+	done   chan struct{}
 	// problem is the configuration problem last logged ("auth", "endpoint" or "")
 	problem atomic.Value
 }
@@ -56,7 +66,9 @@ func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
 		logger:    set.Logger,
 		telemetry: t,
 		redact:    newRedactor(cfg),
-		pacer:     newPacer(cfg.EventsPerMinute),
+		pacer:     sharedPacer(set.ID, cfg.EventsPerMinute),
+		id:        set.ID,
+		set:       set,
 	}
 	e.problem.Store("")
 	return e, nil
@@ -85,6 +97,62 @@ func (e *doowExporter) start(ctx context.Context, host component.Host) error {
 	return nil
 }
 
+// startAggregation opens the aggregation's storage, loads what a previous run left,
+// starts the sealed windows' queue and the loop that seals windows as they come due.
+func (e *doowExporter) startAggregation(ctx context.Context, host component.Host) error {
+	cfg := e.cfg.Aggregation.Get()
+	ext, ok := host.GetExtensions()[cfg.Storage]
+	if !ok {
+		return fmt.Errorf("aggregation.storage: no extension %s in service::extensions", cfg.Storage)
+	}
+	storageExt, ok := ext.(storage.Extension)
+	if !ok {
+		return fmt.Errorf("aggregation.storage: %s is not a storage extension; use file_storage", cfg.Storage)
+	}
+	store, err := storageExt.GetClient(ctx, component.KindExporter, e.id, "aggregation")
+	if err != nil {
+		return err
+	}
+	e.store = store
+	if e.sealed, err = newSealedQueue(ctx, e.set, e.cfg, e); err != nil {
+		return err
+	}
+	if err := e.sealed.Start(ctx, host); err != nil {
+		return err
+	}
+	e.agg = newAggregator(*cfg, store, time.Now, func(ctx context.Context, events []event) error {
+		return e.sealed.ConsumeLogs(ctx, sealedLogs(events))
+	})
+	if err := e.agg.load(ctx); err != nil {
+		return err
+	}
+	loop, stop := context.WithCancel(context.Background())
+	e.stop, e.done = stop, make(chan struct{})
+	go e.sealLoop(loop, min(time.Second, cfg.Window/10))
+	return nil
+}
+
+// sealLoop seals windows as they come due; a failure (the queue full, the disk) is
+// logged and tried again on the next tick, the window's usage kept meanwhile.
+func (e *doowExporter) sealLoop(ctx context.Context, every time.Duration) {
+	defer close(e.done)
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		err := e.agg.sealDue(ctx, false)
+		if err != nil && !failing {
+			e.logger.Error("sealing an aggregation window failed; its usage is kept and sealing is tried again", zap.Error(e.redact.err(err)))
+		}
+		failing = err != nil
+	}
+}
+
 // warnAboutLosses says which settings can lose usage, and which Doow may refuse.
 func (e *doowExporter) warnAboutLosses() {
 	if c := e.cfg.Compression; c.IsCompressed() && c != configcompression.TypeGzip {
@@ -104,16 +172,52 @@ func neverRedirect(*http.Request, []*http.Request) error {
 	return http.ErrUseLastResponse
 }
 
-func (e *doowExporter) shutdown(context.Context) error {
+func (e *doowExporter) shutdown(ctx context.Context) error {
+	var errs []error
+	if e.agg != nil {
+		e.stop()
+		<-e.done
+		// every open window is sealed now, into the queue on disk: a gateway that is
+		// scaled in leaves no usage in its windows (a restart costs one more event per
+		// stream, never more usage)
+		if err := e.agg.sealDue(ctx, true); err != nil {
+			errs = append(errs, fmt.Errorf("sealing the open windows at shutdown (they are kept and sealed at the next start): %w", err))
+		}
+	}
+	if e.sealed != nil {
+		errs = append(errs, e.sealed.Shutdown(ctx))
+	}
+	if e.store != nil {
+		errs = append(errs, e.store.Close(ctx))
+	}
 	if e.client != nil {
 		e.client.CloseIdleConnections()
 	}
 	e.telemetry.metrics.Shutdown()
-	return nil
+	return errors.Join(errs...)
 }
 
 func (e *doowExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
-	return e.deliver(ctx, convertMetrics(md, e.opts))
+	result := convertMetrics(md, e.opts)
+	if e.agg != nil {
+		// points go into their windows (stored before the push succeeds); records with
+		// an identity of their own pass through
+		var points []event
+		rest := result.events[:0]
+		for _, ev := range result.events {
+			if ev.packable {
+				points = append(points, ev)
+			} else {
+				rest = append(rest, ev)
+			}
+		}
+		if err := e.agg.apply(ctx, points); err != nil {
+			result.release()
+			return e.redact.err(err)
+		}
+		result.events = rest
+	}
+	return e.deliver(ctx, result)
 }
 
 func (e *doowExporter) pushTraces(ctx context.Context, td ptrace.Traces) error {

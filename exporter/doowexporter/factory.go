@@ -51,6 +51,7 @@ func createDefaultConfig() component.Config {
 		HistogramQuantity:  "sum",
 		RetryConfig:        retry,
 		QueueConfig:        configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
+		Aggregation:        configoptional.Default(defaultAggregationConfig()),
 	}
 }
 
@@ -71,8 +72,17 @@ func createMetrics(ctx context.Context, set exporter.Settings, c component.Confi
 	if err != nil {
 		return nil, err
 	}
+	options := helperOptions(cfg, e)
+	if cfg.Aggregation.HasValue() {
+		options = append(options, exporterhelper.WithStart(func(ctx context.Context, host component.Host) error {
+			if err := e.start(ctx, host); err != nil {
+				return err
+			}
+			return e.startAggregation(ctx, host)
+		}))
+	}
 	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
-	return h.metrics(exporterhelper.NewMetrics(ctx, set, cfg, h.pushMetrics(e.pushMetrics), helperOptions(cfg, e)...))
+	return h.metrics(exporterhelper.NewMetrics(ctx, set, cfg, h.pushMetrics(e.pushMetrics), options...))
 }
 
 func createTraces(ctx context.Context, set exporter.Settings, c component.Config) (exporter.Traces, error) {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/collector/component"
 )
 
 // Doow takes a bounded number of events per organisation a minute (1,000 by its SDKs'
@@ -34,6 +36,24 @@ type pacer struct {
 type sending struct {
 	at     time.Time
 	events int
+}
+
+// The metrics, traces and logs exporters of one doow configuration share one pacer:
+// they spend one organisation's budget.
+var (
+	pacersMu sync.Mutex
+	pacers   = map[component.ID]*pacer{}
+)
+
+func sharedPacer(id component.ID, eventsPerMinute int) *pacer {
+	pacersMu.Lock()
+	defer pacersMu.Unlock()
+	p := pacers[id]
+	if p == nil || p.configured != eventsPerMinute {
+		p = newPacer(eventsPerMinute)
+		pacers[id] = p
+	}
+	return p
 }
 
 func newPacer(eventsPerMinute int) *pacer {

@@ -1,15 +1,11 @@
 package doowexporter
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
-	"strings"
 	"testing"
-	"time"
 )
 
 // The shared packing vectors (tests/vectors/packing/), also run by the Python tests:
@@ -70,84 +66,12 @@ func TestPackingStaysWithinAScopeMetrics(t *testing.T) {
 	}
 }
 
-// wireEvent reads an event as POST /telemetry/events takes it (one measurement, or a
-// packed event's several); numbers written with a fraction or an exponent are doubles.
+// wireEvent reads an event as POST /telemetry/events takes it.
 func wireEvent(t *testing.T, raw json.RawMessage) event {
 	t.Helper()
-	var w struct {
-		EventID      string `json:"event_id"`
-		LicenseID    string `json:"license_id"`
-		OccurredAt   string `json:"occurred_at"`
-		SourceSystem string `json:"source_system"`
-		Kind         string `json:"kind"`
-		Unit         string `json:"unit"`
-		Measurements []struct {
-			MetricName string      `json:"metric_name"`
-			Quantity   json.Number `json:"quantity"`
-		} `json:"measurements"`
-	}
-	decoder := json.NewDecoder(bytes.NewReader(raw))
-	decoder.UseNumber()
-	if err := decoder.Decode(&w); err != nil {
-		t.Fatal(err)
-	}
-	var rest struct {
-		Attribution map[string]any `json:"attribution"`
-	}
-	decoder = json.NewDecoder(bytes.NewReader(raw))
-	decoder.UseNumber()
-	if err := decoder.Decode(&rest); err != nil {
-		t.Fatal(err)
-	}
-	at, err := time.Parse(time.RFC3339Nano, w.OccurredAt)
+	e, err := decodeEvent(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := event{eventID: w.EventID, licenseID: w.LicenseID, nanos: uint64(at.UnixNano()), unit: w.Unit}
-	if w.SourceSystem != "sdk" {
-		e.sourceSystem = w.SourceSystem
-	}
-	e.adjustment = w.Kind == "ADJUSTMENT"
-	for i, m := range w.Measurements {
-		q := numberQuantity(t, m.Quantity)
-		if i == 0 {
-			e.metric, e.quantity = m.MetricName, q
-		} else {
-			e.more = append(e.more, measurement{m.MetricName, q})
-		}
-	}
-	for key, value := range rest.Attribution {
-		var v attrValue
-		switch x := value.(type) {
-		case string:
-			v = strValue(x)
-		case bool:
-			v = boolValue(x)
-		case json.Number:
-			if q := numberQuantity(t, x); q.isInt {
-				v = intValue(q.i)
-			} else {
-				v = doubleValue(q.f)
-			}
-		}
-		e.attribution = append(e.attribution, attr{key, v})
-	}
-	slices.SortFunc(e.attribution, byKey)
 	return e
-}
-
-func numberQuantity(t *testing.T, n json.Number) quantity {
-	t.Helper()
-	if !strings.ContainsAny(string(n), ".eE") {
-		i, err := n.Int64()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return quantity{isInt: true, i: i}
-	}
-	f, err := n.Float64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return quantity{f: f}
 }
