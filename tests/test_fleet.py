@@ -146,6 +146,7 @@ def fleet(local_doow: LocalDoow, tmp_path: Path) -> Iterator[tuple[Collector, li
         "DOOW_GATEWAYS": f"[{hostnames}]",
         "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{agent_http}",
         "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "DOOW_QUEUE_DIR": str(tmp_path / "agent-queue"),
         **agent_credentials,
     }
     agent = Collector(AGENT, agent_env, tmp_path / "agent.log").start()

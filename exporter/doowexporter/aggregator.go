@@ -27,8 +27,8 @@ import (
 //
 //   - apply: a push's points are added in one storage batch (one transaction with
 //     file_storage) with their ids; only then does the push succeed, so an acknowledged
-//     input is never lost. A point whose id was applied within dedup_horizon (a sender's
-//     retry after a lost answer) is not counted again.
+//     input is never lost. A point whose id was seen within dedup_horizon (a sender's
+//     retry after a lost answer) is not counted again, and is kept for another horizon.
 //   - seal: a window is sealed at its end plus grace. Its number is stored first (no
 //     point enters it after, even across a restart), then its events go into the
 //     sealed queue (exporterhelper's persistent queue and retry), then its state is
@@ -52,8 +52,8 @@ type aggregator struct {
 	gateway  string
 	sealed   int64                        // windows that start before it are sealed (Unix ns)
 	windows  map[int64]map[string]*stream // window start -> stream key -> sums
-	applied  map[uuid.UUID]struct{}
-	appliedB []appliedBatch // in the order applied
+	applied  map[uuid.UUID]int64          // id -> when last seen (its latest applied batch)
+	appliedB []appliedBatch               // in the order applied
 }
 
 // stream is one stream's sums in one window.
@@ -81,7 +81,7 @@ type storedStream struct {
 func newAggregator(cfg AggregationConfig, client storage.Client, now func() time.Time,
 	enqueue func(context.Context, []event) error) *aggregator {
 	return &aggregator{cfg: cfg, client: client, now: now, enqueue: enqueue,
-		windows: map[int64]map[string]*stream{}, applied: map[uuid.UUID]struct{}{}}
+		windows: map[int64]map[string]*stream{}, applied: map[uuid.UUID]int64{}}
 }
 
 // load reads the state a previous run left, and makes the gateway's identity the first
@@ -112,7 +112,7 @@ func (a *aggregator) load(ctx context.Context) error {
 			for i := 0; i+16 <= len(value); i += 16 {
 				id := uuid.UUID(value[i : i+16])
 				b.ids = append(b.ids, id)
-				a.applied[id] = struct{}{}
+				a.applied[id] = max(a.applied[id], at)
 			}
 			a.appliedB = append(a.appliedB, b)
 		}
@@ -180,11 +180,17 @@ func (a *aggregator) apply(ctx context.Context, events []event) error {
 		if err != nil {
 			return fmt.Errorf("event id %q: %w", e.eventID, err)
 		}
-		if _, done := a.applied[id]; done || fresh[id] {
-			continue // applied before: a sender's retry
+		if fresh[id] {
+			continue
 		}
 		fresh[id] = true
 		ids = append(ids, id)
+		if _, done := a.applied[id]; done {
+			// applied before: a sender's retry (not counted). Seen again, it is kept for
+			// another horizon: a sender that keeps retrying (an agent whose other
+			// gateway is down resends the whole request) is recognised every time.
+			continue
+		}
 		w := a.window(e.start, e.nanos, now)
 		streamKey := streamKeyOf(e)
 		storeKey := streamStorageKey(w, streamKey)
@@ -224,7 +230,7 @@ func (a *aggregator) apply(ctx context.Context, events []event) error {
 		a.streams(c.window)[c.streamKey] = c.sums
 	}
 	for _, id := range ids {
-		a.applied[id] = struct{}{}
+		a.applied[id] = batch.at
 	}
 	a.appliedB = append(a.appliedB, batch)
 	return nil
@@ -317,7 +323,9 @@ func (a *aggregator) forget(ctx context.Context, now time.Time) error {
 	}
 	for _, b := range a.appliedB[:old] {
 		for _, id := range b.ids {
-			delete(a.applied, id)
+			if a.applied[id] == b.at { // not seen again since
+				delete(a.applied, id)
+			}
 		}
 	}
 	a.appliedB = slices.Delete(a.appliedB, 0, old)

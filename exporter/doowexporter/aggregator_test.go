@@ -288,3 +288,20 @@ func (a *aggregator) windowStarts() []int64 {
 	}
 	return out
 }
+
+// An agent whose other gateway is down resends its whole request until that one takes
+// it: a point seen again within the horizon is kept for another, and never counted again.
+func TestAPointResentEveryFewMinutesIsRecognisedPastTheFirstHorizon(t *testing.T) {
+	g := newAggregation(t, newMemStorage(), window0.Add(5*time.Second))
+	ctx := context.Background()
+	input := []event{point(1, "lic_a", "tokens", 5, window0)}
+	for minutes := 0; minutes <= 24; minutes += 8 {
+		g.at(t, window0.Add(5*time.Second+time.Duration(minutes)*time.Minute))
+		require.NoError(t, g.apply(ctx, input))
+	}
+	var all []string
+	for _, events := range g.queued {
+		all = append(all, texts(events)...)
+	}
+	require.Equal(t, []string{"lic_a 2026-11-24T10:15:00.000Z tokens=5"}, all)
+}
