@@ -43,6 +43,10 @@ type Config struct {
 	// (pacer.go); 0 learns it from Doow's X-Doow-Rate-Limits and 429s.
 	EventsPerMinute int `mapstructure:"events_per_minute"`
 
+	// Gateway, when its endpoint is set, forwards what the exporter receives to a
+	// gateway tier as OTLP/HTTP instead of sending it to Doow (forward.go).
+	Gateway GatewayConfig `mapstructure:"gateway"`
+
 	// Aggregation, when set, sums usage per stream and clock-aligned window in the
 	// storage extension and sends one event per stream and window (aggregator.go).
 	Aggregation configoptional.Optional[AggregationConfig] `mapstructure:"aggregation"`
@@ -67,6 +71,15 @@ type AggregationConfig struct {
 	Storage component.ID `mapstructure:"storage"`
 }
 
+// GatewayConfig: where a forwarder sends (a gateway's OTLP/HTTP endpoint, e.g.
+// https://gateway.internal:4318), the fleet's token, and the CA of the gateways'
+// certificates (empty: the system's).
+type GatewayConfig struct {
+	Endpoint string              `mapstructure:"endpoint"`
+	Token    configopaque.String `mapstructure:"token"`
+	CAFile   string              `mapstructure:"ca_file"`
+}
+
 func defaultAggregationConfig() AggregationConfig {
 	return AggregationConfig{Window: time.Minute, Grace: 10 * time.Second, DedupHorizon: 10 * time.Minute}
 }
@@ -75,6 +88,9 @@ func defaultAggregationConfig() AggregationConfig {
 // confighttp's own checks, of compression_params for one.)
 func (cfg *Config) Validate() error {
 	var errs []error
+	if cfg.Gateway.Endpoint != "" {
+		return cfg.validateForwarding()
+	}
 	if cfg.APIKey == "" {
 		errs = append(errs, errors.New("api_key: required; set it to your Doow SDK key, e.g. ${env:DOOW_API_KEY}"))
 	} else if !strings.HasPrefix(string(cfg.APIKey), "dk_") || strings.IndexFunc(string(cfg.APIKey), unicode.IsSpace) >= 0 {
@@ -113,6 +129,25 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.EventsPerMinute < 0 {
 		errs = append(errs, errors.New("events_per_minute: must be 0 (learn Doow's budget) or the budget, e.g. 1000"))
+	}
+	if cfg.Timeout <= 0 {
+		errs = append(errs, errors.New("timeout: must be positive, e.g. 10s (a request without a bound would stall the queue)"))
+	}
+	return errors.Join(errs...)
+}
+
+// validateForwarding: a forwarder needs no api_key (the gateways hold it) and does not
+// aggregate (the gateways do).
+func (cfg *Config) validateForwarding() error {
+	var errs []error
+	if err := checkEndpoint(cfg.Gateway.Endpoint, cfg.AllowInsecure); err != nil {
+		errs = append(errs, errors.New("gateway."+err.Error()))
+	}
+	if cfg.Gateway.Token == "" {
+		errs = append(errs, errors.New("gateway.token: required; the fleet's token, which the gateways check (DOOW_GATEWAY_TOKEN)"))
+	}
+	if cfg.Aggregation.HasValue() {
+		errs = append(errs, errors.New("aggregation: a forwarder does not aggregate (its gateways do); remove aggregation or gateway.endpoint"))
 	}
 	if cfg.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout: must be positive, e.g. 10s (a request without a bound would stall the queue)"))

@@ -73,6 +73,11 @@ func createMetrics(ctx context.Context, set exporter.Settings, c component.Confi
 		return nil, err
 	}
 	options := helperOptions(cfg, e)
+	if cfg.Gateway.Endpoint != "" {
+		options = append(options, exporterhelper.WithStart(e.startForwarding))
+		h := &drainHook{}
+		return h.metrics(exporterhelper.NewMetrics(ctx, set, cfg, h.pushMetrics(e.forwardMetrics), options...))
+	}
 	if cfg.Aggregation.HasValue() {
 		options = append(options, exporterhelper.WithStart(func(ctx context.Context, host component.Host) error {
 			if err := e.start(ctx, host); err != nil {
@@ -92,6 +97,10 @@ func createTraces(ctx context.Context, set exporter.Settings, c component.Config
 		return nil, err
 	}
 	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
+	if cfg.Gateway.Endpoint != "" {
+		options := append(helperOptions(cfg, e), exporterhelper.WithStart(e.startForwarding))
+		return h.traces(exporterhelper.NewTraces(ctx, set, cfg, h.pushTraces(e.forwardTraces), options...))
+	}
 	return h.traces(exporterhelper.NewTraces(ctx, set, cfg, h.pushTraces(e.pushTraces), helperOptions(cfg, e)...))
 }
 
@@ -102,5 +111,9 @@ func createLogs(ctx context.Context, set exporter.Settings, c component.Config) 
 		return nil, err
 	}
 	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
+	if cfg.Gateway.Endpoint != "" {
+		options := append(helperOptions(cfg, e), exporterhelper.WithStart(e.startForwarding))
+		return h.logs(exporterhelper.NewLogs(ctx, set, cfg, h.pushLogs(e.forwardLogs), options...))
+	}
 	return h.logs(exporterhelper.NewLogs(ctx, set, cfg, h.pushLogs(e.pushLogs), helperOptions(cfg, e)...))
 }

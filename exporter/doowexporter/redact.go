@@ -6,7 +6,7 @@ import (
 )
 
 // redactor removes the secrets the exporter holds from any text it logs or returns: the
-// api_key, the values of the configured headers, the password of a proxy_url or an
+// api_key, the gateway's token, the values of the configured headers, the password of a proxy_url or an
 // endpoint. Doow, a proxy or a load balancer may echo a request's headers in an answer
 // (a 503 page that quotes Authorization), and the answer's text goes into errors and
 // logs; everything the exporter says of an answer or a failed request passes here.
@@ -21,6 +21,7 @@ const minSecretLen = 4
 func newRedactor(cfg *Config) redactor {
 	var r redactor
 	r.add(string(cfg.APIKey))
+	r.add(string(cfg.Gateway.Token))
 	for _, value := range cfg.Headers.Iter {
 		r.add(string(value))
 	}
