@@ -38,7 +38,7 @@ func (m *memStorageExtension) GetClient(_ context.Context, kind component.Kind, 
 
 var storageID = component.MustNewID("file_storage")
 
-func delta(license, metric string, value int64, start time.Time) pmetric.Metrics {
+func deltaPoint(license, metric string, value int64, start time.Time) pmetric.Metrics {
 	md := pmetric.NewMetrics()
 	m := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
 	m.SetName(metric)
@@ -79,9 +79,9 @@ func TestTheExporterAggregatesPerStreamAndWindow(t *testing.T) {
 	// a window that starts in a second and a half: the pushes land in it
 	start := time.Now().Truncate(time.Second).Add(time.Second)
 	time.Sleep(time.Until(start))
-	once := delta("lic_a", "api_calls", 2, start)
-	for _, md := range []pmetric.Metrics{once, once, delta("lic_a", "api_calls", 3, start.Add(100*time.Millisecond)),
-		delta("lic_a", "tokens", 40, start.Add(200*time.Millisecond)), delta("lic_b", "tokens", 1, start)} {
+	once := deltaPoint("lic_a", "api_calls", 2, start)
+	for _, md := range []pmetric.Metrics{once, once, deltaPoint("lic_a", "api_calls", 3, start.Add(100*time.Millisecond)),
+		deltaPoint("lic_a", "tokens", 40, start.Add(200*time.Millisecond)), deltaPoint("lic_b", "tokens", 1, start)} {
 		require.NoError(t, exp.ConsumeMetrics(ctx, md))
 	}
 	deadline := time.Now().Add(5 * time.Second)

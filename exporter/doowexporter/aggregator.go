@@ -2,12 +2,8 @@ package doowexporter
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,20 +21,28 @@ import (
 // streams nor the ids that make a re-sent input count once), so the exporter does it,
 // over the Collector's storage extension:
 //
-//   - apply: a push's points are added in one storage batch (one transaction with
-//     file_storage) with their ids; only then does the push succeed, so an acknowledged
-//     input is never lost. A point whose id was seen within dedup_horizon (a sender's
-//     retry after a lost answer) is not counted again, and is kept for another horizon.
+//   - apply: a push's points are written as one entry (their ids and the sums they add
+//     to each stream and window) in one storage operation; only then does the push
+//     succeed, so an acknowledged input is never lost. A point whose id was seen within
+//     dedup_horizon (a sender's retry after a lost answer) is not counted again, and is
+//     kept for another horizon. The windows' sums live in memory, rebuilt from the
+//     entries at a start.
 //   - seal: a window is sealed at its end plus grace. Its number is stored first (no
-//     point enters it after, even across a restart), then its events go into the
-//     sealed queue (exporterhelper's persistent queue and retry), then its state is
-//     deleted. A crash in between seals it again: the same ids (from the gateway's
-//     identity, the window and the stream), the same content.
+//     point enters it after, even across a restart), then its events go into the sealed
+//     queue (exporterhelper's persistent queue and retry), then "done" is stored for
+//     it. A crash in between seals it again: the same ids (from the gateway's identity,
+//     the window and the stream), the same content.
 //   - a point for a sealed window goes into the earliest open one.
+//   - entries are deleted once past the horizon and their windows are done.
+//
+// One write per push, not one per stream: a push of 1,000 points of 1,000 streams is
+// one entry of about 90 KB, where a key per stream cost 1,000 JSON encodings and
+// writes (bench/collectorbench: 15.7 ms CPU per 1,000 points, against 2.8 for the
+// stock otlphttp exporter).
 //
 // Storage keys: "gateway" (this gateway's identity, made once), "sealed" (windows that
-// start before it are sealed), "s/<window>/<stream hash>" (a stream's sums in a window),
-// "a/<applied at>/<first id>" (the ids of one push's points, 16 bytes each).
+// start before it take no points), "done/<window>" (its events are queued), and
+// "log/<applied at>/<random>" (one push's entry, aggregatorlog.go).
 
 var nsWindow = uuid.MustParse("c4a1e7d2-6b3f-4e58-9a0c-2d7f1b8e6a35")
 
@@ -48,12 +52,13 @@ type aggregator struct {
 	now     func() time.Time
 	enqueue func(context.Context, []event) error // into the sealed queue
 
-	mu       sync.Mutex
-	gateway  string
-	sealed   int64                        // windows that start before it are sealed (Unix ns)
-	windows  map[int64]map[string]*stream // window start -> stream key -> sums
-	applied  map[uuid.UUID]int64          // id -> when last seen (its latest applied batch)
-	appliedB []appliedBatch               // in the order applied
+	mu      sync.Mutex
+	gateway string
+	sealed  int64                        // windows that start before it are sealed (Unix ns)
+	done    map[int64]bool               // windows whose events are queued
+	windows map[int64]map[string]*stream // open (or sealed, not yet queued) windows' sums
+	applied map[uuid.UUID]int64          // id -> its latest entry's time
+	entries []logEntry                   // in the order applied
 }
 
 // stream is one stream's sums in one window.
@@ -64,28 +69,22 @@ type stream struct {
 	sums        map[string]quantity
 }
 
-type appliedBatch struct {
-	key string
-	at  int64
-	ids []uuid.UUID
-}
-
-// storedStream is a stream as the storage holds it (attribution and sums typed).
-type storedStream struct {
-	LicenseID   string      `json:"license_id"`
-	Unit        string      `json:"unit,omitempty"`
-	Attribution [][3]string `json:"attribution"` // key, type (s, b, i, d), value
-	Sums        [][3]string `json:"sums"`        // metric, type (i, d), value
+// logEntry is what is kept in memory of a stored entry: enough to forget it.
+type logEntry struct {
+	key     string
+	at      int64
+	ids     []uuid.UUID
+	windows []int64
 }
 
 func newAggregator(cfg AggregationConfig, client storage.Client, now func() time.Time,
 	enqueue func(context.Context, []event) error) *aggregator {
-	return &aggregator{cfg: cfg, client: client, now: now, enqueue: enqueue,
+	return &aggregator{cfg: cfg, client: client, now: now, enqueue: enqueue, done: map[int64]bool{},
 		windows: map[int64]map[string]*stream{}, applied: map[uuid.UUID]int64{}}
 }
 
-// load reads the state a previous run left, and makes the gateway's identity the first
-// time.
+// load rebuilds the state from what a previous run stored, and makes the gateway's
+// identity the first time.
 func (a *aggregator) load(ctx context.Context) error {
 	walker, ok := a.client.(storage.Walker)
 	if !ok {
@@ -93,35 +92,49 @@ func (a *aggregator) load(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	type stored struct {
+		key   string
+		entry decodedEntry
+	}
+	var found []stored
 	err := walker.Walk(ctx, func(key string, value []byte) ([]*storage.Operation, error) {
 		switch {
 		case key == "gateway":
 			a.gateway = string(value)
 		case key == "sealed":
 			a.sealed, _ = strconv.ParseInt(string(value), 10, 64)
-		case strings.HasPrefix(key, "s/"):
-			window, _ := strconv.ParseInt(strings.Split(key, "/")[1], 10, 64)
-			s, err := decodeStream(value)
+		case strings.HasPrefix(key, "done/"):
+			w, _ := strconv.ParseInt(strings.TrimPrefix(key, "done/"), 10, 64)
+			a.done[w] = true
+		case strings.HasPrefix(key, "log/"):
+			entry, err := decodeEntry(value)
 			if err != nil {
 				return nil, fmt.Errorf("aggregation state %s: %w", key, err)
 			}
-			a.streams(window)[s.key()] = s
-		case strings.HasPrefix(key, "a/"):
-			at, _ := strconv.ParseInt(strings.Split(key, "/")[1], 10, 64)
-			b := appliedBatch{key: key, at: at}
-			for i := 0; i+16 <= len(value); i += 16 {
-				id := uuid.UUID(value[i : i+16])
-				b.ids = append(b.ids, id)
-				a.applied[id] = max(a.applied[id], at)
-			}
-			a.appliedB = append(a.appliedB, b)
+			found = append(found, stored{key, entry})
 		}
 		return nil, nil
 	})
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(a.appliedB, func(x, y appliedBatch) int { return int(x.at - y.at) })
+	slices.SortFunc(found, func(x, y stored) int { return int(x.entry.at - y.entry.at) })
+	for _, f := range found {
+		kept := logEntry{key: f.key, at: f.entry.at, ids: f.entry.ids}
+		for _, id := range f.entry.ids {
+			a.applied[id] = f.entry.at
+		}
+		var key []byte
+		for i := range f.entry.deltas {
+			d := &f.entry.deltas[i]
+			kept.windows = appendWindow(kept.windows, d.window)
+			if !a.done[d.window] {
+				key = appendStreamKey(key[:0], &d.point)
+				a.add(d.window, key, &d.point)
+			}
+		}
+		a.entries = append(a.entries, kept)
+	}
 	if a.gateway == "" {
 		a.gateway = uuid.NewString()
 		return a.client.Set(ctx, "gateway", []byte(a.gateway))
@@ -129,11 +142,32 @@ func (a *aggregator) load(ctx context.Context) error {
 	return nil
 }
 
-func (a *aggregator) streams(window int64) map[string]*stream {
-	if a.windows[window] == nil {
-		a.windows[window] = map[string]*stream{}
+func appendWindow(windows []int64, w int64) []int64 {
+	if !slices.Contains(windows, w) {
+		windows = append(windows, w)
 	}
-	return a.windows[window]
+	return windows
+}
+
+// add adds a point's quantity to its stream's sum in a window (in memory); key is the
+// stream's canonical encoding. What the state keeps is copied: a push's memory is reused.
+func (a *aggregator) add(w int64, key []byte, e *event) {
+	streams := a.windows[w]
+	if streams == nil {
+		streams = map[string]*stream{}
+		a.windows[w] = streams
+	}
+	held := streams[string(key)]
+	if held == nil {
+		held = &stream{licenseID: strings.Clone(e.licenseID), unit: strings.Clone(e.unit),
+			attribution: cloneAttribution(e.attribution), sums: map[string]quantity{}}
+		streams[string(key)] = held
+	}
+	if sum, ok := held.sums[e.metric]; ok {
+		held.sums[e.metric] = addQuantity(sum, e.quantity)
+	} else {
+		held.sums[strings.Clone(e.metric)] = e.quantity
+	}
 }
 
 // window is the start of the window a point of start and time belongs to: its start's
@@ -160,85 +194,61 @@ func (a *aggregator) firstOpen(now time.Time) int64 {
 	return max(open, a.sealed)
 }
 
-// apply adds the points (packable events) to their windows, skipping those applied
-// within the horizon, in one storage batch; the state changes only once it is stored.
+// apply adds the points (packable events) to their windows, skipping those seen within
+// the horizon, as one stored entry; the state changes only once it is stored.
 func (a *aggregator) apply(ctx context.Context, events []event) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
-	type change struct {
-		window    int64
-		streamKey string
-		sums      *stream
+	var entry entryWriter
+	seen := make(map[uuid.UUID]bool, len(events))
+	type counted struct {
+		window int64
+		event  *event
 	}
-	changed := map[string]*change{} // storage key -> the stream's new sums
-	var ids []uuid.UUID
-	fresh := map[uuid.UUID]bool{}
+	var fresh []counted
 	for i := range events {
 		e := &events[i]
 		id, err := uuid.Parse(e.eventID)
 		if err != nil {
 			return fmt.Errorf("event id %q: %w", e.eventID, err)
 		}
-		if fresh[id] {
+		if seen[id] {
 			continue
 		}
-		fresh[id] = true
-		ids = append(ids, id)
+		seen[id] = true
+		entry.id(id)
 		if _, done := a.applied[id]; done {
-			// applied before: a sender's retry (not counted). Seen again, it is kept for
-			// another horizon: a sender that keeps retrying (an agent whose other
-			// gateway is down resends the whole request) is recognised every time.
-			continue
+			continue // a sender's retry: not counted, and kept for another horizon
 		}
 		w := a.window(e.start, e.nanos, now)
-		streamKey := streamKeyOf(e)
-		storeKey := streamStorageKey(w, streamKey)
-		c := changed[storeKey]
-		if c == nil {
-			s := a.streams(w)[streamKey].clone()
-			if s == nil {
-				s = &stream{licenseID: strings.Clone(e.licenseID), unit: strings.Clone(e.unit),
-					attribution: cloneAttribution(e.attribution), sums: map[string]quantity{}}
-			}
-			c = &change{w, streamKey, s}
-			changed[storeKey] = c
-		}
-		if sum, ok := c.sums.sums[e.metric]; ok {
-			c.sums.sums[e.metric] = addQuantity(sum, e.quantity)
-		} else {
-			c.sums.sums[strings.Clone(e.metric)] = e.quantity
-		}
+		entry.delta(w, e)
+		fresh = append(fresh, counted{w, e})
 	}
-	if len(ids) == 0 {
+	if len(seen) == 0 {
 		return nil
 	}
-	ops := make([]*storage.Operation, 0, len(changed)+1)
-	for key, c := range changed {
-		ops = append(ops, storage.SetOperation(key, c.sums.encode()))
-	}
-	batch := appliedBatch{key: "a/" + strconv.FormatInt(now.UnixNano(), 10) + "/" + ids[0].String(), at: now.UnixNano(), ids: ids}
-	packed := make([]byte, 0, 16*len(ids))
-	for _, id := range ids {
-		packed = append(packed, id[:]...)
-	}
-	ops = append(ops, storage.SetOperation(batch.key, packed))
-	if err := a.client.Batch(ctx, ops...); err != nil {
+	ids := entry.ids()
+	kept := logEntry{key: "log/" + strconv.FormatInt(now.UnixNano(), 10) + "/" + uuid.NewString(), at: now.UnixNano(), ids: ids}
+	if err := a.client.Set(ctx, kept.key, entry.bytes(now.UnixNano())); err != nil {
 		return fmt.Errorf("storing usage in aggregation.storage: %w", err)
 	}
-	for _, c := range changed {
-		a.streams(c.window)[c.streamKey] = c.sums
+	var key []byte
+	for _, c := range fresh {
+		kept.windows = appendWindow(kept.windows, c.window)
+		key = appendStreamKey(key[:0], c.event)
+		a.add(c.window, key, c.event)
 	}
 	for _, id := range ids {
-		a.applied[id] = batch.at
+		a.applied[id] = kept.at
 	}
-	a.appliedB = append(a.appliedB, batch)
+	a.entries = append(a.entries, kept)
 	return nil
 }
 
 // sealDue seals the windows whose end plus grace has passed (all of them when
-// everything is true: a gateway shutting down), oldest first, and forgets applied ids
-// past the horizon.
+// everything is true: a gateway shutting down), oldest first, and forgets what is past
+// the horizon.
 func (a *aggregator) sealDue(ctx context.Context, everything bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -263,35 +273,22 @@ func (a *aggregator) sealDue(ctx context.Context, everything bool) error {
 }
 
 // seal sends one window's events to the sealed queue: its number is stored first (no
-// point enters it after), its state deleted last (a crash in between seals it again,
-// alike).
+// point enters it after), "done" last (a crash in between seals it again, alike).
 func (a *aggregator) seal(ctx context.Context, w int64) error {
 	if err := a.markSealed(ctx, w+int64(a.cfg.Window)); err != nil {
 		return err
 	}
-	streams := a.windows[w]
-	events := a.windowEvents(w, streams)
-	if err := a.enqueueAll(ctx, events); err != nil {
-		return fmt.Errorf("queueing the events of the window at %s: %w", time.Unix(0, w).UTC().Format(time.RFC3339), err)
-	}
-	ops := make([]*storage.Operation, 0, len(streams))
-	for key := range streams {
-		ops = append(ops, storage.DeleteOperation(streamStorageKey(w, key)))
-	}
-	if len(ops) > 0 {
-		if err := a.client.Batch(ctx, ops...); err != nil {
-			return err
+	if events := a.windowEvents(w, a.windows[w]); len(events) > 0 {
+		if err := a.enqueue(ctx, events); err != nil {
+			return fmt.Errorf("queueing the events of the window at %s: %w", time.Unix(0, w).UTC().Format(time.RFC3339), err)
 		}
 	}
+	if err := a.client.Set(ctx, "done/"+strconv.FormatInt(w, 10), nil); err != nil {
+		return err
+	}
+	a.done[w] = true
 	delete(a.windows, w)
 	return nil
-}
-
-func (a *aggregator) enqueueAll(ctx context.Context, events []event) error {
-	if len(events) == 0 {
-		return nil
-	}
-	return a.enqueue(ctx, events)
 }
 
 func (a *aggregator) markSealed(ctx context.Context, upTo int64) error {
@@ -305,31 +302,60 @@ func (a *aggregator) markSealed(ctx context.Context, upTo int64) error {
 	return nil
 }
 
-// forget drops the applied ids of pushes older than the horizon.
+// forget deletes the entries past the horizon whose windows are all done, and the
+// "done" marks no entry refers to any more.
 func (a *aggregator) forget(ctx context.Context, now time.Time) error {
-	old := 0
-	for old < len(a.appliedB) && now.UnixNano()-a.appliedB[old].at > int64(a.cfg.DedupHorizon) {
-		old++
+	var ops []*storage.Operation
+	var gone []logEntry
+	kept := a.entries[:0:0]
+	for _, entry := range a.entries {
+		if now.UnixNano()-entry.at > int64(a.cfg.DedupHorizon) && a.allDone(entry.windows) {
+			ops = append(ops, storage.DeleteOperation(entry.key))
+			gone = append(gone, entry)
+		} else {
+			kept = append(kept, entry)
+		}
 	}
-	if old == 0 {
+	referred := map[int64]bool{}
+	for _, entry := range kept {
+		for _, w := range entry.windows {
+			referred[w] = true
+		}
+	}
+	var doneGone []int64
+	for w := range a.done {
+		if !referred[w] {
+			ops = append(ops, storage.DeleteOperation("done/"+strconv.FormatInt(w, 10)))
+			doneGone = append(doneGone, w)
+		}
+	}
+	if len(ops) == 0 {
 		return nil
-	}
-	ops := make([]*storage.Operation, old)
-	for i, b := range a.appliedB[:old] {
-		ops[i] = storage.DeleteOperation(b.key)
 	}
 	if err := a.client.Batch(ctx, ops...); err != nil {
 		return err
 	}
-	for _, b := range a.appliedB[:old] {
-		for _, id := range b.ids {
-			if a.applied[id] == b.at { // not seen again since
+	for _, entry := range gone {
+		for _, id := range entry.ids {
+			if a.applied[id] == entry.at { // not seen again since
 				delete(a.applied, id)
 			}
 		}
 	}
-	a.appliedB = slices.Delete(a.appliedB, 0, old)
+	for _, w := range doneGone {
+		delete(a.done, w)
+	}
+	a.entries = kept
 	return nil
+}
+
+func (a *aggregator) allDone(windows []int64) bool {
+	for _, w := range windows {
+		if !a.done[w] {
+			return false
+		}
+	}
+	return true
 }
 
 // windowEvents: per stream, its measurements in metric name order, at most
@@ -366,30 +392,12 @@ func (a *aggregator) windowEvents(w int64, streams map[string]*stream) []event {
 }
 
 // streamKeyOf is a stream's canonical encoding: license, unit, attribution (typed).
-func streamKeyOf(e *event) string {
-	key := appendEncStr(appendEncStr(nil, e.licenseID), e.unit)
-	return string(appendEncAttribution(key, e.attribution))
-}
 
-func (s *stream) key() string {
-	return streamKeyOf(&event{licenseID: s.licenseID, unit: s.unit, attribution: s.attribution})
-}
-
-func streamStorageKey(window int64, streamKey string) string {
-	sum := sha1.Sum([]byte(streamKey))
-	return "s/" + strconv.FormatInt(window, 10) + "/" + hex.EncodeToString(sum[:])
-}
-
-func (s *stream) clone() *stream {
-	if s == nil {
-		return nil
-	}
-	out := *s
-	out.sums = make(map[string]quantity, len(s.sums)+1)
-	for metric, q := range s.sums {
-		out.sums[metric] = q
-	}
-	return &out
+// appendStreamKey appends a point's stream's canonical encoding: license, unit,
+// attribution (typed).
+func appendStreamKey(key []byte, e *event) []byte {
+	key = appendEncStr(appendEncStr(key, e.licenseID), e.unit)
+	return appendEncAttribution(key, e.attribution)
 }
 
 func cloneAttribution(attribution []attr) []attr {
@@ -407,80 +415,4 @@ func addQuantity(a, b quantity) quantity {
 		return quantity{isInt: true, i: sum}
 	}
 	return quantity{f: a.float() + b.float()}
-}
-
-func (s *stream) encode() []byte {
-	stored := storedStream{LicenseID: s.licenseID, Unit: s.unit, Attribution: [][3]string{}, Sums: [][3]string{}}
-	for _, a := range s.attribution {
-		switch a.value.kind {
-		case kindStr:
-			stored.Attribution = append(stored.Attribution, [3]string{a.key, "s", a.value.str})
-		case kindBool:
-			stored.Attribution = append(stored.Attribution, [3]string{a.key, "b", strconv.FormatUint(a.value.bits, 10)})
-		case kindInt:
-			stored.Attribution = append(stored.Attribution, [3]string{a.key, "i", strconv.FormatInt(int64(a.value.bits), 10)})
-		case kindDouble:
-			stored.Attribution = append(stored.Attribution, [3]string{a.key, "d", strconv.FormatUint(a.value.bits, 16)})
-		}
-	}
-	for metric, q := range s.sums {
-		if q.isInt {
-			stored.Sums = append(stored.Sums, [3]string{metric, "i", strconv.FormatInt(q.i, 10)})
-		} else {
-			stored.Sums = append(stored.Sums, [3]string{metric, "d", strconv.FormatUint(math.Float64bits(q.f), 16)})
-		}
-	}
-	data, _ := json.Marshal(stored)
-	return data
-}
-
-func decodeStream(data []byte) (*stream, error) {
-	var stored storedStream
-	if err := json.Unmarshal(data, &stored); err != nil {
-		return nil, err
-	}
-	s := &stream{licenseID: stored.LicenseID, unit: stored.Unit, sums: map[string]quantity{}}
-	for _, a := range stored.Attribution {
-		var v attrValue
-		switch a[1] {
-		case "s":
-			v = strValue(a[2])
-		case "b":
-			v = boolValue(a[2] == "1")
-		case "i":
-			n, err := strconv.ParseInt(a[2], 10, 64)
-			if err != nil {
-				return nil, err
-			}
-			v = intValue(n)
-		case "d":
-			bits, err := strconv.ParseUint(a[2], 16, 64)
-			if err != nil {
-				return nil, err
-			}
-			v = attrValue{kind: kindDouble, bits: bits}
-		default:
-			return nil, fmt.Errorf("attribution %s: unknown type %q", a[0], a[1])
-		}
-		s.attribution = append(s.attribution, attr{a[0], v})
-	}
-	for _, m := range stored.Sums {
-		switch m[1] {
-		case "i":
-			n, err := strconv.ParseInt(m[2], 10, 64)
-			if err != nil {
-				return nil, err
-			}
-			s.sums[m[0]] = quantity{isInt: true, i: n}
-		case "d":
-			bits, err := strconv.ParseUint(m[2], 16, 64)
-			if err != nil {
-				return nil, err
-			}
-			s.sums[m[0]] = quantity{f: math.Float64frombits(bits)}
-		default:
-			return nil, fmt.Errorf("sum %s: unknown type %q", m[0], m[1])
-		}
-	}
-	return s, nil
 }

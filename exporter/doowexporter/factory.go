@@ -84,7 +84,12 @@ func createMetrics(ctx context.Context, set exporter.Settings, c component.Confi
 				return err
 			}
 			return e.startAggregation(ctx, host)
-		}))
+		}),
+			// the aggregation's storage is the durable queue: a push is answered once its
+			// points are stored (or fails, and the sender sends it again); a sending queue
+			// in front would store every request a second time, for nothing
+			exporterhelper.WithQueue(configoptional.None[exporterhelper.QueueBatchConfig]()),
+			exporterhelper.WithRetry(configretry.BackOffConfig{Enabled: false}))
 	}
 	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
 	return h.metrics(exporterhelper.NewMetrics(ctx, set, cfg, h.pushMetrics(e.pushMetrics), options...))

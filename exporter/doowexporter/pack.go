@@ -1,6 +1,7 @@
 package doowexporter
 
 import (
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +19,10 @@ import (
 // only what travels together gives a point the same packed event, and so the same id,
 // on every send.
 
-var nsPacked = uuid.MustParse("3b8f2c6e-9d41-4c7a-b5e0-7f1a2d6c9e43")
+var (
+	nsPacked = uuid.MustParse("3b8f2c6e-9d41-4c7a-b5e0-7f1a2d6c9e43")
+	packSeed = maphash.MakeSeed()
+)
 
 // maxMeasurements bounds a packed event's measurements; more start another event.
 const maxMeasurements = 100
@@ -26,18 +30,30 @@ const maxMeasurements = 100
 // pack returns the events with the packable members of each group packed (rule P), in
 // the input's order, a packed event standing where its earliest member stood.
 func pack(events []event) []event {
-	groups := map[string][]int{} // group key -> member indexes, in input order
+	// most pushes have nothing to pack (a point per stream): a first pass counts the
+	// groups by a hash of their key, without keeping the keys
 	var key []byte
-	packable := 0
+	hashes := make(map[uint64]int32, len(events))
+	repeated := false
 	for i := range events {
 		if events[i].packable {
 			key = groupKey(key[:0], &events[i])
-			groups[string(key)] = append(groups[string(key)], i)
-			packable++
+			h := maphash.Bytes(packSeed, key)
+			hashes[h]++
+			repeated = repeated || hashes[h] > 1
 		}
 	}
-	if len(groups) == packable {
-		return events // every group has one member: nothing to pack
+	if !repeated {
+		return events
+	}
+	groups := map[string][]int{} // group key -> member indexes, in input order
+	for i := range events {
+		if events[i].packable {
+			key = groupKey(key[:0], &events[i])
+			if hashes[maphash.Bytes(packSeed, key)] > 1 {
+				groups[string(key)] = append(groups[string(key)], i)
+			}
+		}
 	}
 	packedAt := map[int]event{} // earliest member index -> its packed event
 	skip := map[int]bool{}      // the other members of packed events
