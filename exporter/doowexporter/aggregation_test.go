@@ -105,3 +105,29 @@ func countEvents(requests *[][]sentEvent) int {
 	}
 	return n
 }
+
+// The aggregating exporter answers a push only once its points are stored: with the
+// storage failing, the push fails (the sender sends it again) rather than being taken
+// into a queue in front.
+func TestAnAggregatingPushFailsWhenItsPointsAreNotStored(t *testing.T) {
+	factory := NewFactory()
+	cfg := factory.CreateDefaultConfig().(*Config)
+	cfg.Endpoint, cfg.APIKey = "http://127.0.0.1:1", testKey
+	agg := defaultAggregationConfig()
+	agg.Storage = storageID
+	cfg.Aggregation.GetOrInsertDefault()
+	*cfg.Aggregation.Get() = agg
+	queue := cfg.QueueConfig.Get()
+	queue.StorageID = &storageID
+	ext := &memStorageExtension{clients: map[string]*memStorage{}}
+	ctx := context.Background()
+	set := exportertest.NewNopSettings(metadata.Type)
+	exp, err := factory.CreateMetrics(ctx, set, cfg)
+	require.NoError(t, err)
+	require.NoError(t, exp.Start(ctx, hostWith{map[component.ID]component.Component{storageID: ext}}))
+	defer func() { require.NoError(t, exp.Shutdown(ctx)) }()
+	store, _ := ext.GetClient(ctx, component.KindExporter, set.ID, "aggregation")
+	store.(*memStorage).failBatches = 1
+	require.Error(t, exp.ConsumeMetrics(ctx, deltaPoint("lic_a", "api_calls", 1, time.Now())))
+	require.NoError(t, exp.ConsumeMetrics(ctx, deltaPoint("lic_a", "api_calls", 1, time.Now())))
+}

@@ -194,13 +194,13 @@ func (a *aggregator) firstOpen(now time.Time) int64 {
 	return max(open, a.sealed)
 }
 
-// apply adds the points (packable events) to their windows, skipping those seen within
+// apply adds the points (a metrics push's events, all packable) to their windows, skipping those seen within
 // the horizon, as one stored entry; the state changes only once it is stored.
 func (a *aggregator) apply(ctx context.Context, events []event) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
-	var entry entryWriter
+	entry := entryWriter{idList: make([]uuid.UUID, 0, len(events)), buf: make([]byte, 0, 96*len(events))}
 	seen := make(map[uuid.UUID]bool, len(events))
 	type counted struct {
 		window int64
@@ -209,6 +209,9 @@ func (a *aggregator) apply(ctx context.Context, events []event) error {
 	var fresh []counted
 	for i := range events {
 		e := &events[i]
+		if !e.packable {
+			return fmt.Errorf("event %s is not a metric point: it cannot be aggregated", e.eventID)
+		}
 		id, err := uuid.Parse(e.eventID)
 		if err != nil {
 			return fmt.Errorf("event id %q: %w", e.eventID, err)

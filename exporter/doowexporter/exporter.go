@@ -200,22 +200,14 @@ func (e *doowExporter) shutdown(ctx context.Context) error {
 func (e *doowExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
 	result := convertMetrics(md, e.opts)
 	if e.agg != nil {
-		// points go into their windows (stored before the push succeeds); records with
-		// an identity of their own pass through
-		var points []event
-		rest := result.events[:0]
-		for _, ev := range result.events {
-			if ev.packable {
-				points = append(points, ev)
-			} else {
-				rest = append(rest, ev)
-			}
+		// metric points go into their windows (stored before the push succeeds); a
+		// metrics push makes nothing else, nothing to deliver now
+		err := e.agg.apply(ctx, result.events)
+		if err == nil {
+			e.telemetry.converted(ctx, result) // what could not be converted, reported once
 		}
-		if err := e.agg.apply(ctx, points); err != nil {
-			result.release()
-			return e.redact.err(err)
-		}
-		result.events = rest
+		result.release()
+		return e.redact.err(err)
 	}
 	return e.deliver(ctx, result)
 }

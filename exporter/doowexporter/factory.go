@@ -56,13 +56,18 @@ func createDefaultConfig() component.Config {
 }
 
 func helperOptions(cfg *Config, e *doowExporter) []exporterhelper.Option {
+	return helperOptionsWith(cfg, e, cfg.QueueConfig, cfg.RetryConfig)
+}
+
+func helperOptionsWith(cfg *Config, e *doowExporter, queue configoptional.Optional[exporterhelper.QueueBatchConfig],
+	retry configretry.BackOffConfig) []exporterhelper.Option {
 	return []exporterhelper.Option{
 		exporterhelper.WithStart(e.start),
 		exporterhelper.WithShutdown(e.shutdown),
 		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
 		exporterhelper.WithTimeout(exporterhelper.TimeoutConfig{Timeout: 0}), // each request has its own
-		exporterhelper.WithRetry(cfg.RetryConfig),
-		exporterhelper.WithQueue(cfg.QueueConfig),
+		exporterhelper.WithRetry(retry),
+		exporterhelper.WithQueue(queue),
 	}
 }
 
@@ -72,27 +77,26 @@ func createMetrics(ctx context.Context, set exporter.Settings, c component.Confi
 	if err != nil {
 		return nil, err
 	}
+	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
+	push := e.pushMetrics
 	options := helperOptions(cfg, e)
-	if cfg.Gateway.Endpoint != "" {
+	switch {
+	case cfg.Gateway.Endpoint != "":
+		push = e.forwardMetrics
 		options = append(options, exporterhelper.WithStart(e.startForwarding))
-		h := &drainHook{}
-		return h.metrics(exporterhelper.NewMetrics(ctx, set, cfg, h.pushMetrics(e.forwardMetrics), options...))
-	}
-	if cfg.Aggregation.HasValue() {
+	case cfg.Aggregation.HasValue():
+		// the aggregation's storage is the durable queue: a push is answered once its
+		// points are stored (or fails, and the sender sends it again); a sending queue
+		// in front would store every request a second time, for nothing
+		options = helperOptionsWith(cfg, e, configoptional.None[exporterhelper.QueueBatchConfig](), configretry.BackOffConfig{})
 		options = append(options, exporterhelper.WithStart(func(ctx context.Context, host component.Host) error {
 			if err := e.start(ctx, host); err != nil {
 				return err
 			}
 			return e.startAggregation(ctx, host)
-		}),
-			// the aggregation's storage is the durable queue: a push is answered once its
-			// points are stored (or fails, and the sender sends it again); a sending queue
-			// in front would store every request a second time, for nothing
-			exporterhelper.WithQueue(configoptional.None[exporterhelper.QueueBatchConfig]()),
-			exporterhelper.WithRetry(configretry.BackOffConfig{Enabled: false}))
+		}))
 	}
-	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
-	return h.metrics(exporterhelper.NewMetrics(ctx, set, cfg, h.pushMetrics(e.pushMetrics), options...))
+	return h.metrics(exporterhelper.NewMetrics(ctx, set, cfg, h.pushMetrics(push), options...))
 }
 
 func createTraces(ctx context.Context, set exporter.Settings, c component.Config) (exporter.Traces, error) {
