@@ -194,9 +194,10 @@ func (a *aggregator) firstOpen(now time.Time) int64 {
 	return max(open, a.sealed)
 }
 
-// apply adds the points (a metrics push's events, all packable) to their windows, skipping those seen within
-// the horizon, as one stored entry; the state changes only once it is stored.
-func (a *aggregator) apply(ctx context.Context, events []event) error {
+// apply adds the points (a metrics push's events, all packable) to their windows,
+// skipping those seen within the horizon, as one stored entry; the state changes only
+// once it is stored. It says how many points it added, and how many it had seen.
+func (a *aggregator) apply(ctx context.Context, events []event) (added, repeated int, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
@@ -210,11 +211,11 @@ func (a *aggregator) apply(ctx context.Context, events []event) error {
 	for i := range events {
 		e := &events[i]
 		if !e.packable {
-			return fmt.Errorf("event %s is not a metric point: it cannot be aggregated", e.eventID)
+			return 0, 0, fmt.Errorf("event %s is not a metric point: it cannot be aggregated", e.eventID)
 		}
 		id, err := uuid.Parse(e.eventID)
 		if err != nil {
-			return fmt.Errorf("event id %q: %w", e.eventID, err)
+			return 0, 0, fmt.Errorf("event id %q: %w", e.eventID, err)
 		}
 		if seen[id] {
 			continue
@@ -222,19 +223,20 @@ func (a *aggregator) apply(ctx context.Context, events []event) error {
 		seen[id] = true
 		entry.id(id)
 		if _, done := a.applied[id]; done {
-			continue // a sender's retry: not counted, and kept for another horizon
+			repeated++ // a sender's retry: not counted, and kept for another horizon
+			continue
 		}
 		w := a.window(e.start, e.nanos, now)
 		entry.delta(w, e)
 		fresh = append(fresh, counted{w, e})
 	}
 	if len(seen) == 0 {
-		return nil
+		return 0, 0, nil
 	}
 	ids := entry.ids()
 	kept := logEntry{key: "log/" + strconv.FormatInt(now.UnixNano(), 10) + "/" + uuid.NewString(), at: now.UnixNano(), ids: ids}
 	if err := a.client.Set(ctx, kept.key, entry.bytes(now.UnixNano())); err != nil {
-		return fmt.Errorf("storing usage in aggregation.storage: %w", err)
+		return 0, 0, fmt.Errorf("storing usage in aggregation.storage: %w", err)
 	}
 	var key []byte
 	for _, c := range fresh {
@@ -246,7 +248,7 @@ func (a *aggregator) apply(ctx context.Context, events []event) error {
 		a.applied[id] = kept.at
 	}
 	a.entries = append(a.entries, kept)
-	return nil
+	return len(fresh), repeated, nil
 }
 
 // sealDue seals the windows whose end plus grace has passed (all of them when

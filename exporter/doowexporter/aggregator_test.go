@@ -128,11 +128,11 @@ func texts(events []event) []string {
 func TestAWindowIsSealedAtItsEndPlusGraceIntoOneEventPerStream(t *testing.T) {
 	g := newAggregation(t, newMemStorage(), window0.Add(5*time.Second))
 	ctx := context.Background()
-	require.NoError(t, g.apply(ctx, []event{
+	g.mustApply(t, ctx, []event{
 		point(1, "lic_a", "tokens", 5, window0), point(2, "lic_a", "api_calls", 1, window0.Add(time.Second)),
 		point(3, "lic_b", "tokens", 7, window0),
-	}))
-	require.NoError(t, g.apply(ctx, []event{point(4, "lic_a", "tokens", 10, window0.Add(30*time.Second))}))
+	})
+	g.mustApply(t, ctx, []event{point(4, "lic_a", "tokens", 10, window0.Add(30*time.Second))})
 	g.at(t, window0.Add(69*time.Second))
 	require.Empty(t, g.queued, "not before the end plus grace")
 	g.at(t, window0.Add(70*time.Second))
@@ -159,12 +159,12 @@ func sorted(s []string) []string {
 func TestALatePointGoesIntoTheEarliestOpenWindowNeverASealedOne(t *testing.T) {
 	g := newAggregation(t, newMemStorage(), window0.Add(5*time.Second))
 	ctx := context.Background()
-	require.NoError(t, g.apply(ctx, []event{point(1, "lic_a", "tokens", 5, window0)}))
+	g.mustApply(t, ctx, []event{point(1, "lic_a", "tokens", 5, window0)})
 	g.at(t, window0.Add(71*time.Second))
 	require.Len(t, g.queued, 1)
 	// a point of the sealed window, and one of a window whose grace has passed unsealed
-	require.NoError(t, g.apply(ctx, []event{point(2, "lic_a", "tokens", 3, window0.Add(2*time.Second)),
-		point(3, "lic_a", "tokens", 4, window0.Add(-time.Hour))}))
+	g.mustApply(t, ctx, []event{point(2, "lic_a", "tokens", 3, window0.Add(2*time.Second)),
+		point(3, "lic_a", "tokens", 4, window0.Add(-time.Hour))})
 	g.at(t, window0.Add(131*time.Second))
 	require.Len(t, g.queued, 2)
 	require.Equal(t, []string{"lic_a 2026-11-24T10:16:00.000Z tokens=7"}, texts(g.queued[1]))
@@ -175,11 +175,14 @@ func TestAPointAppliedAgainWithinTheHorizonCountsOnce(t *testing.T) {
 	g := newAggregation(t, store, window0.Add(5*time.Second))
 	ctx := context.Background()
 	input := []event{point(1, "lic_a", "tokens", 5, window0), point(2, "lic_a", "tokens", 6, window0)}
-	require.NoError(t, g.apply(ctx, input))
-	require.NoError(t, g.apply(ctx, input)) // the sender's retry after a lost answer
+	added, repeated := g.mustApply(t, ctx, input)
+	require.Equal(t, [2]int{2, 0}, [2]int{added, repeated})
+	added, repeated = g.mustApply(t, ctx, input) // the sender's retry after a lost answer
+	require.Equal(t, [2]int{0, 2}, [2]int{added, repeated})
 	// and after a restart: the applied ids are stored
 	g = newAggregation(t, store, window0.Add(6*time.Second))
-	require.NoError(t, g.apply(ctx, append(input, point(3, "lic_a", "tokens", 100, window0))))
+	added, repeated = g.mustApply(t, ctx, append(input, point(3, "lic_a", "tokens", 100, window0)))
+	require.Equal(t, [2]int{1, 2}, [2]int{added, repeated})
 	g.at(t, window0.Add(70*time.Second))
 	require.Equal(t, []string{"lic_a 2026-11-24T10:15:00.000Z tokens=111"}, texts(g.queued[0]))
 	// past the horizon the ids are forgotten (stated in docs/collector.md)
@@ -205,8 +208,8 @@ func TestAStorageFailureLeavesNothingAppliedAndTheRetryCountsOnce(t *testing.T) 
 	ctx := context.Background()
 	input := []event{point(1, "lic_a", "tokens", 5, window0)}
 	store.failBatches = 1
-	require.Error(t, g.apply(ctx, input), "the push fails: the input stays in the queue")
-	require.NoError(t, g.apply(ctx, input))
+	requireApplyFails(t, g, input, "the push fails: the input stays in the queue")
+	g.mustApply(t, ctx, input)
 	g.at(t, window0.Add(70*time.Second))
 	require.Equal(t, []string{"lic_a 2026-11-24T10:15:00.000Z tokens=5"}, texts(g.queued[0]))
 }
@@ -218,8 +221,8 @@ func TestACrashBetweenQueueingAndMarkingDoneSealsTheSameEventsAgain(t *testing.T
 	store := newMemStorage()
 	g := newAggregation(t, store, window0.Add(5*time.Second))
 	ctx := context.Background()
-	require.NoError(t, g.apply(ctx, []event{point(1, "lic_a", "tokens", 5, window0), point(2, "lic_a", "pages", 2, window0),
-		point(3, "lic_b", "tokens", 1, window0, attr{"k", intValue(1)})}))
+	g.mustApply(t, ctx, []event{point(1, "lic_a", "tokens", 5, window0), point(2, "lic_a", "pages", 2, window0),
+		point(3, "lic_b", "tokens", 1, window0, attr{"k", intValue(1)})})
 	g.clock = window0.Add(70 * time.Second)
 	store.failPrefix = "done/" // what follows the queueing (the process dies there)
 	err := g.sealDue(ctx, false)
@@ -229,7 +232,7 @@ func TestACrashBetweenQueueingAndMarkingDoneSealsTheSameEventsAgain(t *testing.T
 
 	restarted := newAggregation(t, store, window0.Add(75*time.Second))
 	require.Equal(t, g.gateway, restarted.gateway, "the gateway's identity is stored")
-	require.NoError(t, restarted.apply(ctx, []event{point(4, "lic_a", "tokens", 50, window0.Add(time.Second))}))
+	restarted.mustApply(t, ctx, []event{point(4, "lic_a", "tokens", 50, window0.Add(time.Second))})
 	restarted.at(t, window0.Add(76*time.Second))
 	require.Len(t, restarted.queued, 1)
 	again := restarted.queued[0]
@@ -242,11 +245,11 @@ func TestACrashBetweenQueueingAndMarkingDoneSealsTheSameEventsAgain(t *testing.T
 func TestAWindowTheQueueRefusedIsSealedLater(t *testing.T) {
 	g := newAggregation(t, newMemStorage(), window0.Add(5*time.Second))
 	ctx := context.Background()
-	require.NoError(t, g.apply(ctx, []event{point(1, "lic_a", "tokens", 5, window0)}))
+	g.mustApply(t, ctx, []event{point(1, "lic_a", "tokens", 5, window0)})
 	g.fail = errors.New("sending queue is full")
 	g.clock = window0.Add(70 * time.Second)
 	require.Error(t, g.sealDue(ctx, false))
-	require.NoError(t, g.apply(ctx, []event{point(2, "lic_a", "tokens", 1, window0)}), "a late point")
+	g.mustApply(t, ctx, []event{point(2, "lic_a", "tokens", 1, window0)})
 	g.fail = nil
 	g.at(t, window0.Add(71*time.Second))
 	require.Equal(t, []string{"lic_a 2026-11-24T10:15:00.000Z tokens=5"}, texts(g.queued[0]), "the late point is not in the sealed window")
@@ -260,7 +263,7 @@ func TestAStreamOfMoreThan100MetricsIsTwoEventsAndTypedAttributionApart(t *testi
 	}
 	input = append(input, point(200, "lic_a", "m", 1, window0, attr{"k", intValue(1)}),
 		point(201, "lic_a", "m", 1, window0, attr{"k", doubleValue(1)}), point(202, "lic_a", "m", 1, window0, attr{"k", boolValue(true)}))
-	require.NoError(t, g.apply(context.Background(), input))
+	g.mustApply(t, context.Background(), input)
 	g.at(t, window0.Add(70*time.Second))
 	events := g.queued[0]
 	require.Len(t, events, 5)
@@ -275,10 +278,10 @@ func TestAStreamOfMoreThan100MetricsIsTwoEventsAndTypedAttributionApart(t *testi
 func TestShutdownSealsEveryOpenWindow(t *testing.T) {
 	g := newAggregation(t, newMemStorage(), window0.Add(5*time.Second))
 	ctx := context.Background()
-	require.NoError(t, g.apply(ctx, []event{point(1, "lic_a", "tokens", 5, window0)}))
+	g.mustApply(t, ctx, []event{point(1, "lic_a", "tokens", 5, window0)})
 	require.NoError(t, g.sealDue(ctx, true))
 	require.Len(t, g.queued, 1)
-	require.NoError(t, g.apply(ctx, []event{point(2, "lic_a", "tokens", 5, window0)}))
+	g.mustApply(t, ctx, []event{point(2, "lic_a", "tokens", 5, window0)})
 	require.Equal(t, window0.Add(time.Minute).UnixNano(), g.windowStarts()[0], "after a shutdown's seal, points go to the next window")
 }
 
@@ -298,7 +301,7 @@ func TestAPointResentEveryFewMinutesIsRecognisedPastTheFirstHorizon(t *testing.T
 	input := []event{point(1, "lic_a", "tokens", 5, window0)}
 	for minutes := 0; minutes <= 24; minutes += 8 {
 		g.at(t, window0.Add(5*time.Second+time.Duration(minutes)*time.Minute))
-		require.NoError(t, g.apply(ctx, input))
+		g.mustApply(t, ctx, input)
 	}
 	var all []string
 	for _, events := range g.queued {
@@ -315,7 +318,7 @@ func TestARestartRebuildsTheOpenWindowsFromTheEntries(t *testing.T) {
 	ctx := context.Background()
 	p := point(1, "lic_a", "gb", 0, window0, attr{"k", doubleValue(1)}, attr{"s", strValue("x")}, attr{"t", boolValue(true)})
 	p.quantity = quantity{f: 0.25}
-	require.NoError(t, g.apply(ctx, []event{p, point(2, "lic_a", "n", 3, window0, attr{"k", intValue(1)})}))
+	g.mustApply(t, ctx, []event{p, point(2, "lic_a", "n", 3, window0, attr{"k", intValue(1)})})
 	before := encodeAll(conversion{events: g.windowEvents(window0.UnixNano(), g.windows[window0.UnixNano()])})
 	restarted := newAggregation(t, store, window0.Add(6*time.Second))
 	after := encodeAll(conversion{events: restarted.windowEvents(window0.UnixNano(), restarted.windows[window0.UnixNano()])})
@@ -323,4 +326,18 @@ func TestARestartRebuildsTheOpenWindowsFromTheEntries(t *testing.T) {
 	require.Contains(t, after, `"quantity":0.25`)
 	_, err := decodeEntry([]byte{entryVersion, 2, 1})
 	require.Error(t, err, "a cut entry is refused, not misread")
+}
+
+// mustApply applies the points and says how many it added and had seen before.
+func (g *aggregation) mustApply(t *testing.T, ctx context.Context, events []event) (added, repeated int) {
+	t.Helper()
+	added, repeated, err := g.apply(ctx, events)
+	require.NoError(t, err)
+	return added, repeated
+}
+
+func requireApplyFails(t *testing.T, g *aggregation, input []event, why string) {
+	t.Helper()
+	_, _, err := g.apply(context.Background(), input)
+	require.Error(t, err, why)
 }

@@ -70,7 +70,7 @@ func BenchmarkAggregate(b *testing.B) {
 			points.At(i).SetTimestamp(pcommon.Timestamp(uint64(time.Now().UnixNano()) + uint64(n)))
 		}
 		result := convertMetrics(md, opts)
-		if err := agg.apply(context.Background(), result.events); err != nil {
+		if _, _, err := agg.apply(context.Background(), result.events); err != nil {
 			b.Fatal(err)
 		}
 		result.release()

@@ -202,9 +202,10 @@ func (e *doowExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) erro
 	if e.agg != nil {
 		// metric points go into their windows (stored before the push succeeds); a
 		// metrics push makes nothing else, nothing to deliver now
-		err := e.agg.apply(ctx, result.events)
+		added, repeated, err := e.agg.apply(ctx, result.events)
 		if err == nil {
 			e.telemetry.converted(ctx, result) // what could not be converted, reported once
+			e.telemetry.aggregated(ctx, added, repeated)
 		}
 		result.release()
 		return e.redact.err(err)

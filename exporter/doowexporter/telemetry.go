@@ -83,6 +83,12 @@ func (t *telemetry) answered(ctx context.Context, status int, d decision) {
 	}
 }
 
+// aggregated counts the points a push added to the windows, and those seen before.
+func (t *telemetry) aggregated(ctx context.Context, added, repeated int) {
+	t.metrics.DoowPointsAggregated.Add(ctx, int64(added))
+	t.metrics.DoowPointsRepeated.Add(ctx, int64(repeated))
+}
+
 // rejectedEvents reports a 207: how many events Doow rejected, and each one's reason.
 func (t *telemetry) rejectedEvents(ctx context.Context, rejected, sent int, reasons []rejection) {
 	t.metrics.DoowEventsRejected.Add(ctx, int64(rejected))
