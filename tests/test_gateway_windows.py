@@ -251,6 +251,8 @@ def test_a_fleet_aggregates_exactly_through_a_kill_and_a_scale_out(
     by_id = Tally(e["event_id"] for e in events if re.fullmatch(r"lic_\d", e["license_id"]))
     assert sum(1 for n in by_id.values() if n == 2) >= 0.8 * len(by_id), by_id
     assert local_doow.stats()["rejected"] == 0
+    for gateway in gateways:  # every window sealed once: none queued again after a failure
+        assert "sealing an aggregation window failed" not in gateway.log.read_text()
 
 
 def time_text(ns: int) -> str:
