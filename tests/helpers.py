@@ -116,6 +116,9 @@ class Collector:
             "DOOW_QUEUE_DIR": str(self.queue_dir),
             "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
             "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
+            # aggregation windows of a second: usage arrives within a test's patience
+            "DOOW_AGGREGATION_WINDOW": "1s",
+            "DOOW_AGGREGATION_GRACE": "0s",
             # the collector's own metrics and health check: ports of its own, next to
             # other collectors
             "OTELCOL_METRICS_PORT": str(free_port()),

@@ -32,8 +32,10 @@ import (
 
 var eventMarker = []byte(`"event_id":`)
 
-// sink counts Doow events (in JSON batches) and OTLP data points (in protobuf).
-type sink struct{ count atomic.Int64 }
+// sink counts Doow events (in JSON batches) and OTLP data points (in protobuf), and sums
+// their quantities: an aggregating gateway sends fewer events than it took points, the
+// same usage.
+type sink struct{ count, quantity atomic.Int64 }
 
 func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body io.Reader = r.Body
@@ -48,6 +50,19 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	data, _ := io.ReadAll(body)
 	if strings.HasPrefix(r.URL.Path, "/telemetry/events") {
 		s.count.Add(int64(bytes.Count(data, eventMarker)))
+		var batch struct {
+			Events []struct {
+				Measurements []struct {
+					Quantity int64 `json:"quantity"`
+				} `json:"measurements"`
+			} `json:"events"`
+		}
+		_ = json.Unmarshal(data, &batch)
+		for _, e := range batch.Events {
+			for _, m := range e.Measurements {
+				s.quantity.Add(m.Quantity)
+			}
+		}
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = w.Write([]byte(`{"accepted": 1}`))
 		return
@@ -55,9 +70,36 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := pmetricotlp.NewExportRequest()
 	if err := req.UnmarshalProto(data); err == nil {
 		s.count.Add(int64(req.Metrics().DataPointCount()))
+		s.quantity.Add(otlpQuantity(req.Metrics()))
 	}
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	w.WriteHeader(http.StatusOK)
+}
+
+func otlpQuantity(md pmetric.Metrics) int64 {
+	var total int64
+	for i := 0; i < md.ResourceMetrics().Len(); i++ {
+		scopes := md.ResourceMetrics().At(i).ScopeMetrics()
+		for j := 0; j < scopes.Len(); j++ {
+			metrics := scopes.At(j).Metrics()
+			for k := 0; k < metrics.Len(); k++ {
+				points := metrics.At(k).Sum().DataPoints()
+				for p := 0; p < points.Len(); p++ {
+					total += points.At(p).IntValue()
+				}
+			}
+		}
+	}
+	return total
+}
+
+// quantityOf is the usage of n points as request makes them.
+func quantityOf(n int) int64 {
+	var total int64
+	for i := 0; i < n; i++ {
+		total += int64(1 + i%5)
+	}
+	return total
 }
 
 func freePort() int {
@@ -141,10 +183,11 @@ type contender struct {
 
 type result struct {
 	name                 string
-	eventsPerSecond      float64
-	cpuMillisPerThousand float64
+	eventsPerSecond      float64 // input points a second
+	cpuMillisPerThousand float64 // per 1000 input points
 	allocKBPerThousand   float64
-	delivered            bool // the sink counted every event sent
+	delivered            bool // the sink got all the usage sent
+	eventsOut            int64
 }
 
 // allocatedBytes reads the collector's own cumulative heap allocation (its telemetry,
@@ -200,6 +243,7 @@ func run(binary, dir string, c contender, points, perRequest, senders int) resul
 		bodies[i] = request(perRequest, i)
 	}
 	counter.count.Store(0)
+	counter.quantity.Store(0)
 	allocBefore := allocatedBytes(telemetryPort)
 	for i := 0; i < 300 && allocBefore == 0; i++ { // the telemetry server starts last
 		time.Sleep(20 * time.Millisecond)
@@ -229,21 +273,23 @@ func run(binary, dir string, c contender, points, perRequest, senders int) resul
 		}()
 	}
 	wg.Wait()
-	want := int64(requests * perRequest)
+	want := int64(requests) * quantityOf(perRequest)
 	deadline := time.Now().Add(60 * time.Second)
-	for counter.count.Load() < want && time.Now().Before(deadline) {
+	for counter.quantity.Load() < want && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	elapsed := time.Since(started)
 	cpu := cpuSeconds(cmd.Process.Pid) - cpuBefore
 	time.Sleep(1500 * time.Millisecond) // the collector refreshes its process metrics each second
 	allocated := allocatedBytes(telemetryPort) - allocBefore
-	got := counter.count.Load()
+	got := counter.quantity.Load()
 	if got != want {
-		fmt.Fprintf(os.Stderr, "%s: the sink counted %d of %d\n", name, got, want)
+		fmt.Fprintf(os.Stderr, "%s: the sink got %d of the usage's %d\n", name, got, want)
 	}
-	thousands := float64(got) / 1000
-	return result{name, float64(got) / elapsed.Seconds(), cpu * 1000 / thousands, allocated / 1024 / thousands, got == want}
+	sent := requests * perRequest
+	thousands := float64(sent) / 1000
+	return result{name, float64(sent) / elapsed.Seconds(), cpu * 1000 / thousands, allocated / 1024 / thousands, got == want,
+		counter.count.Load()}
 }
 
 var counter = &sink{}
@@ -279,11 +325,30 @@ func main() {
         flush_timeout: 200ms
         min_size: 500
         max_size: 500`, sinkURL)
+	// as collector/gateway.yaml now: aggregation per stream and window (1 s here, so the
+	// run ends soon after the last push), a file_storage queue, no max_size
+	aggregating := fmt.Sprintf(`doow/aggregating:
+    endpoint: %s
+    api_key: dk_bench_0123456789
+    aggregation:
+      window: 1s
+      grace: 0s
+      storage: file_storage
+    sending_queue:
+      enabled: true
+      storage: file_storage
+      queue_size: 1000000
+      sizer: items
+      num_consumers: 8
+      batch:
+        flush_timeout: 200ms
+        min_size: 500`, sinkURL)
 	storage := fmt.Sprintf("extensions:\n  file_storage:\n    directory: %s\n    create_directory: true", filepath.Join(dir, "queue"))
 	contenders := []contender{
 		{name: "otlphttp (stock)", exporter: "otlphttp", yaml: otlphttp, processors: "batch"},
 		{name: "doow", exporter: "doow", yaml: doow, processors: "batch"},
 		{name: "doow, disk queue", exporter: "doow/gateway", yaml: gateway, extensions: storage, extensionNames: "file_storage"},
+		{name: "doow, aggregating gateway", exporter: "doow/aggregating", yaml: aggregating, extensions: storage, extensionNames: "file_storage"},
 	}
 	var results []result
 	for _, c := range contenders {
@@ -292,22 +357,26 @@ func main() {
 		}
 	}
 	fmt.Printf("\nThrough otelcol-doow: %d delta usage points in OTLP requests of %d, %d senders, batches of 500 (one run;\n"+
-		"\"disk queue\": as collector/gateway.yaml, a file_storage queue that batches, no batch processor)\n",
+		"\"disk queue\": a file_storage queue that batches, no batch processor; \"aggregating gateway\": as\n"+
+		"collector/gateway.yaml, points summed per stream and 1 s window in file_storage, one event per stream\n"+
+		"and window out; its points/s include waiting for the last window to seal)\n",
 		*points, *perRequest, *senders)
-	fmt.Printf("%-18s %12s %18s %18s %14s %12s\n", "exporter", "events/s", "collector CPU ms", "collector alloc", "CPU per event", "throughput")
-	fmt.Printf("%-18s %12s %18s %18s %14s %12s\n", "", "", "per 1000 events", "KB per 1000", "vs stock", "vs stock")
+	fmt.Printf("%-26s %12s %18s %18s %14s %12s %12s\n", "exporter", "points/s", "collector CPU ms", "collector alloc", "CPU per point", "throughput", "Doow events")
+	fmt.Printf("%-26s %12s %18s %18s %14s %12s %12s\n", "", "", "per 1000 points", "KB per 1000", "vs stock", "vs stock", "out")
 	base := results[0]
 	for _, r := range results {
-		fmt.Printf("%-18s %12.0f %18.2f %18.0f %13.2fx %11.2fx\n", r.name, r.eventsPerSecond, r.cpuMillisPerThousand,
-			r.allocKBPerThousand, r.cpuMillisPerThousand/base.cpuMillisPerThousand, r.eventsPerSecond/base.eventsPerSecond)
+		fmt.Printf("%-26s %12.0f %18.2f %18.0f %13.2fx %11.2fx %12d\n", r.name, r.eventsPerSecond, r.cpuMillisPerThousand,
+			r.allocKBPerThousand, r.cpuMillisPerThousand/base.cpuMillisPerThousand, r.eventsPerSecond/base.eventsPerSecond, r.eventsOut)
 	}
 	var alone []alone
+	var invocations []invocationResult
 	if *only == "" {
 		alone = exportersAlone()
 		printAlone(alone)
+		invocations = invocationsTable(*binary, dir, sinkURL)
 	}
 	if *jsonPath != "" {
-		if err := writeFigures(*jsonPath, results, alone); err != nil {
+		if err := writeFigures(*jsonPath, results, alone, invocations); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -316,8 +385,9 @@ func main() {
 
 // figures is what -json writes: per exporter row (named as in the tables), its figures.
 type figures struct {
-	Through map[string]through      `json:"through"`
-	Alone   map[string]aloneFigures `json:"alone"`
+	Through     map[string]through      `json:"through"`
+	Alone       map[string]aloneFigures `json:"alone"`
+	Invocations map[string]int64        `json:"doow_events_a_minute"`
 }
 
 type through struct {
@@ -333,8 +403,11 @@ type aloneFigures struct {
 	MicrosPerEvent float64 `json:"us_per_event"`
 }
 
-func writeFigures(path string, results []result, alone []alone) error {
-	out := figures{Through: map[string]through{}, Alone: map[string]aloneFigures{}}
+func writeFigures(path string, results []result, alone []alone, invocations []invocationResult) error {
+	out := figures{Through: map[string]through{}, Alone: map[string]aloneFigures{}, Invocations: map[string]int64{}}
+	for _, r := range invocations {
+		out.Invocations[r.route] = r.events
+	}
 	for _, r := range results {
 		out.Through[r.name] = through{r.eventsPerSecond, r.cpuMillisPerThousand, r.allocKBPerThousand, r.delivered}
 	}

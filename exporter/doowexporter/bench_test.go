@@ -3,7 +3,11 @@ package doowexporter
 import (
 	"bytes"
 	stdgzip "compress/gzip"
+	"context"
 	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
 )
 
 // BenchmarkConvertAndBatch: the exporter's CPU per 1000 usage points like the collector
@@ -46,4 +50,29 @@ func BenchmarkGzip(b *testing.B) {
 			gzipBody(body, 1)
 		}
 	})
+}
+
+// BenchmarkAggregate: a gateway's work per 1000 usage points like the collector
+// bench's (a stream each): convert, then apply to the windows (storage in memory).
+func BenchmarkAggregate(b *testing.B) {
+	md := usage(1000)
+	points := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Sum().DataPoints()
+	opts := createDefaultConfig().(*Config).conversionOptions()
+	agg := newAggregator(defaultAggregationConfig(), newMemStorage(), time.Now, func(context.Context, []event) error { return nil })
+	if err := agg.load(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		n++
+		for i := 0; i < points.Len(); i++ {
+			points.At(i).SetTimestamp(pcommon.Timestamp(uint64(time.Now().UnixNano()) + uint64(n)))
+		}
+		result := convertMetrics(md, opts)
+		if _, _, err := agg.apply(context.Background(), result.events); err != nil {
+			b.Fatal(err)
+		}
+		result.release()
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 	"unicode"
 
 	"go.opentelemetry.io/collector/component"
@@ -38,6 +39,17 @@ type Config struct {
 	HistogramQuantity string `mapstructure:"histogram_quantity"`
 	// GenAIWithoutLicense bills GenAI spans without a license to the default license.
 	GenAIWithoutLicense bool `mapstructure:"genai_without_license"`
+	// EventsPerMinute is the organisation's event budget the exporter paces its sends to
+	// (pacer.go); 0 learns it from Doow's X-Doow-Rate-Limits and 429s.
+	EventsPerMinute int `mapstructure:"events_per_minute"`
+
+	// Gateway, when its endpoint is set, forwards what the exporter receives to a
+	// gateway tier as OTLP/HTTP instead of sending it to Doow (forward.go).
+	Gateway GatewayConfig `mapstructure:"gateway"`
+
+	// Aggregation, when set, sums usage per stream and clock-aligned window in the
+	// storage extension and sends one event per stream and window (aggregator.go).
+	Aggregation configoptional.Optional[AggregationConfig] `mapstructure:"aggregation"`
 
 	RetryConfig configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
 	QueueConfig configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
@@ -45,10 +57,40 @@ type Config struct {
 
 var _ component.Config = (*Config)(nil)
 
+// AggregationConfig: rule W of docs/conversion.md, in the collector.
+type AggregationConfig struct {
+	// Window is the window's length: windows are [k*window, (k+1)*window) in Unix time.
+	Window time.Duration `mapstructure:"window"`
+	// Grace is how long after its end a window still takes points; then it is sealed.
+	Grace time.Duration `mapstructure:"grace"`
+	// DedupHorizon is how long the ids of applied points are kept: a point sent again
+	// within it (a sender's retry after a lost answer) is not counted again.
+	DedupHorizon time.Duration `mapstructure:"dedup_horizon"`
+	// Storage is the storage extension (file_storage) that holds the windows, the
+	// applied ids and the queue of sealed windows' events.
+	Storage component.ID `mapstructure:"storage"`
+}
+
+// GatewayConfig: where a forwarder sends (a gateway's OTLP/HTTP endpoint, e.g.
+// https://gateway.internal:4318), the fleet's token, and the CA of the gateways'
+// certificates (empty: the system's).
+type GatewayConfig struct {
+	Endpoint string              `mapstructure:"endpoint"`
+	Token    configopaque.String `mapstructure:"token"`
+	CAFile   string              `mapstructure:"ca_file"`
+}
+
+func defaultAggregationConfig() AggregationConfig {
+	return AggregationConfig{Window: time.Minute, Grace: 10 * time.Second, DedupHorizon: 10 * time.Minute}
+}
+
 // Validate names the field that is wrong and how to fix it. (The collector also runs
 // confighttp's own checks, of compression_params for one.)
 func (cfg *Config) Validate() error {
 	var errs []error
+	if cfg.Gateway.Endpoint != "" {
+		return cfg.validateForwarding()
+	}
 	if cfg.APIKey == "" {
 		errs = append(errs, errors.New("api_key: required; set it to your Doow SDK key, e.g. ${env:DOOW_API_KEY}"))
 	} else if !strings.HasPrefix(string(cfg.APIKey), "dk_") || strings.IndexFunc(string(cfg.APIKey), unicode.IsSpace) >= 0 {
@@ -69,6 +111,43 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.HistogramQuantity != "sum" && cfg.HistogramQuantity != "count" {
 		errs = append(errs, fmt.Errorf("histogram_quantity: %q must be sum or count", cfg.HistogramQuantity))
+	}
+	if cfg.Aggregation.HasValue() {
+		a := cfg.Aggregation.Get()
+		if a.Window < time.Second || time.Hour%a.Window != 0 && a.Window%time.Hour != 0 {
+			errs = append(errs, fmt.Errorf("aggregation.window: %s; use a length of at least 1s that divides an hour, e.g. 60s", a.Window))
+		}
+		if a.Grace < 0 {
+			errs = append(errs, errors.New("aggregation.grace: must not be negative, e.g. 10s"))
+		}
+		if a.DedupHorizon < a.Window+a.Grace {
+			errs = append(errs, errors.New("aggregation.dedup_horizon: at least window + grace, e.g. 10m"))
+		}
+		if a.Storage == (component.ID{}) {
+			errs = append(errs, errors.New("aggregation.storage: required; name a file_storage extension, e.g. file_storage"))
+		}
+	}
+	if cfg.EventsPerMinute < 0 {
+		errs = append(errs, errors.New("events_per_minute: must be 0 (learn Doow's budget) or the budget, e.g. 1000"))
+	}
+	if cfg.Timeout <= 0 {
+		errs = append(errs, errors.New("timeout: must be positive, e.g. 10s (a request without a bound would stall the queue)"))
+	}
+	return errors.Join(errs...)
+}
+
+// validateForwarding: a forwarder needs no api_key (the gateways hold it) and does not
+// aggregate (the gateways do).
+func (cfg *Config) validateForwarding() error {
+	var errs []error
+	if err := checkEndpoint(cfg.Gateway.Endpoint, cfg.AllowInsecure); err != nil {
+		errs = append(errs, errors.New("gateway."+err.Error()))
+	}
+	if cfg.Gateway.Token == "" {
+		errs = append(errs, errors.New("gateway.token: required; the fleet's token, which the gateways check (DOOW_GATEWAY_TOKEN)"))
+	}
+	if cfg.Aggregation.HasValue() {
+		errs = append(errs, errors.New("aggregation: a forwarder does not aggregate (its gateways do); remove aggregation or gateway.endpoint"))
 	}
 	if cfg.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout: must be positive, e.g. 10s (a request without a bound would stall the queue)"))

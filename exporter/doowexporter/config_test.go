@@ -76,15 +76,20 @@ func TestTheStandardHTTPClientSettings(t *testing.T) {
 
 func TestBadConfigurationsNameTheFieldAndTheFix(t *testing.T) {
 	for name, want := range map[string]string{
-		"/plain_http":            "endpoint: \"http://doow.example.com\" sends the API key unencrypted; use https",
-		"/bad_key":               "api_key: a Doow SDK key starts with dk_",
-		"/missing_key":           "api_key: required; set it to your Doow SDK key",
-		"/not_a_url":             "endpoint: \"api.doow.co\" is not an http(s) URL, e.g. https://api.doow.co",
-		"/bad_proxy":             "proxy_url: not a URL; e.g. http://proxy.internal:3128",
-		"/authorization_header":  "headers: Authorization is set from api_key; remove it from headers",
-		"/bad_histogram":         "histogram_quantity: \"max\" must be sum or count",
-		"/no_timeout":            "timeout: must be positive, e.g. 10s",
-		"/bad_compression_level": "unsupported parameters",
+		"/plain_http":              "endpoint: \"http://doow.example.com\" sends the API key unencrypted; use https",
+		"/bad_key":                 "api_key: a Doow SDK key starts with dk_",
+		"/missing_key":             "api_key: required; set it to your Doow SDK key",
+		"/not_a_url":               "endpoint: \"api.doow.co\" is not an http(s) URL, e.g. https://api.doow.co",
+		"/bad_proxy":               "proxy_url: not a URL; e.g. http://proxy.internal:3128",
+		"/authorization_header":    "headers: Authorization is set from api_key; remove it from headers",
+		"/bad_histogram":           "histogram_quantity: \"max\" must be sum or count",
+		"/no_timeout":              "timeout: must be positive, e.g. 10s",
+		"/bad_compression_level":   "unsupported parameters",
+		"/bad_window":              "aggregation.window: 7s; use a length of at least 1s that divides an hour",
+		"/no_aggregation_storage":  "aggregation.storage: required",
+		"/short_horizon":           "aggregation.dedup_horizon: at least window + grace",
+		"/forwarder_without_token": "gateway.token: required",
+		"/forwarder_aggregating":   "aggregation: a forwarder does not aggregate",
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := confmap.Validate(load(t, name))
@@ -95,6 +100,17 @@ func TestBadConfigurationsNameTheFieldAndTheFix(t *testing.T) {
 		})
 	}
 	require.NoError(t, confmap.Validate(load(t, "/insecure_allowed")))
+}
+
+func TestAggregationAndForwardingSettings(t *testing.T) {
+	cfg := load(t, "/aggregating")
+	require.NoError(t, confmap.Validate(cfg))
+	require.True(t, cfg.Aggregation.HasValue())
+	assert.Equal(t, defaultAggregationConfig().Window, cfg.Aggregation.Get().Window, "the defaults fill what is not set")
+	assert.Equal(t, 10*time.Minute, cfg.Aggregation.Get().DedupHorizon)
+	assert.False(t, load(t, "").Aggregation.HasValue(), "off unless configured")
+	forwarder := load(t, "/forwarder")
+	require.NoError(t, confmap.Validate(forwarder), "a forwarder needs no api_key")
 }
 
 func TestFactory(t *testing.T) {

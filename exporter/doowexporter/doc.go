@@ -6,3 +6,6 @@ package doowexporter
 // mdatagen is pinned in internal/tools/go.mod (its own module, so that its
 // dependencies stay out of the collector distribution's build).
 //go:generate go tool -modfile=internal/tools/go.mod mdatagen metadata.yaml
+
+// version.go holds the Python package's version (one version for both).
+//go:generate go run ./internal/versiongen ../../src/doow_otel/_version.py version.go

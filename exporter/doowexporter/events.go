@@ -1,7 +1,7 @@
 package doowexporter
 
 import (
-	"crypto/sha1"
+	"fmt"
 	"math"
 	"regexp"
 	"strconv"
@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 )
 
 // The rules of docs/conversion.md and of the Python package's events module: what a
@@ -123,6 +125,20 @@ type event struct {
 	sourceSystem string // "" is "sdk"
 	metadata     []attr
 	hint         []attr // metric_tuple_hint, in the order app_name, license_name, metric_name
+
+	// packing (pack.go): a metric data point's event is packable, with the others of its
+	// ScopeMetrics (scope counts them across the push); a packed event's measurements
+	// after the first (metric, quantity) are in more, in metric name order
+	packable bool
+	scope    int32
+	more     []measurement
+	start    uint64 // a metric data point's start time (its window's, when aggregated)
+}
+
+// measurement is one of a packed event's measurements.
+type measurement struct {
+	metric   string
+	quantity quantity
 }
 
 // whyStripped says why an attribution entry may not be sent, or "".
@@ -255,72 +271,37 @@ func formatTime(nanos uint64) string { return string(appendTime(nil, nanos)) }
 
 const hexDigits = "0123456789abcdef"
 
-// uuid5 is RFC 4122 version 5 (SHA-1) of name in namespace.
-func uuid5(namespace [16]byte, name string) string {
-	input := make([]byte, 0, 16+len(name))
-	input = append(append(input, namespace[:]...), name...)
-	var out [36]byte
-	uuid5Of(&out, input)
-	return string(out[:])
+// uuid5 is the version 5 (SHA-1) UUID of name in namespace.
+func uuid5(namespace uuid.UUID, name string) string {
+	return uuid.NewSHA1(namespace, []byte(name)).String()
 }
 
-// uuid5Of writes the version 5 UUID of input (the namespace's 16 bytes, then the name).
-func uuid5Of(out *[36]byte, input []byte) { formatUUID5(out, sha1.Sum(input)) }
-
-// formatUUID5 writes a SHA-1 sum as a version 5 UUID.
-func formatUUID5(out *[36]byte, sum [sha1.Size]byte) {
-	sum[6] = (sum[6] & 0x0f) | 0x50
-	sum[8] = (sum[8] & 0x3f) | 0x80
-	j := 0
-	for i := 0; i < 16; i++ {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out[j] = '-'
-			j++
-		}
-		out[j], out[j+1] = hexDigits[sum[i]>>4], hexDigits[sum[i]&0x0f]
-		j += 2
-	}
-}
-
-func mustUUID(text string) [16]byte {
-	var out [16]byte
-	hexText := strings.ReplaceAll(text, "-", "")
-	for i := 0; i < 16; i++ {
-		v, err := strconv.ParseUint(hexText[2*i:2*i+2], 16, 8)
-		if err != nil {
-			panic(err)
-		}
-		out[i] = byte(v)
-	}
-	return out
-}
-
-// appendPyFloat writes a double as Python's repr does (and so its json module): the
-// shortest digits that round-trip, ".0" on integral values, exponent from 1e16 or
-// below 1e-4. Python and Go must write the same quantities.
-func appendPyFloat(buf []byte, f float64) []byte {
+// pyFloat is a double as Python's repr writes it (the shortest digits that round-trip,
+// ".0" on integral values, an exponent from 1e16 or below 1e-4): the text of an array
+// item in attribution (scalarText) is content, and Python writes the same.
+func pyFloat(f float64) string {
 	if math.Trunc(f) == f && math.Abs(f) < 1e16 {
-		return strconv.AppendFloat(buf, f, 'f', 1, 64)
+		return strconv.FormatFloat(f, 'f', 1, 64)
 	}
-	start := len(buf)
-	buf = strconv.AppendFloat(buf, f, 'e', -1, 64)
-	e := start + strings.LastIndexByte(string(buf[start:]), 'e')
-	exp, _ := strconv.Atoi(string(buf[e+1:]))
+	text := strconv.FormatFloat(f, 'e', -1, 64)
+	mantissa, exponent, _ := strings.Cut(text, "e")
+	exp, _ := strconv.Atoi(exponent)
 	if exp < -4 || exp >= 16 {
-		sign := byte('+')
-		if exp < 0 {
-			sign, exp = '-', -exp
-		}
-		buf = append(buf[:e+1], sign)
-		if exp < 10 {
-			buf = append(buf, '0')
-		}
-		return strconv.AppendInt(buf, int64(exp), 10)
+		return fmt.Sprintf("%se%+03d", mantissa, exp)
 	}
-	return strconv.AppendFloat(buf[:start], f, 'f', -1, 64)
+	return strconv.FormatFloat(f, 'f', -1, 64)
 }
 
-func pyFloat(f float64) string { return string(appendPyFloat(nil, f)) }
+// appendJSONFloat writes a finite double as a JSON number, as encoding/json does (the
+// shortest digits that round-trip): the wire need not be byte-identical to Python's,
+// only the same numbers (the vectors compare parsed JSON).
+func appendJSONFloat(buf []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	return strconv.AppendFloat(buf, f, format, -1, 64)
+}
 
 // scalarText is how an array item is written when arrays are joined with ",".
 func scalarText(v attrValue) string {
@@ -340,9 +321,9 @@ func scalarText(v attrValue) string {
 	return ""
 }
 
-// appendJSONString writes s as Python's json module does with ensure_ascii=False, so
-// both implementations send the same bytes (and so split batches at the same points):
-// only '"', '\\' and control characters are escaped; invalid UTF-8 becomes U+FFFD.
+// appendJSONString writes s as a JSON string, without reflection (a conversion writes
+// millions): '"', '\\' and control characters escaped, the rest as UTF-8, invalid UTF-8
+// as U+FFFD.
 func appendJSONString(buf []byte, s string) []byte {
 	buf = append(buf, '"')
 	if !needsEscape(s) {
@@ -394,7 +375,7 @@ func appendValue(buf []byte, v attrValue) []byte {
 	case kindInt:
 		return strconv.AppendInt(buf, int64(v.bits), 10)
 	case kindDouble:
-		return appendPyFloat(buf, math.Float64frombits(v.bits))
+		return appendJSONFloat(buf, math.Float64frombits(v.bits))
 	}
 	return buf
 }
@@ -425,13 +406,14 @@ func (e *event) appendTo(buf []byte, times *timeText) []byte {
 	buf = append(buf, `,"measurements":[{"metric_name":`...)
 	buf = appendJSONString(buf, e.metric)
 	buf = append(buf, `,"quantity":`...)
-	if e.quantity.isInt {
-		buf = strconv.AppendInt(buf, e.quantity.i, 10)
-	} else {
-		buf = appendPyFloat(buf, e.quantity.f)
-	}
+	buf = appendQuantity(buf, e.quantity)
 	if e.hint != nil {
 		buf = appendObject(append(buf, `,"metric_tuple_hint":`...), e.hint)
+	}
+	for _, m := range e.more {
+		buf = append(buf, `},{"metric_name":`...)
+		buf = appendJSONString(buf, m.metric)
+		buf = appendQuantity(append(buf, `,"quantity":`...), m.quantity)
 	}
 	buf = append(buf, `}]`...)
 	if e.unit != "" {
@@ -442,6 +424,13 @@ func (e *event) appendTo(buf []byte, times *timeText) []byte {
 		buf = appendObject(append(buf, `,"metric_tuple_hint":`...), e.hint)
 	}
 	return append(buf, '}')
+}
+
+func appendQuantity(buf []byte, q quantity) []byte {
+	if q.isInt {
+		return strconv.AppendInt(buf, q.i, 10)
+	}
+	return appendJSONFloat(buf, q.f)
 }
 
 func appendObject(buf []byte, entries []attr) []byte {

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -34,7 +35,19 @@ type doowExporter struct {
 	settings  component.TelemetrySettings
 	logger    *zap.Logger
 	telemetry *telemetry
+	redact    redactor
+	pacer     *pacer
+	delivered deliveredBatches
 	client    *http.Client
+
+	// aggregation (aggregator.go), when configured, for the metrics exporter
+	id     component.ID
+	set    exporter.Settings
+	agg    *aggregator
+	store  storage.Client
+	sealed exporter.Logs
+	stop   context.CancelFunc
+	done   chan struct{}
 	// problem is the configuration problem last logged ("auth", "endpoint" or "")
 	problem atomic.Value
 }
@@ -52,6 +65,10 @@ func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
 		settings:  set.TelemetrySettings,
 		logger:    set.Logger,
 		telemetry: t,
+		redact:    newRedactor(cfg),
+		pacer:     sharedPacer(set.ID, cfg.EventsPerMinute),
+		id:        set.ID,
+		set:       set,
 	}
 	e.problem.Store("")
 	return e, nil
@@ -80,6 +97,62 @@ func (e *doowExporter) start(ctx context.Context, host component.Host) error {
 	return nil
 }
 
+// startAggregation opens the aggregation's storage, loads what a previous run left,
+// starts the sealed windows' queue and the loop that seals windows as they come due.
+func (e *doowExporter) startAggregation(ctx context.Context, host component.Host) error {
+	cfg := e.cfg.Aggregation.Get()
+	ext, ok := host.GetExtensions()[cfg.Storage]
+	if !ok {
+		return fmt.Errorf("aggregation.storage: no extension %s in service::extensions", cfg.Storage)
+	}
+	storageExt, ok := ext.(storage.Extension)
+	if !ok {
+		return fmt.Errorf("aggregation.storage: %s is not a storage extension; use file_storage", cfg.Storage)
+	}
+	store, err := storageExt.GetClient(ctx, component.KindExporter, e.id, "aggregation")
+	if err != nil {
+		return err
+	}
+	e.store = store
+	if e.sealed, err = newSealedQueue(ctx, e.set, e.cfg, e); err != nil {
+		return err
+	}
+	if err := e.sealed.Start(ctx, host); err != nil {
+		return err
+	}
+	e.agg = newAggregator(*cfg, store, time.Now, func(ctx context.Context, events []event) error {
+		return e.sealed.ConsumeLogs(ctx, sealedLogs(events))
+	})
+	if err := e.agg.load(ctx); err != nil {
+		return err
+	}
+	loop, stop := context.WithCancel(context.Background())
+	e.stop, e.done = stop, make(chan struct{})
+	go e.sealLoop(loop, min(time.Second, cfg.Window/10))
+	return nil
+}
+
+// sealLoop seals windows as they come due; a failure (the queue full, the disk) is
+// logged and tried again on the next tick, the window's usage kept meanwhile.
+func (e *doowExporter) sealLoop(ctx context.Context, every time.Duration) {
+	defer close(e.done)
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		err := e.agg.sealDue(ctx, false)
+		if err != nil && !failing {
+			e.logger.Error("sealing an aggregation window failed; its usage is kept and sealing is tried again", zap.Error(e.redact.err(err)))
+		}
+		failing = err != nil
+	}
+}
+
 // warnAboutLosses says which settings can lose usage, and which Doow may refuse.
 func (e *doowExporter) warnAboutLosses() {
 	if c := e.cfg.Compression; c.IsCompressed() && c != configcompression.TypeGzip {
@@ -99,16 +172,45 @@ func neverRedirect(*http.Request, []*http.Request) error {
 	return http.ErrUseLastResponse
 }
 
-func (e *doowExporter) shutdown(context.Context) error {
+func (e *doowExporter) shutdown(ctx context.Context) error {
+	var errs []error
+	if e.agg != nil {
+		e.stop()
+		<-e.done
+		// every open window is sealed now, into the queue on disk: a gateway that is
+		// scaled in leaves no usage in its windows (a restart costs one more event per
+		// stream, never more usage)
+		if err := e.agg.sealDue(ctx, true); err != nil {
+			errs = append(errs, fmt.Errorf("sealing the open windows at shutdown (they are kept and sealed at the next start): %w", err))
+		}
+	}
+	if e.sealed != nil {
+		errs = append(errs, e.sealed.Shutdown(ctx))
+	}
+	if e.store != nil {
+		errs = append(errs, e.store.Close(ctx))
+	}
 	if e.client != nil {
 		e.client.CloseIdleConnections()
 	}
 	e.telemetry.metrics.Shutdown()
-	return nil
+	return errors.Join(errs...)
 }
 
 func (e *doowExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
-	return e.deliver(ctx, convertMetrics(md, e.opts))
+	result := convertMetrics(md, e.opts)
+	if e.agg != nil {
+		// metric points go into their windows (stored before the push succeeds); a
+		// metrics push makes nothing else, nothing to deliver now
+		added, repeated, err := e.agg.apply(ctx, result.events)
+		if err == nil {
+			e.telemetry.converted(ctx, result) // what could not be converted, reported once
+			e.telemetry.aggregated(ctx, added, repeated)
+		}
+		result.release()
+		return e.redact.err(err)
+	}
+	return e.deliver(ctx, result)
 }
 
 func (e *doowExporter) pushTraces(ctx context.Context, td ptrace.Traces) error {
@@ -124,9 +226,26 @@ func (e *doowExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 func (e *doowExporter) deliver(ctx context.Context, result conversion) error {
 	defer result.release() // the push's events and buffers serve the next push
 	var errs []error
-	batches := makeBatches(result.events)
+	batches := makeBatches(pack(result.events))
 	for _, b := range batches {
-		errs = append(errs, e.send(ctx, b))
+		now := time.Now()
+		if e.delivered.has(b.id, now) {
+			continue // delivered by an earlier attempt of this push
+		}
+		if wait := e.pacer.admit(b.id, len(b.events), now); wait > 0 {
+			// this batch and the ones after it wait, in order, in the sending queue
+			err := fmt.Errorf("%d events wait %s for Doow's event budget", len(b.events), wait.Round(time.Millisecond))
+			errs = append(errs, exporterhelper.NewThrottleRetry(err, wait))
+			break
+		}
+		err := e.send(ctx, b)
+		if err == nil {
+			e.delivered.add(b.id, time.Now())
+		}
+		errs = append(errs, err)
+	}
+	if text := e.pacer.overBudget(time.Now()); text != "" {
+		e.logger.Warn(text)
 	}
 	if _, ok := ownGzip(e.cfg.ClientConfig); ok {
 		releaseBodies(batches) // they went out as gzipped copies
@@ -169,8 +288,12 @@ func (e *doowExporter) combine(errs []error) error {
 
 // send posts one batch and maps the decision on Doow's answer (status.go) onto the
 // collector's machinery: a retryable error keeps the batch in the sending queue, a
-// permanent one drops it.
+// permanent one drops it. No error it returns holds a secret (redact.go).
 func (e *doowExporter) send(ctx context.Context, b batch) error {
+	return e.redact.err(e.post(ctx, b))
+}
+
+func (e *doowExporter) post(ctx context.Context, b batch) error {
 	// compression (gzip by default) is confighttp's, in the client's transport, except
 	// gzip at levels 1-9, done here at half the CPU (confighttp leaves encoded bodies be)
 	body, gzipped := b.body(), false
@@ -190,8 +313,8 @@ func (e *doowExporter) send(ctx context.Context, b batch) error {
 	req.Header.Set("X-Doow-SDK-Version", version)
 	resp, err := e.client.Do(req)
 	if err != nil {
-		// net/http errors name the URL, never the headers: safe to pass on.
-		return fmt.Errorf("posting %d events to Doow: %w", len(b.events), err)
+		// net/http errors name the URL, never the headers; a proxy's may say more
+		return fmt.Errorf("posting %d events to Doow: %w", len(b.events), e.redact.err(err))
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
@@ -199,16 +322,39 @@ func (e *doowExporter) send(ctx context.Context, b batch) error {
 		return fmt.Errorf("reading Doow's answer to %d events: %w", len(b.events), err)
 	}
 
-	d := decide(b.eventIDs, resp.StatusCode, resp.Header, answer, time.Now())
+	// an answer may echo the request's headers: redacted before anything reads it (a
+	// snippet or a reason cut short could keep part of a secret), and what is decoded
+	// from it again (a secret written with JSON escapes)
+	answer = []byte(e.redact.text(string(answer)))
+	now := time.Now()
+	d := decide(b.eventIDs, resp.StatusCode, resp.Header, answer, now)
+	e.pacer.learn(resp.StatusCode, resp.Header, d.retryAfter, d.hasWait, now)
+	e.telemetry.answered(ctx, resp.StatusCode, d)
+	d.reason = e.redact.text(d.reason)
+	for i := range d.rejected {
+		d.rejected[i].Reason = e.redact.text(d.rejected[i].Reason)
+	}
 	if d.action != actionKeep {
 		e.configurationOK()
 	}
 	switch d.action {
 	case actionDelivered:
-		if len(d.rejected) > 0 {
-			e.telemetry.rejectedEvents(ctx, len(d.rejected), len(b.events), d.rejected)
+		if len(d.rejected) == 0 {
+			return nil
 		}
-		return nil // rejected events are never resent
+		// rejected events are never resent; the other measurements of a packed event
+		// whose one measurement was rejected go again at once (rule R)
+		repacked := repackRejected(b.source, d.rejected)
+		e.telemetry.rejectedEvents(ctx, len(d.rejected), len(b.events), d.rejected)
+		if len(repacked) == 0 {
+			return nil
+		}
+		var errs []error
+		for _, again := range makeBatches(repacked) {
+			e.pacer.note(len(again.events), time.Now())
+			errs = append(errs, e.send(ctx, again))
+		}
+		return e.combine(errs)
 	case actionSplit:
 		left, right := b.halves()
 		return e.combine([]error{e.send(ctx, left), e.send(ctx, right)})
@@ -273,6 +419,7 @@ func (e *doowExporter) configurationError(status int, problem string) error {
 	} else {
 		err = fmt.Errorf("configuration error: %s did not answer as Doow's ingest API (HTTP %d): check endpoint (Doow's is https://api.doow.co) and restart the collector; usage is kept in the sending queue meanwhile", e.url, status)
 	}
+	err = e.redact.err(err) // the endpoint may hold a password
 	if e.problem.Swap(problem) != problem {
 		e.logger.Error("Doow exporter misconfigured: usage is not delivered", zap.Error(err))
 	}

@@ -188,7 +188,7 @@ func TestTheHTTPClientComesFromTheStandardSettings(t *testing.T) {
 }
 
 func TestRetryingTheSamePushResendsTheSameBatchIDs(t *testing.T) {
-	f := &fakeDoow{}
+	f := &fakeDoow{answers: []func(http.ResponseWriter, int){status(503)}}
 	e, _, _ := start(t, f)
 	_ = e.pushMetrics(context.Background(), usage(3))
 	_ = e.pushMetrics(context.Background(), usage(3))

@@ -17,9 +17,6 @@ import (
 	"github.com/doow/doow-otel/exporter/doowexporter/internal/metadata"
 )
 
-// version is sent as X-Doow-SDK-Version and in the User-Agent.
-const version = "0.1.0"
-
 // DefaultResourceAttributes are copied into attribution unless configured otherwise.
 var DefaultResourceAttributes = []string{"service.name", "deployment.environment", "faas.name", "cloud.region"}
 
@@ -54,17 +51,23 @@ func createDefaultConfig() component.Config {
 		HistogramQuantity:  "sum",
 		RetryConfig:        retry,
 		QueueConfig:        configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
+		Aggregation:        configoptional.Default(defaultAggregationConfig()),
 	}
 }
 
 func helperOptions(cfg *Config, e *doowExporter) []exporterhelper.Option {
+	return helperOptionsWith(cfg, e, cfg.QueueConfig, cfg.RetryConfig)
+}
+
+func helperOptionsWith(cfg *Config, e *doowExporter, queue configoptional.Optional[exporterhelper.QueueBatchConfig],
+	retry configretry.BackOffConfig) []exporterhelper.Option {
 	return []exporterhelper.Option{
 		exporterhelper.WithStart(e.start),
 		exporterhelper.WithShutdown(e.shutdown),
 		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
 		exporterhelper.WithTimeout(exporterhelper.TimeoutConfig{Timeout: 0}), // each request has its own
-		exporterhelper.WithRetry(cfg.RetryConfig),
-		exporterhelper.WithQueue(cfg.QueueConfig),
+		exporterhelper.WithRetry(retry),
+		exporterhelper.WithQueue(queue),
 	}
 }
 
@@ -75,7 +78,25 @@ func createMetrics(ctx context.Context, set exporter.Settings, c component.Confi
 		return nil, err
 	}
 	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
-	return h.metrics(exporterhelper.NewMetrics(ctx, set, cfg, h.pushMetrics(e.pushMetrics), helperOptions(cfg, e)...))
+	push := e.pushMetrics
+	options := helperOptions(cfg, e)
+	switch {
+	case cfg.Gateway.Endpoint != "":
+		push = e.forwardMetrics
+		options = append(options, exporterhelper.WithStart(e.startForwarding))
+	case cfg.Aggregation.HasValue():
+		// the aggregation's storage is the durable queue: a push is answered once its
+		// points are stored (or fails, and the sender sends it again); a sending queue
+		// in front would store every request a second time, for nothing
+		options = helperOptionsWith(cfg, e, configoptional.None[exporterhelper.QueueBatchConfig](), configretry.BackOffConfig{})
+		options = append(options, exporterhelper.WithStart(func(ctx context.Context, host component.Host) error {
+			if err := e.start(ctx, host); err != nil {
+				return err
+			}
+			return e.startAggregation(ctx, host)
+		}))
+	}
+	return h.metrics(exporterhelper.NewMetrics(ctx, set, cfg, h.pushMetrics(push), options...))
 }
 
 func createTraces(ctx context.Context, set exporter.Settings, c component.Config) (exporter.Traces, error) {
@@ -85,6 +106,10 @@ func createTraces(ctx context.Context, set exporter.Settings, c component.Config
 		return nil, err
 	}
 	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
+	if cfg.Gateway.Endpoint != "" {
+		options := append(helperOptions(cfg, e), exporterhelper.WithStart(e.startForwarding))
+		return h.traces(exporterhelper.NewTraces(ctx, set, cfg, h.pushTraces(e.forwardTraces), options...))
+	}
 	return h.traces(exporterhelper.NewTraces(ctx, set, cfg, h.pushTraces(e.pushTraces), helperOptions(cfg, e)...))
 }
 
@@ -95,5 +120,9 @@ func createLogs(ctx context.Context, set exporter.Settings, c component.Config) 
 		return nil, err
 	}
 	h := &drainHook{} // reports to the Lambda extension, when there is one (drain.go)
+	if cfg.Gateway.Endpoint != "" {
+		options := append(helperOptions(cfg, e), exporterhelper.WithStart(e.startForwarding))
+		return h.logs(exporterhelper.NewLogs(ctx, set, cfg, h.pushLogs(e.forwardLogs), options...))
+	}
 	return h.logs(exporterhelper.NewLogs(ctx, set, cfg, h.pushLogs(e.pushLogs), helperOptions(cfg, e)...))
 }

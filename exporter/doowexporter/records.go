@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 )
 
@@ -20,8 +21,8 @@ import (
 // package's records module; tests/vectors/ keeps the two the same.
 
 var (
-	nsIdempotency = mustUUID("9f0e5b1d-6f1c-4d7a-8b10-3c522d7a9b10")
-	nsLine        = mustUUID("4c8e9f0e-2d7a-4b10-8c52-6f1c5b1d3c52")
+	nsIdempotency = uuid.MustParse("9f0e5b1d-6f1c-4d7a-8b10-3c522d7a9b10")
+	nsLine        = uuid.MustParse("4c8e9f0e-2d7a-4b10-8c52-6f1c5b1d3c52")
 	recordFields  = []string{"attribution", "event_id", "idempotency_key", "kind", "license_id", "metadata",
 		"metric", "metric_tuple_hint", "occurred_at", "quantity", "source_system", "timestamp", "unit"}
 	hintKeys     = []string{"app_name", "license_name", "metric_name"}

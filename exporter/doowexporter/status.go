@@ -54,10 +54,18 @@ type decision struct {
 	problem    string
 }
 
+// rejection is an event Doow refused, or with Metric set one measurement of it (rule R
+// of docs/conversion.md): a rejection that carries "metric_name", or whose reason is
+// exactly "unknown_metric: <metric>".
 type rejection struct {
 	EventID string `json:"event_id"`
 	Reason  string `json:"reason"`
+	Metric  string `json:"metric_name,omitempty"`
+	// what was refused, e.g. "tokens=5 api_calls=1" (the sender fills it in)
+	refused string
 }
+
+const unknownMetric = "unknown_metric: "
 
 // decideFailure is the decision for a request that got no answer (a dropped
 // connection, a timeout): Doow may or may not have the batch, and resending it under
@@ -116,10 +124,10 @@ func rejectedEvents(ids []string, ack map[string]json.RawMessage) []rejection {
 	}
 	var rejected []rejection
 	seen := map[string]bool{}
-	reject := func(id, reason string) {
+	reject := func(id, reason, metric string) {
 		if sent[id] && !seen[id] {
 			seen[id] = true
-			rejected = append(rejected, rejection{EventID: id, Reason: reason})
+			rejected = append(rejected, rejection{EventID: id, Reason: reason, Metric: metric})
 		}
 	}
 	var items []json.RawMessage
@@ -129,7 +137,8 @@ func rejectedEvents(ids []string, ack map[string]json.RawMessage) []rejection {
 			var id string
 			if json.Unmarshal(item, &fields) == nil && isJSONString(fields["event_id"]) &&
 				json.Unmarshal(fields["event_id"], &id) == nil {
-				reject(id, reasonText(fields["reason"]))
+				reason := reasonText(fields["reason"])
+				reject(id, reason, namedMetric(fields["metric_name"], reason))
 			}
 		}
 	}
@@ -144,11 +153,24 @@ func rejectedEvents(ids []string, ack map[string]json.RawMessage) []rejection {
 		}
 		for _, id := range ids {
 			if !accepted[id] {
-				reject(id, noReason)
+				reject(id, noReason, "")
 			}
 		}
 	}
 	return rejected
+}
+
+// namedMetric is the metric a rejection names: its metric_name when a non-empty string,
+// else what follows "unknown_metric: " in its reason, else "".
+func namedMetric(raw json.RawMessage, reason string) string {
+	var metric string
+	if isJSONString(raw) && json.Unmarshal(raw, &metric) == nil && metric != "" {
+		return metric
+	}
+	if named, ok := strings.CutPrefix(reason, unknownMetric); ok {
+		return named
+	}
+	return ""
 }
 
 func distinct(ids []string) int {

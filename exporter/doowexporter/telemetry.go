@@ -2,6 +2,7 @@ package doowexporter
 
 import (
 	"context"
+	"net/http"
 	"sync"
 
 	"go.opentelemetry.io/collector/component"
@@ -71,12 +72,35 @@ func (t *telemetry) converted(ctx context.Context, result conversion) {
 	}
 }
 
+// answered counts what Doow's answer says of the budget: the events it acknowledged,
+// and its 429s.
+func (t *telemetry) answered(ctx context.Context, status int, d decision) {
+	switch {
+	case d.action == actionDelivered:
+		t.metrics.DoowEventsSent.Add(ctx, int64(d.accepted+len(d.rejected)))
+	case status == http.StatusTooManyRequests:
+		t.metrics.DoowRateLimited.Add(ctx, 1)
+	}
+}
+
+// aggregated counts the points a push added to the windows, and those seen before.
+func (t *telemetry) aggregated(ctx context.Context, added, repeated int) {
+	t.metrics.DoowPointsAggregated.Add(ctx, int64(added))
+	t.metrics.DoowPointsRepeated.Add(ctx, int64(repeated))
+}
+
 // rejectedEvents reports a 207: how many events Doow rejected, and each one's reason.
 func (t *telemetry) rejectedEvents(ctx context.Context, rejected, sent int, reasons []rejection) {
 	t.metrics.DoowEventsRejected.Add(ctx, int64(rejected))
 	t.logger.Warn("Doow rejected events", zap.Int("rejected", rejected), zap.Int("sent", sent))
 	for _, r := range reasons {
-		t.logger.Warn("event rejected", zap.String("event_id", r.EventID), zap.String("reason", r.Reason))
+		if r.Metric != "" {
+			// one measurement of a packed event; the others were sent again (rule R)
+			t.logger.Warn("measurement rejected", zap.String("event_id", r.EventID), zap.String("metric", r.Metric),
+				zap.String("refused", r.refused), zap.String("reason", r.Reason))
+		} else {
+			t.logger.Warn("event rejected", zap.String("event_id", r.EventID), zap.String("refused", r.refused), zap.String("reason", r.Reason))
+		}
 	}
 }
 

@@ -2,7 +2,10 @@ package doowexporter
 
 import (
 	"bytes"
+	"strings"
 	"sync"
+
+	"github.com/google/uuid"
 
 	"github.com/klauspost/compress/gzip"
 	"go.opentelemetry.io/collector/config/configcompression"
@@ -18,13 +21,14 @@ const (
 	maxBatchBytes  = 450 * 1024
 )
 
-var batchNamespace = mustUUID("5b1d6f0e-3c52-4c8e-9f0e-6f1c2d7a9b10")
+var batchNamespace = uuid.MustParse("5b1d6f0e-3c52-4c8e-9f0e-6f1c2d7a9b10")
 
 type batch struct {
 	id       string
 	eventIDs []string
 	events   [][]byte // each event's JSON
 	encoded  []byte   // the body, when makeBatches wrote it (events are slices of it)
+	source   []event  // the events, when makeBatches made it (a 207 may repack one)
 }
 
 func newBatch(ids []string, events [][]byte) batch {
@@ -33,21 +37,7 @@ func newBatch(ids []string, events [][]byte) batch {
 
 // batchID is uuid5 of the event ids joined with ",".
 func batchID(ids []string) string {
-	size := 16
-	for _, id := range ids {
-		size += len(id) + 1
-	}
-	name := make([]byte, 0, size)
-	name = append(name, batchNamespace[:]...)
-	for i, id := range ids {
-		if i > 0 {
-			name = append(name, ',')
-		}
-		name = append(name, id...)
-	}
-	var out [36]byte
-	uuid5Of(&out, name)
-	return string(out[:])
+	return uuid5(batchNamespace, strings.Join(ids, ","))
 }
 
 // The body: {"batch_id":"<36>","sdk_version":"<version>","events":[...]}
@@ -82,7 +72,11 @@ func (b batch) body() []byte {
 
 func (b batch) halves() (batch, batch) {
 	middle := len(b.events) / 2
-	return newBatch(b.eventIDs[:middle], b.events[:middle]), newBatch(b.eventIDs[middle:], b.events[middle:])
+	left, right := newBatch(b.eventIDs[:middle], b.events[:middle]), newBatch(b.eventIDs[middle:], b.events[middle:])
+	if b.source != nil {
+		left.source, right.source = b.source[:middle], b.source[middle:]
+	}
+	return left, right
 }
 
 // makeBatches writes each batch's body as its events are encoded: the body's head is
@@ -140,6 +134,7 @@ func finishBatch(buf []byte, ends []int, events []event) batch {
 		start = ends[i] + 1 // past the comma
 	}
 	b := newBatch(ids, encoded)
+	b.source = events
 	appendBodyHead(buf[:0], b.id)
 	b.encoded = append(buf, `]}`...)
 	return b

@@ -32,7 +32,11 @@ def as_vector(decision: Decision) -> dict[str, Any]:
     out: dict[str, Any] = {"action": decision.action}
     if decision.action == "delivered":
         out["accepted"] = decision.accepted
-        out["rejected"] = [{"event_id": r.event_id, "reason": r.reason} for r in decision.rejected]
+        out["rejected"] = [
+            {"event_id": r.event_id, "reason": r.reason}
+            | ({"metric_name": r.metric} if r.metric is not None else {})
+            for r in decision.rejected
+        ]
     elif decision.action == "retry":
         out["retry_after"] = decision.retry_after
     elif decision.action == "reject":

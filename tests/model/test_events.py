@@ -175,3 +175,11 @@ def test_text_no_json_body_can_carry_is_refused_when_the_event_is_made(
         UsageEvent(**{"metric": "api_calls", "quantity": 1, "license_id": "lic_a", **fields})  # type: ignore[arg-type]
     assert caught.value.field == field
     assert "surrogate" in str(caught.value)
+
+
+def test_an_occurred_at_given_as_text_is_a_datetime() -> None:
+    """It stayed the string when already in UTC (a packed event of it then failed)."""
+    moment = UsageEvent(
+        metric="m", quantity=1, license_id="l", occurred_at="2026-11-24T10:15:00Z"
+    ).occurred_at
+    assert moment == datetime(2026, 11, 24, 10, 15, tzinfo=timezone.utc)

@@ -13,9 +13,9 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
-from doow_otel.otel.traces import LicenseFromContext
 from doow_otel.otel.logs import LicenseFromContextLogs
 from doow_otel.otel.metrics import DELTA_TEMPORALITY, metric_reader
+from doow_otel.otel.traces import LicenseFromContext
 
 
 class RefusedExporter(MetricExporter):

@@ -29,10 +29,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from doow_otel import DoowClient
 from doow_otel.otel.baggage import bill_to
-from doow_otel.otel.traces import LicenseFromContext
 from doow_otel.otel.logs import DoowLogExporter, LicenseFromContextLogs
 from doow_otel.otel.metrics import DoowMetricExporter, metric_reader
-from doow_otel.otel.traces import DoowSpanExporter
+from doow_otel.otel.traces import DoowSpanExporter, LicenseFromContext
 from doow_otel.tracker import DoowTracker
 from doow_otel_testing import LocalDoow
 from otel_versions import emit

@@ -23,12 +23,16 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter              metric.Meter
-	mu                 sync.Mutex
-	registrations      []metric.Registration
-	DoowEventsRefused  metric.Int64Counter
-	DoowEventsRejected metric.Int64Counter
-	DoowUsageDropped   metric.Int64Counter
+	meter                metric.Meter
+	mu                   sync.Mutex
+	registrations        []metric.Registration
+	DoowEventsRefused    metric.Int64Counter
+	DoowEventsRejected   metric.Int64Counter
+	DoowEventsSent       metric.Int64Counter
+	DoowPointsAggregated metric.Int64Counter
+	DoowPointsRepeated   metric.Int64Counter
+	DoowRateLimited      metric.Int64Counter
+	DoowUsageDropped     metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -70,6 +74,30 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_doow_events_rejected",
 		metric.WithDescription("Events Doow received and rejected (a 207 answer); they are not resent. [Alpha]"),
 		metric.WithUnit("{event}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.DoowEventsSent, err = builder.meter.Int64Counter(
+		"otelcol_doow_events_sent",
+		metric.WithDescription("Events Doow acknowledged (a 2xx acknowledgement; the events of a 207 it rejected included), against the organisation's event budget. [Alpha]"),
+		metric.WithUnit("{event}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.DoowPointsAggregated, err = builder.meter.Int64Counter(
+		"otelcol_doow_points_aggregated",
+		metric.WithDescription("Usage points added to the aggregation windows (aggregation configured), stored before the push succeeded. [Alpha]"),
+		metric.WithUnit("{point}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.DoowPointsRepeated, err = builder.meter.Int64Counter(
+		"otelcol_doow_points_repeated",
+		metric.WithDescription("Usage points sent again within aggregation.dedup_horizon (a sender's retry) and not counted again. [Alpha]"),
+		metric.WithUnit("{point}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.DoowRateLimited, err = builder.meter.Int64Counter(
+		"otelcol_doow_rate_limited",
+		metric.WithDescription("Answers 429 from Doow (the event budget exceeded); the exporter paces its sends to the budget to avoid them. [Alpha]"),
+		metric.WithUnit("{answer}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.DoowUsageDropped, err = builder.meter.Int64Counter(

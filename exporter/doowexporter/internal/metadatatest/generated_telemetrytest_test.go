@@ -21,11 +21,27 @@ func TestSetupTelemetry(t *testing.T) {
 	defer tb.Shutdown()
 	tb.DoowEventsRefused.Add(context.Background(), 1)
 	tb.DoowEventsRejected.Add(context.Background(), 1)
+	tb.DoowEventsSent.Add(context.Background(), 1)
+	tb.DoowPointsAggregated.Add(context.Background(), 1)
+	tb.DoowPointsRepeated.Add(context.Background(), 1)
+	tb.DoowRateLimited.Add(context.Background(), 1)
 	tb.DoowUsageDropped.Add(context.Background(), 1)
 	AssertEqualDoowEventsRefused(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualDoowEventsRejected(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualDoowEventsSent(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualDoowPointsAggregated(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualDoowPointsRepeated(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualDoowRateLimited(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualDoowUsageDropped(t, testTel,
