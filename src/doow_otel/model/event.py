@@ -132,7 +132,7 @@ class UsageEvent:
             in_utc = occurred_at.astimezone(timezone.utc)
         except OverflowError:
             raise InvalidEvent("occurred_at", f"{occurred_at} is out of range in UTC") from None
-        if in_utc is not occurred_at:
+        if in_utc is not self.occurred_at:  # a str, or another timezone
             object.__setattr__(self, "occurred_at", in_utc)
         object.__setattr__(self, "attribution", DEFAULT_POLICY.clean(self.attribution))
         object.__setattr__(self, "metadata", DEFAULT_POLICY.clean(self.metadata))
