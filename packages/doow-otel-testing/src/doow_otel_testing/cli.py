@@ -19,6 +19,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.add_argument("--port", type=int, default=8787)
     server.add_argument("--db", default="doow-local.db", help="SQLite file, or :memory:")
     server.add_argument("--key", action="append", default=None, help="accepted dk_ key (repeat)")
+    server.add_argument(
+        "--events-per-minute",
+        type=int,
+        default=1000,
+        help="Doow's event budget per key (default 1000, as Doow documents; 0: no limit)",
+    )
+    server.add_argument(
+        "--daily-cap", type=int, default=None, help="events per key and UTC day (default: none)"
+    )
 
     demo = commands.add_parser("demo", help="run the examples against the local server")
     demo.add_argument("--keep-serving", action="store_true", help="keep the server up after")
@@ -28,7 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from doow_otel_testing.server import serve
 
-            return serve(host=args.host, port=args.port, db=args.db, keys=args.key)
+            return serve(
+                host=args.host,
+                port=args.port,
+                db=args.db,
+                keys=args.key,
+                events_per_minute=args.events_per_minute,
+                daily_cap=args.daily_cap,
+            )
         from doow_otel_testing.demo import run
 
         return run(keep_serving=args.keep_serving)
