@@ -66,7 +66,6 @@ def test_a_second_flush_sends_nothing_new(local_doow: LocalDoow, meter: DoowTrac
     [
         ({"metric": "", "quantity": 1, "license_id": "l"}, "metric"),
         ({"metric": "bad name", "quantity": 1, "license_id": "l"}, "metric"),
-        ({"metric": "m", "quantity": 0, "license_id": "l"}, "quantity"),
         ({"metric": "m", "quantity": -1, "license_id": "l"}, "quantity"),
         ({"metric": "m", "quantity": math.nan, "license_id": "l"}, "quantity"),
         ({"metric": "m", "quantity": True, "license_id": "l"}, "quantity"),

@@ -60,6 +60,7 @@ from doow_otel.otel.metrics import (
     metric_reader,
 )
 from doow_otel.otel.traces import add_span_processing
+from doow_otel.tracker.strictness import Strictness
 
 __all__ = ["DoowTracker", "configure"]
 
@@ -113,6 +114,7 @@ class DoowTracker:
         route: Literal["doow", "collector"] | None = None,
         collector_endpoint: str | None = None,
         record_unsampled_usage: bool = True,
+        strict: bool | None = None,
     ) -> None:
         route = route or os.environ.get("DOOW_ROUTE", "doow")  # type: ignore[assignment]
         if route not in ("doow", "collector"):
@@ -155,6 +157,8 @@ class DoowTracker:
         self._owns_client = client is None
         self.client = client or shared_client(**self._client_args)
         self.timeout = timeout
+        self.strictness = Strictness(self.client.report, strict)
+        self._tracked = 0
         self.policy = AttributionPolicy()
         self._base: dict[str, AttributeValue] = self.policy.clean(settings.attribution)
         self._default_license = settings.default_license_id
@@ -251,8 +255,14 @@ class DoowTracker:
         metric_tuple_hint: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         event_id: str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Record usage. Takes keywords, or one mapping with the seed's field names.
+
+        Returns the event id Doow (and the local server's page) will show for a record with
+        its own identity, None for plain usage (aggregated: its event id is made at export).
+        Zero quantity bills nothing and is not an error; other bad input raises
+        `InvalidEvent` in strict mode and is reported and counted otherwise (see
+        `doow_otel.tracker.strictness`: strict under pytest, reporting in production).
 
         Plain usage (metric, quantity, license, unit, attribution) is added to a counter:
         a burst costs one event per export. A record with its own identity (a `kind`
@@ -260,78 +270,86 @@ class DoowTracker:
         `metric_tuple_hint`, an `idempotency_key` or an `event_id`) is sent on its own,
         as a usage record (docs/conversion.md); the same `idempotency_key` (per license
         and metric) from any process bills once."""
-        if event is not None:
-            if not isinstance(event, Mapping):
-                raise InvalidEvent("event", f"must be a mapping, got {type(event).__name__}")
-            unknown = set(event) - _SEED_FIELDS
-            if unknown:
-                name = sorted(map(str, unknown))[0]
-                raise InvalidEvent(name, f"is not a track() field; known: {sorted(_SEED_FIELDS)}")
-            metric = event.get("metric")
-            quantity = event.get("quantity")
-            license_id = event.get("license_id")
-            unit = event.get("unit")
-            attribution = event.get("attribution")
-            kind = event.get("kind")
-            timestamp = event.get("timestamp")
-            metadata = event.get("metadata")
-            source_system = event.get("source_system")
-            metric_tuple_hint = event.get("metric_tuple_hint")
-            idempotency_key = event.get("idempotency_key")
-            event_id = event.get("event_id")
-        if not (  # plain usage: chained tests, as cheap as track() can be (no generator)
-            (kind is None or kind == "USAGE")
-            and timestamp is None
-            and metadata is None
-            and source_system is None
-            and metric_tuple_hint is None
-            and idempotency_key is None
-            and event_id is None
-        ):
-            self._track_record(
-                {
-                    "metric": metric,
-                    "quantity": quantity,
-                    "license_id": license_id,
-                    "unit": unit,
-                    "attribution": attribution,
-                    "kind": kind,
-                    "timestamp": timestamp,
-                    "metadata": metadata,
-                    "source_system": source_system,
-                    "metric_tuple_hint": metric_tuple_hint,
-                    "idempotency_key": idempotency_key,
-                    "event_id": event_id,
-                }
-            )
-            return
-        if license_id is None:
-            license_id = license_from_baggage() or self._default_license
-        # The same fields as the last call for this metric and license (the common case):
-        # one lookup and a dict comparison instead of the checks in _route
         try:
-            seen, types, counter, attributes = self._last[metric, unit, license_id]
-            # equal dicts may list their keys in another order: types key by key, in seen's
-            known = seen == attribution and (
-                types is None or types == tuple([type(attribution[k]) for k in seen])  # type: ignore[index,union-attr]
-            )
-        except (KeyError, TypeError):  # new, or unhashable (named by the checks)
-            known = False
-        if not known:
-            counter, attributes = self._route(metric, quantity, license_id, unit, attribution)
-        if type(quantity) is int:
-            if not 0 < quantity <= MAX_INT_QUANTITY:
-                quantity = _checked_quantity(quantity)  # raises, naming the field
-        elif type(quantity) is not float or not 0.0 < quantity < _INF:
-            quantity = _checked_quantity(quantity)  # numeric subclasses pass, the rest raise
-        if self._off:
-            if self._closed:
-                self._tracked_after_shutdown()
-            return
-        counter.add(quantity, attributes)
-        self._pending += 1
-        if self._pending >= self._flush_at:
-            self._flush_soon()
+            if event is not None:
+                if not isinstance(event, Mapping):
+                    raise InvalidEvent("event", f"must be a mapping, got {type(event).__name__}")
+                unknown = set(event) - _SEED_FIELDS
+                if unknown:
+                    name = sorted(map(str, unknown))[0]
+                    fields = sorted(_SEED_FIELDS)
+                    raise InvalidEvent(name, f"is not a track() field; known: {fields}")
+                metric = event.get("metric")
+                quantity = event.get("quantity")
+                license_id = event.get("license_id")
+                unit = event.get("unit")
+                attribution = event.get("attribution")
+                kind = event.get("kind")
+                timestamp = event.get("timestamp")
+                metadata = event.get("metadata")
+                source_system = event.get("source_system")
+                metric_tuple_hint = event.get("metric_tuple_hint")
+                idempotency_key = event.get("idempotency_key")
+                event_id = event.get("event_id")
+            if not (  # plain usage: chained tests, as cheap as track() can be (no generator)
+                (kind is None or kind == "USAGE")
+                and timestamp is None
+                and metadata is None
+                and source_system is None
+                and metric_tuple_hint is None
+                and idempotency_key is None
+                and event_id is None
+            ):
+                return self._track_record(
+                    {
+                        "metric": metric,
+                        "quantity": quantity,
+                        "license_id": license_id,
+                        "unit": unit,
+                        "attribution": attribution,
+                        "kind": kind,
+                        "timestamp": timestamp,
+                        "metadata": metadata,
+                        "source_system": source_system,
+                        "metric_tuple_hint": metric_tuple_hint,
+                        "idempotency_key": idempotency_key,
+                        "event_id": event_id,
+                    }
+                )
+            if license_id is None:
+                license_id = license_from_baggage() or self._default_license
+            # The same fields as the last call for this metric and license (the common case):
+            # one lookup and a dict comparison instead of the checks in _route
+            try:
+                seen, types, counter, attributes = self._last[metric, unit, license_id]
+                # equal dicts may list their keys in another order: types key by key, in seen's
+                known = seen == attribution and (
+                    types is None or types == tuple([type(attribution[k]) for k in seen])  # type: ignore[index,union-attr]
+                )
+            except (KeyError, TypeError):  # new, or unhashable (named by the checks)
+                known = False
+            if not known:
+                counter, attributes = self._route(metric, quantity, license_id, unit, attribution)
+            if type(quantity) is int:
+                if not 0 < quantity <= MAX_INT_QUANTITY:
+                    quantity = _checked_quantity(quantity)  # raises, naming the field
+            elif type(quantity) is not float or not 0.0 < quantity < _INF:
+                quantity = _checked_quantity(quantity)  # numeric subclasses pass, the rest raise
+            if self._off:
+                if self._closed:
+                    self._tracked_after_shutdown()
+                return None
+            counter.add(quantity, attributes)
+            self._pending += 1
+            self._tracked += 1
+            if self._pending >= self._flush_at:
+                self._flush_soon()
+            return None
+        except InvalidEvent as error:  # raised or reported and counted (tracker/strictness.py)
+            if event is not None and isinstance(event, Mapping):
+                quantity = event.get("quantity")
+            self.strictness.refused(error, quantity)
+            return None
 
     def _route(
         self, metric: Any, quantity: Any, license_id: Any, unit: Any, attribution: Any
@@ -388,7 +406,7 @@ class DoowTracker:
         self._routes[key] = self._last[metric, unit, license_id] = route
         return counter, attributes
 
-    def _track_record(self, fields: dict[str, Any]) -> None:
+    def _track_record(self, fields: dict[str, Any]) -> str:
         """A usage record: checked here by the rules every path uses (records.py), then
         one log record whose body is the record, with its id fixed now (a random one when
         neither `event_id` nor `idempotency_key` is given), so retries and replays of
@@ -423,11 +441,11 @@ class DoowTracker:
             body["timestamp"] = format_time(now)
         if "event_id" not in body and "idempotency_key" not in body:
             body["event_id"] = random_id()
-        record_event(body, occurred_at=now)  # raises InvalidEvent naming the field
+        event_id = record_event(body, occurred_at=now).event_id  # raises InvalidEvent
         if self._off:
             if self._closed:
                 self._tracked_after_shutdown()
-            return
+            return event_id
         logger = self._records_logger()
         stamp = time.time_ns()
         from opentelemetry._logs import SeverityNumber
@@ -456,8 +474,10 @@ class DoowTracker:
                 )
             )
         self._pending += 1
+        self._tracked += 1
         if self._pending >= self._flush_at:
             self._flush_soon()
+        return event_id
 
     def _records_logger(self) -> Any:
         if self._usage_logger is None:
@@ -502,6 +522,21 @@ class DoowTracker:
                 "not recorded; this is reported once, and counted in dropped_after_shutdown",
                 count=1,
             )
+
+    def stats(self) -> dict[str, int]:
+        """The client's counters (`DoowClient.stats()`) and the tracker's own: tracked
+        (calls recorded), zero_quantities (calls with quantity 0: nothing to bill),
+        bad_inputs (calls refused and reported, in report mode), stripped_attribution
+        (attribution values the secret and payload policy removed), dropped_after_shutdown."""
+        stats = self.client.stats()
+        stats.update(
+            tracked=self._tracked,
+            zero_quantities=self.strictness.zero_quantities,
+            bad_inputs=self.strictness.bad_inputs,
+            stripped_attribution=sum(self.policy.stripped.values()),
+            dropped_after_shutdown=self._after_shutdown,
+        )
+        return stats
 
     @property
     def dropped_after_shutdown(self) -> int:
