@@ -48,7 +48,7 @@ from doow_otel.delivery.reports import Redactor, Reporter
 from doow_otel.delivery.spool import Spool
 from doow_otel.delivery.status import Decision, Rejection, decide, transport_failure
 from doow_otel.delivery.wire import Batch, compress, make_batches
-from doow_otel.errors import ConfigurationError, ErrorReport, TransportError
+from doow_otel.errors import ConfigurationError, ErrorReport, TransportError, counted
 from doow_otel.model.event import UsageEvent
 
 if TYPE_CHECKING:
@@ -386,7 +386,7 @@ class DoowClient:
             if decision.rejected:
                 self.report(
                     "partial_accept",
-                    f"Doow rejected {len(decision.rejected)} of {count} events",
+                    f"Doow rejected {len(decision.rejected)} of {counted(count, 'event')}",
                     count=len(decision.rejected),
                     status=207,
                     rejections=tuple((r.event_id, r.reason) for r in decision.rejected),
@@ -396,8 +396,8 @@ class DoowClient:
             where = self._set_aside(item)
             self.report(
                 "validation",
-                f"Doow refused a batch of {count} events ({decision.reason}); it is never "
-                f"resent{where}",
+                f"Doow refused a batch of {counted(count, 'event')} ({decision.reason}); it is "
+                f"never resent{where}",
                 count=count,
                 status=_status_of(decision.reason),
             )
@@ -407,8 +407,8 @@ class DoowClient:
             where = self._set_aside(item)
             self.report(
                 "dropped",
-                f"Doow kept failing on a batch of {count} events ({refused}, "
-                f"{item.attempts} attempts); the batches behind it go on{where}",
+                f"Doow kept failing on a batch of {counted(count, 'event')} ({refused}, "
+                f"{counted(item.attempts, 'attempt')}); the batches behind it go on{where}",
                 count=count,
             )
             result.set_aside += count
@@ -422,7 +422,9 @@ class DoowClient:
             result.dropped += count
             self._count(dropped=count)
             self.report(
-                "dropped", f"{count} events not delivered and no spool configured", count=count
+                "dropped",
+                f"{counted(count, 'event')} not delivered and no spool configured",
+                count=count,
             )
             return
         self.spool.make_durable(item.path)
@@ -469,7 +471,7 @@ class DoowClient:
             if sending.end - now < MIN_ATTEMPT_SECONDS:
                 self.report(
                     "timeout",
-                    f"deadline reached; {len(batch)} events kept in the spool",
+                    f"deadline reached; {counted(len(batch), 'event')} kept in the spool",
                     count=len(batch),
                 )
                 return None, refused
@@ -494,8 +496,8 @@ class DoowClient:
             if attempt > self.max_retries:
                 self.report(
                     "network",
-                    f"gave up after {attempt} attempts ({decision.reason}); "
-                    f"{len(batch)} events kept in the spool",
+                    f"gave up after {counted(attempt, 'attempt')} ({decision.reason}); "
+                    f"{counted(len(batch), 'event')} kept in the spool",
                     count=len(batch),
                 )
                 return None, refused
@@ -507,7 +509,8 @@ class DoowClient:
             if time.monotonic() + delay >= sending.end or not self._sleep(delay):
                 self.report(
                     "timeout",
-                    f"next attempt would pass the deadline; {len(batch)} events kept in the spool",
+                    f"next attempt would pass the deadline; {counted(len(batch), 'event')} kept in "
+                    "the spool",
                     count=len(batch),
                 )
                 return None, refused
@@ -525,10 +528,11 @@ class DoowClient:
                 self._endpoint_reported = True
                 self.report(
                     "configuration",
-                    f"endpoint: {self.endpoint} answered {decision.reason}; it is not Doow's "
-                    "ingest API (redirects are never followed: they would carry the API key "
-                    "elsewhere). Set endpoint= (or DOOW_TRACK_ENDPOINT) to Doow's API base URL, "
-                    f"e.g. https://api.doow.co. The {count} events are kept in the spool.",
+                    f"endpoint: {self.endpoint} answered {decision.reason}: it is not Doow's "
+                    "ingest API. Fix: set DOOW_TRACK_ENDPOINT (or endpoint=) to the API's base "
+                    "URL alone, without a path, e.g. https://api.doow.co (redirects are never "
+                    "followed: they would carry the API key elsewhere). "
+                    f"{counted(count, 'event').capitalize()} kept in the spool.",
                     count=count,
                 )
             return None
@@ -560,9 +564,10 @@ class DoowClient:
         if first:
             self.report(
                 "auth",
-                f"Doow answered {reason}: the API key is missing, malformed or revoked. Sending "
-                f"with this key has stopped (one probe every {self.auth_probe_interval:g}s); "
-                "events are kept in the spool. Set a valid dk_ key (set_api_key()).",
+                f"Doow refused the API key ({reason}). Nothing more is sent with it (one try "
+                f"every {self.auth_probe_interval:g} s, so a fixed key resumes on its own); "
+                "usage waits in the spool. Fix: set DOOW_TRACK_API_KEY (or api_key=, or "
+                "set_api_key()) to a valid dk_ key.",
                 count=count,
                 status=_status_of(reason),
             )

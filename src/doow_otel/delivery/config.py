@@ -20,14 +20,7 @@ from urllib.parse import urlsplit
 from doow_otel.errors import ConfigurationError
 from doow_otel.model.fields import AttributeValue, attributes_problem, license_problem
 
-__all__ = [
-    "DEFAULT_ENDPOINT",
-    "Settings",
-    "endpoint_problem",
-    "key_hint",
-    "key_problem",
-    "spool_directory",
-]
+__all__ = ["DEFAULT_ENDPOINT", "Settings", "endpoint_problem", "key_problem", "spool_directory"]
 
 logger = logging.getLogger("doow_otel")
 
@@ -35,14 +28,6 @@ DEFAULT_ENDPOINT = "https://api.doow.co"
 DEFAULT_FLUSH_AT = 20
 DEFAULT_FLUSH_INTERVAL = 10.0
 _TRUE = {"1", "true", "yes", "on"}
-
-
-def key_hint(key: str | None) -> str:
-    """What may be shown of a key so a person can tell keys apart: its first characters
-    (at most 10, and never more than a third of it), then an ellipsis. Never the key."""
-    if not key:
-        return "(none)"
-    return key[: min(10, len(key) // 3)] + "…"
 
 
 def _env_flag(name: str) -> bool:

@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from doow_otel._version import __version__
-from doow_otel.delivery.config import key_hint
+from doow_otel.delivery.reports import key_hint
 from doow_otel.model.fields import KINDS
 from doow_otel.model.times import format_time, parse_time
 from doow_otel_testing import otlp_json
@@ -385,8 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif not header.startswith("Bearer ") or not header[7:].strip().startswith("dk_"):
                 what = "malformed API key (send Authorization: Bearer dk_...)"
             else:
-                what = "API key not accepted: unknown or revoked"
-            raise HTTPError(401, f"missing, malformed or revoked API key: {what}")
+                what = "API key not accepted (unknown or revoked)"
+            raise HTTPError(401, what)
         return key
 
     # --- body handling ---
