@@ -168,10 +168,21 @@ class LocalDoow:
         return [r for r in found if path is None or r["path"] == path]
 
 
-def _local_doow() -> Iterator[LocalDoow]:
-    """A fresh local Doow-compatible server for one test."""
-    with LocalDoow() as doow:
+def _local_doow(request: Any) -> Iterator[LocalDoow]:
+    """A fresh local Doow-compatible server for one test. A test marked
+    `@pytest.mark.local_doow(events_per_minute=0, ...)` gets one made with those
+    arguments (LocalDoow's keywords), say to send more than Doow's budget allows."""
+    marker = request.node.get_closest_marker("local_doow")
+    with LocalDoow(**(marker.kwargs if marker else {})) as doow:
         yield doow
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line(
+        "markers",
+        "local_doow(**kwargs): LocalDoow's arguments for this test's local_doow fixture "
+        "(events_per_minute=, daily_cap=, known_metrics=, keys=)",
+    )
 
 
 try:  # the fixture, when pytest is there; LocalDoow works without it
