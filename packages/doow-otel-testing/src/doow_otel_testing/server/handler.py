@@ -34,7 +34,7 @@ from doow_otel_testing import otlp_json
 from doow_otel_testing.otlp_views import convert_metrics_request
 from doow_otel_testing.server.budget import Budget, Refusal
 from doow_otel_testing.server.faults import Faults
-from doow_otel_testing.server.fixes import fix_for
+from doow_otel_testing.server.fixes import fix_for, fix_for_rejection
 from doow_otel_testing.server.page import PAGE
 from doow_otel_testing.server.request_log import MAX_BYTES, LogEntry, RequestLog
 from doow_otel_testing.server.store import MAX_QUANTITY, MIN_QUANTITY, Outcome, Store
@@ -266,6 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "/api/series": self._api_series,
                 "/api/minutes": self._api_minutes,
                 "/api/refusals": self._api_refusals,
+                "/api/problems": self._api_problems,
             }
         )
 
@@ -307,7 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except HTTPError as error:
             self._skip_body(error)
-            if self.command == "POST" or route is None:
+            if self.command == "POST":  # what a sender sent (not a browser's favicon)
                 self._record_refusal(path, error)
             if error.body is not None:
                 self._send(error.status, *error.body, extra=error.headers, close=error.close)
@@ -714,6 +715,8 @@ class _Handler(BaseHTTPRequestHandler):
             before=self._int_param(q, "before", None),
             limit=self._int_param(q, "limit", 100) or 100,
         )
+        for rejection in page:
+            rejection["fix"] = fix_for_rejection(rejection["reason"])
         self._json(200, {"rejections": page, "next_before": cursor})
 
     def _api_minutes(self) -> None:
@@ -740,6 +743,53 @@ class _Handler(BaseHTTPRequestHandler):
             limit=self._int_param(q, "limit", 100) or 100,
         )
         self._json(200, {"refusals": page, "next_before": cursor})
+
+    def _api_problems(self) -> None:
+        """What went wrong, grouped, newest first, each with its fix: refused requests by
+        status, path and key prefix; rejected events by reason. "My usage did not arrive",
+        answered in one list."""
+        q = self._query()
+        filters = self._filters(q)
+        store = self.server.store
+        span = {"since": filters["since"], "until": filters["until"]}
+        groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in store.refusal_page(**span, limit=1000)[0]:
+            key = ("refused", row["status"], row["path"], row["key_prefix"], row["fix"])
+            group = groups.setdefault(
+                key,
+                {
+                    "kind": "refused",
+                    "status": row["status"],
+                    "path": row["path"],
+                    "key_prefix": row["key_prefix"],
+                    "reason": row["reason"],
+                    "fix": row["fix"],
+                    "count": 0,
+                    "last": row["received_at"],
+                },
+            )
+            group["count"] += 1
+        for row in store.rejection_page(**span, limit=1000)[0]:
+            field = row["reason"].split(":", 1)[0]
+            fix = fix_for_rejection(row["reason"])
+            group = groups.setdefault(
+                ("rejected", field, fix),
+                {
+                    "kind": "rejected",
+                    "status": 207,
+                    "field": field,
+                    "reason": row["reason"],
+                    "fix": fix,
+                    "count": 0,
+                    "last": row["received_at"],
+                    "example": {
+                        k: row[k] for k in ("event_id", "metric", "license_id", "quantity")
+                    },
+                },
+            )
+            group["count"] += 1
+        problems = sorted(groups.values(), key=lambda g: g["last"], reverse=True)
+        self._json(200, {"problems": problems})
 
     def _api_series(self) -> None:
         q = self._query()

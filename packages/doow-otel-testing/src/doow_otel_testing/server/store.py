@@ -197,12 +197,13 @@ NICE_BUCKETS = (
 )
 
 
-def _nice_bucket(span: int, most: int = 120) -> int:
-    """The smallest round bucket (seconds) that cuts `span` seconds in at most `most`."""
+def _nice_bucket(span: int, most: int = 120, least: int = 1) -> int:
+    """The smallest round bucket (seconds, at least `least`) that cuts `span` seconds in
+    at most `most`."""
     for step in NICE_BUCKETS:
-        if span <= step * most:
+        if step >= least and span <= step * most:
             return step
-    return -(-span // most)
+    return max(least, -(-span // most))
 
 
 class Store:
@@ -618,7 +619,8 @@ class Store:
     ) -> dict[str, Any]:
         """Totals per time bucket (by `received_at`), metric, license and kind.
 
-        Without `bucket` (seconds), one is chosen to give at most about 120 buckets over
+        Without `bucket` (seconds), one of a minute or more is chosen to give at most about
+        120 buckets over
         the range (`since`..`until`, else the data's first and last arrival). Buckets
         with nothing in them are left out; `t` is a bucket's start in Unix seconds.
         """
@@ -637,7 +639,9 @@ class Store:
             ).fetchone()
             start = int(since.timestamp()) if since else first
             end = int(until.timestamp()) if until else last
-            step = bucket or _nice_bucket((end or 0) - (start or 0))
+            # a minute at the finest: usage per minute reads as usage over time (one-second
+            # buckets drew a line dropping to zero between calls), and it is the budget's unit
+            step = bucket or _nice_bucket((end or 0) - (start or 0), least=60)
             rows = self._db.execute(
                 f"SELECT ({epoch} / ?) * ? AS t, metric, license_id, kind, {EXACT_SUM}, "
                 f"COUNT(*) FROM events {clause} GROUP BY t, metric, license_id, kind "
