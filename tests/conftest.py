@@ -27,6 +27,7 @@ SLOW_MODULES = {
     "test_fork",
     "test_install",
     "test_lambda_extension",
+    "test_lambda_local",
     "test_serverless_lambda",
     "test_sigterm",
     "test_tracker_edges",
