@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from doow_otel.errors import BadRecord, InvalidEvent
+from doow_otel.errors import BadRecord, InvalidEvent, counted
 from doow_otel.model.event import UsageEvent
 from doow_otel.model.fields import AttributeValue
 from doow_otel.model.ids import (
@@ -120,7 +120,9 @@ class Conversion:
     def describe(self, code: str, count: int) -> str:
         first = self.bad_records.get(code)
         example = f" (the first: {first})" if first else ""
-        return f"{count} usage records dropped ({code}){example}: {_FIXES.get(code, code)}"
+        return (
+            f"{counted(count, 'usage record')} dropped ({code}){example}: {_FIXES.get(code, code)}"
+        )
 
 
 class _Drop(Exception):
@@ -573,5 +575,3 @@ class Converter:
     def bad_record(self, bad: BadRecord, where: str) -> None:
         self.result.dropped[bad.code] += 1
         self.result.bad_records.setdefault(bad.code, f"{where}: {bad}")
-
-
