@@ -17,7 +17,10 @@ from doow_otel_testing.processes import free_port
 KEY = "dk_bench_0123456789"
 
 
-def server_command(port: int, db: str = ":memory:") -> list[str]:
+def server_command(port: int, db: str = ":memory:", events_per_minute: int = 0) -> list[str]:
+    """`doow-local serve`. Benchmarks measure throughput and CPU, sending far more than
+    Doow's 1,000 events a minute: no event budget unless one asks for it
+    (`events_per_minute=1000` is Doow's)."""
     return [
         sys.executable,
         "-m",
@@ -29,6 +32,8 @@ def server_command(port: int, db: str = ":memory:") -> list[str]:
         db,
         "--key",
         KEY,
+        "--events-per-minute",
+        str(events_per_minute),
     ]
 
 

@@ -92,7 +92,10 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 def running(kind: str, db: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     command = (
-        [sys.executable, "-c", NULL_SINK, str(port)] if kind == "null" else server_command(port, db)
+        [sys.executable, "-c", NULL_SINK, str(port)]
+        if kind == "null"
+        # the server's own capacity: no event budget (Doow's would refuse past 1,000 a minute)
+        else server_command(port, db, events_per_minute=0)
     )
     with serving(command, port) as running:
         yield running

@@ -463,9 +463,7 @@ def main() -> None:
         signal = cases.r.choice(list(CONVERT))
         otlp, options = cases.request(signal), cases.options()
         convert, message_type = CONVERT[signal]
-        result = convert(
-            otlp_json.parse(otlp, message_type()), conversion_options(options)
-        )
+        result = convert(otlp_json.parse(otlp, message_type()), conversion_options(options))
         case = {
             "signal": signal,
             "options": options,

@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from doow_otel_testing import LocalDoow
 
@@ -36,9 +39,18 @@ def line(**fields: object) -> str:
     return json.dumps({"metric": "api_calls", "quantity": 1, "license_id": "lic_cli", **fields})
 
 
+@pytest.fixture
+def unmetered_doow() -> Iterator[LocalDoow]:
+    """A local Doow with no event budget: for tests of line handling that send more than
+    Doow's 1,000 events a minute in one burst (`send` sends each line as its own event)."""
+    with LocalDoow(events_per_minute=0) as doow:
+        yield doow
+
+
 def test_send_delivers_every_good_line_and_names_the_bad_ones(
-    local_doow: LocalDoow, tmp_path: Path
+    unmetered_doow: LocalDoow, tmp_path: Path
 ) -> None:
+    local_doow = unmetered_doow
     lines = [line(attribution={"function": "f"}) for _ in range(1100)]
     lines[4] = '{"metric": "api_calls", "quantity": 0, "license_id": "lic_cli"}'
     lines[9] = "not json"
@@ -50,6 +62,18 @@ def test_send_delivers_every_good_line_and_names_the_bad_ones(
     assert "line 21: quantity: must be an int or float" in result.stderr
     assert "delivered 1097, rejected 0, failed 3" in result.stderr
     assert local_doow.total("api_calls", "lic_cli") == 1097
+
+
+def test_send_past_the_event_budget_keeps_the_rest_for_later(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    result = run_cli(
+        ["send", "--timeout", "2"], local_doow, tmp_path, "\n".join(line() for _ in range(1200))
+    )
+    assert result.returncode == 1
+    assert local_doow.total("api_calls") == 1000  # Doow's budget: 1,000 events a minute
+    assert "kept in spool 200" in result.stderr
+    assert result.stderr.count("rate limited") <= 1  # said once, however many batches
 
 
 def test_send_exits_zero_when_everything_arrived(local_doow: LocalDoow, tmp_path: Path) -> None:
@@ -122,3 +146,158 @@ def test_send_skips_each_bad_line_naming_it_and_sends_the_rest(
     good = [n for n in range(1, 14) if n not in bad]
     assert local_doow.total("api_calls", "lic_cli") == sum(good)
     assert f"delivered {len(good)}," in result.stderr
+
+
+# --- test-event: one line, the one reason and its fix (issue 26) ---
+
+
+def run_with(
+    args: list[str], doow: LocalDoow, tmp_path: Path, *, key: str, endpoint: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DOOW_TRACK_API_KEY": key,
+        "DOOW_TRACK_ENDPOINT": endpoint,
+        "DOOW_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "doow_otel.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+TEST_EVENT = ["test-event", "--metric", "api_calls", "--license-id", "lic_te", "--timeout", "3"]
+
+
+def test_test_event_says_in_one_line_that_it_arrived(local_doow: LocalDoow, tmp_path: Path) -> None:
+    result = run_cli(TEST_EVENT, local_doow, tmp_path)
+    assert result.returncode == 0
+    (line_,) = result.stdout.splitlines()
+    assert line_.startswith("arrived: api_calls 1 for lic_te (event ")
+    assert line_.endswith(f"at {local_doow.url}; see it on {local_doow.url}/")
+    assert result.stderr == ""
+
+
+def test_test_event_with_a_wrong_key_names_the_cause_and_the_fix_once(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    result = run_with(
+        TEST_EVENT, local_doow, tmp_path, key="dk_wrong_key_12345678", endpoint=local_doow.url
+    )
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"not delivered: {local_doow.url} refused the API key (HTTP 401). Fix: set --api-key or "
+        "DOOW_TRACK_API_KEY to a valid dk_ key (the local server prints its key when it starts)."
+    ]
+    assert result.stderr == ""
+    assert "dk_wrong_key_12345678" not in result.stdout
+    assert not (tmp_path / "spool").exists()  # a test event is never kept: nothing stranded
+    (refusal,) = local_doow.refusals()
+    assert (
+        refusal["status"] == 401 and refusal["key_prefix"] == "dk_wron…"
+    )  # 21 characters: 7 shown
+
+
+def test_test_event_with_a_path_in_the_endpoint_says_to_drop_it(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    endpoint = local_doow.url + "/v1"
+    result = run_with(TEST_EVENT, local_doow, tmp_path, key=local_doow.api_key, endpoint=endpoint)
+    assert result.returncode == 1
+    (line_,) = result.stdout.splitlines()
+    assert line_ == (
+        f"not delivered: {endpoint} is not Doow's ingest API (it answered HTTP 404). Fix: set "
+        "--endpoint or DOOW_TRACK_ENDPOINT to the base URL alone, without a path: "
+        "https://api.doow.co, or http://127.0.0.1:8787 for the local server."
+    )
+    (refusal,) = local_doow.refusals()
+    assert refusal["path"] == "/v1/telemetry/events" and "extra path (/v1)" in refusal["fix"]
+
+
+def test_test_event_without_a_server_says_so_once(tmp_path: Path) -> None:
+    with LocalDoow() as doow:
+        url, key = doow.url, doow.api_key
+    result = run_with(TEST_EVENT, doow, tmp_path, key=key, endpoint=url)
+    assert result.returncode == 1
+    (line_,) = result.stdout.splitlines()
+    assert line_.startswith(f"not delivered: could not reach {url} (")
+    assert line_.endswith(
+        "Fix: check the endpoint, and that the server is running "
+        "(doow-local serve, for the local one)."
+    )
+    assert result.stderr == ""
+
+
+# --- the spool: see it, adopt it, set it aside (issue 26) ---
+
+
+def test_usage_sent_to_a_wrong_endpoint_is_listed_adopted_and_delivered(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    key, url = local_doow.api_key, local_doow.url
+    wrong = run_with(
+        ["send", "--timeout", "3"],
+        local_doow,
+        tmp_path,
+        key=key,
+        endpoint=url + "/v1",
+        stdin=line(quantity=5),
+    )
+    assert wrong.returncode == 1
+    assert wrong.stderr.count("is not Doow's ingest API") == 1
+    assert "after the fix, doow-otel spool adopt sends it with the new settings" in wrong.stderr
+
+    fixed = run_with(["send"], local_doow, tmp_path, key=key, endpoint=url, stdin=line(quantity=1))
+    assert fixed.returncode == 0
+    note = (
+        "doow-otel: 1 batch of usage in {} was written with another endpoint or API key and "
+        "will not be sent with this one."
+    ).format(tmp_path / "spool")
+    assert fixed.stderr.count(note) == 1
+    assert fixed.stderr.index("delivered 1,") < fixed.stderr.index(note)  # after the news
+
+    listed = run_with(["spool"], local_doow, tmp_path, key=key, endpoint=url)
+    assert listed.returncode == 0
+    assert f"{url}/v1, key {key[:10]}…: 1 batch, 1 event, oldest" in listed.stdout
+    assert "written with another endpoint: not sent with the current settings" in listed.stdout
+    assert "If it is yours: doow-otel spool adopt sends it" in listed.stdout
+    assert key not in listed.stdout
+
+    adopted = run_with(["spool", "adopt"], local_doow, tmp_path, key=key, endpoint=url)
+    assert adopted.returncode == 0, adopted.stderr
+    expected = f"Adopted 1 batch for {url} (key {key[:10]}…): 1 event delivered"
+    assert adopted.stdout.strip() == expected
+    assert local_doow.total("api_calls", "lic_cli") == 6
+
+    after = run_with(["send"], local_doow, tmp_path, key=key, endpoint=url, stdin=line())
+    assert after.returncode == 0 and "written with another endpoint" not in after.stderr
+
+
+def test_usage_of_another_key_can_be_set_aside(local_doow: LocalDoow, tmp_path: Path) -> None:
+    key, url = local_doow.api_key, local_doow.url
+    run_with(
+        ["send", "--timeout", "3"],
+        local_doow,
+        tmp_path,
+        key="dk_not_this_one_000",
+        endpoint=url,
+        stdin=line(),
+    )
+    listed = run_with(["spool"], local_doow, tmp_path, key=key, endpoint=url)
+    assert "key dk_not…: 1 batch, 1 event" in listed.stdout
+    assert "written with another API key" in listed.stdout
+    moved = run_with(["spool", "set-aside"], local_doow, tmp_path, key=key, endpoint=url)
+    assert moved.stdout.startswith("Set aside 1 batch in ")
+    assert len(list((tmp_path / "spool" / "set-aside").glob("*.batch"))) == 1
+    after = run_with(["send"], local_doow, tmp_path, key=key, endpoint=url, stdin=line())
+    assert after.returncode == 0 and "another endpoint or API key" not in after.stderr
+    assert local_doow.total("api_calls") == 1
+
+
+def test_an_empty_spool_says_so(tmp_path: Path, local_doow: LocalDoow) -> None:
+    listed = run_cli(["spool"], local_doow, tmp_path)
+    assert listed.stdout.strip() == f"The spool {tmp_path / 'spool'} is empty: nothing waits."

@@ -68,9 +68,7 @@ def test_a_module_imports_only_its_layer_and_those_below(module: str) -> None:
     assert not above, f"{module} ({layer(module)}) imports from a layer above: {sorted(above)}"
 
 
-@pytest.mark.parametrize(
-    "module", sorted(m for m in MODULES if layer(m) in WITHOUT_OPENTELEMETRY)
-)
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if layer(m) in WITHOUT_OPENTELEMETRY))
 def test_the_model_and_delivery_never_import_opentelemetry(module: str) -> None:
     otel = sorted(name for name in imports(module) if name.split(".")[0] == "opentelemetry")
     assert not otel, f"{module} imports {otel}"

@@ -135,11 +135,11 @@ func (x *lambdaExtension) afterInvoke(ctx context.Context, ev event, runtime *ru
 }
 
 // beforeShutdown waits for everything accepted to be delivered, within the shutdown
-// deadline; what is left when it passes is reported as lost with the environment.
+// deadline; what is left when it passes stays queued on disk, and the log line says so.
 func (x *lambdaExtension) beforeShutdown(ctx context.Context, ev event) {
 	limit := ev.deadline().Add(-shutdownMargin)
 	if pending, failing := x.drain.wait(ctx, limit, false); pending > 0 {
-		x.logger.Error("environment shutting down with usage not delivered: it is lost with the environment's /tmp",
+		x.logger.Error("shutting down with usage not yet delivered: it stays in the persistent queue on disk, and a collector started again on the same queue directory sends it (the exporter's \"Exporting failed. Dropping data.\" that follows is the attempt cut short, not the queued usage); on AWS Lambda that directory is the environment's /tmp, which goes with the environment",
 			zap.Int("items", pending), zap.Bool("doow_failing", failing), zap.String("reason", ev.ShutdownReason))
 	}
 }

@@ -28,6 +28,7 @@ __all__ = [
     "ErrorReport",
     "InvalidEvent",
     "TransportError",
+    "counted",
 ]
 
 ErrorKind = Literal[
@@ -89,3 +90,13 @@ class ErrorReport:
     count: int = 0
     status: int | None = None
     rejections: tuple[tuple[str, str], ...] = field(default=())
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`n` and the noun, singular or plural as `n` asks: "1 event", "3 events",
+    "1 usage record". Every message that counts something says it this way."""
+    if n == 1:
+        return f"1 {noun}"
+    if plural is None:
+        plural = noun + ("es" if noun.endswith(("ch", "sh", "s", "x")) else "s")
+    return f"{n} {plural}"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from fleet_credentials import fleet_credentials
-from test_lambda_extension import Emulator, await_totals, emulator, expected_totals, opt, rie, usage
 
 from doow_otel_testing import LocalDoow
 from helpers import (
@@ -24,10 +23,11 @@ from helpers import (
     stop_process,
     wait_for,
 )
+from lambda_emulator import Emulator, await_totals, emulator, expected_totals, opt, rie, usage
 
 pytestmark = pytest.mark.slow
 
-__all__ = ["emulator", "opt", "rie"]  # the fixtures, shared with test_lambda_extension
+__all__ = ["emulator", "opt", "rie"]  # the fixtures, from lambda_emulator
 
 
 @pytest.fixture

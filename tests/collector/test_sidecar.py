@@ -135,6 +135,9 @@ def append(path: Path, lines: list[str]) -> None:
         os.fsync(out.fileno())
 
 
+# 7,500 file lines and 500 TCP lines, each its own event, in a minute or two: more than
+# Doow's 1,000 events a minute (the test is about each line arriving once, not pacing)
+@pytest.mark.local_doow(events_per_minute=0)
 def test_file_rotation_sigkill_reload_and_tcp_deliver_each_line_once(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:
@@ -250,6 +253,8 @@ def test_file_rotation_sigkill_reload_and_tcp_deliver_each_line_once(
     assert "dk_" not in log
 
 
+# 3,000 lines, each its own event, all read twice: six minutes of Doow's budget at once
+@pytest.mark.local_doow(events_per_minute=0)
 def test_lines_read_again_after_lost_checkpoints_keep_their_ids(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:

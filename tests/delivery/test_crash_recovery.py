@@ -35,7 +35,8 @@ def test_sigkill_mid_flush_then_restart_delivers_exactly_once(tmp_path: Path, wh
     spool = tmp_path / "spool"
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    with LocalDoow() as doow:
+    # 1,200 events (three batches in flight at the kill): more than a minute's budget
+    with LocalDoow(events_per_minute=0) as doow:
         # The server is slow: the first process is killed while its request is in flight
         # (before the server stored the batch, or after it stored it but before answering).
         doow.faults.latency(30.0, when=when)

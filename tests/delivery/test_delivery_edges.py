@@ -62,7 +62,7 @@ def test_a_client_never_replays_another_keys_or_endpoints_spool(tmp_path: Path) 
             other.send([])
             assert doow.total("test_usage") == 0  # never sent under another key or endpoint
             assert other.stats()["other_owners_in_spool"] == 1
-            found = [r for r in reports if "belong to another endpoint or key" in r.message]
+            found = [r for r in reports if "written with another endpoint or API key" in r.message]
             assert len(found) == 1 and found[0].kind == "configuration"  # reported once
             other.close()
         assert len(entries(spool)) == 1  # still there, untouched
@@ -152,6 +152,8 @@ def test_unusable_spool_never_raises_and_falls_back_to_memory(
         client.close()
 
 
+# 1,200 events, replayed at once when the disk is fine again: more than a minute's budget
+@pytest.mark.local_doow(events_per_minute=0)
 def test_a_full_disk_leaves_no_temporary_files_and_loses_nothing(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:
@@ -482,6 +484,8 @@ def test_the_deadline_holds_against_a_trickling_server(tmp_path: Path) -> None:
         client.close()
 
 
+# 1,200 events in one send (three batches, one at a time): more than a minute's budget
+@pytest.mark.local_doow(events_per_minute=0)
 def test_a_send_at_interpreter_exit_works_without_new_threads(
     local_doow: LocalDoow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -131,7 +131,9 @@ def test_entry_names_carry_a_salted_owner_never_the_key(tmp_path: Path) -> None:
     again = Spool(tmp_path)
     again.bind("https://api.doow.co", key)
     assert again.paths() == [path]  # the same owner in a later process (the salt is kept)
-    for file in tmp_path.rglob("*"):
+    files = [file for file in tmp_path.rglob("*") if file.is_file()]
+    assert any(file.parent.name == ".owners" for file in files)  # whose: a prefix of the key
+    for file in files:
         assert key not in file.name and key.encode() not in file.read_bytes()
 
 

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from doow_otel_testing import LocalDoow
 from helpers import child_env
 
@@ -42,6 +44,8 @@ def _run(app: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedP
     )
 
 
+# 3,000 licenses are 3,000 streams, one event each: three minutes of Doow's budget at once
+@pytest.mark.local_doow(events_per_minute=0)
 def test_the_export_at_exit_delivers_thousands_of_licenses(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:

@@ -190,9 +190,7 @@ HANDLER = textwrap.dedent(
 )
 
 
-def test_a_lambda_timeout_after_track_loses_nothing(
-    local_doow: LocalDoow, tmp_path: Path
-) -> None:
+def test_a_lambda_timeout_after_track_loses_nothing(local_doow: LocalDoow, tmp_path: Path) -> None:
     """The handler hits its timeout after track(): Lambda kills the runtime and starts a new
     one in the same environment (its /tmp); that one delivers the killed one's usage."""
     (tmp_path / "fn").mkdir()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 # Modules that start processes or a browser: `./dev test --fast` leaves them out.
-SLOW_MODULES = {"test_server_page"}
+SLOW_MODULES = {"test_server_page", "test_server_sdk_clients"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -117,12 +117,12 @@ def test_the_chart_and_the_rejections_render_with_data(
     for name, value in [("accepted", "5"), ("rejected", "2"), ("duplicates", "2")]:
         expect(page.locator(f".counter[data-name={name}] b")).to_have_text(value)
 
-    # one chart per metric, a line per license; the adjustment is a line of its own
+    # one chart per metric, a series of bars per license; the adjustment is a series apart
     api_calls = page.locator(".chart[data-metric=api_calls]")
-    expect(api_calls.locator("polyline")).to_have_count(3)
-    lines = [api_calls.locator("polyline").nth(i).get_attribute("data-line") for i in range(3)]
-    assert lines == ["lic_a", "lic_a (adjustment)", "lic_b"]
-    expect(page.locator(".chart[data-metric=tokens] polyline")).to_have_count(2)
+    expect(api_calls.locator("g.series")).to_have_count(3)
+    lines = [api_calls.locator("g.series").nth(i).get_attribute("data-line") for i in range(3)]
+    assert sorted(lines) == ["lic_a", "lic_a (adjustment)", "lic_b"]
+    expect(page.locator(".chart[data-metric=tokens] g.series")).to_have_count(2)
     expect(page.locator(".chart[data-metric=tokens] h3")).to_have_text("tokens (tokens)")
 
     # the adjustment is shown apart, not netted into lic_a's total
@@ -149,11 +149,11 @@ def test_the_chart_and_the_rejections_render_with_data(
     with Image.open(chart) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 24) or []
         drawn = sum(n for n, colour in colours if colour == FIRST_LINE)
-    assert drawn > 100, f"the chart's first line is barely drawn ({drawn} pixels): see {shot}"
+    assert drawn > 100, f"the chart's first series is barely drawn ({drawn} pixels): see {shot}"
     box = page.locator("#rejections").bounding_box()
     assert box is not None and box["height"] > 3 * 20  # a header and two rows
     for reason in reasons:
-        assert page.get_by_text(reason.split("\t")[-1]).is_visible()
+        assert page.locator("#rejections").get_by_text(reason.split("\t")[4]).is_visible()
 
 
 def test_a_chart_draws_the_largest_lines_and_says_how_many_are_left_out(
@@ -166,14 +166,14 @@ def test_a_chart_draws_the_largest_lines_and_says_how_many_are_left_out(
     )
     open_page(page, local_doow)
     chart = page.locator(".chart[data-metric=calls]")
-    expect(chart.locator("polyline")).to_have_count(8)
-    expect(chart.locator(".legend")).to_contain_text("+2 smaller lines")
-    drawn = {chart.locator("polyline").nth(i).get_attribute("data-line") for i in range(8)}
+    expect(chart.locator("g.series")).to_have_count(8)
+    expect(chart.locator(".legend")).to_contain_text("+2 smaller series")
+    drawn = {chart.locator("g.series").nth(i).get_attribute("data-line") for i in range(8)}
     assert drawn == {f"lic_{n:02}" for n in range(3, 11)}  # the two smallest left out
 
     page.select_option("#f-license", "lic_01")
-    expect(chart.locator("polyline")).to_have_count(1)
-    expect(chart.locator(".legend")).not_to_contain_text("smaller lines")
+    expect(chart.locator("g.series")).to_have_count(1)
+    expect(chart.locator(".legend")).not_to_contain_text("smaller series")
 
 
 def test_filters_narrow_the_tables(page: Any, local_doow: LocalDoow, tmp_path: Path) -> None:
@@ -185,7 +185,7 @@ def test_filters_narrow_the_tables(page: Any, local_doow: LocalDoow, tmp_path: P
     page.select_option("#f-metric", "tokens")
     expect(events).to_have_count(2)
     assert all("tokens" in text for text in events.all_inner_texts())
-    expect(page.locator(".chart")).to_have_count(1)
+    expect(page.locator("#charts .chart")).to_have_count(1)
 
     page.select_option("#f-license", "lic_b")
     expect(events).to_have_count(1)
@@ -274,3 +274,147 @@ def test_the_page_asks_for_a_key(page: Any, local_doow: LocalDoow) -> None:
     page.fill("#key", "dk_not_the_key")
     page.click("#key-form button[type=submit]")
     expect(page.locator("#status.error")).to_contain_text("not accepted")
+
+
+# --- "my usage did not arrive": the common mistakes, each with its cause and fix ---
+
+WIDTHS = {"desktop": 1300, "phone": 390}
+STORED = (0x25, 0x63, 0xEB)  # the budget chart's stored bars, #2563eb
+LIMIT = (0xB9, 0x1C, 0x1C)  # its limit line and 429 marks, #b91c1c
+
+
+def cli(args: list[str], key: str, endpoint: str, spool: Path, stdin: str = "") -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "DOOW_TRACK_API_KEY": key,
+        "DOOW_TRACK_ENDPOINT": endpoint,
+        "DOOW_SPOOL_DIR": str(spool),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "doow_otel.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def make_the_mistakes(doow: LocalDoow, spool: Path) -> dict[str, Any]:
+    """What users got wrong (issue 26), each with a real client where one makes it."""
+    record = '{"metric": "api_calls", "quantity": 2, "license_id": "lic_m"}\n'
+    # a wrong key and a path in the endpoint: doow-otel send keeps the usage in the spool
+    wrong_key = "dk_not_the_right_key_000"
+    cli(["send", "--timeout", "3"], wrong_key, doow.url, spool, record)
+    cli(["send", "--timeout", "3"], doow.api_key, doow.url + "/v1", spool, record)
+    # a client with no checks of its own: no license, zero and text quantities
+    good = UsageEvent(metric="api_calls", quantity=1, license_id="lic_m").to_wire()
+    no_license = {**UsageEvent(metric="api_calls", quantity=1, license_id="x").to_wire()}
+    del no_license["license_id"]
+    zero = UsageEvent(metric="tokens", quantity=1, license_id="lic_zero").to_wire()
+    zero["measurements"][0]["quantity"] = 0
+    text = UsageEvent(metric="tokens", quantity=1, license_id="lic_text").to_wire()
+    text["measurements"][0]["quantity"] = "12"
+    assert post_raw(doow, [good, no_license, zero, text])["rejected"] == 3
+    # past the budget: 2 requests of 30 events where the key may send 50 a minute
+    statuses = []
+    for _ in range(2):
+        burst = [UsageEvent(metric="api_calls", quantity=1, license_id="lic_b") for _ in range(30)]
+        answer = httpx.post(
+            f"{doow.url}/telemetry/events",
+            json={"events": [e.to_wire() for e in burst]},
+            headers={"Authorization": f"Bearer {doow.api_key}"},
+        )
+        statuses.append(answer.status_code)
+    assert statuses == [202, 429]
+    return {"wrong_key": wrong_key, "zero": zero, "text": text}
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_common_mistakes_show_their_cause_and_fix(
+    page: Any, tmp_path: Path, width: str
+) -> None:
+    from PIL import Image
+
+    page.set_viewport_size({"width": WIDTHS[width], "height": 900})
+    spool = tmp_path / "spool"
+    with LocalDoow(events_per_minute=50) as doow:
+        made = make_the_mistakes(doow, spool)
+        open_page(page, doow)
+        problems = page.locator("#problems .problem")
+
+        def problem(status: int, has_text: str) -> Any:
+            found = problems.filter(has_text=has_text).and_(
+                page.locator(f".problem[data-status='{status}']")
+            )
+            expect(found).to_have_count(1)
+            return found
+
+        # the wrong key: its first characters only, the cause and the fix (with the spool)
+        wrong = problem(401, "API key not accepted")
+        expect(wrong).to_contain_text(f"key {made['wrong_key'][:8]}…")
+        expect(wrong.locator(".fix")).to_contain_text("Set DOOW_TRACK_API_KEY")
+        expect(wrong.locator(".fix")).to_contain_text("doow-otel spool adopt")
+        assert made["wrong_key"] not in page.content()
+        # the wrong path
+        path = problem(404, "/v1/telemetry/events")
+        expect(path.locator(".fix")).to_contain_text("extra path (/v1)")
+        expect(path.locator(".fix")).to_contain_text("base URL only")
+        # the license missing, a zero and a text quantity: what was sent, why, the fix
+        license_ = problem(207, "license_id")
+        expect(license_.locator(".fix")).to_contain_text("Give every event its license")
+        zero = problem(207, "must be greater than 0")
+        expect(zero).to_contain_text("tokens 0 for lic_zero")
+        expect(zero.locator(".fix")).to_contain_text("Zero or negative usage bills nothing")
+        text = problem(207, "must be an int or float")
+        expect(text).to_contain_text("tokens 12 for lic_text")
+        expect(text.locator(".fix")).to_contain_text("convert it with int() or float()")
+        # past the budget: the 429 and why usage is late
+        limited = problem(429, "event budget")
+        expect(limited.locator(".fix")).to_contain_text("--events-per-minute")
+        expect(page.locator("#budget-note")).to_contain_text("refused with 429")
+        expect(page.locator("#budget-chart .limit")).to_have_count(1)
+        # the rejected events show metric, license and quantity
+        rejected = page.locator("#rejections tbody tr", has_text="lic_text")
+        expect(rejected).to_contain_text("12")
+        # one each: 401 and 404 (the client stops sending at the first), 429
+        expect(page.locator("#refusals tbody tr")).to_have_count(3)
+
+        # the stranded spool: listed, adopted, delivered, and shown on the page
+        listed = cli(["spool"], doow.api_key, doow.url, spool)
+        assert f"{doow.url}/v1, key {doow.api_key[:10]}…: 1 batch, 1 event" in listed.stdout
+        assert "written with another API key" in listed.stdout
+        adopted = cli(["spool", "adopt", "--all"], doow.api_key, doow.url, spool)
+        assert "Adopted 2 batches" in adopted.stdout and "2 events delivered" in adopted.stdout
+        expect(page.locator("#usage tbody tr", has_text="lic_m").first).to_contain_text("5")
+
+        # what a person sees at this width: nothing wider than the screen
+        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]
+        for i in range(problems.count()):
+            box = problems.nth(i).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= WIDTHS[width]
+        for counter in page.locator(".counter").all():
+            box = counter.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= WIDTHS[width]
+        shot = tmp_path / f"{width}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        with Image.open(shot) as image:
+            assert image.size[0] == WIDTHS[width], f"the page is wider than the screen: {shot}"
+        chart = tmp_path / f"{width}-budget.png"
+        page.locator("#budget-chart svg").screenshot(path=str(chart))
+        with Image.open(chart) as image:
+            assert image.size[0] <= WIDTHS[width]
+            colours = image.convert("RGB").getcolors(1 << 24) or []
+        assert near(colours, STORED) > 20, f"no stored bar drawn: see {chart}"
+        assert near(colours, LIMIT) > 20, f"no limit line drawn: see {chart}"
+
+
+def near(colours: list[tuple[int, tuple[int, int, int]]], target: tuple[int, int, int]) -> int:
+    """Pixels of about this colour (a scaled chart's thin lines are antialiased)."""
+    return sum(
+        n for n, c in colours if sum(abs(a - b) for a, b in zip(c, target, strict=True)) <= 90
+    )

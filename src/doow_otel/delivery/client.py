@@ -49,7 +49,7 @@ from doow_otel.delivery.reports import Redactor, Reporter
 from doow_otel.delivery.spool import Spool
 from doow_otel.delivery.status import Decision, Rejection, decide, transport_failure
 from doow_otel.delivery.wire import Batch, compress, make_batches, without_measurement
-from doow_otel.errors import ConfigurationError, ErrorReport, TransportError
+from doow_otel.errors import ConfigurationError, ErrorReport, TransportError, counted
 from doow_otel.model.event import UsageEvent
 
 if TYPE_CHECKING:
@@ -449,8 +449,8 @@ class DoowClient:
             where = self._set_aside(item)
             self.report(
                 "validation",
-                f"Doow refused a batch of {count} events ({decision.reason}); it is never "
-                f"resent{where}",
+                f"Doow refused a batch of {counted(count, 'event')} ({decision.reason}); it is "
+                f"never resent{where}",
                 count=count,
                 status=_status_of(decision.reason),
             )
@@ -460,8 +460,8 @@ class DoowClient:
             where = self._set_aside(item)
             self.report(
                 "dropped",
-                f"Doow kept failing on a batch of {count} events ({refused}, "
-                f"{item.attempts} attempts); the batches behind it go on{where}",
+                f"Doow kept failing on a batch of {counted(count, 'event')} ({refused}, "
+                f"{counted(item.attempts, 'attempt')}); the batches behind it go on{where}",
                 count=count,
             )
             result.set_aside += count
@@ -496,7 +496,7 @@ class DoowClient:
         count = len(rejections)
         self.report(
             "partial_accept",
-            f"Doow rejected {count} of {len(batch)} event{'s' if len(batch) != 1 else ''}: "
+            f"Doow rejected {count} of {counted(len(batch), 'event')}: "
             + "; ".join(lines[:5])
             + (f"; and {len(lines) - 5} more" if len(lines) > 5 else ""),
             count=count,
@@ -514,7 +514,9 @@ class DoowClient:
             result.dropped += count
             self._count(dropped=count)
             self.report(
-                "dropped", f"{count} events not delivered and no spool configured", count=count
+                "dropped",
+                f"{counted(count, 'event')} not delivered and no spool configured",
+                count=count,
             )
             return
         self.spool.make_durable(item.path)
@@ -569,7 +571,7 @@ class DoowClient:
                 self.pacer.take(-len(batch))
                 self.report(
                     "timeout",
-                    f"deadline reached; {len(batch)} events kept in the spool",
+                    f"deadline reached; {counted(len(batch), 'event')} kept in the spool",
                     count=len(batch),
                 )
                 return None, refused, False
@@ -587,12 +589,18 @@ class DoowClient:
                 self.pacer.throttled(retry_after, decision.budget)
                 self._count(rate_limited=1)
                 budget = decision.budget
-                named = f" (limit {budget.limit:.0f}, current {budget.current:.0f})" if (
-                    budget is not None and budget.limit is not None and budget.current is not None
-                ) else ""
+                named = (
+                    f" (limit {budget.limit:.0f}, current {budget.current:.0f})"
+                    if (
+                        budget is not None
+                        and budget.limit is not None
+                        and budget.current is not None
+                    )
+                    else ""
+                )
                 self.report(
                     "rate_limited",
-                    f"Doow's event budget is spent{named}; {len(batch)} events wait "
+                    f"Doow's event budget is spent{named}; {counted(len(batch), 'event')} wait "
                     f"{retry_after or 0:.0f}s and then go at the budget's pace "
                     f"({self.pacer.events_per_minute:.0f} events a minute for this sender)",
                     count=len(batch),
@@ -604,8 +612,8 @@ class DoowClient:
             if attempt > self.max_retries:
                 self.report(
                     "network",
-                    f"gave up after {attempt} attempts ({decision.reason}); "
-                    f"{len(batch)} events kept in the spool",
+                    f"gave up after {counted(attempt, 'attempt')} ({decision.reason}); "
+                    f"{counted(len(batch), 'event')} kept in the spool",
                     count=len(batch),
                 )
                 return None, refused, False
@@ -617,7 +625,8 @@ class DoowClient:
             if time.monotonic() + delay >= sending.end or not self._sleep(delay):
                 self.report(
                     "timeout",
-                    f"next attempt would pass the deadline; {len(batch)} events kept in the spool",
+                    f"next attempt would pass the deadline; {counted(len(batch), 'event')} kept in "
+                    "the spool",
                     count=len(batch),
                 )
                 return None, refused, False
@@ -635,10 +644,11 @@ class DoowClient:
                 self._endpoint_reported = True
                 self.report(
                     "configuration",
-                    f"endpoint: {self.endpoint} answered {decision.reason}; it is not Doow's "
-                    "ingest API (redirects are never followed: they would carry the API key "
-                    "elsewhere). Set endpoint= (or DOOW_TRACK_ENDPOINT) to Doow's API base URL, "
-                    f"e.g. https://api.doow.co. The {count} events are kept in the spool.",
+                    f"endpoint: {self.endpoint} answered {decision.reason}: it is not Doow's "
+                    "ingest API. Fix: set DOOW_TRACK_ENDPOINT (or endpoint=) to the API's base "
+                    "URL alone, without a path, e.g. https://api.doow.co (redirects are never "
+                    "followed: they would carry the API key elsewhere). "
+                    f"{counted(count, 'event').capitalize()} kept in the spool.",
                     count=count,
                 )
             return None
@@ -670,9 +680,10 @@ class DoowClient:
         if first:
             self.report(
                 "auth",
-                f"Doow answered {reason}: the API key is missing, malformed or revoked. Sending "
-                f"with this key has stopped (one probe every {self.auth_probe_interval:g}s); "
-                "events are kept in the spool. Set a valid dk_ key (set_api_key()).",
+                f"Doow refused the API key ({reason}). Nothing more is sent with it (one try "
+                f"every {self.auth_probe_interval:g} s, so a fixed key resumes on its own); "
+                "usage waits in the spool. Fix: set DOOW_TRACK_API_KEY (or api_key=, or "
+                "set_api_key()) to a valid dk_ key.",
                 count=count,
                 status=_status_of(reason),
             )

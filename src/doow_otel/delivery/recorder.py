@@ -393,4 +393,3 @@ class DoowSink:
         if self.client.disabled or not self.client.pending_events():
             return True
         return self.client.flush_spool(deadline=deadline).dropped == 0
-

@@ -21,9 +21,17 @@ from collections.abc import Callable
 
 from doow_otel.errors import ErrorKind, ErrorReport
 
-__all__ = ["Redactor", "Reporter"]
+__all__ = ["Redactor", "Reporter", "key_hint"]
 
 logger = logging.getLogger("doow_otel")
+
+
+def key_hint(key: str | None) -> str:
+    """What may be shown of a key so a person can tell keys apart: its first characters
+    (at most 10, and never more than a third of it), then an ellipsis. Never the key."""
+    if not key:
+        return "(none)"
+    return key[: min(10, len(key) // 3)] + "…"
 
 
 class Redactor:

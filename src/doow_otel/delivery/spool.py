@@ -36,22 +36,24 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from doow_otel.delivery.reports import Reporter
+from doow_otel.delivery.reports import Reporter, key_hint
+from doow_otel.delivery.wire import Batch
+from doow_otel.errors import counted
 
 try:
     import fcntl
 except ImportError:  # Windows: no leases (processes sharing a spool may offer a batch twice)
     fcntl = None  # type: ignore[assignment]
-from doow_otel.delivery.wire import Batch
 
-__all__ = ["Entry", "Lease", "Spool", "default_spool_dir"]
+__all__ = ["Entry", "Lease", "Owner", "Spool", "default_spool_dir"]
 
 SUFFIX = ".batch"
 STALE_TEMP_SECONDS = 60.0
 SALT_FILE = ".salt"
+OWNERS = ".owners"  # one small file per owner: its endpoint and the key's first characters
 SET_ASIDE = "set-aside"
 CORRUPT = "corrupt"
 MEMORY = "(memory)"
@@ -78,6 +80,20 @@ def default_spool_dir() -> Path:
     else:
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "doow-otel" / "spool"
+
+
+@dataclass
+class Owner:
+    """The entries of one owner, as `Spool.owners()` lists them. `owner` is "" for entries
+    written before owners existed; `endpoint` and `key_prefix` are None when unknown."""
+
+    owner: str
+    mine: bool
+    endpoint: str | None = None
+    key_prefix: str | None = None
+    paths: list[Path] = field(default_factory=list)
+    oldest_ns: int = 0
+    attempts: int = 0  # the most failed attempts of any of its entries
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,7 @@ class Spool:
         self._claimed: set[Path] = set()  # held by a send of this process (claim)
         self._problem_reported = False
         self._others_reported = False
+        self._label: str | None = None  # this owner's label, until written once
 
     def __repr__(self) -> str:
         return f"Spool({str(self.directory)!r})"
@@ -135,6 +152,7 @@ class Spool:
         self._identity = hashlib.sha256(f"{endpoint}\0{api_key}".encode()).digest()
         self._owner = None
         self._listing = None  # this owner's entries are others: list again
+        self._label = f"{endpoint}\n{key_hint(api_key)}\n"
 
     def rebind(self, endpoint: str, api_key: str) -> None:
         """Bind to a new key (a rotation) and take this owner's entries along."""
@@ -167,14 +185,19 @@ class Spool:
     def adopt(self, endpoint: str | None, api_key: str | None) -> int:
         """Take over the entries of (endpoint, key), or with None the entries that have no
         owner (written before owners existed); returns how many batches were taken."""
-        other = None
+        other = ""
         if endpoint is not None and api_key is not None:
             other = self._owner_of(hashlib.sha256(f"{endpoint}\0{api_key}".encode()).digest())
+        return self.adopt_owner(other)
+
+    def adopt_owner(self, owner: str) -> int:
+        """Take over the entries of `owner` (an id as `owners()` lists it; "" for entries
+        with no owner); returns how many batches were taken."""
         taken = 0
         for name in self._names():
-            if other is not None and _OWNED.match(name) and name.startswith(f"u{other}-"):
+            if owner and _OWNED.match(name) and name.startswith(f"u{owner}-"):
                 target = f"u{self.owner}-" + name.split("-", 1)[1]
-            elif other is None and (unowned := _UNOWNED.match(name)):
+            elif not owner and (unowned := _UNOWNED.match(name)):
                 target = f"u{self.owner}-{unowned[1]}-{unowned[2]}-a0{SUFFIX}"
             else:
                 continue
@@ -211,6 +234,44 @@ class Spool:
             with contextlib.suppress(OSError):
                 temporary.unlink()
         return salt
+
+    def owners(self) -> list[Owner]:
+        """Every owner's entries in the directory (this one's first), with the endpoint and
+        key prefix each was written for when known: what `doow-otel spool` shows."""
+        found: dict[str, Owner] = {}
+        for name in sorted(self._names()):
+            owned, unowned = _OWNED.match(name), _UNOWNED.match(name)
+            if owned is None and unowned is None:
+                continue
+            owner = owned[1] if owned else ""
+            group = found.get(owner)
+            if group is None:
+                group = found[owner] = Owner(owner, mine=bool(owner) and owner == self.owner)
+                group.endpoint, group.key_prefix = self._read_label(owner)
+            group.paths.append(self.directory / name)
+            created = int(owned[2]) if owned else int(unowned[1])  # type: ignore[index]
+            group.oldest_ns = min(group.oldest_ns or created, created)
+            group.attempts = max(group.attempts, int(owned[5]) if owned else 0)
+        return sorted(found.values(), key=lambda group: (not group.mine, group.oldest_ns))
+
+    def _read_label(self, owner: str) -> tuple[str | None, str | None]:
+        try:
+            endpoint, prefix = (self.directory / OWNERS / owner).read_text().splitlines()[:2]
+        except (OSError, ValueError):
+            return None, None
+        return endpoint, prefix
+
+    def _write_label(self) -> None:
+        """Once per process, with its first entry: which endpoint and key (its first
+        characters only) this owner is, so that a person can tell whose entries wait."""
+        label, self._label = self._label, None
+        if label is None:
+            return
+        path = self.directory / OWNERS / self.owner
+        with contextlib.suppress(OSError):
+            if not path.exists():
+                path.parent.mkdir(exist_ok=True, mode=0o700)
+                path.write_text(label)
 
     def others(self) -> int:
         """Entries on disk that belong to another endpoint or key, or to no known owner."""
@@ -255,6 +316,7 @@ class Spool:
             self._problem(f"cannot write to {self.directory}: {exc.strerror or exc}")
             return self._remember(name, body)
         self._listed(name, len(body))
+        self._write_label()
         self._problem_reported = False  # the disk works again: report the next problem
         self._enforce_bounds(keep=final)
         return final
@@ -348,11 +410,11 @@ class Spool:
             self._others_reported = True
             self.report(
                 "configuration",
-                f"{others} batches in the spool {self.directory} belong to another endpoint or "
-                "key (or were written before entries had owners); they are not sent with this "
-                "key and stay where they are. If they are yours, "
-                "DoowClient.adopt_spooled(endpoint=..., api_key=...) (or unowned=True) sends "
-                "them with this key",
+                f"{counted(others, 'batch')} of usage in {self.directory} "
+                f"{'was' if others == 1 else 'were'} written with another endpoint or API key "
+                "and will not be sent with this one. To see whose: doow-otel spool. If it is "
+                "yours: doow-otel spool adopt (sends it with the current key and endpoint); if "
+                "not: doow-otel spool set-aside",
                 count=others,
             )
 
@@ -497,7 +559,9 @@ class Spool:
     def _dropped_full(self, count: int, why: str) -> None:
         with self._lock:
             self.dropped_full += count
-        self.report("dropped", f"{why}: dropped its oldest batch of {count} events", count=count)
+        self.report(
+            "dropped", f"{why}: dropped its oldest batch of {counted(count, 'event')}", count=count
+        )
 
     def _move(self, path: Path, folder: str, why: str) -> None:
         target = self.directory / folder
@@ -526,9 +590,11 @@ class Spool:
         only in a listing are stat'ed once, when it is refreshed."""
         self._refresh()
         with self._lock:
-            unsized = [name for name in self._own if name not in self._sizes] if (
-                len(self._sizes) < len(self._own)
-            ) else []
+            unsized = (
+                [name for name in self._own if name not in self._sizes]
+                if (len(self._sizes) < len(self._own))
+                else []
+            )
         for name in unsized:
             try:
                 size = (self.directory / name).stat().st_size

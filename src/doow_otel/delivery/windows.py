@@ -90,9 +90,7 @@ def _chunks(sums: dict[str, int | float]) -> Iterator[list[tuple[str, int | floa
     """The stream's measurements, metric by metric (UTF-8 order), into events of at most
     MAX_MEASUREMENTS, each metric once per event; a sum past int64 in parts, a part per
     event."""
-    queues = [
-        (metric, list(_int64_parts(sums[metric]))) for metric in sorted(sums, key=str.encode)
-    ]
+    queues = [(metric, list(_int64_parts(sums[metric]))) for metric in sorted(sums, key=str.encode)]
     while any(parts for _, parts in queues):
         chunk = [(metric, parts.pop(0)) for metric, parts in queues if parts]
         for start in range(0, len(chunk), MAX_MEASUREMENTS):

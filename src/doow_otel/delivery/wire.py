@@ -213,4 +213,3 @@ def without_measurement(event: bytes, metric: str) -> tuple[bytes, str, object] 
         ids.NS_REPACKED, ids.encode_str(str(data.get("event_id"))), ids.encode_str(metric)
     )
     return _encode(data), data["event_id"], taken
-

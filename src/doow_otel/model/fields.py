@@ -52,6 +52,7 @@ MAX_HINT_LEN = 128
 MAX_IDEMPOTENCY_KEY_LEN = 256
 HINT_KEYS = ("app_name", "license_name", "metric_name")
 
+
 def metric_problem(metric: object) -> str | None:
     if not isinstance(metric, str) or not metric:
         return "must be a non-empty string, for example 'api_calls'"
@@ -200,4 +201,3 @@ def event_id_problem(event_id: object) -> str | None:
     if not isinstance(event_id, str) or not UUID_RE.fullmatch(event_id):
         return f"{shown(event_id)} is not a UUID (8-4-4-4-12 hex digits)"
     return None
-

@@ -52,7 +52,6 @@ def looks_secret(value: str) -> bool:
     return False
 
 
-
 MAX_SHOWN = 64
 """Longer values are never quoted: a payload, a token of an unknown shape."""
 

@@ -49,9 +49,7 @@ _SIGNALS = {
     "logs": ("OTEL_LOGS_EXPORTER", "opentelemetry_logs_exporter"),
 }
 _OTLP_NAMES = ("otlp_proto_grpc", "otlp_proto_http")
-_STAND_INS = {
-    f"{signal}_{name}": (signal, name) for signal in _SIGNALS for name in _OTLP_NAMES
-}
+_STAND_INS = {f"{signal}_{name}": (signal, name) for signal in _SIGNALS for name in _OTLP_NAMES}
 """The entry points' attribute names (pyproject.toml): signal and OTLP component."""
 _FALSE = {"0", "false", "no", "off"}
 

@@ -22,6 +22,7 @@ from doow_otel.delivery.clients import release_client, shared_client
 from doow_otel.delivery.config import Settings
 from doow_otel.delivery.deadline import for_export
 from doow_otel.delivery.lifecycle import at_fork
+from doow_otel.errors import counted
 from doow_otel.model.event import UsageEvent
 from doow_otel.otel.conversion import Conversion, ConversionOptions
 from doow_otel.otel.sigterm import EXIT_BUDGET, built_by_doow, reached, watch
@@ -172,7 +173,7 @@ class DoowExporterBase(Retention[UsageEvent]):
             if events:
                 self.client.report(
                     "auth",
-                    f"{len(events)} usage records not sent: {self.problem}",
+                    f"{counted(len(events), 'usage record')} not sent: {self.problem}",
                     count=len(events),
                 )
                 self._fail()
@@ -188,7 +189,7 @@ class DoowExporterBase(Retention[UsageEvent]):
                 self._retained[:0] = retained + [(e, 0) for e in conversion.events]
             self.client.report(
                 "network",
-                f"{len(events)} usage records kept in memory for the next export: "
+                f"{counted(len(events), 'usage record')} kept in memory for the next export: "
                 f"the send failed ({type(exc).__name__}: {exc})",
                 count=len(events),
             )
@@ -224,7 +225,8 @@ class DoowExporterBase(Retention[UsageEvent]):
             count = len(given_up) + overflow
             self.client.report(
                 "dropped",
-                f"{count} usage records dropped after {MAX_RETAINED_ATTEMPTS} failed exports "
+                f"{counted(count, 'usage record')} dropped after {MAX_RETAINED_ATTEMPTS} failed "
+                "exports "
                 f"or past {MAX_RETAINED_EVENTS:,} waiting, with no spool to keep them",
                 count=count,
             )
@@ -232,7 +234,8 @@ class DoowExporterBase(Retention[UsageEvent]):
         if keep:
             self.client.report(
                 "network",
-                f"{len(keep)} usage records not delivered; kept in memory for the next export "
+                f"{counted(len(keep), 'usage record')} not delivered; kept in memory for the next "
+                "export "
                 "(configure a spool to keep them across restarts)",
                 count=len(keep),
             )

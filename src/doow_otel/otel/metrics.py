@@ -57,6 +57,7 @@ DELTA_TEMPORALITY: dict[type, AggregationTemporality] = {
     ObservableGauge: AggregationTemporality.CUMULATIVE,
 }
 
+
 class DoowMetricExporter(DoowExporterBase, MetricExporter):
     """Delta-temporality metric exporter: the usage data points of one export become one
     event per stream (every metric of a license and attribution in one event)."""
@@ -201,5 +202,3 @@ class DoowMetricReader(WindowedMetricReader):
 
 def usage_cardinality_limits(limit: int = DEFAULT_CARDINALITY_LIMIT) -> dict[type, int]:
     return {Counter: limit, Histogram: limit, ObservableCounter: limit}
-
-

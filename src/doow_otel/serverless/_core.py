@@ -204,9 +204,7 @@ class _Flusher:
     ROUNDS = 2
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Flushable, float, Future[bool]]] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[tuple[Flushable, float, Future[bool]]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.ROUNDS)

@@ -49,6 +49,7 @@ from doow_otel.otel.baggage import license_in_context
 from doow_otel.otel.conversion import MIRROR_SCOPE, ConversionOptions
 from doow_otel.otel.otlp_push import CollectorSink
 from doow_otel.tracker.routes import Routes, checked_quantity, plain_quantity
+from doow_otel.tracker.strictness import Strictness
 
 if TYPE_CHECKING:  # the SDK's metrics and traces load only where they are used
     from opentelemetry.sdk.metrics import MeterProvider
@@ -96,6 +97,7 @@ class DoowTracker:
         events_per_minute: int | None = None,
         max_routes: int = DEFAULT_MAX_ROUTES,
         durable: bool = False,
+        strict: bool | None = None,
     ) -> None:
         """`flush_interval`: the window, in seconds (`DOOW_TRACK_FLUSH_INTERVAL` in ms;
         60 s by default): at most one event per stream per window. `flush_at` is accepted
@@ -103,7 +105,9 @@ class DoowTracker:
         `events_per_minute`: Doow's event budget, when known (else learned from Doow's
         answers). `max_routes`: distinct attribution sets per window before attribution
         folds. `durable=True`: fsync each window's journal as it is sealed (survives a
-        power loss, at a cost per window)."""
+        power loss, at a cost per window). `strict`: raise `InvalidEvent` at a bad call
+        (True), or report and count it (False); by default strict under pytest only
+        (tracker/strictness.py)."""
         route = route or os.environ.get("DOOW_ROUTE", "doow")  # type: ignore[assignment]
         if route not in ("doow", "collector"):
             raise ConfigurationError(
@@ -165,7 +169,8 @@ class DoowTracker:
         self._recovered = False
         self._closed = False
         self._off = self.disabled  # disabled, or shut down
-        self.counts = {"tracked": 0, "records": 0, "zero_quantities": 0, "after_shutdown": 0}
+        self.counts = {"tracked": 0, "records": 0, "after_shutdown": 0}
+        self.strictness = Strictness(self.client.report, strict)
         self.logger_provider: Any = logger_provider
         self.tracer_provider = tracer_provider
         if tracer_provider is not None:
@@ -273,76 +278,81 @@ class DoowTracker:
         (docs/conversion.md), and its event id is returned (the id Doow and the local
         server's page show); the same `idempotency_key` (per license and metric) from any
         process bills once. Either way the usage is on disk when this returns."""
-        if event is not None:
-            if not isinstance(event, Mapping):
-                raise InvalidEvent("event", f"must be a mapping, got {type(event).__name__}")
-            unknown = set(event) - _SEED_FIELDS
-            if unknown:
-                name = sorted(map(str, unknown))[0]
-                raise InvalidEvent(name, f"is not a track() field; known: {sorted(_SEED_FIELDS)}")
-            metric = event.get("metric")
-            quantity = event.get("quantity")
-            license_id = event.get("license_id")
-            unit = event.get("unit")
-            attribution = event.get("attribution")
-            kind = event.get("kind")
-            timestamp = event.get("timestamp")
-            metadata = event.get("metadata")
-            source_system = event.get("source_system")
-            metric_tuple_hint = event.get("metric_tuple_hint")
-            idempotency_key = event.get("idempotency_key")
-            event_id = event.get("event_id")
-        if not (  # plain usage: chained tests, as cheap as track() can be (no generator)
-            (kind is None or kind == "USAGE")
-            and timestamp is None
-            and metadata is None
-            and source_system is None
-            and metric_tuple_hint is None
-            and idempotency_key is None
-            and event_id is None
-        ):
-            return self._track_record(
-                {
-                    "metric": metric,
-                    "quantity": quantity,
-                    "license_id": license_id,
-                    "unit": unit,
-                    "attribution": attribution,
-                    "kind": kind,
-                    "timestamp": timestamp,
-                    "metadata": metadata,
-                    "source_system": source_system,
-                    "metric_tuple_hint": metric_tuple_hint,
-                    "idempotency_key": idempotency_key,
-                    "event_id": event_id,
-                }
-            )
-        if license_id is None:
-            license_id = license_in_context() or self._default_license
-        if quantity == 0 and type(quantity) in (int, float):
-            self._zero(metric, license_id, unit, attribution)
+        try:  # free in CPython 3.11+ when nothing is raised
+            if event is not None:
+                if not isinstance(event, Mapping):
+                    raise InvalidEvent("event", f"must be a mapping, got {type(event).__name__}")
+                unknown = set(event) - _SEED_FIELDS
+                if unknown:
+                    name = sorted(map(str, unknown))[0]
+                    known = sorted(_SEED_FIELDS)
+                    raise InvalidEvent(name, f"is not a track() field; known: {known}")
+                metric = event.get("metric")
+                quantity = event.get("quantity")
+                license_id = event.get("license_id")
+                unit = event.get("unit")
+                attribution = event.get("attribution")
+                kind = event.get("kind")
+                timestamp = event.get("timestamp")
+                metadata = event.get("metadata")
+                source_system = event.get("source_system")
+                metric_tuple_hint = event.get("metric_tuple_hint")
+                idempotency_key = event.get("idempotency_key")
+                event_id = event.get("event_id")
+            if not (  # plain usage: chained tests, as cheap as track() can be (no generator)
+                (kind is None or kind == "USAGE")
+                and timestamp is None
+                and metadata is None
+                and source_system is None
+                and metric_tuple_hint is None
+                and idempotency_key is None
+                and event_id is None
+            ):
+                return self._track_record(
+                    {
+                        "metric": metric,
+                        "quantity": quantity,
+                        "license_id": license_id,
+                        "unit": unit,
+                        "attribution": attribution,
+                        "kind": kind,
+                        "timestamp": timestamp,
+                        "metadata": metadata,
+                        "source_system": source_system,
+                        "metric_tuple_hint": metric_tuple_hint,
+                        "idempotency_key": idempotency_key,
+                        "event_id": event_id,
+                    }
+                )
+            if license_id is None:
+                license_id = license_in_context() or self._default_license
+            if quantity == 0 and type(quantity) in (int, float):
+                self._zero(metric, license_id, unit, attribution)
+                return None
+            route, mirror = self._routes.find(metric, quantity, license_id, unit, attribution)
+            if type(quantity) is int:
+                if not 0 < quantity <= MAX_INT_QUANTITY:
+                    quantity = checked_quantity(quantity)  # raises, naming the field
+            elif type(quantity) is not float or not 0.0 < quantity < _INF:
+                quantity = checked_quantity(quantity)  # numeric subclasses pass, the rest raise
+            if self._off:
+                if self._closed:
+                    self._tracked_after_shutdown()
+                return None
+            self._recorder.add(route, quantity)
+            self.counts["tracked"] += 1
+            if mirror is not None:
+                mirror[0].add(quantity, mirror[1])
             return None
-        route, mirror = self._routes.find(metric, quantity, license_id, unit, attribution)
-        if type(quantity) is int:
-            if not 0 < quantity <= MAX_INT_QUANTITY:
-                quantity = checked_quantity(quantity)  # raises, naming the field
-        elif type(quantity) is not float or not 0.0 < quantity < _INF:
-            quantity = checked_quantity(quantity)  # numeric subclasses pass, the rest raise
-        if self._off:
-            if self._closed:
-                self._tracked_after_shutdown()
+        except InvalidEvent as error:  # raised in strict mode, else reported and counted
+            self.strictness.refused(error, quantity)
             return None
-        self._recorder.add(route, quantity)
-        self.counts["tracked"] += 1
-        if mirror is not None:
-            mirror[0].add(quantity, mirror[1])
-        return None
 
     def _zero(self, metric: Any, license_id: Any, unit: Any, attribution: Any) -> None:
         """A zero quantity bills nothing and is no programming error (a completion of zero
         tokens): the other fields are still checked, and the call counted."""
         self._routes.find(metric, 1, license_id, unit, attribution)
-        self.counts["zero_quantities"] += 1
+        self.strictness.zero()
 
     def _track_record(self, fields: dict[str, Any]) -> str | None:
         """A usage record: checked once, here, by the rules every path uses (records.py),
@@ -403,11 +413,22 @@ class DoowTracker:
         return self.counts["after_shutdown"]
 
     def stats(self) -> dict[str, int]:
-        """The tracker's counts (tracked, records, zero_quantities, after_shutdown), its
-        windows' (recorded, windows_sealed, events_sealed, windows_extended,
-        windows_recovered, events_recovered, folded, dropped) and its client's
-        (`DoowClient.stats`)."""
-        return {**self.client.stats(), **self._recorder.stats, **self.counts}
+        """The client's counters (`DoowClient.stats`), the windows' (recorded,
+        windows_sealed, events_sealed, windows_extended, windows_recovered,
+        events_recovered, folded, dropped) and the tracker's own: tracked (plain calls
+        recorded), records, zero_quantities (quantity 0: nothing to bill), bad_inputs
+        (calls refused and reported, in report mode), stripped_attribution (values the
+        secret and payload policy removed), dropped_after_shutdown."""
+        return {
+            **self.client.stats(),
+            **self._recorder.stats,
+            "tracked": self.counts["tracked"],
+            "records": self.counts["records"],
+            "zero_quantities": self.strictness.zero_quantities,
+            "bad_inputs": self.strictness.bad_inputs,
+            "stripped_attribution": sum(self.policy.stripped.values()),
+            "dropped_after_shutdown": self.counts["after_shutdown"],
+        }
 
     # --- flushing ---
 

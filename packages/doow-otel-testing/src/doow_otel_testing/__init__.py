@@ -12,12 +12,13 @@ Installed as a pytest plugin: the `local_doow` fixture gives a fresh server per 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from doow_otel_testing.server import DoowServer, Faults, new_key, start, stop
+from doow_otel_testing.server.budget import EVENTS_PER_MINUTE
 
 __all__ = ["LocalDoow", "local_doow"]
 
@@ -27,11 +28,25 @@ class LocalDoow:
     background thread of this process."""
 
     def __init__(
-        self, *, keys: list[str] | None = None, db: str | Path = ":memory:", host: str = "127.0.0.1"
+        self,
+        *,
+        keys: list[str] | None = None,
+        db: str | Path = ":memory:",
+        host: str = "127.0.0.1",
+        events_per_minute: int = EVENTS_PER_MINUTE,
+        daily_cap: int | None = None,
+        known_metrics: Iterable[str] | None = None,
     ) -> None:
+        """`events_per_minute`: Doow's event budget per key (1,000 as Doow documents; 0 turns
+        it off), `daily_cap`: events per key and UTC day (None: no cap); past either the
+        server answers 429 as Doow does. `known_metrics`: the metrics Doow knows (None: all);
+        an event measuring another is rejected in a 207 naming the metric."""
         self._keys = list(keys or [new_key()])
         self._db = db
         self._host = host
+        self._events_per_minute = events_per_minute
+        self._daily_cap = daily_cap
+        self._known_metrics = None if known_metrics is None else list(known_metrics)
         self._server: DoowServer | None = None
 
     def __repr__(self) -> str:
@@ -42,7 +57,14 @@ class LocalDoow:
 
     def start(self) -> LocalDoow:
         if self._server is None:
-            self._server, _ = start(host=self._host, db=self._db, keys=self._keys)
+            self._server, _ = start(
+                host=self._host,
+                db=self._db,
+                keys=self._keys,
+                events_per_minute=self._events_per_minute,
+                daily_cap=self._daily_cap,
+                known_metrics=self._known_metrics,
+            )
         return self
 
     def stop(self) -> None:
@@ -111,7 +133,31 @@ class LocalDoow:
         return self.server.store.stats()
 
     def rejections(self) -> list[dict[str, Any]]:
+        """Rejected events, newest first: event_id, reason, license_id, metric, quantity,
+        measurements, batch_id, received_at."""
         return self.server.store.rejections()
+
+    def refusals(self, *, status: int | None = None) -> list[dict[str, Any]]:
+        """Requests refused at the door (401, 404, 413, 429, malformed), newest first: status,
+        method, path, key_prefix (never the key), reason, fix, events, received_at."""
+        page, _ = self.server.store.refusal_page(status=status, limit=1000)
+        return page
+
+    # --- the event budget: what Doow counted, per minute ---
+
+    def minutes(self, *, key: str | None = None) -> list[dict[str, Any]]:
+        """Per minute, oldest first: offered (events in every request, refused ones
+        included), stored, duplicates, refused (with 429 or 413), rate_limited_requests,
+        requests; for one key (None: every key, summed)."""
+        return self.server.store.minutes(key=key)
+
+    def offered_events(self, *, key: str | None = None) -> int:
+        """Events offered in all requests so far (what Doow's budget would see offered)."""
+        return sum(m["offered"] for m in self.minutes(key=key))
+
+    def stored_events(self, *, key: str | None = None) -> int:
+        """Events stored so far (new ids; duplicates and refused events not counted)."""
+        return sum(m["stored"] for m in self.minutes(key=key))
 
     def requests(
         self, *, path: str | None = None, include_in_flight: bool = False
@@ -122,10 +168,21 @@ class LocalDoow:
         return [r for r in found if path is None or r["path"] == path]
 
 
-def _local_doow() -> Iterator[LocalDoow]:
-    """A fresh local Doow-compatible server for one test."""
-    with LocalDoow() as doow:
+def _local_doow(request: Any) -> Iterator[LocalDoow]:
+    """A fresh local Doow-compatible server for one test. A test marked
+    `@pytest.mark.local_doow(events_per_minute=0, ...)` gets one made with those
+    arguments (LocalDoow's keywords), say to send more than Doow's budget allows."""
+    marker = request.node.get_closest_marker("local_doow")
+    with LocalDoow(**(marker.kwargs if marker else {})) as doow:
         yield doow
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line(
+        "markers",
+        "local_doow(**kwargs): LocalDoow's arguments for this test's local_doow fixture "
+        "(events_per_minute=, daily_cap=, known_metrics=, keys=)",
+    )
 
 
 try:  # the fixture, when pytest is there; LocalDoow works without it

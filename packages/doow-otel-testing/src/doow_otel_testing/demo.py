@@ -14,20 +14,25 @@ Then it prints what the server stored per metric, license, path and kind, and wi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import os
+import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from doow_otel.delivery.client import DoowClient
+from doow_otel.errors import ErrorReport
 from doow_otel.model.event import UsageEvent
 from doow_otel_testing import LocalDoow
 
@@ -201,7 +206,8 @@ def _have(*modules: str) -> bool:
 def _failures(doow: LocalDoow, spool: Path) -> None:
     _step("6. Doow failing: two 503s, then a 429 with Retry-After")
     doow.faults.fail_next(2, 503)
-    client = DoowClient(doow.api_key, endpoint=doow.url, spool=spool, on_error=lambda r: None)
+    heard: list[ErrorReport] = []
+    client = DoowClient(doow.api_key, endpoint=doow.url, spool=spool, on_error=heard.append)
     before = len(doow.requests())
 
     def exports(n: int) -> list[UsageEvent]:
@@ -220,10 +226,13 @@ def _failures(doow: LocalDoow, spool: Path) -> None:
     more = client.send(exports(50))
     statuses = [r["status"] for r in doow.requests()[before:]]
     client.close()
+    waits = [r for r in heard if r.kind == "rate_limited"]
     print(
         f"   answers seen: {statuses}; delivered {result.delivered + more.delivered}; "
         f"stored: {doow.total('exports', 'lic_umbrella')}"
     )
+    if waits:
+        print("   the client heard the 429 and waited as told before resending (on_error got it)")
 
 
 def _corrections_and_refusals(doow: LocalDoow, spool: Path) -> None:
@@ -278,6 +287,11 @@ def _summary(doow: LocalDoow) -> None:
         f"   accepted {stats['accepted']}, rejected {stats['rejected']}; "
         f"{stats['duplicates']} resent events recognised by id and not counted again"
     )
+    limit = doow.server.budget.events_per_minute
+    print(
+        f"   Doow's event budget: {doow.offered_events()} events offered in all, at most "
+        f"{limit:,} a minute per key (the page charts them per minute)"
+    )
 
 
 def _serve_until_stopped(doow: LocalDoow) -> None:
@@ -286,7 +300,7 @@ def _serve_until_stopped(doow: LocalDoow) -> None:
     print("Send more with:")
     print(
         f"   DOOW_TRACK_API_KEY={doow.api_key} DOOW_TRACK_ENDPOINT={doow.url} "
-        "doow-otel test-event --metric api_calls --license-id lic_demo"
+        f"{command('doow-otel')} test-event --metric api_calls --license-id lic_demo"
     )
     print(f"Stop with Ctrl-C (or: kill {os.getpid()}).", flush=True)
     stop = threading.Event()
@@ -306,8 +320,34 @@ def _serve_until_stopped(doow: LocalDoow) -> None:
     print("stopped", flush=True)
 
 
+def command(name: str) -> str:
+    """How to run one of this installation's commands from any shell: its name when the
+    shell finds this one, else its full path (a virtualenv's bin/ is not on PATH)."""
+    beside = Path(sys.executable).parent / name
+    if not beside.exists():
+        return name
+    found = shutil.which(name)
+    if found and Path(found).resolve() == beside.resolve():
+        return name
+    return str(beside)
+
+
+@contextlib.contextmanager
+def _narrated() -> Iterator[None]:
+    """The demo tells what happens itself: the library's warnings (a 429 it waits out, a
+    503 it retries) would interrupt the story; DOOW_TRACK_DEBUG=true keeps them."""
+    library = logging.getLogger("doow_otel")
+    level = library.level
+    if not os.environ.get("DOOW_TRACK_DEBUG"):
+        library.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        library.setLevel(level)
+
+
 def run(*, keep_serving: bool = False) -> int:
-    with tempfile.TemporaryDirectory(prefix="doow-demo-") as tmp:
+    with _narrated(), tempfile.TemporaryDirectory(prefix="doow-demo-") as tmp:
         spool = Path(tmp)
         with LocalDoow() as doow:
             print(f"Local Doow-compatible server: {doow.url}")

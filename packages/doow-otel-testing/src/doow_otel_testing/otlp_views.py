@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 
-
 def _otlp_value(value: AnyValue) -> Value:
     which = value.WhichOneof("value")
     if which == "string_value":
@@ -185,8 +184,6 @@ def convert_logs_request(
     converter = Converter(options or ConversionOptions())
     converter.logs(_otlp_logs(request))
     return converter.result
-
-
 
 
 def conversion_options(data: Mapping[str, Any]) -> ConversionOptions:

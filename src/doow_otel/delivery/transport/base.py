@@ -63,5 +63,3 @@ class Transport(Protocol):
     def close(self) -> None:  # pragma: no cover - a protocol
         """Close every connection, those of requests in flight included."""
         ...
-
-

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from doow_otel.errors import BadRecord, InvalidEvent
+from doow_otel.errors import BadRecord, InvalidEvent, counted
 from doow_otel.model.event import UsageEvent
 from doow_otel.model.fields import AttributeValue
 from doow_otel.model.ids import (
@@ -145,8 +145,9 @@ class Conversion:
             )
             example = f" ({amounts} not billable: the overflow point has no license)"
         return (
-            f"{count} usage records not billed ({code}){example}: {_FIXES.get(code, code)} "
-            f"(each reason is reported at most once a minute; stats() counts them all)"
+            f"{counted(count, 'usage record')} not billed ({code}){example}: "
+            f"{_FIXES.get(code, code)} (each reason is reported at most once a minute; "
+            "stats() counts them all)"
         )
 
 
@@ -622,5 +623,3 @@ class Converter:
     def bad_record(self, bad: BadRecord, where: str) -> None:
         self.result.dropped[bad.code] += 1
         self.result.bad_records.setdefault(bad.code, f"{where}: {bad}")
-
-

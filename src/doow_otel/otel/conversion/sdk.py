@@ -243,4 +243,3 @@ def convert_log_records(
     converter = Converter(options or ConversionOptions())
     converter.logs(_sdk_logs(records))
     return converter.result
-

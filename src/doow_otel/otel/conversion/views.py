@@ -47,8 +47,6 @@ class SpanView(NamedTuple):
     end: int
 
 
-
-
 class LogView(NamedTuple):
     event_name: str
     attributes: Attributes
@@ -58,7 +56,6 @@ class LogView(NamedTuple):
     span_hex: str
     body: Value
     """None: no body."""
-
 
 
 class MetricView(NamedTuple):

@@ -27,22 +27,26 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from doow_otel._version import __version__
+from doow_otel.delivery.reports import key_hint
 from doow_otel.model.fields import KINDS
 from doow_otel.model.times import format_time, parse_time
 from doow_otel_testing import otlp_json
 from doow_otel_testing.otlp_views import convert_metrics_request
+from doow_otel_testing.server.budget import Budget, Refusal
 from doow_otel_testing.server.faults import Faults
+from doow_otel_testing.server.fixes import fix_for, fix_for_rejection
 from doow_otel_testing.server.page import PAGE
 from doow_otel_testing.server.request_log import MAX_BYTES, LogEntry, RequestLog
 from doow_otel_testing.server.store import MAX_QUANTITY, MIN_QUANTITY, Outcome, Store
 from doow_otel_testing.server.validation import check_wire_event
 
-MAX_EVENTS = 500
+MAX_EVENTS = 1000  # the contract: a batch over 1,000 events can never fit the budget
 MAX_BUCKET = 100 * 366 * 86400  # a century, in seconds: the read API's widest time bucket
 IDLE_TIMEOUT = 30.0  # seconds a connection may sit idle (or stall mid-request)
 MAX_CONNECTIONS = 128  # open connections, each served by one thread
-MAX_BATCH_BYTES = 1 << 20  # decompressed; Doow's SDKs stay under ~450 KB
-MAX_OTLP_BYTES = 8 << 20
+MAX_BATCH_BYTES = 10_000_000  # "10 MB", read strictly; Doow's SDKs stay under ~450 KB
+MAX_OTLP_BYTES = 10_000_000
+INGEST_PATHS = ("/telemetry/events", "/telemetry/otlp/v1/metrics")
 JSON_TYPES = ("application/json",)
 OTLP_TYPES = ("application/x-protobuf", "application/json")
 
@@ -56,6 +60,8 @@ class HTTPError(Exception):
         close: bool = False,
         headers: Mapping[str, str] | None = None,
         body: tuple[bytes, str] | None = None,
+        error: str | None = None,
+        fix: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -63,6 +69,8 @@ class HTTPError(Exception):
         self.close = close
         self.headers = dict(headers or {})
         self.body = body  # (bytes, content type) to send as is, instead of Doow's JSON error
+        self.error = error  # Doow's error code, e.g. "batch_too_large"
+        self.fix = fix  # what to do about it, for the page (None: by status)
 
 
 class _Dropped(Exception):
@@ -91,6 +99,8 @@ class DoowServer(ThreadingHTTPServer):
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         request_log_bytes: int = MAX_BYTES,
+        budget: Budget | None = None,
+        known_metrics: frozenset[str] | None = None,
     ) -> None:
         if idle_timeout <= 0:
             raise ValueError("idle_timeout: must be a positive number of seconds")
@@ -98,6 +108,8 @@ class DoowServer(ThreadingHTTPServer):
             raise ValueError("max_connections: must be at least 1")
         self.store = store
         self.faults = faults or Faults()
+        self.budget = budget or Budget()
+        self.known_metrics = known_metrics  # None: every metric is known
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.refused_connections = 0
@@ -205,7 +217,9 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     except zlib.error as error:
         raise HTTPError(400, f"body: not valid gzip ({error})") from None
     if len(data) > limit or inflater.unconsumed_tail:
-        raise HTTPError(413, f"body: larger than {limit} bytes after decompression")
+        raise HTTPError(
+            413, f"body: larger than {limit} bytes after decompression", error="payload_too_large"
+        )
     if not inflater.eof:
         raise HTTPError(400, "body: truncated gzip stream")
     return data
@@ -227,6 +241,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: DoowServer
     _entry: LogEntry | None = None
     _key: str = ""
+    _status = 0  # the status answered
+    _counts: dict[str, int]  # this request's counts for the minute (offered, stored, ...)
     _unread = 0  # body bytes declared and not yet read
     _trickled = False  # an ingest answer after the store: the trickle fault applies
 
@@ -248,6 +264,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "/api/stats": self._api_stats,
                 "/api/rejections": self._api_rejections,
                 "/api/series": self._api_series,
+                "/api/minutes": self._api_minutes,
+                "/api/refusals": self._api_refusals,
+                "/api/problems": self._api_problems,
             }
         )
 
@@ -267,6 +286,9 @@ class _Handler(BaseHTTPRequestHandler):
         entry: LogEntry | None = None
         self._unread = 0
         self._trickled = False
+        self._key = ""
+        self._status = 0
+        self._counts = {}
         try:
             if path.startswith("/telemetry/") and route is not None:
                 entry = self.server.request_log.add(self._log_entry(path))
@@ -286,13 +308,55 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except HTTPError as error:
             self._skip_body(error)
+            if self.command == "POST":  # what a sender sent (not a browser's favicon)
+                self._record_refusal(path, error)
             if error.body is not None:
                 self._send(error.status, *error.body, extra=error.headers, close=error.close)
             else:
                 payload = {"message": error.message, "errorClass": _error_class(error.status)}
+                if error.error:
+                    payload["error"] = error.error
                 self._json(error.status, payload, close=error.close, extra=error.headers)
         except Exception as error:  # never let one request take the server down
             self._json(500, {"message": f"internal error: {type(error).__name__}"}, close=True)
+        finally:
+            if self._key and path in INGEST_PATHS:
+                self._count_minute()
+
+    def _count_minute(self) -> None:
+        """This request in its key's minute: what it offered and what became of it."""
+        offered = self._counts.get("offered", 0)
+        refused = self._status in (413, 429)
+        self.server.store.note_minute(
+            self._key,
+            requests=1,
+            offered=offered,
+            stored=self._counts.get("stored", 0),
+            duplicates=self._counts.get("duplicates", 0),
+            refused=offered if refused else 0,
+            rate_limited_requests=int(self._status == 429),
+        )
+
+    def _record_refusal(self, path: str, error: HTTPError) -> None:
+        """A request refused at the door, with its cause and its fix; of the key given,
+        only its first characters."""
+        header = self.headers.get("Authorization") if self.headers else None
+        if not header:
+            prefix = None
+        elif header.startswith("Bearer "):
+            prefix = key_hint(header[7:].strip())
+        else:
+            prefix = "(not Bearer)"
+        limit = self.server.budget.events_per_minute
+        self.server.store.refuse(
+            status=error.status,
+            method=self.command or "",
+            path=path,
+            key_prefix=prefix,
+            reason=error.message,
+            fix=error.fix or fix_for(error.status, path, error.error, limit),
+            events=self._counts.get("offered"),
+        )
 
     def _log_entry(self, path: str) -> dict[str, Any]:
         return {
@@ -314,11 +378,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.request_log.update(self._entry, **fields)
 
     def _authenticate(self) -> str:
-        key = self.server.authorized(self.headers.get("Authorization"))
+        header = self.headers.get("Authorization")
+        key = self.server.authorized(header)
         if key is None:
-            raise HTTPError(
-                401, "missing, malformed or revoked API key (Authorization: Bearer dk_...)"
-            )
+            if not header:
+                what = "no API key (send Authorization: Bearer dk_...)"
+            elif not header.startswith("Bearer ") or not header[7:].strip().startswith("dk_"):
+                what = "malformed API key (send Authorization: Bearer dk_...)"
+            else:
+                what = "API key not accepted (unknown or revoked)"
+            raise HTTPError(401, what)
         return key
 
     # --- body handling ---
@@ -356,7 +425,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _content_length(self, limit: int) -> int:
         length = self._unread
         if length > limit:
-            raise HTTPError(413, f"body: {length} bytes; at most {limit} are accepted", close=True)
+            raise HTTPError(
+                413,
+                f"body: {length} bytes; at most {limit} are accepted",
+                close=True,
+                error="payload_too_large",
+            )
         return length
 
     def _skip_body(self, error: HTTPError) -> None:
@@ -385,17 +459,28 @@ class _Handler(BaseHTTPRequestHandler):
         failure = faults.take_failure() if faults is not None else None
         if failure is not None:
             body = None if failure.body is None else (failure.body, failure.content_type)
-            raise HTTPError(failure.status, failure.message, headers=failure.headers, body=body)
+            raise HTTPError(
+                failure.status,
+                failure.message or f"injected answer {failure.status}",
+                headers=failure.headers,
+                body=body,
+                fix="An injected fault (faults.fail_next / answer_next): faults.clear() ends it.",
+            )
         media = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if media not in types:
             raise HTTPError(
                 415, f"Content-Type {media or '(none)'!r} is not accepted; use {' or '.join(types)}"
             )
         encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
-        data = _decompress(raw, encoding, limit)
+        data = _decompress(raw, encoding, limit)  # past the limit: 413 payload_too_large
         cap = faults.max_body_size if faults is not None else None
         if cap is not None and len(data) > cap:
-            raise HTTPError(413, f"batch too large: {len(data)} bytes, this server takes {cap}")
+            raise HTTPError(
+                413,
+                f"batch too large: {len(data)} bytes, this server takes {cap}",
+                error="payload_too_large",
+                fix="An injected fault (faults.max_body): the client should split the batch.",
+            )
         return data, media
 
     def _after_store(self) -> None:
@@ -412,15 +497,18 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.processing:
             outcome = self._store_batch(data)
         self._after_store()
+        body: dict[str, Any] = {
+            "accepted": outcome.accepted,
+            "rejected": len(outcome.rejections),
+            "batch_id": outcome.batch_id,
+        }
         if outcome.rejections:
-            body = {
-                "accepted": outcome.accepted,
-                "rejected": len(outcome.rejections),
-                "rejections": outcome.rejections,
-            }
+            # Doow's current SDKs read accepted and rejected as counts, batch_id and the
+            # rejections list (see tests/test_server_compat.py)
+            body["rejections"] = outcome.rejections
             self._json(207, body)
         else:
-            self._json(202, {"accepted": outcome.accepted})
+            self._json(202, body)
 
     def _store_batch(self, data: bytes) -> Outcome:
         body = _parse_json(data)
@@ -439,22 +527,58 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if not self.headers.get("X-Doow-SDK-Version") and isinstance(body.get("sdk_version"), str):
             self._note(sdk_version=body["sdk_version"])
-        if len(events) > MAX_EVENTS:
-            raise HTTPError(413, f"events: {len(events)} in one batch; at most {MAX_EVENTS}")
+        self._counts["offered"] = len(events)
+        self._within_budget(len(events))
         valid: list[dict[str, Any]] = []
         rejections: list[dict[str, Any]] = []
+        refused: list[Any] = []
         for event in events:
             reason = _out_of_range(event) or check_wire_event(event)
-            if reason is None:
+            unknown = self._unknown_metric(event) if reason is None else None
+            if reason is None and unknown is None:
                 valid.append(event)
+                continue
+            event_id = event.get("event_id") if isinstance(event, dict) else None
+            rejection = {"event_id": event_id if isinstance(event_id, str) else None}
+            if unknown is not None:  # rule R: the metric named, for the client to resend the rest
+                rejection.update(reason=f"unknown_metric: {unknown}", metric_name=unknown)
             else:
-                event_id = event.get("event_id") if isinstance(event, dict) else None
-                rejections.append(
-                    {"event_id": event_id if isinstance(event_id, str) else None, "reason": reason}
-                )
-        outcome = self.server.store.record(batch_id, valid, rejections)
+                rejection["reason"] = reason
+            rejections.append(rejection)
+            refused.append(event)
+        outcome = self.server.store.record(batch_id, valid, rejections, refused)
+        self._counts["stored"] = len(valid) - outcome.duplicates
+        self._counts["duplicates"] = outcome.duplicates
         self.server.store.touch_key(self._key)
+        outcome.batch_id = batch_id
         return outcome
+
+    def _within_budget(self, events: int) -> None:
+        """Doow's event budget: a batch that can never fit is 413 batch_too_large; one that
+        would take the key past its limit now is 429, refused whole (server/budget.py)."""
+        budget = self.server.budget
+        limit = budget.events_per_minute
+        most = min(MAX_EVENTS, limit) if limit else MAX_EVENTS
+        if events > most:
+            raise HTTPError(
+                413,
+                f"events: {events} in one batch; at most {most} (the event budget is "
+                f"{limit or 'off'} a minute)",
+                error="batch_too_large",
+            )
+        refusal = budget.take(self._key, events)
+        if refusal is not None:
+            raise _rate_limited(refusal, events)
+
+    def _unknown_metric(self, event: Mapping[str, Any]) -> str | None:
+        """The first measurement's metric the server does not know (known_metrics), else None."""
+        known = self.server.known_metrics
+        if known is None:
+            return None
+        for measurement in event["measurements"]:
+            if measurement["metric_name"] not in known:
+                return str(measurement["metric_name"])
+        return None
 
     def _heartbeat(self) -> None:
         data, _ = self._read_body(MAX_BATCH_BYTES, JSON_TYPES)
@@ -485,7 +609,12 @@ class _Handler(BaseHTTPRequestHandler):
             for _ in range(n)
         ]
         self._note(events=len(wire))
-        self.server.store.record(None, wire, rejections)
+        self._counts["offered"] = len(wire)
+        if wire:
+            self._within_budget(len(wire))
+        outcome = self.server.store.record(None, wire, rejections)
+        self._counts["stored"] = len(wire) - outcome.duplicates
+        self._counts["duplicates"] = outcome.duplicates
         self.server.store.touch_key(self._key)
         self._after_store()
         response = ExportMetricsServiceResponse()
@@ -586,7 +715,81 @@ class _Handler(BaseHTTPRequestHandler):
             before=self._int_param(q, "before", None),
             limit=self._int_param(q, "limit", 100) or 100,
         )
+        for rejection in page:
+            rejection["fix"] = fix_for_rejection(rejection["reason"])
         self._json(200, {"rejections": page, "next_before": cursor})
+
+    def _api_minutes(self) -> None:
+        """The caller's key's events per minute against its budget."""
+        q = self._query()
+        filters = self._filters(q)
+        minutes = self.server.store.minutes(
+            key=self._key, since=filters["since"], until=filters["until"]
+        )
+        budget = self.server.budget
+        self._json(
+            200,
+            {"minutes": minutes, "limit": budget.events_per_minute, "daily_cap": budget.daily_cap},
+        )
+
+    def _api_refusals(self) -> None:
+        q = self._query()
+        filters = self._filters(q)
+        page, cursor = self.server.store.refusal_page(
+            status=self._int_param(q, "status", None),
+            since=filters["since"],
+            until=filters["until"],
+            before=self._int_param(q, "before", None),
+            limit=self._int_param(q, "limit", 100) or 100,
+        )
+        self._json(200, {"refusals": page, "next_before": cursor})
+
+    def _api_problems(self) -> None:
+        """What went wrong, grouped, newest first, each with its fix: refused requests by
+        status, path and key prefix; rejected events by reason. "My usage did not arrive",
+        answered in one list."""
+        q = self._query()
+        filters = self._filters(q)
+        store = self.server.store
+        span = {"since": filters["since"], "until": filters["until"]}
+        groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in store.refusal_page(**span, limit=1000)[0]:
+            key = ("refused", row["status"], row["path"], row["key_prefix"], row["fix"])
+            group = groups.setdefault(
+                key,
+                {
+                    "kind": "refused",
+                    "status": row["status"],
+                    "path": row["path"],
+                    "key_prefix": row["key_prefix"],
+                    "reason": row["reason"],
+                    "fix": row["fix"],
+                    "count": 0,
+                    "last": row["received_at"],
+                },
+            )
+            group["count"] += 1
+        for row in store.rejection_page(**span, limit=1000)[0]:
+            field = row["reason"].split(":", 1)[0]
+            fix = fix_for_rejection(row["reason"])
+            group = groups.setdefault(
+                ("rejected", field, fix),
+                {
+                    "kind": "rejected",
+                    "status": 207,
+                    "field": field,
+                    "reason": row["reason"],
+                    "fix": fix,
+                    "count": 0,
+                    "last": row["received_at"],
+                    "example": {
+                        k: row[k] for k in ("event_id", "metric", "license_id", "quantity")
+                    },
+                },
+            )
+            group["count"] += 1
+        problems = sorted(groups.values(), key=lambda g: g["last"], reverse=True)
+        self._json(200, {"problems": problems})
 
     def _api_series(self) -> None:
         q = self._query()
@@ -639,6 +842,7 @@ class _Handler(BaseHTTPRequestHandler):
         extra: Mapping[str, str] | None = None,
         close: bool = False,
     ) -> None:
+        self._status = status
         if self._entry is not None:  # logged before the client can see the answer
             self.server.request_log.update(self._entry, status=status)
         self._entry = None
@@ -673,6 +877,22 @@ class _Handler(BaseHTTPRequestHandler):
                     return
         except OSError:
             pass
+
+
+def _rate_limited(refusal: Refusal, events: int) -> HTTPError:
+    parts = [
+        f"{name}: {c['current']} of {c['limit']} used, retry in {c['retry_after']} s"
+        for name, c in refusal.categories.items()
+    ]
+    return HTTPError(
+        429,
+        f"rate limited: {events} more events would pass the event budget ({'; '.join(parts)})",
+        headers={
+            "Retry-After": str(refusal.retry_after),
+            "X-Doow-Rate-Limits": json.dumps(refusal.categories),
+        },
+        error="rate_limited",
+    )
 
 
 def _id_or_none(value: Any) -> str | None:

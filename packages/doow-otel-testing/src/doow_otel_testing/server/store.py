@@ -51,13 +51,39 @@ CREATE TABLE IF NOT EXISTS rejections (
     seq INTEGER PRIMARY KEY,
     event_id TEXT,
     reason TEXT NOT NULL,
-    received_at TEXT NOT NULL
+    received_at TEXT NOT NULL,
+    license_id TEXT,
+    measurements TEXT,
+    batch_id TEXT
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    seq INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    key_prefix TEXT,
+    reason TEXT NOT NULL,
+    fix TEXT NOT NULL,
+    events INTEGER
+);
+CREATE TABLE IF NOT EXISTS minutes (
+    key TEXT NOT NULL,
+    minute TEXT NOT NULL,
+    offered INTEGER NOT NULL DEFAULT 0,
+    stored INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    refused INTEGER NOT NULL DEFAULT 0,
+    rate_limited_requests INTEGER NOT NULL DEFAULT 0,
+    requests INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (key, minute)
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS keys (fingerprint TEXT PRIMARY KEY, last_used_at TEXT NOT NULL);
 """
 
 MAX_PAGE = 1000
+MINUTE_COUNTS = ("offered", "stored", "duplicates", "refused", "rate_limited_requests", "requests")
 MAX_QUANTITY = 2**63 - 1  # SQLite's integers are 64-bit; the handler rejects beyond
 MIN_QUANTITY = -MAX_QUANTITY  # symmetric, as the SDK checks it
 # SQLite's SUM raises "integer overflow" past 64 bits and TOTAL is a float. Integers are
@@ -84,6 +110,7 @@ class Outcome:
     accepted: int
     rejections: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0
+    batch_id: str | None = None
 
 
 def fingerprint(api_key: str) -> str:
@@ -99,6 +126,44 @@ def _exact_total(high: int | None, low: int | None, real: float, reals: int) -> 
     """Join EXACT_SUM's columns: an exact integer unless some quantity was a real."""
     whole = ((high or 0) << 32) + (low or 0)
     return whole + real if reals else whole
+
+
+def _summary(event: Any) -> tuple[str | None, str | None]:
+    """What a rejected event said it was (its license and measurements), as far as it
+    was readable: the page shows the metric, license and quantity beside the reason."""
+    if not isinstance(event, Mapping):
+        return None, None
+    license_id = event.get("license_id")
+    measurements = event.get("measurements")
+    kept = []
+    if isinstance(measurements, list):
+        for m in measurements[:100]:
+            if isinstance(m, Mapping):
+                kept.append(
+                    {
+                        "metric_name": _shown(m.get("metric_name")),
+                        "quantity": _shown(m.get("quantity")),
+                    }
+                )
+    elif "metric" in event:  # the Node SDK's top-level copy, when measurements are missing
+        kept.append(
+            {"metric_name": _shown(event.get("metric")), "quantity": _shown(event.get("quantity"))}
+        )
+    return (
+        _shown(license_id) if license_id is not None else None,
+        _encode(kept) if kept else None,
+    )
+
+
+def _shown(value: Any) -> Any:
+    """A sent value as the page may show it: numbers and short strings as they are,
+    anything else as its JSON text, cut to 200 characters."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return value if abs(value) <= MAX_QUANTITY else str(value)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:200]
 
 
 def _reason_class(reason: str) -> str:
@@ -132,12 +197,13 @@ NICE_BUCKETS = (
 )
 
 
-def _nice_bucket(span: int, most: int = 120) -> int:
-    """The smallest round bucket (seconds) that cuts `span` seconds in at most `most`."""
+def _nice_bucket(span: int, most: int = 120, least: int = 1) -> int:
+    """The smallest round bucket (seconds, at least `least`) that cuts `span` seconds in
+    at most `most`."""
     for step in NICE_BUCKETS:
-        if span <= step * most:
+        if step >= least and span <= step * most:
             return step
-    return -(-span // most)
+    return max(least, -(-span // most))
 
 
 class Store:
@@ -151,6 +217,14 @@ class Store:
             # power loss could, and skipping the checkpoint fsyncs doubles the write rate.
             self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Databases written by earlier versions: the columns added since."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(rejections)")}
+        for column in ("license_id", "measurements", "batch_id"):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE rejections ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -163,8 +237,10 @@ class Store:
         batch_id: str | None,
         events: Sequence[Mapping[str, Any]],
         rejections: Sequence[dict[str, Any]],
+        rejected_events: Sequence[Any] = (),
     ) -> Outcome:
-        """Store valid events (deduplicated by event_id and batch_id) and the rejections."""
+        """Store valid events (deduplicated by event_id and batch_id) and the rejections
+        (`rejected_events`, beside them, the events as sent: what the page shows of each)."""
         received = _now()
         with self._lock:
             db = self._db
@@ -186,9 +262,14 @@ class Store:
                 if more:
                     db.executemany(INSERT_EVENT, more)
                 duplicates = len(events) - fresh
+                sent = list(rejected_events) + [None] * (len(rejections) - len(rejected_events))
                 db.executemany(
-                    "INSERT INTO rejections (event_id, reason, received_at) VALUES (?,?,?)",
-                    [(r["event_id"], r["reason"], received) for r in rejections],
+                    "INSERT INTO rejections (event_id, reason, received_at, license_id, "
+                    "measurements, batch_id) VALUES (?,?,?,?,?,?)",
+                    [
+                        (r["event_id"], r["reason"], received, *_summary(e), batch_id)
+                        for r, e in zip(rejections, sent, strict=True)
+                    ],
                 )
                 if batch_id is not None:
                     db.execute(
@@ -257,7 +338,109 @@ class Store:
                 (fingerprint(api_key), _now()),
             )
 
+    def note_minute(self, key: str, at: datetime | None = None, **counts: int) -> None:
+        """Add to one key's counts of the minute `at` (now): offered, stored, duplicates,
+        refused, rate_limited_requests, requests."""
+        moment = at or datetime.now(timezone.utc)
+        minute = moment.strftime("%Y-%m-%dT%H:%M:00Z")
+        names = [name for name, n in counts.items() if n]
+        unknown = set(names) - set(MINUTE_COUNTS)
+        if unknown:
+            raise ValueError(f"unknown minute counts: {sorted(unknown)}")
+        if not names:
+            return
+        columns = ", ".join(names)
+        updates = ", ".join(f"{name} = {name} + excluded.{name}" for name in names)
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO minutes (key, minute, {columns}) VALUES (?, ?{', ?' * len(names)}) "
+                f"ON CONFLICT(key, minute) DO UPDATE SET {updates}",
+                (fingerprint(key), minute, *(counts[name] for name in names)),
+            )
+
+    def refuse(
+        self,
+        *,
+        status: int,
+        method: str,
+        path: str,
+        key_prefix: str | None,
+        reason: str,
+        fix: str,
+        events: int | None = None,
+    ) -> None:
+        """Record a request refused at the door (never the key: its first characters)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO refusals (received_at, status, method, path, key_prefix, reason, fix, "
+                "events) VALUES (?,?,?,?,?,?,?,?)",
+                (_now(), status, method, path[:200], key_prefix, reason[:1000], fix, events),
+            )
+
     # --- reads ---
+
+    def minutes(
+        self,
+        *,
+        key: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Per minute (oldest first): what was offered, stored, deduplicated and refused;
+        one key's (None: every key's, summed). `since` inclusive, `until` exclusive."""
+        where: list[str] = []
+        params: list[Any] = []
+        if key is not None:
+            where.append("key = ?")
+            params.append(fingerprint(key))
+        if since is not None:
+            where.append("minute >= ?")
+            params.append(since[:16] + ":00Z" if len(since) >= 16 else since)
+        if until is not None:
+            where.append("minute < ?")
+            params.append(until)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sums = ", ".join(f"SUM({name})" for name in MINUTE_COUNTS)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT minute, {sums} FROM minutes {clause} GROUP BY minute ORDER BY minute",
+                params,
+            ).fetchall()
+        return [
+            {"minute": row[0], **dict(zip(MINUTE_COUNTS, row[1:], strict=True))} for row in rows
+        ]
+
+    def refusal_page(
+        self,
+        *,
+        status: int | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Requests refused at the door, newest first, paged like `events`."""
+        where: list[str] = []
+        params: list[Any] = []
+        self._received_between(where, params, since, until)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if before is not None:
+            where.append("seq < ?")
+            params.append(before)
+        limit = max(1, min(limit, MAX_PAGE))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, received_at, status, method, path, key_prefix, reason, fix, events "
+                f"FROM refusals {clause} ORDER BY seq DESC LIMIT ?",
+                [*params, limit + 1],
+            ).fetchall()
+        names = ("received_at", "status", "method", "path", "key_prefix", "reason", "fix", "events")
+        page = [dict(zip(names, r[1:], strict=True)) for r in rows[:limit]]
+        cursor = rows[limit - 1][0] if len(rows) > limit else None
+        return page, cursor
 
     def events(
         self,
@@ -362,6 +545,9 @@ class Store:
         with self._lock:
             counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
             keys = self._db.execute("SELECT MAX(last_used_at) FROM keys").fetchone()[0]
+            refused = dict(
+                self._db.execute("SELECT status, COUNT(*) FROM refusals GROUP BY status").fetchall()
+            )
         by_reason = {
             name.split(":", 1)[1]: n for name, n in counters.items() if name.startswith("rejected:")
         }
@@ -373,6 +559,8 @@ class Store:
             "duplicate_batches": counters.get("duplicate_batches", 0),
             "rejected_by_reason": by_reason,
             "key_last_used_at": keys,
+            "refused_requests": sum(refused.values()),
+            "refused_by_status": {str(status): n for status, n in sorted(refused.items())},
         }
 
     def rejections(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -397,11 +585,25 @@ class Store:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT seq, event_id, reason, received_at FROM rejections {clause} "
-                "ORDER BY seq DESC LIMIT ?",
+                "SELECT seq, event_id, reason, received_at, license_id, measurements, batch_id "
+                f"FROM rejections {clause} ORDER BY seq DESC LIMIT ?",
                 [*params, limit + 1],
             ).fetchall()
-        page = [{"event_id": r[1], "reason": r[2], "received_at": r[3]} for r in rows[:limit]]
+        page = []
+        for r in rows[:limit]:
+            measurements = json.loads(r[5]) if r[5] else []
+            page.append(
+                {
+                    "event_id": r[1],
+                    "reason": r[2],
+                    "received_at": r[3],
+                    "license_id": r[4],
+                    "metric": ", ".join(str(m.get("metric_name")) for m in measurements) or None,
+                    "quantity": measurements[0].get("quantity") if len(measurements) == 1 else None,
+                    "measurements": measurements,
+                    "batch_id": r[6],
+                }
+            )
         cursor = rows[limit - 1][0] if len(rows) > limit else None
         return page, cursor
 
@@ -417,7 +619,8 @@ class Store:
     ) -> dict[str, Any]:
         """Totals per time bucket (by `received_at`), metric, license and kind.
 
-        Without `bucket` (seconds), one is chosen to give at most about 120 buckets over
+        Without `bucket` (seconds), one of a minute or more is chosen to give at most about
+        120 buckets over
         the range (`since`..`until`, else the data's first and last arrival). Buckets
         with nothing in them are left out; `t` is a bucket's start in Unix seconds.
         """
@@ -436,7 +639,9 @@ class Store:
             ).fetchone()
             start = int(since.timestamp()) if since else first
             end = int(until.timestamp()) if until else last
-            step = bucket or _nice_bucket((end or 0) - (start or 0))
+            # a minute at the finest: usage per minute reads as usage over time (one-second
+            # buckets drew a line dropping to zero between calls), and it is the budget's unit
+            step = bucket or _nice_bucket((end or 0) - (start or 0), least=60)
             rows = self._db.execute(
                 f"SELECT ({epoch} / ?) * ? AS t, metric, license_id, kind, {EXACT_SUM}, "
                 f"COUNT(*) FROM events {clause} GROUP BY t, metric, license_id, kind "
