@@ -47,9 +47,7 @@ def test_a_207_naming_one_metric_sends_the_others_again_under_a_derived_id(
             json={
                 "accepted": 0,
                 "rejected": 1,
-                "rejections": [
-                    {"event_id": event.event_id, "reason": "unknown_metric: tokens"}
-                ],
+                "rejections": [{"event_id": event.event_id, "reason": "unknown_metric: tokens"}],
             },
         )
 
@@ -83,7 +81,10 @@ def test_a_207_naming_no_metric_rejects_the_whole_event(
         ),
     )
     client = DoowClient(
-        local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s", transport=transport  # type: ignore[arg-type]
+        local_doow.api_key,
+        endpoint=local_doow.url,
+        spool=tmp_path / "s",
+        transport=transport,  # type: ignore[arg-type]
     )
     result = client.send([event])
     assert len(result.rejected) == 1 and len(transport.requests) == 1  # never resent
@@ -93,7 +94,8 @@ def test_a_207_naming_no_metric_rejects_the_whole_event(
 def test_the_pacer_learns_the_budget_and_shares_it_with_the_spools_processes(
     tmp_path: Path,
 ) -> None:
-    one, other = Pacer(directory=tmp_path), Pacer(directory=tmp_path)  # two processes' view
+    shared = tmp_path / ".budgets" / "owner"
+    one, other = Pacer(state_file=shared), Pacer(state_file=shared)  # two processes' view
     assert one.events_per_minute == 1000  # Doow's documented budget until told otherwise
     assert one.acquire(600) == 0
     assert other.available() < 401  # the other sees what the first took
@@ -101,9 +103,25 @@ def test_the_pacer_learns_the_budget_and_shares_it_with_the_spools_processes(
     one.throttled(30.0, RateLimit(limit=500, current=520, retry_after=30))
     assert other.events_per_minute == 250  # the limit Doow named, this sender's share halved
     assert other.wait(1) >= 29  # every send waits for the 429's wait
-    given = Pacer(120, directory=tmp_path / "x")
+    given = Pacer(120, state_file=tmp_path / "x")
     given.throttled(None, RateLimit(limit=500))
     assert given.events_per_minute == 120  # a budget given is kept
+
+
+def test_each_key_has_its_own_budget_in_a_shared_spool_directory(tmp_path: Path) -> None:
+    """The default spool is the user's cache, shared by every key on the machine: a test
+    key's 429s from a local server must not slow a production key (nor share its bucket)."""
+    spool = tmp_path / "spool"
+    test = DoowClient("dk_test_0123456789", endpoint="http://127.0.0.1:9", spool=spool)
+    live = DoowClient("dk_live_0123456789", endpoint="https://api.doow.co", spool=spool)
+    same = DoowClient("dk_live_0123456789", endpoint="https://api.doow.co", spool=spool)
+    test.pacer.throttled(30.0, RateLimit(limit=500, current=520, retry_after=30))
+    assert test.pacer.wait(1) >= 29
+    assert live.pacer.wait(1) == 0 and live.pacer.events_per_minute == 1000
+    live.pacer.acquire(600)
+    assert same.pacer.available() < 401  # one key's processes share one bucket
+    for client in (test, live, same):
+        client.close()
 
 
 def test_processes_sharing_a_spool_never_offer_a_batch_twice(

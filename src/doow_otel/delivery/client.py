@@ -187,10 +187,10 @@ class DoowClient:
                 "events_per_minute: must be at least 1 (Doow's budget is 1,000 a minute per "
                 "organization; leave it unset to learn it from Doow's answers)"
             )
-        # processes sharing a spool directory pace as one sender
+        # processes sharing a spool directory and a key pace as one sender
         self.pacer = Pacer(
             events_per_minute or settings.events_per_minute,
-            directory=self.spool.directory if self.spool else None,
+            state_file=self.spool.budget_file() if self.spool is not None else None,
         )
         self._given = transport  # closed by close() only, never replaced
         self._own: Transport | None = None  # HTTPTransport, made on first use

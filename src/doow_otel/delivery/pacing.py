@@ -12,9 +12,11 @@ halves this sender's share of it and every quiet minute gives a tenth back (addi
 increase, multiplicative decrease, as TCP shares a link). A 429's wait (`Retry-After`,
 every category's `retry_after`) holds every send until it has passed.
 
-Processes that share a spool directory (the workers of one service) share one bucket: its
-state is a small file beside the spool, read and written under an exclusive lock, so four
-workers pace as one sender. Without a directory the bucket is this process's.
+Processes that share a spool directory and a key (the workers of one service) share one
+bucket: its state is a small file beside the spool, one per endpoint and key (the spool's
+owner: a budget is an organization's, and a local test server's 429s must not slow a
+production key that shares the user cache), read and written under an exclusive lock, so
+four workers pace as one sender. Without a file the bucket is this process's.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ __all__ = ["DEFAULT_EVENTS_PER_MINUTE", "Pacer"]
 
 DEFAULT_EVENTS_PER_MINUTE = 1000
 """Doow's documented event budget of an organization."""
-STATE_FILE = ".budget"
 MIN_SHARE = 1 / 64
 """The smallest share of the budget a sender keeps after 429s (it still probes)."""
 RECOVERY_PER_MINUTE = 0.1
@@ -57,14 +58,15 @@ class _State:
 
 
 class Pacer:
-    """A token bucket of events; thread-safe, shared with the processes of `directory`."""
+    """A token bucket of events; thread-safe, shared with the processes that use
+    `state_file`."""
 
     def __init__(
-        self, events_per_minute: int | None = None, *, directory: Path | None = None
+        self, events_per_minute: int | None = None, *, state_file: Path | None = None
     ) -> None:
         self.fixed = events_per_minute is not None
         self._initial = float(events_per_minute or DEFAULT_EVENTS_PER_MINUTE)
-        self._path = directory / STATE_FILE if directory is not None else None
+        self._path = state_file
         self._memory = _State(self._initial, time.time(), self._initial, 1.0)
         self._lock = threading.Lock()
 
@@ -146,7 +148,7 @@ class Pacer:
                 yield self._memory
                 return
             try:
-                fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fd = self._open(self._path)
             except OSError:  # an unusable directory: pace alone (the spool reports it)
                 self._refill(self._memory, time.time())
                 yield self._memory
@@ -163,6 +165,14 @@ class Pacer:
                 os.ftruncate(fd, len(data))
             finally:
                 os.close(fd)  # releases the lock
+
+    @staticmethod
+    def _open(path: Path) -> int:
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def _load(self, fd: int) -> _State:
         try:

@@ -54,6 +54,7 @@ SUFFIX = ".batch"
 STALE_TEMP_SECONDS = 60.0
 SALT_FILE = ".salt"
 OWNERS = ".owners"  # one small file per owner: its endpoint and the key's first characters
+BUDGETS = ".budgets"  # one per owner: the event budget's bucket its processes share (pacing.py)
 SET_ASIDE = "set-aside"
 CORRUPT = "corrupt"
 MEMORY = "(memory)"
@@ -178,6 +179,11 @@ class Spool:
         if self._owner is None:
             self._owner = self._owner_of(self._identity)
         return self._owner
+
+    def budget_file(self) -> Path:
+        """Where the processes sending with this endpoint and key keep their shared event
+        budget (delivery/pacing.py); the directory is made when first written."""
+        return self.directory / BUDGETS / self.owner
 
     def _owner_of(self, identity: bytes) -> str:
         return hashlib.sha256(self._salt() + identity).hexdigest()[:16]
