@@ -5,7 +5,10 @@ A file of N usage records (docs/conversion.md, "Usage records") is written first
 shipper delivers it to the local server (its own process). Figures: lines per second
 from start to the last line stored, and the shipper's CPU per 1,000 lines (its process's
 user + system time, from /proc, startup included). Delivery is checked: the server's
-total must be exact.
+total must be exact. Each line is a usage record with its own identity, so one event:
+both shippers are run with budget pacing lifted (UNPACED events a minute, a non-default
+setting) because the subject is the cost of shipping; at Doow's documented budget both
+ship 1,000 lines a minute (docs/budget.md).
 Usage: python bench/bench_sidecar.py [lines] [--quick] [--json PATH]
 """
 
@@ -27,6 +30,7 @@ from _server import KEY, free_port, local_server, table, usage_total
 ROOT = Path(__file__).resolve().parents[1]
 OTELCOL = ROOT / "collector" / "_build" / "otelcol-doow"
 TICKS = os.sysconf("SC_CLK_TCK")
+UNPACED = 10**7  # events a minute: pacing lifted, not the subject here (see above)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -69,6 +73,7 @@ def sidecar(url: str, work: Path, lines: int) -> tuple[float, float, bool]:
         "DOOW_SIDECAR_TCP": f"127.0.0.1:{free_port()}",
         "DOOW_SIDECAR_HEALTH": f"127.0.0.1:{health}",
         "DOOW_QUEUE_DIR": str(work / "state"),
+        "DOOW_EVENTS_PER_MINUTE": str(UNPACED),
         "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
         "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
         "OTELCOL_METRICS_PORT": str(free_port()),
@@ -104,7 +109,8 @@ def send(url: str, work: Path, lines: int) -> tuple[float, float, bool]:
         **os.environ,
         "DOOW_TRACK_API_KEY": KEY,
         "DOOW_TRACK_ENDPOINT": url,
-        "DOOW_TRACK_SPOOL_DIR": str(work / "spool"),
+        "DOOW_SPOOL_DIR": str(work / "spool"),
+        "DOOW_TRACK_EVENTS_PER_MINUTE": str(UNPACED),
     }
     with open(path, "rb") as stdin:
         start = time.perf_counter()
@@ -137,7 +143,7 @@ def main() -> None:
             print("otelcol-doow is not built: the sidecar is left out")
             recorder.add(
                 Record(
-                    name="usage lines shipped from a file (doow-otel send alone)",
+                    name="usage lines shipped from a file (doow-otel send alone; pacing lifted)",
                     unit="lines/s",
                     better="higher",
                     ours=send_rate,
@@ -167,7 +173,7 @@ def main() -> None:
     )
     recorder.add(
         Record(
-            name="usage lines shipped from a file",
+            name="usage lines shipped from a file (pacing lifted)",
             unit="lines/s",
             better="higher",
             ours=side_rate,
@@ -180,7 +186,7 @@ def main() -> None:
     )
     recorder.add(
         Record(
-            name="shipper CPU per 1000 lines",
+            name="shipper CPU per 1000 lines (pacing lifted)",
             unit="ms CPU/1000 lines",
             better="lower",
             ours=side_cpu,
