@@ -1,5 +1,5 @@
-"""What users deploy: the runtime package holds runtime code, and the default route needs
-none of the OTLP/HTTP exporter's dependencies (an extra, `doow-otel[collector]`)."""
+"""What users deploy: the runtime package holds runtime code, and no route needs the
+OTLP/HTTP exporter's dependencies (protobuf, requests)."""
 
 from __future__ import annotations
 

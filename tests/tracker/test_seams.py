@@ -185,8 +185,8 @@ def test_usage_logged_on_the_apps_logger_provider_is_flushed_by_the_wrapper(
 
 def test_the_default_route_runs_without_protobuf(tmp_path: Path) -> None:
     """Metrics, span events and usage records reach Doow with protobuf and OTLP's
-    packages unimportable: the runtime wheel does not depend on them (only the
-    [collector] extra and the testing package do)."""
+    packages unimportable: the runtime wheel does not depend on them (only the testing
+    package does)."""
     with LocalDoow() as doow:
         code = f"""
 import sys
