@@ -264,3 +264,26 @@ def test_explicit_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyP
     c = DoowClient(endpoint="https://explicit.example.com", spool=None)
     assert c.endpoint == "https://explicit.example.com"
     assert DoowClient(spool=None).endpoint == "https://env.example.com"
+
+
+@pytest.mark.local_doow(events_per_minute=0)
+def test_a_send_that_keeps_several_batches_says_so_once(
+    local_doow: LocalDoow, tmp_path: Path, reports: list[ErrorReport]
+) -> None:
+    """Four batches held by one outage (a serverless flush that ran out of time): one
+    report of the four, not one per batch (issue 26: four "next attempt would pass the
+    deadline" lines in one invocation)."""
+    local_doow.faults.fail_next(1000, 503)
+    client = DoowClient(
+        local_doow.api_key,
+        endpoint=local_doow.url,
+        spool=tmp_path / "s",
+        on_error=reports.append,
+        events_per_minute=10**5,
+    )
+    result = client.send(events(1600), timeout=1.5)
+    assert result.spooled == 1600
+    said = [r for r in reports if r.kind in ("timeout", "network")]
+    assert len(said) == 1, [r.message for r in said]
+    assert said[0].count == 1600 and "1600 events kept in the spool" in said[0].message
+    client.close()

@@ -49,7 +49,7 @@ from doow_otel.delivery.reports import Redactor, Reporter
 from doow_otel.delivery.spool import Spool
 from doow_otel.delivery.status import Decision, Rejection, decide, transport_failure
 from doow_otel.delivery.wire import Batch, compress, make_batches, without_measurement
-from doow_otel.errors import ConfigurationError, ErrorReport, TransportError, counted
+from doow_otel.errors import ConfigurationError, ErrorKind, ErrorReport, TransportError, counted
 from doow_otel.model.event import UsageEvent
 
 if TYPE_CHECKING:
@@ -108,12 +108,37 @@ class SendResult:
         self.paced += other.paced
 
 
+_KEPT_PRECEDENCE = ("network", "rate_limited", "timeout")
+"""Of the reasons one send kept batches for, the one its report is filed under."""
+
+
 @dataclass
 class _Round:
-    """One send: its deadline, and whether the answers so far say to stop sending."""
+    """One send: its deadline, whether the answers so far say to stop sending, and what it
+    kept in the spool and why (said once, when the send ends: a flush whose batches all
+    miss the deadline is one report, not one per batch)."""
 
     end: float
     stop: bool = False
+    kept: dict[str, tuple[ErrorKind, int]] = field(default_factory=dict)  # why -> kind, events
+    rate_limit_said: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def keep(self, kind: ErrorKind, why: str, events: int) -> None:
+        with self.lock:
+            _, held = self.kept.get(why, (kind, 0))
+            self.kept[why] = (kind, held + events)
+
+    def report_kept(self, report: Reporter, spooled: bool) -> None:
+        with self.lock:
+            kept, self.kept = self.kept, {}
+        if not kept:
+            return
+        events = sum(n for _, n in kept.values())
+        kinds = {kind for kind, _ in kept.values()}
+        kind = next(k for k in (*_KEPT_PRECEDENCE, *sorted(kinds)) if k in kinds)
+        what = "kept in the spool, sent again by a later send" if spooled else "not delivered"
+        report(kind, f"{counted(events, 'event')} {what}: " + "; ".join(kept), count=events)
 
 
 @dataclass
@@ -233,6 +258,12 @@ class DoowClient:
         if self.disabled:
             return SendResult(skipped=len(events))
         sending = _Round(end)
+        try:
+            return self._send(events, sending)
+        finally:
+            sending.report_kept(self.report, spooled=self.spool is not None)
+
+    def _send(self, events: list[UsageEvent], sending: _Round) -> SendResult:
         result = SendResult()
         # Sends run side by side (concurrent invocations, a flush beside the window clock):
         # each batch is held (Spool.claim) while it is sent, so no two sends offer it.
@@ -569,11 +600,7 @@ class DoowClient:
                 continue  # acquire again: another sender may have taken the room
             if sending.end - time.monotonic() < MIN_ATTEMPT_SECONDS:
                 self.pacer.take(-len(batch))
-                self.report(
-                    "timeout",
-                    f"deadline reached; {counted(len(batch), 'event')} kept in the spool",
-                    count=len(batch),
-                )
+                sending.keep("timeout", "the send's deadline came", len(batch))
                 return None, refused, False
             decision = self._exchange(batch, body, self._headers(encoding), sending.end)
             if decision.action != "delivered":  # Doow took none of it: the budget is not spent
@@ -598,24 +625,23 @@ class DoowClient:
                     )
                     else ""
                 )
-                self.report(
-                    "rate_limited",
-                    f"Doow's event budget is spent{named}; {counted(len(batch), 'event')} wait "
-                    f"{retry_after or 0:.0f}s and then go at the budget's pace "
-                    f"({self.pacer.events_per_minute:.0f} events a minute for this sender)",
-                    count=len(batch),
-                    status=429,
-                )
+                with sending.lock:
+                    said, sending.rate_limit_said = sending.rate_limit_said, True
+                if not said:  # once per send: its other batches wait the same way
+                    self.report(
+                        "rate_limited",
+                        f"Doow's event budget is spent{named}; this send's events wait "
+                        f"{retry_after or 0:.0f}s and then go at the budget's pace "
+                        f"({self.pacer.events_per_minute:.0f} events a minute for this sender)",
+                        count=len(batch),
+                        status=429,
+                    )
                 continue  # the pacer holds the next attempt for the wait
             logger.debug("doow (%d events), will retry: %s", len(batch), decision.reason)
             attempt += 1
             if attempt > self.max_retries:
-                self.report(
-                    "network",
-                    f"gave up after {counted(attempt, 'attempt')} ({decision.reason}); "
-                    f"{counted(len(batch), 'event')} kept in the spool",
-                    count=len(batch),
-                )
+                why = f"{counted(attempt, 'attempt')} failed ({decision.reason})"
+                sending.keep("network", why, len(batch))
                 return None, refused, False
             delay = (
                 retry_after
@@ -623,12 +649,8 @@ class DoowClient:
                 else random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
             )
             if time.monotonic() + delay >= sending.end or not self._sleep(delay):
-                self.report(
-                    "timeout",
-                    f"next attempt would pass the deadline; {counted(len(batch), 'event')} kept in "
-                    "the spool",
-                    count=len(batch),
-                )
+                why = f"{decision.reason}, and a retry would pass the send's deadline"
+                sending.keep("timeout", why, len(batch))
                 return None, refused, False
             self._count(retries=1)
 
