@@ -17,6 +17,7 @@ stale() {
 }
 
 stale || exit 0
+mkdir -p _build _tools
 if [ ! -x _tools/builder ] || ! _tools/builder version 2>/dev/null | grep -q "${BUILDER_VERSION#v}"; then
   GOBIN="$PWD/_tools" go install "go.opentelemetry.io/collector/cmd/builder@$BUILDER_VERSION"
 fi
