@@ -4,6 +4,7 @@ Emulator, with and without the otelcol-doow extension layer, in one command (iss
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,4 +90,21 @@ def test_at_shutdown_the_extension_says_what_became_of_undelivered_usage(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "extension: shutting down with usage not yet delivered: it stays in the " in done.stdout
     assert "persistent queue on disk" in done.stdout
+    assert "dk_local_example_key" not in done.stdout + done.stderr
+
+
+def test_usage_a_real_endpoint_did_not_take_is_kept_not_deleted(rie: Path) -> None:
+    """With --endpoint (Doow itself, not the throwaway local server), the spool of usage
+    that did not arrive stays on disk, and the command says where."""
+    nobody = f"http://127.0.0.1:{free_port()}"  # Doow unreachable
+    done = doow_local(HANDLER, "--event", EVENT, "--rie", str(rie), "--endpoint", nobody,
+                      "--api-key", "dk_local_example_key")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = re.search(r"usage not yet delivered is kept in (\S+) ", done.stdout)
+    assert found, done.stdout
+    kept = Path(found.group(1))
+    try:
+        assert list((kept / "spool").rglob("*.batch")), "the spooled usage is on disk"
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
     assert "dk_local_example_key" not in done.stdout + done.stderr

@@ -229,7 +229,14 @@ def run(
             if not api_key:
                 raise LambdaSetupError("--endpoint needs --api-key (or DOOW_TRACK_API_KEY)")
             target = Target(endpoint, api_key)
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="doow-lambda-")))
+        work = Path(tempfile.mkdtemp(prefix="doow-lambda-"))
+        kept: list[bool] = []  # the work directory stays when it holds undelivered usage
+
+        def remove_work() -> None:
+            if not kept:
+                shutil.rmtree(work, ignore_errors=True)
+
+        stack.callback(remove_work)
         log_path = work / "emulator.log"
         route = "through the otelcol-doow extension" if with_extension else "in-process"
         print(f"{module_function} under {emulator.name}, usage sent {route}", file=out)
@@ -244,12 +251,20 @@ def run(
             except LambdaSetupError:
                 out.write(log_path.read_text(errors="replace")[-4000:])
                 raise
+        outcome = _extension_outcome(log_path.read_text(errors="replace"))
         if with_extension:
-            print(
-                f"extension: {_extension_outcome(log_path.read_text(errors='replace'))}", file=out
-            )
+            print(f"extension: {outcome}", file=out)
         if local is not None:
             _print_usage(local, out)
+        elif any((work / "spool").rglob("*.batch")) or "not yet delivered" in outcome:
+            kept.append(True)  # a real endpoint's usage: never deleted undelivered
+            print(
+                f"usage not yet delivered is kept in {work} (spool/: DOOW_SPOOL_DIR={work}/spool "
+                "doow-otel spool shows it, and the next send with this endpoint and key "
+                "delivers it; queue/: the extension's, delivered when it runs on that "
+                "DOOW_EXTENSION_QUEUE_DIR again)",
+                file=out,
+            )
     return 0
 
 
