@@ -98,6 +98,7 @@ class DoowTracker:
         events_per_minute: int | None = None,
         max_routes: int = DEFAULT_MAX_ROUTES,
         durable: bool = False,
+        http_client: Any = None,
     ) -> None:
         """`flush_interval`: the window, in seconds (`DOOW_TRACK_FLUSH_INTERVAL` in ms;
         60 s by default): at most one event per stream per window. `flush_at` is accepted
@@ -105,7 +106,9 @@ class DoowTracker:
         `events_per_minute`: Doow's event budget, when known (else learned from Doow's
         answers). `max_routes`: distinct attribution sets per window before attribution
         folds. `durable=True`: fsync each window's journal as it is sealed (survives a
-        power loss, at a cost per window)."""
+        power loss, at a cost per window). `http_client`: an `httpx.Client` (or a function
+        making one, where the process forks after setup) to send through instead of the
+        default transport (`doow-otel[httpx]`; `doow_otel.delivery.transport.httpx`)."""
         route = route or os.environ.get("DOOW_ROUTE", "doow")  # type: ignore[assignment]
         if route not in ("doow", "collector"):
             raise ConfigurationError(
@@ -143,6 +146,10 @@ class DoowTracker:
             "events_per_minute": events_per_minute,
             "durable": durable,
         }
+        if http_client is not None:
+            from doow_otel.delivery.transport.httpx import HttpxTransport  # the extra, if used
+
+            self._client_args["transport"] = HttpxTransport(http_client)
         if route == "collector" or settings.disabled or self.problem is not None:
             # through a collector, the collector holds the key and talks to Doow
             self._client_args.update(api_key=None, spool=None, disabled=True)
