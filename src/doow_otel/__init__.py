@@ -34,7 +34,13 @@ if TYPE_CHECKING:
     from doow_otel.otel.metrics import DoowMetricExporter, DoowMetricReader, metric_reader
     from doow_otel.otel.sigterm import flush_on_sigterm
     from doow_otel.otel.traces import DoowSpanExporter, UsageRecordingSampler, UsageSpanProcessor
-    from doow_otel.serverless import invocation, with_azure_function, with_lambda, with_vercel
+    from doow_otel.serverless import (
+        invocation,
+        lifespan,
+        with_azure_function,
+        with_lambda,
+        with_vercel,
+    )
     from doow_otel.tracker import DoowTracker, configure
 
 _LAZY = {
@@ -64,6 +70,7 @@ _LAZY = {
     "DoowTracker": "doow_otel.tracker",
     "configure": "doow_otel.tracker",
     "invocation": "doow_otel.serverless",
+    "lifespan": "doow_otel.serverless",
     "with_azure_function": "doow_otel.serverless",
     "with_lambda": "doow_otel.serverless",
     "with_vercel": "doow_otel.serverless",
@@ -94,6 +101,7 @@ __all__ = [
     "configure",
     "flush_on_sigterm",
     "invocation",
+    "lifespan",
     "metric_reader",
     "set_license",
     "trust_baggage",

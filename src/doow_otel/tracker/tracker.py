@@ -515,6 +515,39 @@ class DoowTracker:
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
+    # --- async code (ASGI apps: FastAPI, Starlette; doow_otel.lifespan) ---
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """`flush()` for `async def` code: it runs on Doow's flush thread while the event
+        loop serves other requests, and returns by `timeout` (what is late goes on in the
+        background; nothing is lost). Flushes asked for at once go out together."""
+        from doow_otel.serverless import flush_async
+
+        return await flush_async(timeout if timeout is not None else self.timeout, tracker=self)
+
+    async def ashutdown(self, timeout: float | None = None) -> None:
+        """`shutdown()` for `async def` code, off the event loop."""
+        import asyncio
+        import threading
+        from concurrent.futures import Future
+
+        done: Future[None] = Future()
+
+        def run() -> None:
+            try:
+                self.shutdown(timeout)
+            finally:
+                done.set_result(None)
+
+        threading.Thread(target=run, name="doow-shutdown", daemon=True).start()
+        await asyncio.wrap_future(done)
+
+    async def __aenter__(self) -> DoowTracker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.ashutdown()
+
     # --- fork safety (gunicorn --preload, multiprocessing) and Lambda SnapStart ---
 
     def _after_fork_in_child(self) -> None:
