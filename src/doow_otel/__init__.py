@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from doow_otel.otel.logs import DoowLogExporter, LicenseFromContextLogs
     from doow_otel.otel.metrics import DoowMetricExporter, DoowMetricReader, metric_reader
+    from doow_otel.otel.self_metrics import publish_self_metrics
     from doow_otel.otel.sigterm import flush_on_sigterm
     from doow_otel.otel.traces import DoowSpanExporter, UsageRecordingSampler, UsageSpanProcessor
     from doow_otel.serverless import (
@@ -67,6 +68,7 @@ _LAZY = {
     "UsageRecordingSampler": "doow_otel.otel.traces",
     "UsageSpanProcessor": "doow_otel.otel.traces",
     "metric_reader": "doow_otel.otel.metrics",
+    "publish_self_metrics": "doow_otel.otel.self_metrics",
     "DoowTracker": "doow_otel.tracker",
     "configure": "doow_otel.tracker",
     "invocation": "doow_otel.serverless",
@@ -103,6 +105,7 @@ __all__ = [
     "invocation",
     "lifespan",
     "metric_reader",
+    "publish_self_metrics",
     "set_license",
     "trust_baggage",
     "with_azure_function",

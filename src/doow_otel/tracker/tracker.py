@@ -14,7 +14,8 @@ one, in the window's batch.
 Route "doow" (default) sends to Doow through the spool and the client; route "collector"
 pushes each sealed window as OTLP to an OpenTelemetry Collector with the doow exporter
 (the Lambda extension, a gateway). Given a `meter_provider`, the usage is also recorded
-on it (scope `doow_otel.mirror`, never billed) for the application's own dashboards.
+on it (scope `doow_otel.mirror`, never billed) for the application's own dashboards, and
+so is the delivery's health (`doow_otel.otel.self_metrics`, never billed either).
 """
 
 from __future__ import annotations
@@ -168,6 +169,10 @@ class DoowTracker:
         self._max_routes = max_routes
         self._sink = self._make_sink()
         self._recorder = self._make_recorder()
+        if meter_provider is not None:  # delivery health on the application's dashboards
+            from doow_otel.otel.self_metrics import publish_tracker_metrics
+
+            publish_tracker_metrics(meter_provider, self)
         self._exporters: list[Any] = []  # asked after each flush whether usage was lost
         if isinstance(self._sink, _Unsendable):
             self._exporters.append(self._sink)
