@@ -243,6 +243,28 @@ def test_a_factory_makes_a_client_per_process(local_doow: LocalDoow, tmp_path: P
     os.close(read)
     assert answer == ["200", "2", "True"]
     assert made == [os.getpid()]  # the parent's client made once
+    transport.close()  # closes the client it made; a later request makes another
+    assert transport.post(url, body, headers, 5.0).status == 200
+    assert made == [os.getpid(), os.getpid()]
     transport.close()
-    with pytest.raises(TransportError):  # closed: nothing more goes
-        transport.post(url, body, headers, 1.0)
+
+
+def test_a_tracker_restored_from_a_snapshot_goes_on_with_the_application_client(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """A restore replaces the tracker's DoowClient and closes the old one: the transport
+    they share (and the application's client) must go on working."""
+    http = httpx.Client()
+    meter = DoowTracker(
+        local_doow.api_key,
+        endpoint=local_doow.url,
+        spool=tmp_path / "s",
+        http_client=http,
+        handle_sigterm=False,
+        flush_interval=3600,
+    )
+    meter._after_restore()  # what Lambda's after-restore hook runs
+    meter.track(metric="api_calls", quantity=2, license_id="lic_1")
+    assert meter.flush()
+    meter.shutdown()
+    assert local_doow.total("api_calls", "lic_1") == 2 and not http.is_closed

@@ -18,7 +18,9 @@ default headers under Doow's own), except:
   transport closes the socket at the deadline.
 
 Errors describe the failure only, never a header (so never the API key). The client is
-the application's: `close()` stops this transport, never closes the client.
+the application's: `close()` never closes it (a client its factory made is closed, and a
+later request makes another: a tracker restored from a snapshot closes its old
+`DoowClient`, and the transport goes on with the new one).
 
 Fork safety: httpx's connection pool is not fork-safe (two processes on one socket). Pass
 a factory (`HttpxTransport(lambda: httpx.Client(...))`) where the process forks after
@@ -69,7 +71,6 @@ class HttpxTransport:
         self._pid = os.getpid()
         self._max_answer = max_answer_bytes
         self._lock = threading.Lock()
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"HttpxTransport({'factory' if self._factory else 'httpx.Client'})"
@@ -97,18 +98,15 @@ class HttpxTransport:
         return Answer(response.status_code, Headers(response.headers.multi_items()), content)
 
     def close(self) -> None:
-        """No new request goes; the client is the application's and stays open (one this
-        transport's factory made is closed)."""
+        """Close the client the factory made (a later request makes another); the
+        application's own client stays open."""
         with self._lock:
-            self._closed = True
             made, self._made = self._made, None
         if made is not None and self._pid == os.getpid():
             made.close()
 
     def _client(self) -> httpx.Client:
         with self._lock:
-            if self._closed:
-                raise TransportError("connection", "the transport is closed")
             if self._given is not None:
                 return self._given
             if self._made is None or self._pid != os.getpid():  # first use, or a forked child
