@@ -268,3 +268,30 @@ def test_a_tracker_restored_from_a_snapshot_goes_on_with_the_application_client(
     assert meter.flush()
     meter.shutdown()
     assert local_doow.total("api_calls", "lic_1") == 2 and not http.is_closed
+
+
+def test_a_client_given_before_a_fork_is_named_in_the_child(local_doow: LocalDoow) -> None:
+    transport = HttpxTransport(httpx.Client())
+    url, headers = (
+        f"{local_doow.url}/telemetry/heartbeat",
+        {"Authorization": f"Bearer {local_doow.api_key}"},
+    )
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import logging
+
+            said: list[str] = []
+            handler = logging.Handler()
+            handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+            logging.getLogger("doow_otel").addHandler(handler)
+            transport.post(url, b"{}", headers, 5.0)
+            transport.post(url, b"{}", headers, 5.0)
+            os.write(write, str(sum("made before this process forked" in m for m in said)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 10) == b"1"  # once
+    os.close(read)

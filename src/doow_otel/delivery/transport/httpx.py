@@ -30,6 +30,7 @@ in a forked child.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,7 @@ from doow_otel.errors import ConfigurationError, TransportError
 __all__ = ["HttpxTransport"]
 
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
+logger = logging.getLogger("doow_otel")
 
 
 class HttpxTransport:
@@ -108,6 +110,13 @@ class HttpxTransport:
     def _client(self) -> httpx.Client:
         with self._lock:
             if self._given is not None:
+                if self._pid != os.getpid():  # said once per process: a factory is the fix
+                    self._pid = os.getpid()
+                    logger.warning(
+                        "doow: the httpx.Client given as http_client was made before this "
+                        "process forked: its pooled connections are the parent's too. Pass a "
+                        "function that makes the client (http_client=lambda: httpx.Client(...))"
+                    )
                 return self._given
             if self._made is None or self._pid != os.getpid():  # first use, or a forked child
                 assert self._factory is not None
