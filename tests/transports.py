@@ -436,3 +436,90 @@ def http_proxy(
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+# --- a SOCKS5 proxy (RFC 1928, with RFC 1929's username and password) ---
+
+
+@dataclass
+class SocksProxy:
+    """A SOCKS5 proxy on a thread: CONNECT only; with `credentials`, it requires them.
+    Records each tunnel's target (host, port) and the user that opened it."""
+
+    credentials: tuple[str, str] | None = None
+    tunnels: list[tuple[str, int, str | None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError, ValueError), conn:
+            user = self._greet(conn)
+            if user is False:
+                return
+            _, command, _, kind = _read(conn, 4)
+            if kind == 1:
+                host = socket.inet_ntoa(_read(conn, 4))
+            elif kind == 3:
+                host = _read(conn, _read(conn, 1)[0]).decode()
+            else:
+                raise ValueError("an address type this proxy does not take")
+            port = int.from_bytes(_read(conn, 2), "big")
+            if command != 1:  # CONNECT only
+                conn.sendall(b"\x05\x07\x00\x01" + bytes(6))
+                return
+            self.tunnels.append((host, port, user or None))
+            with socket.create_connection((host, port)) as upstream:
+                conn.sendall(b"\x05\x00\x00\x01" + bytes(6))
+                _pipe(conn, upstream, lambda first: True)
+
+    def _greet(self, conn: socket.socket) -> str | bool:
+        """The method negotiation; the user's name (or "" with no credentials), or False
+        when refused."""
+        version, count = _read(conn, 2)
+        methods = _read(conn, count)
+        if self.credentials is None:
+            conn.sendall(b"\x05\x00")
+            return ""
+        if 2 not in methods:
+            conn.sendall(b"\x05\xff")
+            return False
+        conn.sendall(b"\x05\x02")
+        _, size = _read(conn, 2)
+        user = _read(conn, size).decode()
+        password = _read(conn, _read(conn, 1)[0]).decode()
+        accepted = (user, password) == self.credentials
+        conn.sendall(b"\x01\x00" if accepted else b"\x01\x01")
+        return user if accepted else False
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _read(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ValueError("the client closed the connection")
+        data += chunk
+    return data
+
+
+@contextlib.contextmanager
+def socks_proxy(credentials: tuple[str, str] | None = None) -> Iterator[SocksProxy]:
+    proxy = SocksProxy(credentials)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

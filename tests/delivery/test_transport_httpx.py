@@ -1,5 +1,5 @@
 """HttpxTransport: an application's own httpx.Client, with what the default transport does
-not do (client certificates, a CA set in code, https:// proxies), and the client's rules
+not do (client certificates, a CA set in code, https:// and SOCKS proxies), and the client's rules
 kept whatever the httpx.Client says (redirects never followed, the deadline a hard bound,
 no header in an error). The rows both transports share run in test_transport.py and the
 fault matrix (tests/faults)."""
@@ -18,7 +18,14 @@ from doow_otel import DoowClient, DoowTracker, UsageEvent
 from doow_otel.delivery.transport.httpx import HttpxTransport
 from doow_otel.errors import ConfigurationError, ErrorReport, TransportError
 from doow_otel_testing import LocalDoow
-from transports import Certificates, http_proxy, make_certificates, relay, server_tls
+from transports import (
+    Certificates,
+    http_proxy,
+    make_certificates,
+    relay,
+    server_tls,
+    socks_proxy,
+)
 
 
 def events(n: int) -> list[UsageEvent]:
@@ -110,6 +117,35 @@ def test_an_https_proxy(local_doow: LocalDoow, certs: Certificates, tmp_path: Pa
             ("CONNECT", f"localhost:{tls.port}")
         ]
     assert local_doow.total("api_calls") == 2
+
+
+def test_a_socks5_proxy_with_credentials(
+    local_doow: LocalDoow, certs: Certificates, tmp_path: Path
+) -> None:
+    """The default transport names a socks5:// proxy as unsupported (test_transport.py);
+    through the application's client, the usage goes, TLS end to end inside the tunnel."""
+    with (
+        relay(local_doow, tls=server_tls(certs)) as tls,
+        socks_proxy(credentials=("user", "pw-secret")) as proxy,
+    ):
+        http = httpx.Client(
+            verify=trusting(certs), proxy=f"socks5://user:pw-secret@127.0.0.1:{proxy.port}"
+        )
+        client = sender(local_doow, f"https://localhost:{tls.port}", tmp_path / "s", http)
+        assert client.send(events(2)).delivered == 2
+        client.close()
+        assert proxy.tunnels == [("localhost", tls.port, "user")]
+        reports: list[ErrorReport] = []
+        wrong = httpx.Client(
+            verify=trusting(certs), proxy=f"socks5://user:wrong-pw@127.0.0.1:{proxy.port}"
+        )
+        refused = sender(
+            local_doow, f"https://localhost:{tls.port}", tmp_path / "t", wrong, reports
+        )
+        assert refused.send(events(1)).spooled == 1  # refused credentials: kept
+        refused.close()
+    assert local_doow.total("api_calls") == 2
+    assert reports and all("wrong-pw" not in r.message for r in reports)
 
 
 def test_redirects_are_never_followed_whatever_the_client_says(
