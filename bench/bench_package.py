@@ -1,7 +1,8 @@
 """Lambda package size: what `pip install <package>` puts in a deployment zip.
 
-For doow-otel, doow-track 0.1.2, OpenTelemetry's own route (the SDK and the OTLP/HTTP
-exporter) and AWS Lambda Powertools' metrics, the installed files of the package and of
+For doow-otel (with its default transport, and with the `[httpx]` extra sending through an
+application's httpx.Client), doow-track 0.1.2, OpenTelemetry's own route (the SDK and the
+OTLP/HTTP exporter) and AWS Lambda Powertools' metrics, the installed files of the package and of
 every runtime dependency (from this environment's metadata; no .pyc, no scripts) are
 zipped as a Lambda deployment package is. Each package is then unzipped alone, as Lambda
 does, and a fresh interpreter that sees only it sends one usage event to the local
@@ -36,6 +37,13 @@ OURS = """
 from doow_otel import DoowTracker
 meter = DoowTracker(handle_sigterm=False)
 meter.track(metric="pkg_doow_otel", quantity=1, license_id="lic_1")
+assert meter.flush()
+"""
+OURS_HTTPX = """
+import httpx
+from doow_otel import DoowTracker
+meter = DoowTracker(handle_sigterm=False, http_client=httpx.Client())
+meter.track(metric="pkg_doow_otel_httpx", quantity=1, license_id="lic_1")
 assert meter.flush()
 """
 DOOW_TRACK = """
@@ -76,6 +84,11 @@ assert json.loads(out.getvalue())["pkg_powertools"] == [1.0]
 """
 CONTENDERS: dict[str, tuple[list[str], str, str | None]] = {
     "doow-otel": (["doow-otel"], OURS, "pkg_doow_otel"),
+    "doow-otel[httpx] (an httpx.Client)": (
+        ["doow-otel", "httpx"],
+        OURS_HTTPX,
+        "pkg_doow_otel_httpx",
+    ),
     "doow-track 0.1.2": (["doow-track"], DOOW_TRACK, "pkg_doow_track"),
     "OTel SDK + OTLP/HTTP exporter": (
         ["opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"],

@@ -22,6 +22,7 @@ SMOKE=(
   tests/serverless/test_serverless_flush.py
   tests/tracker/test_tracker.py
   tests/otel/test_vectors.py
+  tests/otel/test_self_metrics.py # observable instruments on each release's MeterProvider
 )
 
 find_python() { # the newest installed patch release of Python $1

@@ -138,6 +138,7 @@ PATHS: dict[str, str] = {
     "otel": "plain OpenTelemetry: Counter.add + span events, metric_reader / DoowSpanExporter",
     "lambda": "DoowTracker.with_lambda: the wrapper's flush at the end of each invocation",
     "client": "DoowClient.send (what every path above delivers through)",
+    "httpx": "DoowClient.send through the application's httpx.Client (HttpxTransport)",
     "send": "`doow-otel send` (a new process per run)",
     "zero-code": "opentelemetry-instrument with OTEL_METRICS_EXPORTER=doow (a process per run)",
     "collector": "otelcol-doow (OTLP in, doow exporter, persistent queue)",
@@ -150,6 +151,15 @@ PATH_FAULTS: dict[str, list[str]] = {
     "otel": list(FAULTS),
     "lambda": list(FAULTS),
     "client": list(FAULTS),
+    # the rows that involve the transport (TLS and proxies: tests/delivery/test_transport.py)
+    "httpx": [
+        "503 until fixed",
+        "redirect",
+        "drop before store",
+        "drop after store",
+        "slow answer",
+        "trickle",
+    ],  # fmt: skip
     "send": ["503 until fixed", "401", "redirect", "HTML 200", "drop after store", "trickle"],
     "zero-code": ["503 until fixed", "401", "drop after store"],
     "collector": ["503 until fixed", "429 Retry-After", "401", "redirect", "HTML 200"],

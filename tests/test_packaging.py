@@ -42,6 +42,8 @@ def test_the_runtime_package_has_no_test_helpers_and_no_otlp_http_dependency() -
     required = [r for r in metadata.requires("doow-otel") or [] if "extra ==" not in r]
     assert not [r for r in required if "otlp-proto-http" in r or "requests" in r]
     assert not [r for r in required if r.startswith(("httpx", "certifi"))], required
+    extra = [r for r in metadata.requires("doow-otel") or [] if 'extra == "httpx"' in r]
+    assert [r.split(";")[0].split(">")[0] for r in extra] == ["httpx"]  # doow-otel[httpx]
     plugins = {e.value for e in metadata.distribution("doow-otel").entry_points}
     assert not [p for p in plugins if "testing" in p]
     shipped = {p.name for p in (ROOT / "src" / "doow_otel").iterdir()}

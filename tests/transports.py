@@ -1,6 +1,7 @@
 """What the transport tests share: a fake `Transport` for answers the local server cannot
-give, and real network parts in front of the local server (a TLS terminator with a
-throwaway CA, an HTTP proxy, a relay that closes kept-alive connections).
+give, real network parts in front of the local server (a TLS terminator with a
+throwaway CA, an HTTP proxy, a relay that closes kept-alive connections), and the real
+transports the tests run through (`TRANSPORTS`, `make_transport`).
 
 The fake lives here, not in doow-otel-testing: users test against `LocalDoow`, whose
 fault injection gives every answer Doow can give over a real socket; only our own edge
@@ -27,9 +28,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from doow_otel.delivery.transport.base import Answer, Headers
+from doow_otel.delivery.transport.base import Answer, Headers, Transport
 from doow_otel.delivery.transport.http import HTTPTransport
 from doow_otel_testing import LocalDoow
+
+# --- the real transports ---
+
+TRANSPORTS = ["http.client", "httpx"]
+"""The default transport, and an application's httpx.Client (HttpxTransport)."""
+
+
+def make_transport(kind: str, **httpx_options: Any) -> Transport | None:
+    """None for the default (the client makes its own), else an HttpxTransport on a new
+    httpx.Client with `httpx_options`; made after the test set its environment (httpx
+    reads proxies and SSL_CERT_FILE as the client is made)."""
+    if kind == "http.client":
+        return None
+    import httpx
+
+    from doow_otel.delivery.transport.httpx import HttpxTransport
+
+    return HttpxTransport(httpx.Client(**httpx_options))
+
 
 # --- a fake transport ---
 
@@ -109,6 +129,8 @@ class Certificates:
     ca: Path  # the CA's certificate (what SSL_CERT_FILE names)
     cert: Path  # the server's, for localhost and 127.0.0.1
     key: Path
+    client_cert: Path  # a client's, for mTLS
+    client_key: Path
 
 
 def make_certificates(directory: Path) -> Certificates:
@@ -119,7 +141,9 @@ def make_certificates(directory: Path) -> Certificates:
 
     now = datetime.datetime.now(datetime.timezone.utc)
 
-    def build(subject: str, public: Any, ca_key: Any, ca: bool) -> x509.Certificate:
+    def build(
+        subject: str, public: Any, ca_key: Any, ca: bool, client: bool = False
+    ) -> x509.Certificate:
         """Signed by `ca_key`, with the key identifiers Python 3.13's strict checks want."""
         issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "doow-otel test CA")])
         builder = (
@@ -149,6 +173,10 @@ def make_certificates(directory: Path) -> Certificates:
                 ),
                 critical=True,
             )  # fmt: skip
+        elif client:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            )
         else:
             loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
             names = x509.SubjectAlternativeName([x509.DNSName("localhost"), loopback])
@@ -161,13 +189,27 @@ def make_certificates(directory: Path) -> Certificates:
     ca_cert = build("doow-otel test CA", ca_key.public_key(), ca_key, True)
     key = ec.generate_private_key(ec.SECP256R1())
     cert = build("localhost", key.public_key(), ca_key, False)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client_cert = build("doow-otel test client", client_key.public_key(), ca_key, False, True)
     pem = serialization.Encoding.PEM
-    out = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    out.ca.write_bytes(ca_cert.public_bytes(pem))
-    out.cert.write_bytes(cert.public_bytes(pem))
-    out.key.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    out = Certificates(
+        directory / "ca.pem",
+        directory / "server.pem",
+        directory / "server.key",
+        directory / "client.pem",
+        directory / "client.key",
     )
+    out.ca.write_bytes(ca_cert.public_bytes(pem))
+    for path, certificate, private in (
+        (out.cert, cert, key),
+        (out.client_cert, client_cert, client_key),
+    ):
+        path.write_bytes(certificate.public_bytes(pem))
+        path.with_suffix(".key").write_bytes(
+            private.private_bytes(
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return out
 
 
@@ -272,9 +314,13 @@ def relay(doow: LocalDoow, **options: Any) -> Iterator[Relay]:
         running.close()
 
 
-def server_tls(certs: Certificates) -> ssl.SSLContext:
+def server_tls(certs: Certificates, *, client_certificates: bool = False) -> ssl.SSLContext:
+    """The server's TLS; with `client_certificates`, it requires one signed by the CA (mTLS)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certs.cert, certs.key)
+    if client_certificates:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(certs.ca)
     return context
 
 
@@ -359,10 +405,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 class ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, authorization: str | None = None) -> None:
+    def __init__(self, authorization: str | None = None, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.authorization = authorization
+        self.tls = tls
         self.forwarded: list[Forwarded] = []
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = super().get_request()
+        if self.tls is not None:  # an https:// proxy: TLS to the proxy itself
+            conn = self.tls.wrap_socket(conn, server_side=True)
+        return conn, address
 
     @property
     def port(self) -> int:
@@ -370,8 +423,11 @@ class ProxyServer(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def http_proxy(authorization: str | None = None) -> Iterator[ProxyServer]:
-    proxy = ProxyServer(authorization)
+def http_proxy(
+    authorization: str | None = None, tls: ssl.SSLContext | None = None
+) -> Iterator[ProxyServer]:
+    """An HTTP proxy (forwarding and CONNECT); with `tls`, an https:// one."""
+    proxy = ProxyServer(authorization, tls)
     thread = threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()
@@ -380,3 +436,90 @@ def http_proxy(authorization: str | None = None) -> Iterator[ProxyServer]:
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+# --- a SOCKS5 proxy (RFC 1928, with RFC 1929's username and password) ---
+
+
+@dataclass
+class SocksProxy:
+    """A SOCKS5 proxy on a thread: CONNECT only; with `credentials`, it requires them.
+    Records each tunnel's target (host, port) and the user that opened it."""
+
+    credentials: tuple[str, str] | None = None
+    tunnels: list[tuple[str, int, str | None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError, ValueError), conn:
+            user = self._greet(conn)
+            if user is False:
+                return
+            _, command, _, kind = _read(conn, 4)
+            if kind == 1:
+                host = socket.inet_ntoa(_read(conn, 4))
+            elif kind == 3:
+                host = _read(conn, _read(conn, 1)[0]).decode()
+            else:
+                raise ValueError("an address type this proxy does not take")
+            port = int.from_bytes(_read(conn, 2), "big")
+            if command != 1:  # CONNECT only
+                conn.sendall(b"\x05\x07\x00\x01" + bytes(6))
+                return
+            self.tunnels.append((host, port, user or None))
+            with socket.create_connection((host, port)) as upstream:
+                conn.sendall(b"\x05\x00\x00\x01" + bytes(6))
+                _pipe(conn, upstream, lambda first: True)
+
+    def _greet(self, conn: socket.socket) -> str | bool:
+        """The method negotiation; the user's name (or "" with no credentials), or False
+        when refused."""
+        version, count = _read(conn, 2)
+        methods = _read(conn, count)
+        if self.credentials is None:
+            conn.sendall(b"\x05\x00")
+            return ""
+        if 2 not in methods:
+            conn.sendall(b"\x05\xff")
+            return False
+        conn.sendall(b"\x05\x02")
+        _, size = _read(conn, 2)
+        user = _read(conn, size).decode()
+        password = _read(conn, _read(conn, 1)[0]).decode()
+        accepted = (user, password) == self.credentials
+        conn.sendall(b"\x01\x00" if accepted else b"\x01\x01")
+        return user if accepted else False
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _read(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ValueError("the client closed the connection")
+        data += chunk
+    return data
+
+
+@contextlib.contextmanager
+def socks_proxy(credentials: tuple[str, str] | None = None) -> Iterator[SocksProxy]:
+    proxy = SocksProxy(credentials)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     )
     from doow_otel.otel.logs import DoowLogExporter, LicenseFromContextLogs
     from doow_otel.otel.metrics import DoowMetricExporter, DoowMetricReader, metric_reader
+    from doow_otel.otel.self_metrics import publish_self_metrics
     from doow_otel.otel.sigterm import flush_on_sigterm
     from doow_otel.otel.traces import (
         DoowSpanExporter,
@@ -38,7 +39,13 @@ if TYPE_CHECKING:
         UsageRecordingSampler,
         UsageSpanProcessor,
     )
-    from doow_otel.serverless import invocation, with_azure_function, with_lambda, with_vercel
+    from doow_otel.serverless import (
+        invocation,
+        lifespan,
+        with_azure_function,
+        with_lambda,
+        with_vercel,
+    )
     from doow_otel.tracker import DoowTracker, configure
 
 _LAZY = {
@@ -65,9 +72,11 @@ _LAZY = {
     "UsageRecordingSampler": "doow_otel.otel.traces",
     "UsageSpanProcessor": "doow_otel.otel.traces",
     "metric_reader": "doow_otel.otel.metrics",
+    "publish_self_metrics": "doow_otel.otel.self_metrics",
     "DoowTracker": "doow_otel.tracker",
     "configure": "doow_otel.tracker",
     "invocation": "doow_otel.serverless",
+    "lifespan": "doow_otel.serverless",
     "with_azure_function": "doow_otel.serverless",
     "with_lambda": "doow_otel.serverless",
     "with_vercel": "doow_otel.serverless",
@@ -98,7 +107,9 @@ __all__ = [
     "configure",
     "flush_on_sigterm",
     "invocation",
+    "lifespan",
     "metric_reader",
+    "publish_self_metrics",
     "set_license",
     "trust_baggage",
     "with_azure_function",

@@ -65,3 +65,30 @@ def test_the_table_covers_the_answers_the_issue_names() -> None:
 def test_any_body_shape_gives_a_decision_and_never_raises(status: int, body: bytes) -> None:
     decision = decide(["a", "b"], status, {"Retry-After": "garbage"}, body, NOW)
     assert decision.accepted >= 0
+
+
+def test_the_standard_librarys_http_date_parser_reads_what_the_shared_table_refuses() -> None:
+    """Why status.py reads HTTP dates itself: `email.utils.parsedate_to_datetime` takes
+    forms RFC 9110 (and Go's net/http.ParseTime, which the collector exporter uses) refuse,
+    so the two exporters would wait differently on one answer. If it comes to refuse
+    them, this fails and status.py can use it."""
+    from email.utils import parsedate_to_datetime
+
+    refused = [
+        case["answer"]["headers"]["Retry-After"]
+        for case in CASES
+        if "not an HTTP date" in case["name"] and "digits" not in case["name"]
+    ]
+    assert len(refused) >= 2
+    for text in refused:
+        assert parsedate_to_datetime(text) is not None  # the standard library accepts it
+        assert (
+            run(
+                {
+                    "events": ["a"],
+                    "now": "2026-11-24T10:00:00Z",
+                    "answer": {"status": 429, "headers": {"Retry-After": text}, "body": ""},
+                }
+            ).retry_after
+            is None
+        )

@@ -1,7 +1,8 @@
-"""The default transport (doow_otel.delivery.transport, http.client) on real sockets: TLS with a
-CA from SSL_CERT_FILE, proxies from the environment, kept-alive connections the server
-closed, redirects never followed, the answer's size cap. Delivery is judged by what the
-local server stored."""
+"""The transports on real sockets: TLS with a CA from SSL_CERT_FILE, proxies from the
+environment, kept-alive connections the server closed, redirects never followed, the
+answer's size cap; each through the default transport (http.client) and, where it
+applies, through an application's httpx.Client (HttpxTransport): there also mTLS, a CA
+set in code and https:// proxies. Delivery is judged by what the local server stored."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ from doow_otel import DoowClient, UsageEvent
 from doow_otel.delivery.transport.http import HTTPTransport
 from doow_otel.errors import ErrorReport, TransportError
 from doow_otel_testing import LocalDoow
-from transports import Certificates, http_proxy, make_certificates, relay, server_tls
+from transports import (
+    TRANSPORTS,
+    Certificates,
+    http_proxy,
+    make_certificates,
+    make_transport,
+    relay,
+    server_tls,
+)
 
 
 def events(n: int, metric: str = "api_calls") -> list[UsageEvent]:
@@ -40,7 +49,12 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 
 
 def client(
-    doow: LocalDoow, endpoint: str, spool: Path, reports: list[ErrorReport] | None = None
+    doow: LocalDoow,
+    endpoint: str,
+    spool: Path,
+    reports: list[ErrorReport] | None = None,
+    kind: str = "http.client",
+    **httpx_options: object,
 ) -> DoowClient:
     return DoowClient(
         doow.api_key,
@@ -49,6 +63,7 @@ def client(
         max_retries=0,
         timeout=5.0,
         on_error=(reports.append if reports is not None else None),
+        transport=make_transport(kind, **httpx_options),
     )
 
 
@@ -59,12 +74,17 @@ def no_key_in(reports: list[ErrorReport], key: str) -> bool:
 # --- TLS ---
 
 
+@pytest.mark.parametrize("kind", TRANSPORTS)
 def test_delivered_over_tls_to_a_server_whose_ca_is_in_ssl_cert_file(
-    local_doow: LocalDoow, certs: Certificates, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str,
+    local_doow: LocalDoow,
+    certs: Certificates,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
     with relay(local_doow, tls=server_tls(certs)) as tls:
-        sender = client(local_doow, f"https://localhost:{tls.port}", tmp_path / "s")
+        sender = client(local_doow, f"https://localhost:{tls.port}", tmp_path / "s", kind=kind)
         assert sender.send(events(2)).delivered == 2
         assert sender.send(events(3)).delivered == 3
         sender.close()
@@ -72,13 +92,18 @@ def test_delivered_over_tls_to_a_server_whose_ca_is_in_ssl_cert_file(
     assert tls.connections == 1  # the second send reused the kept-alive TLS connection
 
 
+@pytest.mark.parametrize("kind", TRANSPORTS)
 def test_an_untrusted_certificate_is_a_connection_failure_and_the_usage_is_kept(
-    local_doow: LocalDoow, certs: Certificates, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str,
+    local_doow: LocalDoow,
+    certs: Certificates,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reports: list[ErrorReport] = []
     with relay(local_doow, tls=server_tls(certs)) as tls:
         endpoint = f"https://localhost:{tls.port}"
-        sender = client(local_doow, endpoint, tmp_path / "s", reports)
+        sender = client(local_doow, endpoint, tmp_path / "s", reports, kind=kind)
         result = sender.send(events(2))
         sender.close()
         assert result.delivered == 0 and result.spooled == 2 and result.dropped == 0
@@ -86,7 +111,7 @@ def test_an_untrusted_certificate_is_a_connection_failure_and_the_usage_is_kept(
         assert no_key_in(reports, local_doow.api_key)
         assert local_doow.total("api_calls") == 0
         monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))  # the CA trusted: kept usage goes
-        again = client(local_doow, endpoint, tmp_path / "s")
+        again = client(local_doow, endpoint, tmp_path / "s", kind=kind)
         assert again.send([]).replayed == 2
         again.close()
     assert local_doow.total("api_calls") == 2
@@ -95,14 +120,15 @@ def test_an_untrusted_certificate_is_a_connection_failure_and_the_usage_is_kept(
 # --- proxies from the environment ---
 
 
+@pytest.mark.parametrize("kind", TRANSPORTS)
 def test_http_goes_through_the_environments_proxy_and_no_proxy_bypasses_it(
-    local_doow: LocalDoow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str, local_doow: LocalDoow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     basic = "Basic " + base64.b64encode(b"user:s3cret word").decode()
     reports: list[ErrorReport] = []
     with http_proxy(authorization=basic) as proxy:
         monkeypatch.setenv("HTTP_PROXY", f"http://user:s3cret%20word@127.0.0.1:{proxy.port}")
-        sender = client(local_doow, local_doow.url, tmp_path / "s", reports)
+        sender = client(local_doow, local_doow.url, tmp_path / "s", reports, kind=kind)
         assert sender.send(events(2)).delivered == 2
         sender.close()
         assert [(f.method, f.target) for f in proxy.forwarded] == [
@@ -110,7 +136,7 @@ def test_http_goes_through_the_environments_proxy_and_no_proxy_bypasses_it(
         ]
         assert proxy.forwarded[0].authorization == basic
         monkeypatch.setenv("NO_PROXY", "example.com, 127.0.0.1")
-        direct = client(local_doow, local_doow.url, tmp_path / "s", reports)
+        direct = client(local_doow, local_doow.url, tmp_path / "s", reports, kind=kind)
         assert direct.send(events(3)).delivered == 3
         direct.close()
         assert len(proxy.forwarded) == 1  # bypassed
@@ -118,13 +144,18 @@ def test_http_goes_through_the_environments_proxy_and_no_proxy_bypasses_it(
     assert not reports
 
 
+@pytest.mark.parametrize("kind", TRANSPORTS)
 def test_https_goes_through_a_connect_tunnel(
-    local_doow: LocalDoow, certs: Certificates, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str,
+    local_doow: LocalDoow,
+    certs: Certificates,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
     with relay(local_doow, tls=server_tls(certs)) as tls, http_proxy() as proxy:
         monkeypatch.setenv("https_proxy", f"127.0.0.1:{proxy.port}")  # no scheme: http://
-        sender = client(local_doow, f"https://localhost:{tls.port}", tmp_path / "s")
+        sender = client(local_doow, f"https://localhost:{tls.port}", tmp_path / "s", kind=kind)
         assert sender.send(events(2)).delivered == 2
         assert sender.send(events(1)).delivered == 1
         sender.close()
@@ -134,13 +165,14 @@ def test_https_goes_through_a_connect_tunnel(
     assert local_doow.total("api_calls") == 3
 
 
+@pytest.mark.parametrize("kind", TRANSPORTS)
 def test_a_proxy_that_refuses_the_credentials_keeps_the_usage(
-    local_doow: LocalDoow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str, local_doow: LocalDoow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reports: list[ErrorReport] = []
     with http_proxy(authorization="Basic other") as proxy:
         monkeypatch.setenv("ALL_PROXY", f"http://user:wrong-pw@127.0.0.1:{proxy.port}")
-        sender = client(local_doow, local_doow.url, tmp_path / "s", reports)
+        sender = client(local_doow, local_doow.url, tmp_path / "s", reports, kind=kind)
         result = sender.send(events(2))
         sender.close()
     # the proxy's 407 is an answer that is not Doow's: a configuration problem, usage kept
@@ -211,14 +243,15 @@ def test_a_new_connection_that_fails_is_not_resent_by_the_transport(
 # --- redirects, the size cap, the worker ---
 
 
+@pytest.mark.parametrize("kind", TRANSPORTS)
 def test_a_redirect_through_the_real_transport_is_never_followed(
-    local_doow: LocalDoow, tmp_path: Path
+    kind: str, local_doow: LocalDoow, tmp_path: Path
 ) -> None:
     with relay(local_doow) as elsewhere:
         location = f"http://127.0.0.1:{elsewhere.port}/telemetry/events"
         local_doow.faults.answer_next(1, 307, body="", headers={"Location": location})
         reports: list[ErrorReport] = []
-        sender = client(local_doow, local_doow.url, tmp_path / "s", reports)
+        sender = client(local_doow, local_doow.url, tmp_path / "s", reports, kind=kind)
         result = sender.send(events(2))
         assert result.spooled == 2 and elsewhere.connections == 0
         assert [r.kind for r in reports] == ["configuration"] and "307" in reports[0].message
@@ -255,8 +288,33 @@ def test_an_unreachable_endpoint_is_a_connection_failure(tmp_path: Path) -> None
     assert failed.value.kind == "connection"
 
 
+# NO_PROXY, URL -> True when bypassed, as Go's net/http (the collector exporter) decides each
+# row (test_the_rows_are_gos asks it).
+NO_PROXY_ROWS = [
+    ("internal.example", "https://internal.example", True),
+    ("internal.example", "https://a.internal.example", True),
+    ("internal.example", "https://notinternal.example", False),
+    (".corp", "https://x.corp", True),
+    (".corp", "https://corp", False),  # urllib (and curl): True
+    ("*.corp", "https://x.corp", True),  # urllib (and curl): False
+    ("*.corp", "https://corp", False),
+    ("10.0.0.1", "http://10.0.0.1", True),
+    ("10.0.0.1", "http://10.0.0.2", False),
+    ("10.0.0.0/8", "http://10.1.2.3", True),  # urllib: False
+    ("10.0.0.0/8", "http://11.1.2.3", False),
+    ("fd00::/8", "http://[fd12::1]", True),  # urllib: False
+    ("host:8080", "http://host:8080", True),
+    ("host:8080", "http://host:8081", False),
+    ("*", "https://api.doow.co", True),
+]
+# The rows where the standard library's proxy_bypass_environment decides otherwise: why
+# the default transport does not use it (besides some 5 ms of import at a cold start).
+URLLIB_DIFFERS = {(".corp", "https://corp"), ("*.corp", "https://x.corp"),
+                  ("10.0.0.0/8", "http://10.1.2.3"), ("fd00::/8", "http://[fd12::1]")}  # fmt: skip
+
+
 def test_proxy_settings_follow_the_environment_rules() -> None:
-    from doow_otel.delivery.transport.http import _bypassed, _proxy_settings, _Target
+    from doow_otel.delivery.transport.http import _proxy_settings
 
     proxies, no_proxy = _proxy_settings(
         {
@@ -268,16 +326,85 @@ def test_proxy_settings_follow_the_environment_rules() -> None:
         }
     )
     assert proxies["https"].host == "lower" and "http" not in proxies
+    assert no_proxy == ["internal.example", ".corp", "10.0.0.1", "host:8080"]
 
-    def bypassed(url: str) -> bool:
-        return _bypassed(_Target.parse(url), no_proxy)
 
-    assert bypassed("https://internal.example") and bypassed("https://a.internal.example")
-    assert not bypassed("https://notinternal.example")
-    assert bypassed("https://x.corp") and not bypassed("https://corp")
-    assert bypassed("http://10.0.0.1") and not bypassed("http://10.0.0.2")
-    assert bypassed("http://host:8080") and not bypassed("http://host:8081")
-    assert _bypassed(_Target.parse("https://api.doow.co"), ["*"])
+@pytest.mark.parametrize(("no_proxy", "url", "bypassed"), NO_PROXY_ROWS)
+def test_no_proxy_is_matched_as_go_matches_it(no_proxy: str, url: str, bypassed: bool) -> None:
+    from doow_otel.delivery.transport.http import _bypassed, _Target
+
+    assert _bypassed(_Target.parse(url), [no_proxy]) is bypassed
+
+
+@pytest.mark.parametrize(("no_proxy", "url", "bypassed"), NO_PROXY_ROWS)
+def test_the_standard_library_matches_no_proxy_otherwise(
+    no_proxy: str, url: str, bypassed: bool
+) -> None:
+    """Kept as a record of the decision: if urllib comes to agree, this fails, and the
+    default transport can use it."""
+    from urllib.parse import urlsplit
+    from urllib.request import proxy_bypass_environment
+
+    parts = urlsplit(url)
+    host = parts.netloc.strip("[]") if parts.port is None else parts.netloc
+    differs = bool(proxy_bypass_environment(host, {"no": no_proxy})) != bypassed
+    assert differs is ((no_proxy, url) in URLLIB_DIFFERS)
+
+
+GO_PROBE = """package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	for _, url := range os.Args[1:] {
+		req, _ := http.NewRequest("GET", url, nil)
+		proxy, _ := http.ProxyFromEnvironment(req)
+		fmt.Println(proxy == nil)
+	}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def go_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """GO_PROBE, built once."""
+    import shutil
+    import subprocess
+
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("no Go toolchain")
+    where = tmp_path_factory.mktemp("goprobe")
+    (where / "main.go").write_text(GO_PROBE)
+    (where / "go.mod").write_text("module probe\n\ngo 1.21\n")
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+    done = subprocess.run(
+        [go, "build", "-o", "probe", "."],
+        cwd=where, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return where / "probe"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("no_proxy", sorted({row[0] for row in NO_PROXY_ROWS}))
+def test_the_rows_are_gos(no_proxy: str, go_probe: Path) -> None:
+    """Each row, asked of Go's net/http.ProxyFromEnvironment (the collector's transport)."""
+    import subprocess
+
+    rows = [row for row in NO_PROXY_ROWS if row[0] == no_proxy]
+    env = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+           "NO_PROXY": no_proxy}  # fmt: skip
+    done = subprocess.run(
+        [str(go_probe), *(url for _, url, _ in rows)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(bypassed).lower() for _, _, bypassed in rows]
 
 
 def test_a_header_http_client_refuses_is_never_quoted_in_the_error(

@@ -38,7 +38,9 @@ class Run:
     metric: str = "api_calls"
 
 
-def _client(doow: LocalDoow, spool: Path, reports: list[ErrorReport]) -> DoowClient:
+def _client(
+    doow: LocalDoow, spool: Path, reports: list[ErrorReport], transport: Any = None
+) -> DoowClient:
     return DoowClient(
         doow.api_key,
         endpoint=doow.url,
@@ -46,6 +48,7 @@ def _client(doow: LocalDoow, spool: Path, reports: list[ErrorReport]) -> DoowCli
         on_error=reports.append,
         timeout=FLUSH_TIMEOUT,
         auth_probe_interval=0.0,  # the test fixes the key at once; production waits 30 s
+        transport=transport,
     )
 
 
@@ -128,9 +131,9 @@ def _lambda_run(doow: LocalDoow, spool: Path) -> Run:
     return Run(pending.append, flush, tracker.shutdown, reports)
 
 
-def _client_run(doow: LocalDoow, spool: Path) -> Run:
+def _client_run(doow: LocalDoow, spool: Path, transport: Any = None) -> Run:
     reports: list[ErrorReport] = []
-    client = _client(doow, spool, reports)
+    client = _client(doow, spool, reports, transport)
     pending: list[UsageEvent] = []
 
     def record(quantity: int) -> None:
@@ -146,11 +149,20 @@ def _client_run(doow: LocalDoow, spool: Path) -> Run:
     return Run(record, flush, client.close, reports)
 
 
+def _httpx_run(doow: LocalDoow, spool: Path) -> Run:
+    import httpx
+
+    from doow_otel.delivery.transport.httpx import HttpxTransport
+
+    return _client_run(doow, spool, HttpxTransport(httpx.Client()))
+
+
 PATH_RUNS: dict[str, Callable[[LocalDoow, Path], Run]] = {
     "tracker": _tracker_run,
     "otel": _otel_run,
     "lambda": _lambda_run,
     "client": _client_run,
+    "httpx": _httpx_run,
 }
 
 

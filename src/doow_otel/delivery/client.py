@@ -232,7 +232,7 @@ class DoowClient:
         self._stats: dict[str, int] = {
             "sent": 0, "delivered": 0, "rejected": 0, "spooled": 0, "dropped": 0,
             "replayed": 0, "requests": 0, "retries": 0, "set_aside": 0, "abandoned": 0,
-            "paced": 0, "rate_limited": 0, "resent_measurements": 0,
+            "paced": 0, "rate_limited": 0, "resent_measurements": 0, "refused": 0,
         }  # fmt: skip
 
     def __repr__(self) -> str:
@@ -354,11 +354,12 @@ class DoowClient:
         """Counters since the client was made (events unless named otherwise).
 
         sent, delivered, rejected (207), spooled (kept for later), dropped (refused by Doow,
-        or no spool), replayed (delivered from the spool), set_aside (Doow kept failing on
-        them), dropped_spool_full (the oldest entries of a full spool or memory journal),
-        requests, retries, abandoned (requests cut at the deadline); auth_latched (0/1),
-        pending_in_spool and other_owners_in_spool (batches); not_billed and
-        not_billed:<reason> (usage records the exporters could not bill, per reason).
+        or no spool), refused (of dropped: in batches Doow refused, 400 or other 4xx),
+        replayed (delivered from the spool), set_aside (Doow kept failing on them),
+        rate_limited (429 answers), dropped_spool_full (the oldest entries of a full spool
+        or memory journal), requests, retries, abandoned (requests cut at the deadline);
+        auth_latched (0/1), pending_in_spool and other_owners_in_spool (batches); not_billed
+        and not_billed:<reason> (usage records the exporters could not bill, per reason).
         """
         with self._state_lock:
             stats = dict(self._stats)
@@ -486,7 +487,7 @@ class DoowClient:
                 status=_status_of(decision.reason),
             )
             result.dropped += count
-            self._count(dropped=count)
+            self._count(dropped=count, refused=count)
         elif refused and self._exhausted(item):
             where = self._set_aside(item)
             self.report(

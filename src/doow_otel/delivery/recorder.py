@@ -65,6 +65,7 @@ class _Sealed:
     journal_id: str
     content: WindowContent
     path: Path | None  # its file (None: in memory, or a dead journal's handled apart)
+    since_ns: int | None = None  # Unix ns of its first usage
 
 
 class Recorder:
@@ -93,6 +94,7 @@ class Recorder:
         self._journal = Journal(directory, owner)
         self.resource = dict(resource or {})
         self._open = self._window(0)
+        self._open_since: int | None = None  # Unix ns of the open window's first usage
         self._undelivered: list[_Sealed] = []
         self._disk_trouble = False
         self._extended_reported = -1  # the window whose extension was last reported
@@ -124,6 +126,8 @@ class Recorder:
                 total = sums.get(route)
             sums[route] = quantity if total is None else total + quantity
             self.stats["recorded"] += 1
+            if self._open_since is None:
+                self._open_since = time.time_ns()
             if self._disk_trouble or self.directory is None:
                 return
             try:
@@ -138,6 +142,8 @@ class Recorder:
             window = self._open
             window.records.append(fields)
             self.stats["records"] += 1
+            if self._open_since is None:
+                self._open_since = time.time_ns()
             full = len(window.records) >= MAX_RECORDS_PER_WINDOW
             if not (self._disk_trouble or self.directory is None):
                 try:
@@ -146,6 +152,13 @@ class Recorder:
                     self._trouble(exc)
         if full:
             self.seal(deadline=time.monotonic(), force=True)
+
+    def waiting_since(self) -> int | None:
+        """Unix ns of the oldest usage not yet handed to the sink (the open window's, or a
+        sealed window's the sink could not take); None when there is none."""
+        with self._lock:
+            times = [self._open_since] + [sealed.since_ns for sealed in list(self._undelivered)]
+        return min((t for t in times if t is not None), default=None)
 
     @property
     def pending(self) -> bool:
@@ -226,7 +239,8 @@ class Recorder:
         with self._lock:
             folds, self._folds = self._folds, {}
             fold_count, self._fold_count = self._fold_count, 0
-            sealed = _Sealed(self._journal.id, self._open, None)
+            sealed = _Sealed(self._journal.id, self._open, None, self._open_since)
+            self._open_since = None
             if self.directory is not None and not self._disk_trouble:
                 sealed.path = self._journal.path(sealed.content.window)
                 try:
@@ -324,6 +338,7 @@ class Recorder:
         self._recover_lock = threading.Lock()
         self._journal.forget_after_fork()
         self._open = self._window(0)
+        self._open_since = None
         self._undelivered = []
 
     def restart_journal(self) -> None:
@@ -332,6 +347,7 @@ class Recorder:
         with self._lock:
             self._journal.forget_after_fork()
             self._open = self._window(0)
+            self._open_since = None
 
     # --- troubles ---
 

@@ -440,6 +440,18 @@ class Spool:
             names = list(self._own) + [p.name for p in self._memory]
         return sum(_events_in(name) for name in names)
 
+    def waiting(self) -> tuple[int, int | None]:
+        """This owner's entries: (their bytes, the creation time of the oldest in Unix ns,
+        None when there is none), for delivery health (`doow_otel.otel.self_metrics`)."""
+        self._within_bounds()  # sizes the entries other processes wrote, once each
+        with self._lock:
+            gone = {path.name for path in self._gone}
+            names = [name for name in self._own if name not in gone]
+            size = self._own_bytes + sum(len(body) for body in self._memory.values())
+            names += [path.name for path in self._memory]
+        created = [int(parsed[2]) for parsed in map(_OWNED.match, names) if parsed]
+        return size, min(created, default=None)
+
     def load(self, path: Path) -> Entry | None:
         """Read one entry; a corrupt one is set aside, reported, and skipped."""
         parsed = _OWNED.match(path.name)

@@ -201,7 +201,9 @@ def _retry_after(header: str | None, now: float) -> float | None:
 
 # RFC 9110 5.6.7: the IMF-fixdate and the two obsolete forms recipients must accept,
 # nothing else (the Go exporter's net/http.ParseTime reads exactly these); parsed
-# without strptime, whose month names follow the process's locale
+# without strptime, whose month names follow the process's locale. Not the standard
+# library's email.utils.parsedate_to_datetime: it also takes dates without a weekday or
+# with a numeric zone, which the shared vectors refuse (test_status_vectors.py shows it).
 _HTTP_DATES = (  # re.ASCII: \d is 0-9 only
     re.compile(r"[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT", re.ASCII),
     re.compile(

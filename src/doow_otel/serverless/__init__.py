@@ -25,7 +25,8 @@ LoggerProvider (apps that use plain OpenTelemetry with the Doow exporters).
 
 Layout: `_core` (the `Flushable` protocol the wrappers depend on, the global-provider
 adapter and the flush itself), then one module per platform: `_lambda`, `_vercel`,
-`_azure`, and `_invocation` for any other.
+`_azure`, and `_invocation` for any other; `_lifespan`, an ASGI lifespan that flushes as a
+long-running app (FastAPI, Starlette) shuts down.
 """
 
 from doow_otel.serverless._azure import with_azure_function
@@ -38,6 +39,7 @@ from doow_otel.serverless._core import (
 )
 from doow_otel.serverless._invocation import invocation
 from doow_otel.serverless._lambda import with_lambda
+from doow_otel.serverless._lifespan import lifespan
 from doow_otel.serverless._vercel import with_vercel
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "flush",
     "flush_async",
     "invocation",
+    "lifespan",
     "with_azure_function",
     "with_lambda",
     "with_vercel",

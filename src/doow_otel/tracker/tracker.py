@@ -14,7 +14,8 @@ one, in the window's batch.
 Route "doow" (default) sends to Doow through the spool and the client; route "collector"
 pushes each sealed window as OTLP to an OpenTelemetry Collector with the doow exporter
 (the Lambda extension, a gateway). Given a `meter_provider`, the usage is also recorded
-on it (scope `doow_otel.mirror`, never billed) for the application's own dashboards.
+on it (scope `doow_otel.mirror`, never billed) for the application's own dashboards, and
+so is the delivery's health (`doow_otel.otel.self_metrics`, never billed either).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class DoowTracker:
         max_routes: int = DEFAULT_MAX_ROUTES,
         durable: bool = False,
         strict: bool | None = None,
+        http_client: Any = None,
     ) -> None:
         """`flush_interval`: the window, in seconds (`DOOW_TRACK_FLUSH_INTERVAL` in ms;
         60 s by default): at most one event per stream per window. `flush_at` is accepted
@@ -107,7 +109,9 @@ class DoowTracker:
         folds. `durable=True`: fsync each window's journal as it is sealed (survives a
         power loss, at a cost per window). `strict`: raise `InvalidEvent` at a bad call
         (True), or report and count it (False); by default strict under pytest only
-        (tracker/strictness.py)."""
+        (tracker/strictness.py). `http_client`: an `httpx.Client` (or a function
+        making one, where the process forks after setup) to send through instead of the
+        default transport (`doow-otel[httpx]`; `doow_otel.delivery.transport.httpx`)."""
         route = route or os.environ.get("DOOW_ROUTE", "doow")  # type: ignore[assignment]
         if route not in ("doow", "collector"):
             raise ConfigurationError(
@@ -145,6 +149,10 @@ class DoowTracker:
             "events_per_minute": events_per_minute,
             "durable": durable,
         }
+        if http_client is not None:
+            from doow_otel.delivery.transport.httpx import HttpxTransport  # the extra, if used
+
+            self._client_args["transport"] = HttpxTransport(http_client)
         if route == "collector" or settings.disabled or self.problem is not None:
             # through a collector, the collector holds the key and talks to Doow
             self._client_args.update(api_key=None, spool=None, disabled=True)
@@ -163,6 +171,10 @@ class DoowTracker:
         self._max_routes = max_routes
         self._sink = self._make_sink()
         self._recorder = self._make_recorder()
+        if meter_provider is not None:  # delivery health on the application's dashboards
+            from doow_otel.otel.self_metrics import publish_tracker_metrics
+
+            publish_tracker_metrics(meter_provider, self)
         self._exporters: list[Any] = []  # asked after each flush whether usage was lost
         if isinstance(self._sink, _Unsendable):
             self._exporters.append(self._sink)
@@ -530,6 +542,39 @@ class DoowTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+    # --- async code (ASGI apps: FastAPI, Starlette; doow_otel.lifespan) ---
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """`flush()` for `async def` code: it runs on Doow's flush thread while the event
+        loop serves other requests, and returns by `timeout` (what is late goes on in the
+        background; nothing is lost). Flushes asked for at once go out together."""
+        from doow_otel.serverless import flush_async
+
+        return await flush_async(timeout if timeout is not None else self.timeout, tracker=self)
+
+    async def ashutdown(self, timeout: float | None = None) -> None:
+        """`shutdown()` for `async def` code, off the event loop."""
+        import asyncio
+        import threading
+        from concurrent.futures import Future
+
+        done: Future[None] = Future()
+
+        def run() -> None:
+            try:
+                self.shutdown(timeout)
+            finally:
+                done.set_result(None)
+
+        threading.Thread(target=run, name="doow-shutdown", daemon=True).start()
+        await asyncio.wrap_future(done)
+
+    async def __aenter__(self) -> DoowTracker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.ashutdown()
 
     # --- fork safety (gunicorn --preload, multiprocessing) and Lambda SnapStart ---
 

@@ -10,13 +10,19 @@ more):
   image without any trust store, certifi's bundle is used when certifi is installed.
 - Redirects are never followed (they would carry the API key elsewhere): a 3xx is
   returned as it is.
-- Proxies from the environment, as curl, requests and httpx read them: `HTTPS_PROXY`,
-  `HTTP_PROXY`, `ALL_PROXY` (lowercase forms win) and `NO_PROXY` (`*`, hosts, `.domain`,
-  `domain` with its subdomains, IPs, `host:port`). https:// goes through a CONNECT tunnel,
-  http:// as an absolute-form request; credentials in the proxy URL are sent as
-  `Proxy-Authorization: Basic` (the proxy's 407 is a connection failure, as a refused
-  tunnel is: the usage is kept). Not supported: socks and https:// proxy URLs (a
-  connection failure naming the variable, the usage is kept), CIDR ranges in `NO_PROXY`.
+- Proxies from the environment: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` (lowercase forms
+  win) and `NO_PROXY` (`*`, hosts, `domain` with its subdomains, `.domain` and `*.domain`
+  for its subdomains only, IPs, CIDR ranges, `host:port`), matched as Go's net/http (so
+  the collector exporter) matches them: one deployment's variables route both alike.
+  https:// goes through a CONNECT tunnel, http:// as an absolute-form request;
+  credentials in the proxy URL are sent as `Proxy-Authorization: Basic` (the proxy's 407
+  is a connection failure, as a refused tunnel is: the usage is kept). Not supported:
+  socks and https:// proxy URLs (a connection failure naming the variable, the usage is
+  kept): hand in an `httpx.Client` for those (`HttpxTransport`, `doow-otel[httpx]`).
+  Why not the standard library's `urllib.request.getproxies_environment` and
+  `proxy_bypass_environment`: they match `NO_PROXY` otherwise (`.corp` also takes `corp`;
+  no CIDR ranges, no `*.domain`), which tests/delivery/test_transport.py shows row by
+  row against Go's rules, and importing urllib.request costs some 5 ms of a cold start.
 - An answer's body is read up to `MAX_ANSWER_BYTES` (Doow answers in a few KB); past
   that the rest is not read, the connection is closed, and the answer is judged on what
   was read (a cut acknowledgement is not valid JSON: the batch is kept, never counted).
@@ -424,9 +430,22 @@ def _bypassed(target: _Target, no_proxy: list[str]) -> bool:
             host, port = entry.split(":")
         if port is not None and port != str(target.port):
             continue
+        if "/" in host:  # a CIDR range: IP literals only (no name is resolved)
+            if _in_range(target.host, host):
+                return True
+            continue
         if host.startswith("."):  # subdomains only
             if target.host.endswith(host):
                 return True
         elif target.host == host or target.host.endswith("." + host.lstrip("*.")):
             return True
     return False
+
+
+def _in_range(host: str, cidr: str) -> bool:
+    import ipaddress  # only for NO_PROXY ranges: most deployments have none
+
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(cidr, strict=False)
+    except ValueError:  # the host is a name, or the entry not a range
+        return False
