@@ -160,9 +160,10 @@ class Pacer:
                 yield state
                 self._memory = state
                 data = json.dumps(asdict(state)).encode()
-                os.lseek(fd, 0, os.SEEK_SET)
-                os.write(fd, data)
-                os.ftruncate(fd, len(data))
+                with contextlib.suppress(OSError):  # a full disk: this process's view holds
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    os.write(fd, data)
+                    os.ftruncate(fd, len(data))
             finally:
                 os.close(fd)  # releases the lock
 
