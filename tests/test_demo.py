@@ -27,9 +27,15 @@ def test_demo_runs_every_example_and_reports_exact_totals() -> None:
     out = result.stdout
     assert "skipped" not in out  # the dev extra has every runtime the demo drives
     rows = summary_rows(out)
+    # Vercel's two requests flush after their responses (waitUntil): one window when the
+    # second request comes before the first's flush sealed it, else one each
+    vercel = {
+        row[0]: int(row[4]) for row in rows if row[1:4] in {("lic_hooli", "6", "vercel"),
+                                                            ("lic_hooli", "2", "vercel")}
+    }  # fmt: skip
+    assert set(vercel) == {"words", "api_calls"} and set(vercel.values()) <= {1, 2}, out
     for row in [
         ("words", "lic_initech", "6", "lambda", "3", "USAGE"),
-        ("words", "lic_hooli", "6", "vercel", "2", "USAGE"),
         ("words", "lic_stark", "5", "azure", "1", "USAGE"),
         ("exports", "lic_umbrella", "300", "client", "300", "USAGE"),
         # the correction is its own row, not netted into the 300
@@ -39,7 +45,8 @@ def test_demo_runs_every_example_and_reports_exact_totals() -> None:
     ]:
         assert row in rows, out
     # exactly the two events refused on purpose, with Doow's reasons
-    assert re.search(r"accepted 317, rejected 2;", out), out
+    accepted = 313 + vercel["words"] + vercel["api_calls"]
+    assert re.search(rf"accepted {accepted}, rejected 2;", out), out
     assert "measurements[0].quantity: must be an int or float, got str" in out
     assert "license_id: must be a non-empty string" in out
     assert "--keep-serving" in out  # says how to keep the page up
