@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ class Collector:
     api_key: str | None = None  # the server's key unless given
     http_port: int = 0
     grpc_port: int = 0
+    metrics_port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -110,6 +112,7 @@ class Collector:
         # ports chosen once: a restart listens where the apps already send
         self.http_port = self.http_port or free_port()
         self.grpc_port = self.grpc_port or free_port()
+        self.metrics_port = self.metrics_port or free_port()
         env = {
             "DOOW_API_KEY": self.api_key or self.doow.api_key,
             "DOOW_ENDPOINT": self.doow.url,
@@ -121,7 +124,7 @@ class Collector:
             "DOOW_AGGREGATION_GRACE": "0s",
             # the collector's own metrics and health check: ports of its own, next to
             # other collectors
-            "OTELCOL_METRICS_PORT": str(free_port()),
+            "OTELCOL_METRICS_PORT": str(self.metrics_port),
             "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{free_port()}",
         }
         process = self.process = start_otelcol(COLLECTOR_CONFIG, env, self.log)
@@ -134,6 +137,15 @@ class Collector:
         if not wait_for(up, seconds=30):
             raise AssertionError(f"otelcol-doow did not start:\n{self.log.read_text()[-3000:]}")
         return self
+
+    def own_metrics(self) -> dict[str, float]:
+        """The collector's own metrics as its Prometheus endpoint exposes them: each
+        series (`name` or `name{label="value",...}`) and its value."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        series = (line.rsplit(" ", 1) for line in text.splitlines() if line and line[0] != "#")
+        return {name: float(value) for name, value in series}
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         stop_process(self.process, sig)

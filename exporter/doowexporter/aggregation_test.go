@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -73,7 +74,11 @@ func TestTheExporterAggregatesPerStreamAndWindow(t *testing.T) {
 	ctx := context.Background()
 	host := hostWith{map[component.ID]component.Component{
 		storageID: &memStorageExtension{clients: map[string]*memStorage{}}}}
-	exp, err := factory.CreateMetrics(ctx, exportertest.NewNopSettings(metadata.Type), cfg)
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	set := exportertest.NewNopSettings(metadata.Type)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	exp, err := factory.CreateMetrics(ctx, set, cfg)
 	require.NoError(t, err)
 	require.NoError(t, exp.Start(ctx, host))
 	// a window that starts in a second and a half: the pushes land in it
@@ -96,6 +101,10 @@ func TestTheExporterAggregatesPerStreamAndWindow(t *testing.T) {
 		}
 	}
 	require.ElementsMatch(t, []string{"api_calls=5 tokens=40", "tokens=1"}, got, strings.Join(got, "; "))
+	// four points into the windows, the one sent twice counted once; two events out
+	require.EqualValues(t, 4, counted(t, tel, "doow.exporter.point.aggregated"))
+	require.EqualValues(t, 1, counted(t, tel, "doow.exporter.point.repeated"))
+	require.EqualValues(t, 2, delivered(t, tel))
 }
 
 func countEvents(requests *[][]sentEvent) int {

@@ -53,7 +53,8 @@ type doowExporter struct {
 }
 
 func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
-	t, err := newTelemetry(set.TelemetrySettings)
+	p := sharedPacer(set.ID, cfg.EventsPerMinute)
+	t, err := newTelemetry(set.TelemetrySettings, p)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +67,7 @@ func newExporter(cfg *Config, set exporter.Settings) (*doowExporter, error) {
 		logger:    set.Logger,
 		telemetry: t,
 		redact:    newRedactor(cfg),
-		pacer:     sharedPacer(set.ID, cfg.EventsPerMinute),
+		pacer:     p,
 		id:        set.ID,
 		set:       set,
 	}

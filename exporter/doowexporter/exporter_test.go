@@ -278,7 +278,8 @@ func TestARefusedBatchIsCountedWithItsReason(t *testing.T) {
 	err := e.pushMetrics(context.Background(), usage(3))
 	require.True(t, consumererror.IsPermanent(err), "err = %v", err)
 	require.Contains(t, err.Error(), "HTTP 400: events[0].quantity: not a number")
-	require.EqualValues(t, 3, counted(t, tel, "otelcol_doow_events_refused"))
+	require.EqualValues(t, 3, counted(t, tel, exported, refusedType))
+	require.Zero(t, delivered(t, tel))
 	logged := logs.FilterMessage("Doow refused a batch; its events are dropped").All()
 	require.Len(t, logged, 1)
 	require.Equal(t, "HTTP 400: events[0].quantity: not a number", logged[0].ContextMap()["reason"])
@@ -348,12 +349,39 @@ func TestRejectionsAreLoggedWithTheirReasons(t *testing.T) {
 	if len(f.requests) != 1 {
 		t.Fatal("rejected events were resent")
 	}
-	if n := counted(t, tel, "otelcol_doow_events_rejected"); n != 1 {
-		t.Fatalf("otelcol_doow_events_rejected = %d", n)
-	}
+	// one event delivered, one rejected: both finished, neither resent
+	require.EqualValues(t, 1, counted(t, tel, exported, rejectedType))
+	require.EqualValues(t, 1, delivered(t, tel))
 }
 
-// counted reads a counter of the exporter's telemetry, the point with the attributes given.
+// The exporter's own metrics, named as the Python client's (doow_otel.self_metrics).
+const (
+	exported  = "doow.exporter.event.exported"
+	notBilled = "doow.exporter.usage.not_billed"
+)
+
+var (
+	rejectedType = attribute.String("error.type", "rejected")
+	refusedType  = attribute.String("error.type", "refused")
+)
+
+// delivered reads doow.exporter.event.exported without error.type: the events Doow kept.
+func delivered(t *testing.T, tel *componenttest.Telemetry) int64 {
+	t.Helper()
+	m, err := tel.GetMetric(exported)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		if !p.Attributes.HasValue("error.type") {
+			total += p.Value
+		}
+	}
+	return total
+}
+
+// counted reads a counter of the exporter's telemetry: its points with the attributes given.
 func counted(t *testing.T, tel *componenttest.Telemetry, name string, attrs ...attribute.KeyValue) int64 {
 	t.Helper()
 	m, err := tel.GetMetric(name)
@@ -391,7 +419,7 @@ func TestDropsAreCountedOncePerPushAndStrippedKeysLoggedOnce(t *testing.T) {
 	if err := e.pushMetrics(context.Background(), md); err == nil {
 		t.Fatal("the 503 was not returned")
 	}
-	if n := counted(t, tel, "otelcol_doow_usage_dropped"); n != 0 {
+	if n := counted(t, tel, notBilled); n != 0 {
 		t.Fatalf("counted %d drops on a push that will be retried", n)
 	}
 	for range 2 {
@@ -399,8 +427,8 @@ func TestDropsAreCountedOncePerPushAndStrippedKeysLoggedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := counted(t, tel, "otelcol_doow_usage_dropped", attribute.String("reason", "cumulative_temporality")); n != 2 {
-		t.Fatalf("otelcol_doow_usage_dropped = %d, want 2", n)
+	if n := counted(t, tel, notBilled, attribute.String("error.type", "cumulative_temporality")); n != 2 {
+		t.Fatalf("%s = %d, want 2", notBilled, n)
 	}
 	stripped := logs.FilterMessage("attribution stripped").All()
 	if len(stripped) != 1 || stripped[0].ContextMap()["key"] != "session_id" {

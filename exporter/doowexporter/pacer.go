@@ -68,6 +68,13 @@ func (p *pacer) budget() int {
 	return p.learned
 }
 
+// currentBudget is budget() for a reader outside the pacer (the budget gauge).
+func (p *pacer) currentBudget() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.budget()
+}
+
 // admit says whether the batch may go now (then it is counted as sent), or how long to
 // wait. A batch larger than the budget goes once nothing else was sent for a minute.
 func (p *pacer) admit(batchID string, events int, now time.Time) time.Duration {

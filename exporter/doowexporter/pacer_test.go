@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
@@ -67,7 +69,8 @@ func TestAfterA429ThePushWaitsWithoutSending(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, strings.HasPrefix(err.Error(), "Throttle (29.") || strings.HasPrefix(err.Error(), "Throttle (30s"), err.Error())
 	require.Equal(t, 1, f.count(), "nothing sent while Doow said to wait")
-	require.EqualValues(t, 1, counted(t, tel, "otelcol_doow_rate_limited"))
+	require.EqualValues(t, 1, counted(t, tel, "doow.exporter.rate_limited"))
+	require.Zero(t, delivered(t, tel))
 }
 
 // With events_per_minute, a push past the budget waits; its batches already delivered
@@ -82,5 +85,45 @@ func TestAPushPastTheConfiguredBudgetWaitsAndIsNotResent(t *testing.T) {
 	err = e.pushMetrics(context.Background(), usage(1000)) // the queue's retry
 	require.ErrorContains(t, err, "Throttle (")
 	require.Equal(t, 1, f.count(), "the delivered batch is not sent again, the other still waits")
-	require.EqualValues(t, 500, counted(t, tel, "otelcol_doow_events_sent"))
+	require.EqualValues(t, 500, delivered(t, tel))
+}
+
+// doow.exporter.event.budget reads the pacer at each collection: nothing while the
+// budget is unknown, then the one Doow announced; a configured one from the start.
+func TestTheBudgetGaugeReadsThePacer(t *testing.T) {
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	p := newPacer(0)
+	telemetry, err := newTelemetry(tel.NewTelemetrySettings(), p)
+	require.NoError(t, err)
+	t.Cleanup(telemetry.metrics.Shutdown)
+	_, known := budgetGauge(t, tel)
+	require.False(t, known, "no budget known: no point")
+	header := http.Header{}
+	header.Set("X-Doow-Rate-Limits", `{"event_rate": {"limit": 1200, "current": 3}}`)
+	p.learn(http.StatusAccepted, header, 0, false, t0)
+	budget, known := budgetGauge(t, tel)
+	require.True(t, known)
+	require.EqualValues(t, 1200, budget)
+
+	f := &fakeDoow{}
+	_, _, tel = start(t, f, func(cfg *Config) { cfg.EventsPerMinute = 700 })
+	budget, known = budgetGauge(t, tel)
+	require.True(t, known)
+	require.EqualValues(t, 700, budget)
+}
+
+func budgetGauge(t *testing.T, tel *componenttest.Telemetry) (int64, bool) {
+	t.Helper()
+	m, err := tel.GetMetric("doow.exporter.event.budget")
+	if err != nil {
+		return 0, false
+	}
+	points := m.Data.(metricdata.Gauge[int64]).DataPoints
+	if len(points) == 0 {
+		return 0, false
+	}
+	require.Len(t, points, 1)
+	require.Zero(t, points[0].Attributes.Len())
+	return points[0].Value, true
 }

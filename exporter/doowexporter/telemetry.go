@@ -15,7 +15,10 @@ import (
 
 // What the exporter could not bill is an operator's business: it is counted on the
 // collector's own metrics (service::telemetry, next to exporterhelper's sent and failed
-// items) and logged with the fix.
+// items) and logged with the fix. The metrics carry the Python client's names
+// (doow_otel.self_metrics) where they mean the same: doow.exporter.event.exported with
+// error.type, doow.exporter.rate_limited, doow.exporter.usage.not_billed,
+// doow.exporter.event.budget (metadata.yaml).
 
 // fixes says, for each reason code, how to stop the drops at the source.
 var fixes = map[string]string{
@@ -46,16 +49,32 @@ type telemetry struct {
 // maxReported bounds the stripped keys remembered; past it, new ones are not logged.
 const maxReported = 1024
 
-func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
+func newTelemetry(set component.TelemetrySettings, p *pacer) (*telemetry, error) {
 	metrics, err := metadata.NewTelemetryBuilder(set)
+	if err != nil {
+		return nil, err
+	}
+	// the budget the pacer keeps to, read at each collection; none while it is unknown
+	err = metrics.RegisterExporterEventBudgetCallback(func(_ context.Context, o metric.Int64Observer) error {
+		if budget := p.currentBudget(); budget > 0 {
+			o.Observe(int64(budget))
+		}
+		return nil
+	})
 	return &telemetry{logger: set.Logger, metrics: metrics, reported: map[strippedAttr]bool{}}, err
 }
+
+// Values of error.type on doow.exporter.event.exported (as the Python client's).
+var (
+	exportedRejected = metric.WithAttributes(attribute.String("error.type", "rejected"))
+	exportedRefused  = metric.WithAttributes(attribute.String("error.type", "refused"))
+)
 
 // converted reports a push's conversion once the push is done (not on every retry):
 // drops are counted and logged, and each stripped key is logged the first time.
 func (t *telemetry) converted(ctx context.Context, result conversion) {
 	for code, count := range result.dropped {
-		t.metrics.DoowUsageDropped.Add(ctx, int64(count), metric.WithAttributes(attribute.String("reason", code)))
+		t.metrics.ExporterUsageNotBilled.Add(ctx, int64(count), metric.WithAttributes(attribute.String("error.type", code)))
 		t.logger.Warn("usage dropped", zap.String("reason", code), zap.Int("count", count), zap.String("fix", fixes[code]))
 	}
 	for _, where := range result.badRecords {
@@ -72,26 +91,26 @@ func (t *telemetry) converted(ctx context.Context, result conversion) {
 	}
 }
 
-// answered counts what Doow's answer says of the budget: the events it acknowledged,
-// and its 429s.
+// answered counts what Doow's answer settles: the events it kept (delivered; those it
+// rejected are counted by rejectedEvents), and its 429s.
 func (t *telemetry) answered(ctx context.Context, status int, d decision) {
 	switch {
 	case d.action == actionDelivered:
-		t.metrics.DoowEventsSent.Add(ctx, int64(d.accepted+len(d.rejected)))
+		t.metrics.ExporterEventExported.Add(ctx, int64(d.accepted))
 	case status == http.StatusTooManyRequests:
-		t.metrics.DoowRateLimited.Add(ctx, 1)
+		t.metrics.ExporterRateLimited.Add(ctx, 1)
 	}
 }
 
 // aggregated counts the points a push added to the windows, and those seen before.
 func (t *telemetry) aggregated(ctx context.Context, added, repeated int) {
-	t.metrics.DoowPointsAggregated.Add(ctx, int64(added))
-	t.metrics.DoowPointsRepeated.Add(ctx, int64(repeated))
+	t.metrics.ExporterPointAggregated.Add(ctx, int64(added))
+	t.metrics.ExporterPointRepeated.Add(ctx, int64(repeated))
 }
 
 // rejectedEvents reports a 207: how many events Doow rejected, and each one's reason.
 func (t *telemetry) rejectedEvents(ctx context.Context, rejected, sent int, reasons []rejection) {
-	t.metrics.DoowEventsRejected.Add(ctx, int64(rejected))
+	t.metrics.ExporterEventExported.Add(ctx, int64(rejected), exportedRejected)
 	t.logger.Warn("Doow rejected events", zap.Int("rejected", rejected), zap.Int("sent", sent))
 	for _, r := range reasons {
 		if r.Metric != "" {
@@ -106,6 +125,6 @@ func (t *telemetry) rejectedEvents(ctx context.Context, rejected, sent int, reas
 
 // refused reports a batch Doow refused for good, with Doow's reason.
 func (t *telemetry) refused(ctx context.Context, r *refusal) {
-	t.metrics.DoowEventsRefused.Add(ctx, int64(r.events))
+	t.metrics.ExporterEventExported.Add(ctx, int64(r.events), exportedRefused)
 	t.logger.Error("Doow refused a batch; its events are dropped", zap.Int("events", r.events), zap.String("reason", r.reason))
 }

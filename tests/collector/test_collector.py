@@ -311,3 +311,54 @@ def test_a_wrong_endpoint_keeps_usage_until_doow_answers(
     assert local_doow.total("api_calls") == 30
     assert local_doow.total("exports") == 4
     assert "Doow accepts the exporter's configuration again" in collector.log.read_text()
+
+
+USAGE_SPAN_APP = """
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    tracers = TracerProvider()
+    tracers.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    with tracers.get_tracer("app").start_as_current_span("export") as span:
+        span.add_event("doow.usage", {"doow.metric": "exports", "doow.quantity": 4,
+                                      "doow.license_id": "lic_0"})
+        span.add_event("doow.usage", {"doow.metric": "not_a_doow_metric", "doow.quantity": 1,
+                                      "doow.license_id": "lic_1"})
+    tracers.shutdown()
+"""
+
+
+def test_the_collectors_own_metrics_carry_the_python_clients_names(tmp_path: Path) -> None:
+    """Delivery health on the collector's Prometheus endpoint, as the Python client names
+    it (doow_otel.self_metrics): a 429 (with Doow's budget in X-Doow-Rate-Limits), then a
+    207 that keeps one event and rejects the other. The Collector's exposition drops the
+    `_total` suffix and the units (its default): `doow_exporter_event_exported`."""
+    require_otelcol()
+    rejected = 'doow_exporter_event_exported{error_type="rejected"}'
+    with (
+        LocalDoow(known_metrics=["exports"]) as doow,
+        running_collector(doow, tmp_path) as collector,
+    ):
+        budget = {"event_rate": {"limit": 900, "current": 900, "retry_after": 1}}
+        doow.faults.fail_next(1, 429, retry_after=1, rate_limits=budget)
+        run_app(USAGE_SPAN_APP, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http}, tmp_path)
+        # the exporter counts once it has read the 207
+        assert wait_for(lambda: rejected in collector.own_metrics(), seconds=30), (
+            collector.log.read_text()[-3000:]
+        )
+        metrics = collector.own_metrics()
+        # what the server holds: one event stored, one rejected, one request refused (429)
+        assert doow.total("exports") == 4 and len(doow.events()) == 1
+        assert [r["metric"] for r in doow.rejections()] == ["not_a_doow_metric"]
+        assert len(doow.refusals(status=429)) == 1
+    # the exporter's own series, and none under the old otelcol_doow_* names
+    own = {
+        name: value for name, value in metrics.items() if name.startswith(("doow", "otelcol_doow"))
+    }
+    assert own == {
+        "doow_exporter_event_exported": 1,
+        rejected: 1,
+        "doow_exporter_rate_limited": 1,
+        "doow_exporter_event_budget": 900,
+    }, own

@@ -3,10 +3,12 @@
 package metadata
 
 import (
+	"context"
 	"errors"
 	"sync"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/trace"
 
 	"go.opentelemetry.io/collector/component"
@@ -23,16 +25,15 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                metric.Meter
-	mu                   sync.Mutex
-	registrations        []metric.Registration
-	DoowEventsRefused    metric.Int64Counter
-	DoowEventsRejected   metric.Int64Counter
-	DoowEventsSent       metric.Int64Counter
-	DoowPointsAggregated metric.Int64Counter
-	DoowPointsRepeated   metric.Int64Counter
-	DoowRateLimited      metric.Int64Counter
-	DoowUsageDropped     metric.Int64Counter
+	meter                   metric.Meter
+	mu                      sync.Mutex
+	registrations           []metric.Registration
+	ExporterEventBudget     metric.Int64ObservableGauge
+	ExporterEventExported   metric.Int64Counter
+	ExporterPointAggregated metric.Int64Counter
+	ExporterPointRepeated   metric.Int64Counter
+	ExporterRateLimited     metric.Int64Counter
+	ExporterUsageNotBilled  metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -44,6 +45,31 @@ type telemetryBuilderOptionFunc func(mb *TelemetryBuilder)
 
 func (tbof telemetryBuilderOptionFunc) apply(mb *TelemetryBuilder) {
 	tbof(mb)
+}
+
+// RegisterExporterEventBudgetCallback sets callback for observable ExporterEventBudget metric.
+func (builder *TelemetryBuilder) RegisterExporterEventBudgetCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ExporterEventBudget, obs: o})
+		return nil
+	}, builder.ExporterEventBudget)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+type observerInt64 struct {
+	embedded.Int64Observer
+	inst metric.Int64Observable
+	obs  metric.Observer
+}
+
+func (oi *observerInt64) Observe(value int64, opts ...metric.ObserveOption) {
+	oi.obs.ObserveInt64(oi.inst, value, opts...)
 }
 
 // Shutdown unregister all registered callbacks for async instruments.
@@ -64,45 +90,39 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
-	builder.DoowEventsRefused, err = builder.meter.Int64Counter(
-		"otelcol_doow_events_refused",
-		metric.WithDescription("Events in batches Doow refused as a whole (400, other 4xx, a 413 of one event); they are dropped, not resent. [Alpha]"),
+	builder.ExporterEventBudget, err = builder.meter.Int64ObservableGauge(
+		"doow.exporter.event.budget",
+		metric.WithDescription("Events a minute the exporter paces its sends to: events_per_minute, or the budget Doow announced (X-Doow-Rate-Limits); no point until one is known. [Alpha]"),
+		metric.WithUnit("{event}/min"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ExporterEventExported, err = builder.meter.Int64Counter(
+		"doow.exporter.event.exported",
+		metric.WithDescription("Usage events whose delivery to Doow has finished: delivered (no error.type), rejected (one event refused in a 207) or refused (in a batch Doow refused as a whole: 400, other 4xx, a 413 of one event); neither rejected nor refused events are resent. [Alpha]"),
 		metric.WithUnit("{event}"),
 	)
 	errs = errors.Join(errs, err)
-	builder.DoowEventsRejected, err = builder.meter.Int64Counter(
-		"otelcol_doow_events_rejected",
-		metric.WithDescription("Events Doow received and rejected (a 207 answer); they are not resent. [Alpha]"),
-		metric.WithUnit("{event}"),
-	)
-	errs = errors.Join(errs, err)
-	builder.DoowEventsSent, err = builder.meter.Int64Counter(
-		"otelcol_doow_events_sent",
-		metric.WithDescription("Events Doow acknowledged (a 2xx acknowledgement; the events of a 207 it rejected included), against the organisation's event budget. [Alpha]"),
-		metric.WithUnit("{event}"),
-	)
-	errs = errors.Join(errs, err)
-	builder.DoowPointsAggregated, err = builder.meter.Int64Counter(
-		"otelcol_doow_points_aggregated",
+	builder.ExporterPointAggregated, err = builder.meter.Int64Counter(
+		"doow.exporter.point.aggregated",
 		metric.WithDescription("Usage points added to the aggregation windows (aggregation configured), stored before the push succeeded. [Alpha]"),
 		metric.WithUnit("{point}"),
 	)
 	errs = errors.Join(errs, err)
-	builder.DoowPointsRepeated, err = builder.meter.Int64Counter(
-		"otelcol_doow_points_repeated",
+	builder.ExporterPointRepeated, err = builder.meter.Int64Counter(
+		"doow.exporter.point.repeated",
 		metric.WithDescription("Usage points sent again within aggregation.dedup_horizon (a sender's retry) and not counted again. [Alpha]"),
 		metric.WithUnit("{point}"),
 	)
 	errs = errors.Join(errs, err)
-	builder.DoowRateLimited, err = builder.meter.Int64Counter(
-		"otelcol_doow_rate_limited",
-		metric.WithDescription("Answers 429 from Doow (the event budget exceeded); the exporter paces its sends to the budget to avoid them. [Alpha]"),
-		metric.WithUnit("{answer}"),
+	builder.ExporterRateLimited, err = builder.meter.Int64Counter(
+		"doow.exporter.rate_limited",
+		metric.WithDescription("Doow's 429 answers (its event budget spent); the exporter paces its sends to the budget to avoid them. [Alpha]"),
+		metric.WithUnit("{response}"),
 	)
 	errs = errors.Join(errs, err)
-	builder.DoowUsageDropped, err = builder.meter.Int64Counter(
-		"otelcol_doow_usage_dropped",
-		metric.WithDescription("Usage records that could not be converted to Doow events, by reason code (attribute reason). [Alpha]"),
+	builder.ExporterUsageNotBilled, err = builder.meter.Int64Counter(
+		"doow.exporter.usage.not_billed",
+		metric.WithDescription("Usage records that could not be converted to Doow events, by reason (error.type). [Alpha]"),
 		metric.WithUnit("{record}"),
 	)
 	errs = errors.Join(errs, err)

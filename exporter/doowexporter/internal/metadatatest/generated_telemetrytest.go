@@ -21,10 +21,24 @@ func NewSettings(tt *componenttest.Telemetry) exporter.Settings {
 	return set
 }
 
-func AssertEqualDoowEventsRefused(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+func AssertEqualExporterEventBudget(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
-		Name:        "otelcol_doow_events_refused",
-		Description: "Events in batches Doow refused as a whole (400, other 4xx, a 413 of one event); they are dropped, not resent. [Alpha]",
+		Name:        "doow.exporter.event.budget",
+		Description: "Events a minute the exporter paces its sends to: events_per_minute, or the budget Doow announced (X-Doow-Rate-Limits); no point until one is known. [Alpha]",
+		Unit:        "{event}/min",
+		Data: metricdata.Gauge[int64]{
+			DataPoints: dps,
+		},
+	}
+	got, err := tt.GetMetric("doow.exporter.event.budget")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
+func AssertEqualExporterEventExported(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "doow.exporter.event.exported",
+		Description: "Usage events whose delivery to Doow has finished: delivered (no error.type), rejected (one event refused in a 207) or refused (in a batch Doow refused as a whole: 400, other 4xx, a 413 of one event); neither rejected nor refused events are resent. [Alpha]",
 		Unit:        "{event}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -32,46 +46,14 @@ func AssertEqualDoowEventsRefused(t *testing.T, tt *componenttest.Telemetry, dps
 			DataPoints:  dps,
 		},
 	}
-	got, err := tt.GetMetric("otelcol_doow_events_refused")
+	got, err := tt.GetMetric("doow.exporter.event.exported")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
-func AssertEqualDoowEventsRejected(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+func AssertEqualExporterPointAggregated(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
-		Name:        "otelcol_doow_events_rejected",
-		Description: "Events Doow received and rejected (a 207 answer); they are not resent. [Alpha]",
-		Unit:        "{event}",
-		Data: metricdata.Sum[int64]{
-			Temporality: metricdata.CumulativeTemporality,
-			IsMonotonic: true,
-			DataPoints:  dps,
-		},
-	}
-	got, err := tt.GetMetric("otelcol_doow_events_rejected")
-	require.NoError(t, err)
-	metricdatatest.AssertEqual(t, want, got, opts...)
-}
-
-func AssertEqualDoowEventsSent(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
-	want := metricdata.Metrics{
-		Name:        "otelcol_doow_events_sent",
-		Description: "Events Doow acknowledged (a 2xx acknowledgement; the events of a 207 it rejected included), against the organisation's event budget. [Alpha]",
-		Unit:        "{event}",
-		Data: metricdata.Sum[int64]{
-			Temporality: metricdata.CumulativeTemporality,
-			IsMonotonic: true,
-			DataPoints:  dps,
-		},
-	}
-	got, err := tt.GetMetric("otelcol_doow_events_sent")
-	require.NoError(t, err)
-	metricdatatest.AssertEqual(t, want, got, opts...)
-}
-
-func AssertEqualDoowPointsAggregated(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
-	want := metricdata.Metrics{
-		Name:        "otelcol_doow_points_aggregated",
+		Name:        "doow.exporter.point.aggregated",
 		Description: "Usage points added to the aggregation windows (aggregation configured), stored before the push succeeded. [Alpha]",
 		Unit:        "{point}",
 		Data: metricdata.Sum[int64]{
@@ -80,14 +62,14 @@ func AssertEqualDoowPointsAggregated(t *testing.T, tt *componenttest.Telemetry, 
 			DataPoints:  dps,
 		},
 	}
-	got, err := tt.GetMetric("otelcol_doow_points_aggregated")
+	got, err := tt.GetMetric("doow.exporter.point.aggregated")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
-func AssertEqualDoowPointsRepeated(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+func AssertEqualExporterPointRepeated(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
-		Name:        "otelcol_doow_points_repeated",
+		Name:        "doow.exporter.point.repeated",
 		Description: "Usage points sent again within aggregation.dedup_horizon (a sender's retry) and not counted again. [Alpha]",
 		Unit:        "{point}",
 		Data: metricdata.Sum[int64]{
@@ -96,31 +78,31 @@ func AssertEqualDoowPointsRepeated(t *testing.T, tt *componenttest.Telemetry, dp
 			DataPoints:  dps,
 		},
 	}
-	got, err := tt.GetMetric("otelcol_doow_points_repeated")
+	got, err := tt.GetMetric("doow.exporter.point.repeated")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
-func AssertEqualDoowRateLimited(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+func AssertEqualExporterRateLimited(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
-		Name:        "otelcol_doow_rate_limited",
-		Description: "Answers 429 from Doow (the event budget exceeded); the exporter paces its sends to the budget to avoid them. [Alpha]",
-		Unit:        "{answer}",
+		Name:        "doow.exporter.rate_limited",
+		Description: "Doow's 429 answers (its event budget spent); the exporter paces its sends to the budget to avoid them. [Alpha]",
+		Unit:        "{response}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
 			IsMonotonic: true,
 			DataPoints:  dps,
 		},
 	}
-	got, err := tt.GetMetric("otelcol_doow_rate_limited")
+	got, err := tt.GetMetric("doow.exporter.rate_limited")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
-func AssertEqualDoowUsageDropped(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+func AssertEqualExporterUsageNotBilled(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
-		Name:        "otelcol_doow_usage_dropped",
-		Description: "Usage records that could not be converted to Doow events, by reason code (attribute reason). [Alpha]",
+		Name:        "doow.exporter.usage.not_billed",
+		Description: "Usage records that could not be converted to Doow events, by reason (error.type). [Alpha]",
 		Unit:        "{record}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -128,7 +110,7 @@ func AssertEqualDoowUsageDropped(t *testing.T, tt *componenttest.Telemetry, dps 
 			DataPoints:  dps,
 		},
 	}
-	got, err := tt.GetMetric("otelcol_doow_usage_dropped")
+	got, err := tt.GetMetric("doow.exporter.usage.not_billed")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }

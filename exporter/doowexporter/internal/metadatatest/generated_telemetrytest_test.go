@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
@@ -19,32 +20,31 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
-	tb.DoowEventsRefused.Add(context.Background(), 1)
-	tb.DoowEventsRejected.Add(context.Background(), 1)
-	tb.DoowEventsSent.Add(context.Background(), 1)
-	tb.DoowPointsAggregated.Add(context.Background(), 1)
-	tb.DoowPointsRepeated.Add(context.Background(), 1)
-	tb.DoowRateLimited.Add(context.Background(), 1)
-	tb.DoowUsageDropped.Add(context.Background(), 1)
-	AssertEqualDoowEventsRefused(t, testTel,
+	require.NoError(t, tb.RegisterExporterEventBudgetCallback(func(_ context.Context, observer metric.Int64Observer) error {
+		observer.Observe(1)
+		return nil
+	}))
+	tb.ExporterEventExported.Add(context.Background(), 1)
+	tb.ExporterPointAggregated.Add(context.Background(), 1)
+	tb.ExporterPointRepeated.Add(context.Background(), 1)
+	tb.ExporterRateLimited.Add(context.Background(), 1)
+	tb.ExporterUsageNotBilled.Add(context.Background(), 1)
+	AssertEqualExporterEventBudget(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
-	AssertEqualDoowEventsRejected(t, testTel,
+	AssertEqualExporterEventExported(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
-	AssertEqualDoowEventsSent(t, testTel,
+	AssertEqualExporterPointAggregated(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
-	AssertEqualDoowPointsAggregated(t, testTel,
+	AssertEqualExporterPointRepeated(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
-	AssertEqualDoowPointsRepeated(t, testTel,
+	AssertEqualExporterRateLimited(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
-	AssertEqualDoowRateLimited(t, testTel,
-		[]metricdata.DataPoint[int64]{{Value: 1}},
-		metricdatatest.IgnoreTimestamp())
-	AssertEqualDoowUsageDropped(t, testTel,
+	AssertEqualExporterUsageNotBilled(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 
