@@ -228,7 +228,10 @@ class DoowTracker:
     def _make_sink(self) -> WindowSink:
         if self.route == "collector":
             return CollectorSink(
-                self.collector_endpoint, timeout=self.timeout, report=self.client.report
+                self.collector_endpoint,
+                timeout=self.timeout,
+                report=self.client.report,
+                on_disk=self._spool_directory is not None,
             )
         if self.problem is not None:
             return _Unsendable(self.problem, self.client)
@@ -519,7 +522,11 @@ class DoowTracker:
         self._closed = True
         self._off = True
         self._clock.stop()
-        self._recorder.close()
+        # A window the collector did not take is reported as kept (the journal holds it);
+        # with no journal on disk it is lost now, and said so. The direct route's client
+        # reports what it could neither deliver nor spool.
+        unsent = "the collector did not take them" if self.route == "collector" else None
+        self._recorder.close(unsent=unsent)
         forget_on_sigterm(self._at_exit)
         with contextlib.suppress(Exception):
             atexit.unregister(self._at_exit)
