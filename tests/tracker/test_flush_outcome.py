@@ -66,6 +66,7 @@ def test_a_permanent_refusal_makes_flush_false(local_doow: LocalDoow, tmp_path: 
         tracker.track(metric="api_calls", quantity=1, license_id="lic_a")
         assert tracker.flush() is False
         assert reports
+        assert tracker.stats()["dropped"] == 1  # the client's drop, not hidden by the windows'
         tracker.track(metric="api_calls", quantity=2, license_id="lic_a")
         assert tracker.flush() is True
     finally:

@@ -430,13 +430,16 @@ class DoowTracker:
     def stats(self) -> dict[str, int]:
         """The client's counters (`DoowClient.stats`), the windows' (recorded,
         windows_sealed, events_sealed, windows_extended, windows_recovered,
-        events_recovered, folded, dropped) and the tracker's own: tracked (plain calls
-        recorded), records, zero_quantities (quantity 0: nothing to bill), bad_inputs
-        (calls refused and reported, in report mode), stripped_attribution (values the
-        secret and payload policy removed), dropped_after_shutdown."""
+        events_recovered, folded) and the tracker's own: tracked (plain calls recorded),
+        records, zero_quantities (quantity 0: nothing to bill), bad_inputs (calls refused
+        and reported, in report mode), stripped_attribution (values the secret and payload
+        policy removed), dropped_after_shutdown. `dropped` counts the client's drops and
+        the windows' together."""
+        client = self.client.stats()
         return {
-            **self.client.stats(),
+            **client,
             **self._recorder.stats,
+            "dropped": client["dropped"] + self._recorder.stats["dropped"],
             "tracked": self.counts["tracked"],
             "records": self.counts["records"],
             "zero_quantities": self.strictness.zero_quantities,
