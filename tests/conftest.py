@@ -29,6 +29,7 @@ SLOW_MODULES = {
     "test_install",
     "test_lambda_extension",
     "test_lambda_local",
+    "test_over_budget",
     "test_serverless_lambda",
     "test_sigterm",
     "test_tracker_edges",

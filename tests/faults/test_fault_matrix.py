@@ -18,7 +18,7 @@ from doow_otel.errors import ErrorReport
 from doow_otel.otel.metrics import DoowMetricExporter, metric_reader
 from doow_otel.otel.traces import DoowSpanExporter
 from doow_otel_testing import LocalDoow
-from faultmatrix import FAULTS, FIRST, PATH_FAULTS, REJECTED, render
+from faultmatrix import FAULTS, FIRST, PATH_FAULTS, REJECTED, describe, legend, render
 from helpers import wait_for
 
 # Faults whose batch is stored before the (missing or slow) answer: the sender cannot know.
@@ -233,4 +233,5 @@ def _total(doow: LocalDoow, pages: bool) -> float:
 def test_the_published_matrix_is_the_tested_one() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "reliability.md").read_text()
     assert render() in doc, "docs/reliability.md: paste the output of python tests/faultmatrix.py"
+    assert legend() in doc and describe() in doc, "docs/reliability.md: the words and faults too"
     assert REJECTED in doc

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -13,9 +14,11 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
+from doow_otel import DoowClient
 from doow_otel.otel.logs import LicenseFromContextLogs
-from doow_otel.otel.metrics import DELTA_TEMPORALITY, metric_reader
+from doow_otel.otel.metrics import DELTA_TEMPORALITY, DoowMetricExporter, metric_reader
 from doow_otel.otel.traces import LicenseFromContext
+from doow_otel_testing import LocalDoow
 
 
 class RefusedExporter(MetricExporter):
@@ -76,3 +79,26 @@ def test_metric_reader_builds_on_this_sdk() -> None:
         for point in metric.data.data_points
     ]
     assert points == [2]
+
+
+def test_a_window_with_nothing_new_still_sends_what_waits(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """The SDK exports nothing when nothing was recorded since the last collection; the
+    usage an earlier window left in the spool (an outage, the event budget) must still go,
+    or an idle service never sends its backlog (issue 19, point 7)."""
+    client = DoowClient(
+        local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "spool", max_retries=0
+    )
+    reader = metric_reader(DoowMetricExporter(client), interval=3600)
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("t").create_counter("api_calls").add(3, {"doow.license_id": "lic_a"})
+    local_doow.faults.fail_next(1000, 503)
+    reader._collect_window()  # what the window clock calls at each boundary
+    assert client.stats()["pending_in_spool"] == 1 and local_doow.total("api_calls") == 0
+    local_doow.faults.clear()
+    reader._collect_window()  # the next window: nothing new recorded
+    assert local_doow.total("api_calls", "lic_a") == 3
+    assert client.stats()["pending_in_spool"] == 0
+    provider.shutdown()
+    client.close()

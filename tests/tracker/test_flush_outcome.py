@@ -4,7 +4,11 @@ goes out with the next flush. Judged by what the local server stored."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -62,6 +66,7 @@ def test_a_permanent_refusal_makes_flush_false(local_doow: LocalDoow, tmp_path: 
         tracker.track(metric="api_calls", quantity=1, license_id="lic_a")
         assert tracker.flush() is False
         assert reports
+        assert tracker.stats()["dropped"] == 1  # the client's drop, not hidden by the windows'
         tracker.track(metric="api_calls", quantity=2, license_id="lic_a")
         assert tracker.flush() is True
     finally:
@@ -165,3 +170,53 @@ def test_usage_the_collector_refused_at_exit_stays_on_disk_for_the_next_process(
         assert local_doow.total("api_calls", "lic_exit") == 7
     finally:
         collector.stop()
+
+
+@contextlib.contextmanager
+def _collector_answering(status: int) -> Iterator[str]:
+    """A collector that answers every push with `status` (a 503: its queue is full, or it
+    is restarting); its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_usage_the_collector_refused_at_exit_with_no_spool_is_reported_dropped() -> None:
+    """route="collector" with no spool directory (no journal on disk), the collector
+    answering 503 when the process shuts down: the usage ends with the process, so it is
+    counted and reported as dropped, with its quantity, and never said to be kept on disk
+    (issue 25, point 2)."""
+    reports: list[ErrorReport] = []
+    with _collector_answering(503) as url:
+        tracker = DoowTracker(
+            route="collector",
+            collector_endpoint=url,
+            spool=None,
+            on_error=reports.append,
+            flush_interval=3600,
+            timeout=1.0,
+            handle_sigterm=False,
+        )
+        tracker.track(metric="api_calls", quantity=7, license_id="lic_exit")
+        tracker.track(metric="tokens", quantity=1024, unit="tokens", license_id="lic_exit")
+        tracker.shutdown()
+    dropped = [r for r in reports if r.kind == "dropped"]
+    assert len(dropped) == 1 and dropped[0].count == 2, reports
+    assert "7 api_calls" in dropped[0].message and "1,024 tokens tokens" in dropped[0].message
+    assert not any("stays in the journal on disk" in r.message for r in reports), reports
+    assert tracker.stats()["dropped"] == 2

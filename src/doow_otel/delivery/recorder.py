@@ -327,9 +327,21 @@ class Recorder:
 
     # --- process life ---
 
-    def close(self) -> None:
+    def close(self, *, unsent: str | None = None) -> None:
+        """Close the journal. Sealed windows the sink did not take and that are not on disk
+        (no spool directory, or a journal that could not be written) end with this
+        process: with `unsent` (why the sink did not take them) they are counted and
+        reported as dropped, with their quantities; None when the sink reported them."""
         with self._lock:
             self._journal.close()
+        with self._seal_lock:
+            lost = [sealed.content for sealed in self._undelivered if sealed.path is None]
+        if lost and unsent is not None:
+            self._dropped(
+                sum(stream_count(window) for window in lost),
+                f"{unsent}, and with no journal on disk they end with this process "
+                f"({_amounts(lost)})",
+            )
 
     def after_fork_in_child(self) -> None:
         """The child records on its own: what the parent recorded is the parent's."""
@@ -372,6 +384,23 @@ class Recorder:
         self.stats["dropped"] += count
         self.report("dropped", f"{count} usage event{'s' if count != 1 else ''} dropped: {why}",
                     count=count)  # fmt: skip
+
+
+def _amounts(windows: list[WindowContent]) -> str:
+    """What the windows hold, in the usage's own units: "7 api_calls, 1,024 tokens tokens"
+    (and the usage records, counted)."""
+    sums: dict[tuple[str, str | None], int | float] = {}
+    records = 0
+    for window in windows:
+        records += len(window.records)
+        for route, total in window.sums.items():
+            key = (route.metric, route.unit)
+            sums[key] = sums.get(key, 0) + total
+    parts = [f"{total:,g} {metric}" + (f" {unit}" if unit else "")
+             for (metric, unit), total in sorted(sums.items(), key=str)]  # fmt: skip
+    if records:
+        parts.append(f"{records} usage record{'s' if records != 1 else ''}")
+    return ", ".join(parts)
 
 
 class DoowSink:

@@ -132,13 +132,26 @@ class WindowedMetricReader(PeriodicExportingMetricReader):
             **reader_limits(usage_cardinality_limits(cardinality_limit)),
         )
         self.window = window
+        self._exported = False
         self._clock = WindowClock(self._collect_window, window)
         self._clock.start()
         at_fork(self, after_in_child=WindowedMetricReader._restart_clock)
 
     def _collect_window(self) -> None:
+        self._exported = False
         with contextlib.suppress(Exception):  # the clock must go on (the SDK logs export errors)
             self.collect(timeout_millis=self._export_timeout_millis)
+            if not self._exported:
+                # Nothing new this window: the SDK exports nothing, yet what an earlier
+                # window left waiting (in the spool, over budget or after an outage) must
+                # still go, or an idle service never sends its backlog.
+                self._exporter.force_flush(timeout_millis=self._export_timeout_millis)
+
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        self._exported = True  # the export replays what waits, before the new usage
+        super()._receive_metrics(metrics_data, timeout_millis=timeout_millis, **kwargs)
 
     def _restart_clock(self) -> None:
         self._clock = WindowClock(self._collect_window, self.window)

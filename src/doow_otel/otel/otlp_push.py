@@ -68,10 +68,14 @@ class CollectorSink:
         timeout: float,
         report: Reporter,
         transport: Transport | None = None,
+        on_disk: bool = True,
     ) -> None:
+        """`on_disk`: whether the windows it is handed are in a journal on disk (a spool
+        directory), so that one it cannot push survives this process."""
         self.metrics_url, self.logs_url = collector_urls(endpoint)
         self.timeout = timeout
         self.report = report
+        self.on_disk = on_disk
         self._transport = transport
         self._reported_failure = False
 
@@ -117,11 +121,15 @@ class CollectorSink:
     def _failed(self, url: str, why: str) -> bool:
         if not self._reported_failure:  # once per outage, not per window
             self._reported_failure = True
+            kept = (
+                "it stays in the journal on disk and goes again with the next flush (a "
+                "successor process on the same spool directory sends it if this one stops)"
+                if self.on_disk
+                else "it is kept in memory and goes again with the next flush (there is no "
+                "spool directory: if the process ends first, it is reported as dropped)"
+            )
             self.report(
-                "network",
-                f"the collector at {url} did not take a window of usage ({why}); it stays "
-                "in the journal on disk and goes again with the next flush (a successor "
-                "process on the same spool directory sends it if this one stops)",
+                "network", f"the collector at {url} did not take a window of usage ({why}); {kept}"
             )
         return False
 

@@ -228,7 +228,10 @@ class DoowTracker:
     def _make_sink(self) -> WindowSink:
         if self.route == "collector":
             return CollectorSink(
-                self.collector_endpoint, timeout=self.timeout, report=self.client.report
+                self.collector_endpoint,
+                timeout=self.timeout,
+                report=self.client.report,
+                on_disk=self._spool_directory is not None,
             )
         if self.problem is not None:
             return _Unsendable(self.problem, self.client)
@@ -427,13 +430,16 @@ class DoowTracker:
     def stats(self) -> dict[str, int]:
         """The client's counters (`DoowClient.stats`), the windows' (recorded,
         windows_sealed, events_sealed, windows_extended, windows_recovered,
-        events_recovered, folded, dropped) and the tracker's own: tracked (plain calls
-        recorded), records, zero_quantities (quantity 0: nothing to bill), bad_inputs
-        (calls refused and reported, in report mode), stripped_attribution (values the
-        secret and payload policy removed), dropped_after_shutdown."""
+        events_recovered, folded) and the tracker's own: tracked (plain calls recorded),
+        records, zero_quantities (quantity 0: nothing to bill), bad_inputs (calls refused
+        and reported, in report mode), stripped_attribution (values the secret and payload
+        policy removed), dropped_after_shutdown. `dropped` counts the client's drops and
+        the windows' together."""
+        client = self.client.stats()
         return {
-            **self.client.stats(),
+            **client,
             **self._recorder.stats,
+            "dropped": client["dropped"] + self._recorder.stats["dropped"],
             "tracked": self.counts["tracked"],
             "records": self.counts["records"],
             "zero_quantities": self.strictness.zero_quantities,
@@ -519,7 +525,11 @@ class DoowTracker:
         self._closed = True
         self._off = True
         self._clock.stop()
-        self._recorder.close()
+        # A window the collector did not take is reported as kept (the journal holds it);
+        # with no journal on disk it is lost now, and said so. The direct route's client
+        # reports what it could neither deliver nor spool.
+        unsent = "the collector did not take them" if self.route == "collector" else None
+        self._recorder.close(unsent=unsent)
         forget_on_sigterm(self._at_exit)
         with contextlib.suppress(Exception):
             atexit.unregister(self._at_exit)
