@@ -9,6 +9,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from doow_otel import DoowClient, UsageEvent
 from doow_otel.delivery.pacing import Pacer
 from doow_otel.delivery.status import RateLimit
@@ -155,3 +157,37 @@ def test_processes_sharing_a_spool_never_offer_a_batch_twice(
     ]
     assert len(offered) == len(set(offered)) == 6, offered
     assert not list(spool.glob("*.batch"))
+
+
+class _Clock:
+    """time.time() for the pacer, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_overload_halves_the_pace_once_and_a_quiet_spell_gives_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches in flight together all meet the same overload: their 429s are one signal,
+    not four (four halvings left a sender at 1/16 of the budget, and at 10% a minute it
+    took nine minutes to drain a backlog: the over-budget fault row measured 20-30% of the
+    budget used after the load stopped)."""
+    clock = _Clock()
+    monkeypatch.setattr("doow_otel.delivery.pacing.time.time", clock)
+    pacer = Pacer(state_file=tmp_path / "b")
+    for _ in range(4):  # four batches' 429s, answered within the first one's wait
+        pacer.throttled(20.0, RateLimit(limit=1000, current=1040, retry_after=20))
+        clock.now += 1
+    assert pacer.events_per_minute == 500
+    clock.now += 30  # past the wait: a new 429 is a new overload
+    pacer.throttled(20.0, RateLimit(limit=1000, current=1010, retry_after=20))
+    assert pacer.events_per_minute == 250
+    clock.now += 20 + 30  # the wait, then a quiet half minute: recovery starts
+    clock.now += 120  # two quiet minutes
+    assert pacer.events_per_minute == pytest.approx(750)
+    clock.now += 120
+    assert pacer.events_per_minute == 1000  # the whole budget again within four minutes

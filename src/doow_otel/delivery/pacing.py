@@ -7,10 +7,12 @@ rate, holding at most one minute of it.
 
 The budget is given (`events_per_minute`), or learned: it starts at Doow's documented
 1,000, takes the `limit` of a 429's `X-Doow-Rate-Limits` `event_rate` category, and, as
-several senders share one organization's budget without seeing each other, each 429
-halves this sender's share of it and every quiet minute gives a tenth back (additive
-increase, multiplicative decrease, as TCP shares a link). A 429's wait (`Retry-After`,
-every category's `retry_after`) holds every send until it has passed.
+several senders share one organization's budget without seeing each other, an overload
+halves this sender's share of it and quiet time gives it back, a quarter of the budget a
+minute (additive increase, multiplicative decrease, as TCP shares a link). One overload
+halves once: the 429s of batches in flight together, answered before the first one's wait
+has passed, are one signal (as TCP reduces once per round trip). A 429's wait
+(`Retry-After`, every category's `retry_after`) holds every send until it has passed.
 
 Processes that share a spool directory and a key (the workers of one service) share one
 bucket: its state is a small file beside the spool, one per endpoint and key (the spool's
@@ -38,8 +40,12 @@ DEFAULT_EVENTS_PER_MINUTE = 1000
 """Doow's documented event budget of an organization."""
 MIN_SHARE = 1 / 64
 """The smallest share of the budget a sender keeps after 429s (it still probes)."""
-RECOVERY_PER_MINUTE = 0.1
-"""The share of the budget given back to a sender per minute without a 429."""
+RECOVERY_PER_MINUTE = 0.25
+"""The share of the budget given back to a sender per minute of quiet (from 1/16 to the
+whole budget in under four minutes; at a tenth, the over-budget fault row used a quarter
+of the budget for minutes after the load stopped)."""
+QUIET_SECONDS = 30.0
+"""How long after a 429's wait has passed before the share starts to grow again."""
 
 try:
     import fcntl
@@ -116,11 +122,12 @@ class Pacer:
         halve this sender's share (unless the budget was given)."""
         with self._state() as state:
             now = time.time()
+            new_overload = now >= state.blocked_until  # else a 429 of the same one
             if retry_after:
                 state.blocked_until = max(state.blocked_until, now + retry_after)
             if budget is not None and budget.limit and not self.fixed:
                 state.limit = budget.limit
-            if not self.fixed:
+            if not self.fixed and new_overload:
                 state.share = max(MIN_SHARE, state.share / 2)
             state.tokens = min(state.tokens, 0.0)
             state.last_throttle = now
@@ -129,9 +136,10 @@ class Pacer:
 
     def _refill(self, state: _State, now: float) -> None:
         elapsed = max(0.0, now - state.at)
-        if not self.fixed and now - state.last_throttle > 60.0:
-            minutes = (now - max(state.last_throttle, state.at)) / 60.0
-            state.share = min(1.0, state.share + RECOVERY_PER_MINUTE * min(minutes, 10.0))
+        quiet_from = max(state.last_throttle, state.blocked_until) + QUIET_SECONDS
+        if not self.fixed and state.share < 1.0 and now > quiet_from:
+            minutes = (now - max(quiet_from, state.at)) / 60.0
+            state.share = min(1.0, state.share + RECOVERY_PER_MINUTE * minutes)
         per_minute = state.limit * state.share
         state.tokens = min(per_minute, state.tokens + elapsed * per_minute / 60.0)
         state.at = now
