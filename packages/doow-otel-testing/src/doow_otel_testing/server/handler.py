@@ -289,6 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._key = ""
         self._status = 0
         self._counts = {}
+        self._minute_due = path in INGEST_PATHS  # counted once, before the answer goes out
         try:
             if path.startswith("/telemetry/") and route is not None:
                 entry = self.server.request_log.add(self._log_entry(path))
@@ -320,11 +321,15 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as error:  # never let one request take the server down
             self._json(500, {"message": f"internal error: {type(error).__name__}"}, close=True)
         finally:
-            if self._key and path in INGEST_PATHS:
-                self._count_minute()
+            self._count_minute()  # a request dropped without an answer
 
     def _count_minute(self) -> None:
-        """This request in its key's minute: what it offered and what became of it."""
+        """This request in its key's minute: what it offered and what became of it. Counted
+        before the answer is written, so a sender that reads /api/minutes after its answer
+        sees its request there."""
+        if not (self._minute_due and self._key):
+            return
+        self._minute_due = False
         offered = self._counts.get("offered", 0)
         refused = self._status in (413, 429)
         self.server.store.note_minute(
@@ -846,6 +851,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self._entry is not None:  # logged before the client can see the answer
             self.server.request_log.update(self._entry, status=status)
         self._entry = None
+        self._count_minute()
         trickle = self.server.faults.trickle_wait() if self._trickled else 0.0
         self.send_response(status)
         self.send_header("Content-Type", content_type)
