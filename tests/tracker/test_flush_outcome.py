@@ -44,9 +44,14 @@ def test_no_spool_and_a_failing_server_flush_false_then_delivered_next_flush(
         assert tracker.flush() is False
         assert reports, "on_error heard nothing"
         assert local_doow.total("api_calls") == 0
+        # kept in memory for the next flush: not a drop, nor said to be one
+        assert tracker.stats()["dropped"] == 0
+        assert not [r for r in reports if r.kind == "dropped"], reports
+        assert any("kept in memory" in r.message for r in reports), reports
         local_doow.faults.clear()
         assert tracker.flush() is True
         assert local_doow.total("api_calls") == 3
+        assert tracker.stats()["dropped"] == 0
     finally:
         tracker.shutdown()
 
@@ -69,6 +74,9 @@ def test_a_permanent_refusal_makes_flush_false(local_doow: LocalDoow, tmp_path: 
         assert tracker.stats()["dropped"] == 1  # the client's drop, not hidden by the windows'
         tracker.track(metric="api_calls", quantity=2, license_id="lic_a")
         assert tracker.flush() is True
+        # refused for good is settled: the refused window is never offered again
+        assert local_doow.total("api_calls") == 2
+        assert tracker.stats()["dropped"] == 1
     finally:
         tracker.shutdown()
 

@@ -81,7 +81,8 @@ class SendResult:
     `dropped`: Doow refused them (a copy is set aside on disk) or there was nowhere to keep
     them. `set_aside`: Doow kept failing on them; on disk under `set-aside/`, not retried.
     `paced`: of `spooled`, the events kept because Doow's event budget had no room for them
-    by the deadline (they go at its pace with a later send).
+    by the deadline (they go at its pace with a later send). `returned`: with no spool and
+    `send(..., caller_keeps=True)`, the events not delivered, which the caller keeps.
     """
 
     delivered: int = 0
@@ -92,10 +93,13 @@ class SendResult:
     skipped: int = 0  # sending disabled (DOOW_TRACK_DISABLED)
     set_aside: int = 0
     paced: int = 0
+    returned: int = 0
 
     @property
     def ok(self) -> bool:
-        return not (self.rejected or self.spooled or self.dropped or self.set_aside)
+        return not (
+            self.rejected or self.spooled or self.dropped or self.set_aside or self.returned
+        )
 
     def add(self, other: SendResult) -> None:
         self.delivered += other.delivered
@@ -106,6 +110,7 @@ class SendResult:
         self.skipped += other.skipped
         self.set_aside += other.set_aside
         self.paced += other.paced
+        self.returned += other.returned
 
 
 _KEPT_PRECEDENCE = ("network", "rate_limited", "timeout")
@@ -119,6 +124,7 @@ class _Round:
     miss the deadline is one report, not one per batch)."""
 
     end: float
+    caller_keeps: bool = False  # no spool: what is not delivered is the caller's to keep
     stop: bool = False
     kept: dict[str, tuple[ErrorKind, int]] = field(default_factory=dict)  # why -> kind, events
     rate_limit_said: bool = False
@@ -130,6 +136,13 @@ class _Round:
             self.kept[why] = (kind, held + events)
 
     def report_kept(self, report: Reporter, spooled: bool) -> None:
+        where = (
+            "kept in the spool, sent again by a later send"
+            if spooled
+            else "kept in memory, sent again by the next flush"
+            if self.caller_keeps
+            else "not delivered"
+        )
         with self.lock:
             kept, self.kept = self.kept, {}
         if not kept:
@@ -137,8 +150,7 @@ class _Round:
         events = sum(n for _, n in kept.values())
         kinds = {kind for kind, _ in kept.values()}
         kind = next(k for k in (*_KEPT_PRECEDENCE, *sorted(kinds)) if k in kinds)
-        what = "kept in the spool, sent again by a later send" if spooled else "not delivered"
-        report(kind, f"{counted(events, 'event')} {what}: " + "; ".join(kept), count=events)
+        report(kind, f"{counted(events, 'event')} {where}: " + "; ".join(kept), count=events)
 
 
 @dataclass
@@ -246,8 +258,12 @@ class DoowClient:
         *,
         deadline: float | None = None,
         timeout: float | None = None,
+        caller_keeps: bool = False,
     ) -> SendResult:
         """Deliver `events` (after any spooled batches); returns by the deadline whatever happens.
+
+        `caller_keeps`: with no spool, what is not delivered is returned (`SendResult.returned`)
+        for the caller to send again (a tracker's window in memory), not dropped.
 
         `timeout` is seconds from now; `deadline` the same as a `time.monotonic()` value (one
         that is clearly not, say a `time.time()` timestamp, is a ConfigurationError). With
@@ -257,7 +273,7 @@ class DoowClient:
         events = list(events)
         if self.disabled:
             return SendResult(skipped=len(events))
-        sending = _Round(end)
+        sending = _Round(end, caller_keeps=caller_keeps)
         try:
             return self._send(events, sending)
         finally:
@@ -502,7 +518,7 @@ class DoowClient:
             if paced:
                 result.paced += count
                 self._count(paced=count if fresh else 0)
-            self._keep(item, result, fresh)
+            self._keep(item, result, fresh, sending.caller_keeps)
 
     def _rejected(self, batch: Batch, rejections: tuple[Rejection, ...]) -> _Journaled | None:
         """Report Doow's rejections; where one names a metric of a packed event, its other
@@ -540,8 +556,11 @@ class DoowClient:
         self._count(resent_measurements=len(again))
         return self._journal(Batch.of([i for i, _ in again], [b for _, b in again]))
 
-    def _keep(self, item: _Journaled, result: SendResult, fresh: bool) -> None:
+    def _keep(self, item: _Journaled, result: SendResult, fresh: bool, caller_keeps: bool) -> None:
         count = len(item.batch)
+        if (item.path is None or self.spool is None) and caller_keeps:
+            result.returned += count
+            return
         if item.path is None or self.spool is None:
             result.dropped += count
             self._count(dropped=count)

@@ -30,6 +30,7 @@ from doow_otel.delivery.client import DoowClient
 from doow_otel.delivery.journal import Journal, Route, WindowContent, dead_journals, read_window
 from doow_otel.delivery.reports import Reporter
 from doow_otel.delivery.windows import stream_count, window_events
+from doow_otel.errors import counted
 
 __all__ = ["DoowSink", "Recorder", "WindowSink"]
 
@@ -100,6 +101,7 @@ class Recorder:
         self._extended_reported = -1  # the window whose extension was last reported
         self._folds: dict[tuple[str, str | None], int | float] = {}  # this window's folded usage
         self._fold_count = 0
+        self._folded_routes: set[int] = set()  # this window's attribution sets folded
         self.stats: dict[str, int] = {
             "recorded": 0, "records": 0, "windows_sealed": 0, "events_sealed": 0,
             "windows_extended": 0, "windows_recovered": 0, "events_recovered": 0,
@@ -218,20 +220,24 @@ class Recorder:
         key = (route.metric, route.unit)
         self._folds[key] = self._folds.get(key, 0) + quantity
         self._fold_count += 1
+        self._folded_routes.add(route.number)
         self.stats["folded"] += 1
 
-    def _report_folds(self, folds: dict[tuple[str, str | None], int | float], count: int) -> None:
+    def _report_folds(
+        self, folds: dict[tuple[str, str | None], int | float], count: int, series: int
+    ) -> None:
         if not folds:
             return
         amounts = ", ".join(f"{quantity:g} {metric}" + (f" {unit}" if unit else "")
                             for (metric, unit), quantity in sorted(folds.items()))  # fmt: skip
         self.report(
-            "dropped",
-            f"{count} usage calls in this window came past its limit of {self.max_routes:,} "
-            f"attribution sets; their usage ({amounts}) is billed to its license, metric and "
-            "unit with the attribution folded to doow.folded=true (nothing is lost). Raise "
-            "max_routes, or record fewer distinct attribution values",
-            count=0,
+            "folded",
+            f"{counted(series, 'attribution set')} ({counted(count, 'usage call')}) in this "
+            f"window came past its limit of {self.max_routes:,}; their usage ({amounts}) is "
+            "billed to its license, metric and unit with the attribution folded to "
+            "doow.folded=true (nothing is lost). Raise max_routes, or record fewer distinct "
+            "attribution values",
+            count=series,
         )
 
     def _seal_open(self) -> _Sealed:
@@ -239,6 +245,7 @@ class Recorder:
         with self._lock:
             folds, self._folds = self._folds, {}
             fold_count, self._fold_count = self._fold_count, 0
+            series, self._folded_routes = len(self._folded_routes), set()
             sealed = _Sealed(self._journal.id, self._open, None, self._open_since)
             self._open_since = None
             if self.directory is not None and not self._disk_trouble:
@@ -248,7 +255,7 @@ class Recorder:
                 except OSError as exc:
                     self._trouble(exc)
             self._open = self._window(sealed.content.window + 1)
-        self._report_folds(folds, fold_count)
+        self._report_folds(folds, fold_count, series)
         return sealed
 
     def _handed(self, journal_id: str, window: WindowContent, deadline: float) -> bool:
@@ -411,6 +418,8 @@ class DoowSink:
 
     def __init__(self, client: DoowClient) -> None:
         self.client = client
+        self._lost = 0  # events dropped since the last take_failures(): the flush says False
+        self._lock = threading.Lock()
 
     def may_seal(self, events: int) -> bool:
         if self.client.unreachable:
@@ -428,13 +437,33 @@ class DoowSink:
             )
         if not events or self.client.disabled:
             return True
-        # into the spool first, then sent (at the budget's pace) within the deadline
-        result = self.client.send(events, deadline=deadline)
-        if self.client.spool is None:  # nowhere to keep them: the window stays until sent
-            return result.delivered + len(result.rejected) >= len(events)
-        return result.dropped == 0
+        # into the spool first, then sent (at the budget's pace) within the deadline; with
+        # no spool the window stays (in memory) until all of it is sent. What Doow refused
+        # for good (or a full spool dropped) is settled: reported, counted, never resent.
+        result = self.client.send(events, deadline=deadline, caller_keeps=True)
+        self._count_lost(result.dropped)
+        return result.returned == 0
 
     def drain(self, deadline: float) -> bool:
-        if self.client.disabled or not self.client.pending_events():
-            return True
-        return self.client.flush_spool(deadline=deadline).dropped == 0
+        if not self.client.disabled and self.client.pending_events():
+            self._count_lost(self.client.flush_spool(deadline=deadline).dropped)
+        return True
+
+    def _count_lost(self, events: int) -> None:
+        with self._lock:
+            self._lost += events
+
+    def use_client(self, client: DoowClient) -> None:
+        """Send with `client` from now on (a forked child's, a restored snapshot's)."""
+        self.client = client
+        self._lock = threading.Lock()
+        self._lost = 0
+
+    def after_fork_in_child(self, client: DoowClient) -> None:
+        self.use_client(client)
+
+    def take_failures(self) -> int:
+        """Events dropped since the last call (the tracker's flush then says False)."""
+        with self._lock:
+            lost, self._lost = self._lost, 0
+        return lost

@@ -176,7 +176,7 @@ class DoowTracker:
 
             publish_tracker_metrics(meter_provider, self)
         self._exporters: list[Any] = []  # asked after each flush whether usage was lost
-        if isinstance(self._sink, _Unsendable):
+        if isinstance(self._sink, (_Unsendable, DoowSink)):
             self._exporters.append(self._sink)
         self._recovered = False
         self._closed = False
@@ -593,9 +593,7 @@ class DoowTracker:
         the parent's recorded usage stays the parent's (billed once, by it)."""
         if self._owns_client and not self._closed:
             self.client = shared_client(**self._client_args)
-            if isinstance(self._sink, DoowSink):
-                self._sink.client = self.client
-        for exporter in self._exporters:
+        for exporter in self._exporters:  # the sink among them
             exporter.after_fork_in_child(self.client)
         self._recorder.after_fork_in_child()
         self._clock = WindowClock(self._on_window, self.window)
@@ -624,7 +622,7 @@ class DoowTracker:
                 k: v for k, v in self._client_args.items()
             })  # fmt: skip
             if isinstance(self._sink, DoowSink):
-                self._sink.client = self.client
+                self._sink.use_client(self.client)
             stale.close()
         if isinstance(self._sink, CollectorSink):
             self._sink.close()  # its next push opens a new connection
