@@ -40,6 +40,7 @@ ErrorKind = Literal[
     "network",
     "timeout",
     "dropped",
+    "folded",  # past a cardinality limit: attribution folded, the usage kept and billed
 ]
 
 

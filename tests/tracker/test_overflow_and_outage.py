@@ -30,8 +30,12 @@ def test_past_max_routes_attribution_folds_and_every_unit_is_billed(
             metric="tokens", quantity=100, unit="tokens", license_id="lic_b",
             attribution=attribution,
         )  # fmt: skip
+    for user in range(10, 50):  # the same folded attribution sets again: calls, not sets
+        tracker.track(
+            metric="api_calls", quantity=2, license_id="lic_a", attribution={"user": f"u{user}"}
+        )
     assert tracker.flush()
-    assert local_doow.total("api_calls", "lic_a") == 100
+    assert local_doow.total("api_calls", "lic_a") == 180
     assert local_doow.total("tokens", "lic_b") == 5000
     folded = {
         (e["license_id"], e["metric"], e["unit"]): e["quantity"]
@@ -39,11 +43,14 @@ def test_past_max_routes_attribution_folds_and_every_unit_is_billed(
         if e["attribution"] == {"doow.folded": True}
     }
     # the first 4 routes (u0 and u1 of each license) kept their attribution
-    assert folded == {("lic_a", "api_calls", None): 96, ("lic_b", "tokens", "tokens"): 4800}
+    assert folded == {("lic_a", "api_calls", None): 176, ("lic_b", "tokens", "tokens"): 4800}
     (said,) = [r for r in reports if "doow.folded" in r.message]
-    assert "96 api_calls" in said.message and "4800 tokens tokens" in said.message
+    assert "176 api_calls" in said.message and "4800 tokens tokens" in said.message
     assert "nothing is lost" in said.message
-    assert tracker.stats()["folded"] == 96
+    # a fold is no loss: its own kind, counting the attribution sets folded (48 + 48)
+    assert said.kind == "folded" and said.count == 96
+    assert "96 attribution sets (136 usage calls)" in said.message
+    assert tracker.stats()["folded"] == 136
     tracker.shutdown()
 
 
