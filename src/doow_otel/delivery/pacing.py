@@ -1,9 +1,14 @@
 """Pacing: send at the pace of Doow's event budget, instead of meeting 429 after 429.
 
-Doow takes a bounded number of events per organization per minute (1,000, its SDK
-documentation says), and answers 429 past it. Events are the scarce resource, so sends
-are paced by events, not requests: a token bucket of events, refilled at the budget's
-rate, holding at most one minute of it.
+Doow takes a bounded number of events per organization in any rolling minute (1,000,
+its SDK documentation says), and answers 429 past it. Events are the scarce resource, so
+sends are paced by events, not requests, and counted as Doow counts them: the events
+sent in the last minute (a log of them, per second), and a batch goes when it fits
+beside them. A token bucket holding a minute of budget would not do: it lets a full
+minute's events go at the end of one minute and again at the start of the next, twice
+the budget in one rolling minute (the bench's 4-worker service met 429s at every window
+boundary that way). The minute is counted a little longer than Doow's (`WINDOW_SECONDS`)
+because Doow counts a batch when it arrives, a moment after it was counted here.
 
 The budget is given (`events_per_minute`), or learned: it starts at Doow's documented
 1,000, takes the `limit` of a 429's `X-Doow-Rate-Limits` `event_rate` category, and, as
@@ -15,21 +20,22 @@ has passed, are one signal (as TCP reduces once per round trip). A 429's wait
 (`Retry-After`, every category's `retry_after`) holds every send until it has passed.
 
 Processes that share a spool directory and a key (the workers of one service) share one
-bucket: its state is a small file beside the spool, one per endpoint and key (the spool's
+log: its state is a small file beside the spool, one per endpoint and key (the spool's
 owner: a budget is an organization's, and a local test server's 429s must not slow a
 production key that shares the user cache), read and written under an exclusive lock, so
-four workers pace as one sender. Without a file the bucket is this process's.
+four workers pace as one sender. Without a file the log is this process's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from doow_otel.delivery.status import RateLimit
@@ -38,6 +44,9 @@ __all__ = ["DEFAULT_EVENTS_PER_MINUTE", "Pacer"]
 
 DEFAULT_EVENTS_PER_MINUTE = 1000
 """Doow's documented event budget of an organization."""
+WINDOW_SECONDS = 62
+"""Doow's minute, and 2 s for a batch's way there: a batch counted here at second t is
+counted by Doow when it arrives, so it leaves this log later than it was sent."""
 MIN_SHARE = 1 / 64
 """The smallest share of the budget a sender keeps after 429s (it still probes)."""
 RECOVERY_PER_MINUTE = 0.25
@@ -49,23 +58,30 @@ QUIET_SECONDS = 30.0
 
 try:
     import fcntl
-except ImportError:  # Windows: no shared bucket, each process paces alone
+except ImportError:  # Windows: no shared log, each process paces alone
     fcntl = None  # type: ignore[assignment]
 
 
 @dataclass
 class _State:
-    tokens: float  # events that may go now
-    at: float  # wall-clock time of `tokens`
     limit: float  # the organization's events per minute, as known
     share: float  # this sender's share of it (0..1]
+    at: float  # wall clock the share was last brought up to date
+    sent: list[list[int]] = field(default_factory=list)  # [second, events], oldest first
     blocked_until: float = 0.0  # wall clock: no send before (a 429's wait)
     last_throttle: float = 0.0  # wall clock of the last 429
 
+    @property
+    def per_minute(self) -> float:
+        return self.limit * self.share
+
+    def in_window(self) -> int:
+        return sum(events for _, events in self.sent)
+
 
 class Pacer:
-    """A token bucket of events; thread-safe, shared with the processes that use
-    `state_file`."""
+    """The events sent in the last minute, against the budget; thread-safe, shared with
+    the processes that use `state_file`."""
 
     def __init__(
         self, events_per_minute: int | None = None, *, state_file: Path | None = None
@@ -73,49 +89,73 @@ class Pacer:
         self.fixed = events_per_minute is not None
         self._initial = float(events_per_minute or DEFAULT_EVENTS_PER_MINUTE)
         self._path = state_file
-        self._memory = _State(self._initial, time.time(), self._initial, 1.0)
+        self._memory = _State(self._initial, 1.0, time.time())
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        state = self._read_only()
-        return f"Pacer({state.limit * state.share:.0f} events/minute)"
+        return f"Pacer({self.events_per_minute:.0f} events/minute)"
 
     @property
     def events_per_minute(self) -> float:
         """The rate this sender paces to now."""
-        state = self._read_only()
-        return state.limit * state.share
+        return self._read_only().per_minute
 
     def wait(self, events: int) -> float:
-        """Seconds until `events` may go (0: now). A batch larger than the bucket waits for
-        a full bucket and takes it (it goes, and the bucket owes the rest)."""
-        return self._wait(self._read_only(), events)
+        """Seconds until `events` may go (0: now). A batch larger than the budget waits
+        until nothing else was sent for a minute, and goes."""
+        return self._wait(self._read_only(), events, time.time())
 
     def acquire(self, events: int) -> float:
-        """Take `events` from the bucket if they may go now (returns 0); else take nothing
-        and return the seconds until they may."""
+        """Count `events` as sent if they may go now (returns 0); else count nothing and
+        return the seconds until they may."""
         with self._state() as state:
-            wait = self._wait(state, events)
+            now = time.time()
+            wait = self._wait(state, events, now)
             if wait <= 0:
-                state.tokens -= events
+                self._add(state, events, now)
             return wait
 
     @staticmethod
-    def _wait(state: _State, events: int) -> float:
-        blocked = max(0.0, state.blocked_until - time.time())
-        per_minute = state.limit * state.share
-        need = min(float(events), per_minute) - state.tokens
-        return max(blocked, need / (per_minute / 60.0) if need > 0 else 0.0)
+    def _wait(state: _State, events: int, now: float) -> float:
+        blocked = max(0.0, state.blocked_until - now)
+        room = state.per_minute - min(float(events), state.per_minute)
+        used = state.in_window()
+        for second, count in state.sent:  # the sends that must age out first, oldest first
+            if used <= room:
+                break
+            used -= count
+            blocked = max(blocked, second + WINDOW_SECONDS - now)
+        return blocked
 
     def available(self) -> float:
         """Events that may go now."""
         state = self._read_only()
-        return 0.0 if state.blocked_until > time.time() else state.tokens
+        if state.blocked_until > time.time():
+            return 0.0
+        return max(0.0, state.per_minute - state.in_window())
 
     def take(self, events: int) -> None:
-        """`events` go now (the bucket may go below zero: later sends wait for it)."""
+        """`events` go now (the budget may be overspent: later sends wait for it); a
+        negative number gives back events counted but not taken by Doow."""
         with self._state() as state:
-            state.tokens -= events
+            self._add(state, events, time.time())
+
+    @staticmethod
+    def _add(state: _State, events: int, now: float) -> None:
+        if events >= 0:
+            second = math.ceil(now)  # rounded up: the log never lets a send age out early
+            if state.sent and state.sent[-1][0] == second:
+                state.sent[-1][1] += events
+            else:
+                state.sent.append([second, events])
+            return
+        back = -events  # from the newest sends: the batch just counted
+        while back and state.sent:
+            given = min(back, state.sent[-1][1])
+            state.sent[-1][1] -= given
+            back -= given
+            if not state.sent[-1][1]:
+                state.sent.pop()
 
     def throttled(self, retry_after: float | None, budget: RateLimit | None) -> None:
         """Doow answered 429: hold every send for its wait, learn the budget it names, and
@@ -129,20 +169,19 @@ class Pacer:
                 state.limit = budget.limit
             if not self.fixed and new_overload:
                 state.share = max(MIN_SHARE, state.share / 2)
-            state.tokens = min(state.tokens, 0.0)
             state.last_throttle = now
 
-    # --- the bucket's state: this process's, or the directory's file under a lock ---
+    # --- the state: this process's, or the directory's file under a lock ---
 
-    def _refill(self, state: _State, now: float) -> None:
-        elapsed = max(0.0, now - state.at)
+    def _update(self, state: _State, now: float) -> None:
+        """Age out the sends older than the window; give the share back in quiet time."""
+        while state.sent and state.sent[0][0] + WINDOW_SECONDS <= now:
+            state.sent.pop(0)
         quiet_from = max(state.last_throttle, state.blocked_until) + QUIET_SECONDS
         if not self.fixed and state.share < 1.0 and now > quiet_from:
             minutes = (now - max(quiet_from, state.at)) / 60.0
             state.share = min(1.0, state.share + RECOVERY_PER_MINUTE * minutes)
-        per_minute = state.limit * state.share
-        state.tokens = min(per_minute, state.tokens + elapsed * per_minute / 60.0)
-        state.at = now
+        state.at = max(state.at, now)
 
     def _read_only(self) -> _State:
         with self._state() as state:
@@ -152,19 +191,19 @@ class Pacer:
     def _state(self) -> Iterator[_State]:
         with self._lock:
             if self._path is None or fcntl is None:
-                self._refill(self._memory, time.time())
+                self._update(self._memory, time.time())
                 yield self._memory
                 return
             try:
                 fd = self._open(self._path)
             except OSError:  # an unusable directory: pace alone (the spool reports it)
-                self._refill(self._memory, time.time())
+                self._update(self._memory, time.time())
                 yield self._memory
                 return
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 state = self._load(fd)
-                self._refill(state, time.time())
+                self._update(state, time.time())
                 yield state
                 self._memory = state
                 data = json.dumps(asdict(state)).encode()
@@ -185,10 +224,10 @@ class Pacer:
 
     def _load(self, fd: int) -> _State:
         try:
-            raw = json.loads(os.read(fd, 4096) or b"null")
+            raw = json.loads(os.read(fd, 65536) or b"null")
             state = _State(**raw)
         except (ValueError, TypeError):  # new, or not ours: start afresh
-            return _State(self._memory.tokens, self._memory.at, self._memory.limit, 1.0)
+            return _State(self._memory.limit, 1.0, time.time(), list(self._memory.sent))
         if self.fixed:
             state.limit, state.share = self._initial, 1.0
         return state
