@@ -36,6 +36,7 @@ PYTHON_BENCHMARKS = [
     "bench_track",
     "bench_client",
     "bench_serverless",
+    "bench_budget",
     "bench_package",
     "bench_server_ingest",
 ]  # in this order; any other bench/bench_*.py runs after them
