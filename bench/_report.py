@@ -2,7 +2,7 @@
 
 Charts are PNG, drawn with matplotlib's Agg backend (no display needed): the ratio of
 every figure against the alternative a user would pick, Lambda latency against events
-per invocation, and the collector's CPU per 1000 events.
+per invocation, and the collector's CPU per 1000 input points.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def chart_collector(records: list[dict[str, Any]], path: Path) -> bool:
     rows = [
         r
         for r in records
-        if r["group"] == "collector" and r["name"].startswith("collector CPU per 1000 events")
+        if r["group"] == "collector" and r["name"].startswith("collector CPU per 1000")
     ]
     if not rows:
         return False
@@ -126,7 +126,7 @@ def chart_collector(records: list[dict[str, Any]], path: Path) -> bool:
     for bar, value in zip(bars, values, strict=True):
         ax.text(bar.get_x() + bar.get_width() / 2, value, fmt(value), ha="center", va="bottom")
     ax.set_ylabel(record["unit"])
-    ax.set_title("otelcol-doow: collector CPU per 1000 usage events (lower is better)")
+    ax.set_title("otelcol-doow: collector CPU per 1000 input usage points (lower is better)")
     ax.title.set_fontsize(9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -215,7 +215,7 @@ def markdown(result: dict[str, Any], charts: dict[str, bool], outputs: dict[str,
         lines += ["## Lambda latency against events per invocation", ""]
         lines += [f"![lambda latency]({CHARTS['lambda']})", ""]
     if charts.get("collector"):
-        lines += ["## Collector CPU per 1000 events", ""]
+        lines += ["## Collector CPU per 1000 input points", ""]
         lines += [f"![collector CPU]({CHARTS['collector']})", ""]
     lines += ["## Raw output", ""]
     for name, output in outputs.items():

@@ -36,6 +36,7 @@ PYTHON_BENCHMARKS = [
     "bench_track",
     "bench_client",
     "bench_serverless",
+    "bench_budget",
     "bench_package",
     "bench_server_ingest",
 ]  # in this order; any other bench/bench_*.py runs after them
@@ -97,18 +98,20 @@ def python_benchmark(name: str, quick: bool, build: bool, timeout: float) -> Out
 
 
 # collectorbench's figures (its -json file): through the collector, per exporter row
-# ("otlphttp (stock)", "doow", "doow, disk queue"), and each exporter alone in the
-# bench's process; each key with the record it becomes
+# ("otlphttp (stock)", "doow", "doow, disk queue", "doow, aggregating gateway"), and each
+# exporter alone in the bench's process; each key with the record it becomes. Through
+# the collector the unit is the input point (its JSON keys say "events"): an aggregating
+# gateway sends far fewer events than it takes points.
 COLLECTOR_FIGURES = {
-    ("through", "events_per_second"): ("collector throughput", "events/s", "higher"),
+    ("through", "events_per_second"): ("collector throughput", "points/s", "higher"),
     ("through", "cpu_ms_per_1000_events"): (
-        "collector CPU per 1000 events",
-        "ms CPU/1000 events",
+        "collector CPU per 1000 input points",
+        "ms CPU/1000 points",
         "lower",
     ),
     ("through", "alloc_kb_per_1000_events"): (
-        "collector allocations per 1000 events",
-        "KB/1000 events",
+        "collector allocations per 1000 input points",
+        "KB/1000 points",
         "lower",
     ),
     ("alone", "us_per_event"): ("exporter alone: time per event", "us/event", "lower"),
@@ -124,6 +127,10 @@ COLLECTOR_FIGURES = {
     ),
 }
 STOCK = "otlphttp (stock)"
+# its Doow events a minute for 2,000 invocations a minute from 50 environments over 50
+# licenses, the minute compressed tenfold (bench/collectorbench/invocations.go)
+GATEWAY_ROUTE = "through an aggregating gateway"
+DIRECT_ROUTE = "doow exporter direct (as the Lambda extension sends)"
 
 
 def collector_benchmark(quick: bool, build: bool, timeout: float) -> Outcome:
@@ -175,7 +182,40 @@ def collector_benchmark(quick: bool, build: bool, timeout: float) -> Outcome:
                     note,
                 )
             )
+    records += events_a_minute_records(figures.get("doow_events_a_minute") or {})
     return Outcome(COLLECTOR, "ok", seconds, "", output, records)
+
+
+def events_a_minute_records(routes: dict[str, Any]) -> list[dict[str, Any]]:
+    """collectorbench's Doow events a minute: the aggregating gateway against the exporter
+    sending each invocation's push straight to Doow."""
+    if not {"direct", "gateway"} <= set(routes):
+        return []
+    gateway, direct = routes["gateway"], routes["direct"]
+    record = Record(
+        name="Doow events a minute, 2000 invocations/min from 50 environments",
+        unit="events/min",
+        better="lower",
+        ours=gateway["events"],
+        ours_label=GATEWAY_ROUTE,
+        alternatives={DIRECT_ROUTE: direct["events"]},
+        delivered_ok=bool(gateway["delivered"] and direct["delivered"]),
+        group="collector_budget",
+        params={
+            "invocations_per_minute": 2000,
+            "environments": 50,
+            "licenses": 50,
+            "metrics_per_invocation": 2,
+            "budget_events_per_minute": 1000,
+            "minute_compressed_to_seconds": 6,
+        },
+        goal="<= 50",
+        note="one event per license per window at the gateway (50 licenses), one per "
+        "invocation direct; the minute compressed tenfold (one 6 s window), into a sink "
+        "that counts events",
+        benchmark=COLLECTOR,
+    ).finish()
+    return [asdict(record)]
 
 
 def _record(

@@ -385,9 +385,16 @@ func main() {
 
 // figures is what -json writes: per exporter row (named as in the tables), its figures.
 type figures struct {
-	Through     map[string]through      `json:"through"`
-	Alone       map[string]aloneFigures `json:"alone"`
-	Invocations map[string]int64        `json:"doow_events_a_minute"`
+	Through     map[string]through           `json:"through"`
+	Alone       map[string]aloneFigures      `json:"alone"`
+	Invocations map[string]invocationFigures `json:"doow_events_a_minute"`
+}
+
+// invocationFigures: per route ("direct", "gateway"), the Doow events of the compressed
+// minute and whether the sink got all the usage.
+type invocationFigures struct {
+	Events    int64 `json:"events"`
+	Delivered bool  `json:"delivered"`
 }
 
 type through struct {
@@ -404,9 +411,9 @@ type aloneFigures struct {
 }
 
 func writeFigures(path string, results []result, alone []alone, invocations []invocationResult) error {
-	out := figures{Through: map[string]through{}, Alone: map[string]aloneFigures{}, Invocations: map[string]int64{}}
+	out := figures{Through: map[string]through{}, Alone: map[string]aloneFigures{}, Invocations: map[string]invocationFigures{}}
 	for _, r := range invocations {
-		out.Invocations[r.route] = r.events
+		out.Invocations[r.route] = invocationFigures{r.events, r.delivered}
 	}
 	for _, r := range results {
 		out.Through[r.name] = through{r.eventsPerSecond, r.cpuMillisPerThousand, r.allocKBPerThousand, r.delivered}
