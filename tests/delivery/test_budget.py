@@ -5,6 +5,7 @@ duplicate offers from processes sharing a spool."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from doow_otel import DoowClient, UsageEvent
 from doow_otel.delivery.pacing import Pacer
+from doow_otel.delivery.recorder import DoowSink
 from doow_otel.delivery.status import RateLimit
 from doow_otel.errors import ErrorReport
 from doow_otel.model.packing import pack
@@ -212,3 +214,22 @@ def test_the_pacer_counts_a_rolling_minute_as_doow_does(
     assert pacer.acquire(800) == 0  # the first burst has aged out, with the way there
     pacer.take(-800)  # Doow did not take it: the budget was not spent
     assert pacer.available() == 800  # the 200 of a few seconds ago still count
+
+
+def test_a_window_is_sealed_when_its_events_fit_by_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a window boundary the last window's events still count for the pacer's extra
+    2 s: the window goes once they age out, within the seal's deadline, instead of staying
+    open a whole minute more (which halved the windows of a service using most of the
+    budget)."""
+    clock = _Clock()
+    monkeypatch.setattr("doow_otel.delivery.pacing.time.time", clock)
+    client = DoowClient("dk_test_0123456789", endpoint="http://127.0.0.1:9", spool=tmp_path)
+    sink = DoowSink(client)
+    client.pacer.take(800)  # the last window's events, at the last boundary
+    clock.now += 60  # the next boundary: still in the pacer's minute for 2 s
+    assert client.pacer.available() == 200
+    assert sink.may_seal(400, deadline=time.monotonic() + 10)
+    assert not sink.may_seal(400, deadline=time.monotonic() + 1)  # not by this deadline
+    client.close()

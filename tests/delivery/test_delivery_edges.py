@@ -170,7 +170,7 @@ def test_a_full_disk_leaves_no_temporary_files_and_loses_nothing(
         reports: list[ErrorReport] = []
         client = DoowClient(
             local_doow.api_key, endpoint=local_doow.url, spool=mount / "spool",
-            on_error=reports.append, max_retries=0,
+            on_error=reports.append, max_retries=0, events_per_minute=2000,
         )  # fmt: skip
         local_doow.faults.fail_next(1000, 503)
         sent = 0

@@ -46,8 +46,9 @@ counted and reported)."""
 class WindowSink(Protocol):
     """Where sealed windows go: Doow (through the spool), or a collector."""
 
-    def may_seal(self, events: int) -> bool:
-        """Whether the budget has room for `events` now: if not, the window stays open."""
+    def may_seal(self, events: int, deadline: float) -> bool:
+        """Whether the budget has room for `events` by `deadline` (time.monotonic()): if
+        not, the window stays open."""
         ...
 
     def deliver(self, journal_id: str, window: WindowContent, deadline: float) -> bool:
@@ -193,7 +194,7 @@ class Recorder:
                 events = 0 if empty else stream_count(window)
             if empty:
                 return True
-            if not (force or self.sink.may_seal(events)):
+            if not (force or self.sink.may_seal(events, deadline)):
                 self._extended(window, events)
                 return True
             sealed = self._seal_open()
@@ -421,11 +422,15 @@ class DoowSink:
         self._lost = 0  # events dropped since the last take_failures(): the flush says False
         self._lock = threading.Lock()
 
-    def may_seal(self, events: int) -> bool:
+    def may_seal(self, events: int, deadline: float) -> bool:
+        """Room by the deadline, not only now: the pacer counts Doow's minute a little longer
+        than the window clock's (`pacing.WINDOW_SECONDS`), so at a window boundary the last
+        window's events still count for a second or two; the send waits for them to age
+        out (a window kept open a whole minute longer for that would halve the windows of
+        a service that uses most of the budget)."""
         if self.client.unreachable:
             return False
-        pacer = self.client.pacer
-        return pacer.available() >= min(events, pacer.events_per_minute)
+        return time.monotonic() + self.client.pacer.wait(events) < deadline
 
     def deliver(self, journal_id: str, window: WindowContent, deadline: float) -> bool:
         events, dropped = window_events(journal_id, window)

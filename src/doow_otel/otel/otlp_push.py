@@ -79,7 +79,7 @@ class CollectorSink:
         self._transport = transport
         self._reported_failure = False
 
-    def may_seal(self, events: int) -> bool:
+    def may_seal(self, events: int, deadline: float) -> bool:
         return True
 
     def drain(self, deadline: float) -> bool:
