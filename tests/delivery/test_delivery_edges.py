@@ -343,14 +343,14 @@ def test_auth_latch_recovers_on_a_later_good_answer(
 
     client = DoowClient(
         local_doow.api_key, endpoint=local_doow.url, spool=tmp_path / "s",
-        transport=forwarding(local_doow, rule), auth_probe_interval=0.2,
+        transport=forwarding(local_doow, rule), auth_probe_interval=1.0,
     )  # fmt: skip
     assert client.send(events(2)).spooled == 2
     requests = client.stats()["requests"]
     assert client.send(events(1)).spooled == 1
     assert client.stats()["requests"] == requests  # latched: no request before the probe
     revoked = False  # the key works again (re-enabled in Doow)
-    time.sleep(0.25)  # the probe interval passes
+    time.sleep(1.05)  # the probe interval passes (1 s: two sends under load fit in it)
     result = client.send([])
     assert result.replayed == 3 and local_doow.total("api_calls") == 3
     assert client.stats()["auth_latched"] == 0
