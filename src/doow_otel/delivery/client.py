@@ -768,6 +768,17 @@ class DoowClient:
         )
         return decision
 
+    def after_restore(self) -> None:
+        """In an environment restored from a snapshot (Lambda SnapStart): the pooled
+        connections are the snapshot's copies, shared with every other restored copy, and
+        the key's state may have changed since; open new ones and learn it afresh. A
+        transport passed in is the caller's to renew."""
+        with self._state_lock:
+            stale, self._own = self._own, None
+            self._auth_latched = False
+        if stale is not None:
+            stale.close()
+
     def _abandon(self, transport: Transport) -> None:
         """Close the connections of a request past its deadline (the caller does not wait);
         the next request opens new ones. A transport passed in is closed by close() only."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 from typing import Any
 
 from opentelemetry.sdk.metrics import (
@@ -32,7 +33,7 @@ from opentelemetry.sdk.metrics.export import (
 from doow_otel.delivery.client import DoowClient
 from doow_otel.delivery.clock import WindowClock
 from doow_otel.delivery.config import Settings
-from doow_otel.delivery.lifecycle import at_fork
+from doow_otel.delivery.lifecycle import at_fork, at_snapshot
 from doow_otel.model.packing import pack
 from doow_otel.otel.compat import reader_limits
 from doow_otel.otel.conversion import ConversionOptions, convert_metrics
@@ -136,6 +137,25 @@ class WindowedMetricReader(PeriodicExportingMetricReader):
         self._clock = WindowClock(self._collect_window, window)
         self._clock.start()
         at_fork(self, after_in_child=WindowedMetricReader._restart_clock)
+        at_snapshot(
+            self,
+            before=WindowedMetricReader._before_snapshot,
+            after_restore=WindowedMetricReader._after_restore,
+        )
+
+    def _before_snapshot(self) -> None:
+        """Lambda SnapStart: export what init recorded before the snapshot (delta: the
+        SDK's sums start again from zero), or every restored copy would export it again
+        under its own ids."""
+        self._collect_window()
+
+    def _after_restore(self) -> None:
+        """Each restored environment draws its own randomness (backoff jitter) and opens
+        its own connections."""
+        random.seed()
+        client = getattr(self._exporter, "client", None)
+        if isinstance(client, DoowClient):
+            client.after_restore()
 
     def _collect_window(self) -> None:
         self._exported = False
