@@ -56,6 +56,22 @@ def test_no_spool_and_a_failing_server_flush_false_then_delivered_next_flush(
         tracker.shutdown()
 
 
+def test_no_spool_and_a_failing_server_at_shutdown_is_reported_dropped(
+    local_doow: LocalDoow,
+) -> None:
+    """What the last flush kept in memory ends with the process: counted and reported as
+    dropped with its quantity (it was reported only as kept in memory)."""
+    reports: list[ErrorReport] = []
+    tracker = _without_spool(local_doow, reports)
+    local_doow.faults.fail_next(1000, status=503)
+    tracker.track(metric="api_calls", quantity=7, license_id="lic_exit")
+    tracker.shutdown()
+    dropped = [r for r in reports if r.kind == "dropped"]
+    assert len(dropped) == 1 and dropped[0].count == 1, reports
+    assert "7 api_calls" in dropped[0].message and "Doow did not take" in dropped[0].message
+    assert tracker.stats()["dropped"] == 1 and local_doow.total("api_calls") == 0
+
+
 def test_a_permanent_refusal_makes_flush_false(local_doow: LocalDoow, tmp_path: Path) -> None:
     reports: list[ErrorReport] = []
     tracker = DoowTracker(

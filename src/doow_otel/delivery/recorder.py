@@ -335,16 +335,16 @@ class Recorder:
 
     # --- process life ---
 
-    def close(self, *, unsent: str | None = None) -> None:
+    def close(self, *, unsent: str) -> None:
         """Close the journal. Sealed windows the sink did not take and that are not on disk
         (no spool directory, or a journal that could not be written) end with this
-        process: with `unsent` (why the sink did not take them) they are counted and
-        reported as dropped, with their quantities; None when the sink reported them."""
+        process: they are counted and reported as dropped, with their quantities and
+        `unsent` (why the sink did not take them)."""
         with self._lock:
             self._journal.close()
         with self._seal_lock:
             lost = [sealed.content for sealed in self._undelivered if sealed.path is None]
-        if lost and unsent is not None:
+        if lost:
             self._dropped(
                 sum(stream_count(window) for window in lost),
                 f"{unsent}, and with no journal on disk they end with this process "

@@ -525,11 +525,10 @@ class DoowTracker:
         self._closed = True
         self._off = True
         self._clock.stop()
-        # A window the collector did not take is reported as kept (the journal holds it);
-        # with no journal on disk it is lost now, and said so. The direct route's client
-        # reports what it could neither deliver nor spool.
-        unsent = "the collector did not take them" if self.route == "collector" else None
-        self._recorder.close(unsent=unsent)
+        # A window the sink did not take was reported as kept (in the journal, or in
+        # memory for the next flush); with no journal on disk it is lost now, and said so.
+        unsent = "the collector" if self.route == "collector" else "Doow"
+        self._recorder.close(unsent=f"{unsent} did not take them")
         forget_on_sigterm(self._at_exit)
         with contextlib.suppress(Exception):
             atexit.unregister(self._at_exit)
