@@ -69,7 +69,7 @@ def test_sends_keep_to_the_event_budget_and_the_rest_waits_its_turn(
     assert result.delivered == 0 and result.paced == 110 and result.spooled == 110
     assert client.stats()["paced"] == 110
     assert local_doow.total("more") == 0
-    later = time.time() + 62  # the 500 have left Doow's rolling minute (and the way there)
+    later = time.time() + 63  # the 500 have left Doow's rolling minute (and the way there)
     monkeypatch.setattr("doow_otel.delivery.pacing.time.time", lambda: later)
     assert client.flush_spool(timeout=5).delivered == 110
     assert local_doow.total("more") == 110 and local_doow.total("api_calls") == 500

@@ -164,7 +164,7 @@ def test_a_dead_journal_is_recovered_under_its_ids_and_a_live_one_is_not(tmp_pat
     live = recorder(tmp_path, second)
     assert live.recover(soon())
     assert second.windows == []  # its process lives (its lock is held)
-    dead.close()  # as a process's death releases the lock
+    dead.close(unsent="the test sink did not take them")  # as a death releases the lock
     assert live.recover(soon())
     recovered = second.events()
     assert [e["measurements"] for e in recovered] == [(("tokens", 4),)]

@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from doow_otel import DoowClient
+from doow_otel.errors import ErrorReport
 from doow_otel.otel.baggage import bill_to
 from doow_otel.otel.logs import DoowLogExporter, LicenseFromContextLogs
 from doow_otel.otel.metrics import DoowMetricExporter, metric_reader
@@ -260,3 +261,27 @@ def test_opentelemetry_instrument_with_no_code_change(
     (event,) = local_doow.events(metric="api_calls")
     assert event["attribution"] == {"service.name": "auto-app"}
     assert json.dumps(event)  # stored as plain JSON values
+
+
+def test_with_no_spool_usage_kept_in_memory_at_exit_is_one_drop(local_doow: LocalDoow) -> None:
+    """Doow failing through the last export, no spool: the usage the exporter kept in
+    memory ends with the process. Said once as kept, once as dropped, counted once (it
+    was said dropped and kept alike, twice each, and counted twice)."""
+    reports: list[ErrorReport] = []
+    local_doow.faults.fail_next(1000, 503)
+    client = DoowClient(
+        local_doow.api_key, endpoint=local_doow.url, spool=None, timeout=1.0,
+        on_error=reports.append,
+    )  # fmt: skip
+    provider = MeterProvider(
+        metric_readers=[metric_reader(DoowMetricExporter(client=client), interval=3600)]
+    )
+    calls = provider.get_meter("app").create_counter("api_calls")
+    calls.add(7, {"doow.license_id": "lic_exit"})
+    provider.shutdown()
+    dropped = [r for r in reports if r.kind == "dropped"]
+    assert len(dropped) == 1 and dropped[0].count == 1, reports
+    assert client.stats()["dropped"] == 1
+    assert all("dropped" not in r.message for r in reports if r.kind != "dropped"), reports
+    assert local_doow.total("api_calls") == 0
+    client.close()

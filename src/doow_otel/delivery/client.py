@@ -768,6 +768,12 @@ class DoowClient:
         )
         return decision
 
+    def drop(self, count: int, why: str) -> None:
+        """Events a caller kept for a later send (`send(caller_keeps=True)`) end here:
+        counted in `stats()["dropped"]` and reported with why."""
+        self._count(dropped=count)
+        self.report("dropped", f"{counted(count, 'event')} dropped: {why}", count=count)
+
     def after_restore(self) -> None:
         """In an environment restored from a snapshot (Lambda SnapStart): the pooled
         connections are the snapshot's copies, shared with every other restored copy, and

@@ -182,8 +182,13 @@ class DoowExporterBase(Retention[UsageEvent]):
             if not ok:
                 self._fail()
             return ok
+        # With no spool, what Doow did not take stays here for the next export (the same
+        # ids: what did arrive is deduplicated by Doow).
+        keeps = self.client.spool is None and not self.client.disabled
         try:
-            result = self.client.send(events, deadline=for_export(timeout_seconds))
+            result = self.client.send(
+                events, deadline=for_export(timeout_seconds), caller_keeps=keeps
+            )
         except Exception as exc:  # a bug below must not lose what was taken out above
             with self._lock:
                 self._retained[:0] = retained + [(e, 0) for e in conversion.events]
@@ -195,9 +200,7 @@ class DoowExporterBase(Retention[UsageEvent]):
             )
             self._fail()
             return False
-        if result.dropped and self.client.spool is None and not self.client.disabled:
-            # Nothing keeps it on disk: keep it here for the next export (the same ids,
-            # so what did arrive is deduplicated by Doow).
+        if result.returned:
             attempts = [n for _, n in retained] + [0] * len(conversion.events)
             self._retain(events, attempts)
         logger.debug(
@@ -210,8 +213,9 @@ class DoowExporterBase(Retention[UsageEvent]):
             len(result.rejected),
             result.dropped,
         )
-        # Spooled events are ours to deliver later: the export itself succeeded.
-        ok = ok and not result.dropped
+        # Spooled events are ours to deliver later: the export itself succeeded; kept in
+        # memory, they are not safe yet.
+        ok = ok and not result.dropped and not result.returned
         if not ok:
             self._fail()
         return ok
@@ -222,23 +226,12 @@ class DoowExporterBase(Retention[UsageEvent]):
         keep = [(e, n) for e, n in keep if n <= MAX_RETAINED_ATTEMPTS]
         overflow = max(0, len(keep) - MAX_RETAINED_EVENTS)
         if given_up or overflow:
-            count = len(given_up) + overflow
-            self.client.report(
-                "dropped",
-                f"{counted(count, 'usage record')} dropped after {MAX_RETAINED_ATTEMPTS} failed "
-                "exports "
-                f"or past {MAX_RETAINED_EVENTS:,} waiting, with no spool to keep them",
-                count=count,
+            self.client.drop(
+                len(given_up) + overflow,
+                f"not delivered after {MAX_RETAINED_ATTEMPTS} exports or past "
+                f"{MAX_RETAINED_EVENTS:,} waiting in memory, with no spool to keep them",
             )
         keep = keep[overflow:]
-        if keep:
-            self.client.report(
-                "network",
-                f"{counted(len(keep), 'usage record')} not delivered; kept in memory for the next "
-                "export "
-                "(configure a spool to keep them across restarts)",
-                count=len(keep),
-            )
         with self._lock:
             self._retained = keep + self._retained
 
@@ -258,5 +251,9 @@ class DoowExporterBase(Retention[UsageEvent]):
                 self._flush_spool(min(self.client.timeout, EXIT_BUDGET) * 1000)
             except Exception:  # never break the interpreter's exit
                 logger.exception("doow: replaying the spool at shutdown failed")
+        with self._lock:
+            lost, self._retained = len(self._retained), []
+        if lost:  # kept in memory for an export that will not come
+            self.client.drop(lost, "not delivered by the last export, and no spool keeps them")
         if self._shared:
             release_client(self.client)
