@@ -59,6 +59,13 @@ def serving(command: list[str], port: int) -> Iterator[tuple[str, subprocess.Pop
         process.wait(timeout=30)
 
 
+UNPACED = 10**7
+"""Events a minute for a client whose budget pacing is lifted (a non-default setting):
+for the benchmarks whose subject is the cost of sending, not the event budget (the
+local server's budget is off too). At Doow's budget, 1,000 events go a minute
+(docs/budget.md, bench_budget.py)."""
+
+
 @contextmanager
 def local_server(db: str = ":memory:") -> Iterator[str]:
     """The local Doow-compatible server in its own process: a benchmark's CPU figures
