@@ -437,7 +437,7 @@ class DoowSink:
         if dropped:
             self.client.report(
                 "dropped",
-                f"{dropped} usage records in the journal are no longer valid",
+                f"{counted(dropped, 'usage record')} in the journal no longer valid",
                 count=dropped,
             )
         if not events or self.client.disabled:

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, 
 from doow_otel.delivery.client import DoowClient
 from doow_otel.delivery.deadline import for_export, within
 from doow_otel.delivery.lifecycle import at_fork
+from doow_otel.errors import counted
 from doow_otel.model.fields import MAX_INT_QUANTITY
 from doow_otel.model.secrets import shown
 from doow_otel.otel.baggage import LICENSE_KEY, license_in_context
@@ -85,7 +86,8 @@ class DoowSpanExporter(DoowExporterBase, SpanExporter):
                     "past_int64",
                     1,
                     lambda n, where=where: (  # type: ignore[misc]
-                        f"{n} usage records not billed (past_int64; the latest: {where}): past "
+                        f"{counted(n, 'usage record')} not billed (past_int64; the latest: "
+                        f"{where}): past "
                         "the int64 range OTLP carries (record it in parts, or as a float)"
                     ),
                 )

@@ -40,7 +40,7 @@ from doow_otel.delivery.deadline import for_export, within
 from doow_otel.delivery.lifecycle import at_fork, at_snapshot, flush_on_sigterm, forget_on_sigterm
 from doow_otel.delivery.recorder import DoowSink, Recorder, WindowSink
 from doow_otel.delivery.spool import Spool
-from doow_otel.errors import ConfigurationError, InvalidEvent
+from doow_otel.errors import ConfigurationError, InvalidEvent, counted
 from doow_otel.model.attribution import AttributionPolicy
 from doow_otel.model.fields import MAX_INT_QUANTITY, AttributeValue, reserved_key_problem
 from doow_otel.model.ids import random_id
@@ -667,7 +667,9 @@ class _Unsendable:
 
     def deliver(self, journal_id: str, window: Any, deadline: float) -> bool:
         count = len(window.sums) + len(window.records)
-        self.client.report("auth", f"{count} usage records not sent: {self.problem}", count=count)
+        self.client.report(
+            "auth", f"{counted(count, 'usage record')} not sent: {self.problem}", count=count
+        )
         self._failed += 1
         return True  # reported as lost: nothing keeps a window no key can ever send
 
