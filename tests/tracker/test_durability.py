@@ -4,7 +4,6 @@ returned, and the next process on the same spool delivers it exactly once."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from helpers import child_env, wait_for
 
 APP = textwrap.dedent(
     """
-    import os, sys, time
+    import os, sys, threading, time
     from doow_otel import DoowTracker
 
     meter = DoowTracker(flush_interval=3600, handle_sigterm=False)
@@ -29,6 +28,16 @@ APP = textwrap.dedent(
         print("flushed", meter.flush(timeout=10), flush=True)
         meter.shutdown()
         sys.exit(0)
+    if mode == "threads":  # 8 threads tracking at once, each `count` calls
+        def calls(t):
+            for i in range(count):
+                meter.track(metric="api_calls", quantity=1, license_id=f"lic_{(t + i) % 3}")
+        threads = [threading.Thread(target=calls, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        count = 0
     for i in range(count):
         if mode == "record":
             meter.track(metric="tokens", quantity=5, license_id="lic_rec", idempotency_key=f"k{i}")
@@ -39,6 +48,8 @@ APP = textwrap.dedent(
         print("flushing", flush=True)
         meter.flush(timeout=30)
     print("done", flush=True)
+    if mode == "exit":
+        os._exit(0)  # no atexit, no flush
     time.sleep(3600)  # killed here, before any export
     """
 )
@@ -106,19 +117,39 @@ def test_killed_before_any_export_the_successor_delivers_exactly_what_was_tracke
     """The issue's scenario: 10 track() calls, killed 2 seconds later before its export,
     then the next process on the same spool flushes: 10 of 10, not 0."""
     spool = tmp_path / "spool"
-    process = _start(APP, local_doow, spool, tmp_path, "plain", "10")
+    mode = "exit" if how == "os._exit" else "plain"
+    process = _start(APP, local_doow, spool, tmp_path, mode, "10")
     _lines_until(process, "done")
     if how == "SIGKILL":
         process.kill()
-    else:  # the same death from inside: no atexit, no flush
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    assert process.wait(timeout=30) == (-signal.SIGKILL if how == "SIGKILL" else 0)
     assert local_doow.total("api_calls") == 0
     _recover(local_doow, spool, tmp_path)
     assert local_doow.total("api_calls") == 10
     assert {local_doow.total("api_calls", f"lic_{i}") for i in range(3)} == {3, 4}
     _recover(local_doow, spool, tmp_path)  # a second successor finds nothing more to bill
     assert local_doow.total("api_calls") == 10
+
+
+def test_threads_tracking_at_once_then_killed_two_successors_bill_it_exactly_once(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """8 threads x 500 track() calls at once, the process killed before any export, then
+    two successors on the same spool recovering at the same moment: 4,000, once."""
+    spool = tmp_path / "spool"
+    process = _start(APP, local_doow, spool, tmp_path, "threads", "500")
+    _lines_until(process, "done")
+    process.kill()
+    process.wait()
+    places = [tmp_path / name for name in ("one", "other")]
+    for place in places:
+        place.mkdir()
+    successors = [_start(APP, local_doow, spool, place, "recover", "0") for place in places]
+    for successor in successors:
+        out, err = successor.communicate(timeout=60)
+        assert successor.returncode == 0 and "flushed True" in out, out + err
+    assert local_doow.total("api_calls") == 4000
+    assert [local_doow.total("api_calls", f"lic_{i}") for i in range(3)] == [1333, 1334, 1333]
 
 
 def test_usage_records_survive_the_kill_with_their_ids(
