@@ -138,6 +138,7 @@ def bench_export(url: str, spool: str, rec: Recorder) -> list[list[str]]:
             endpoint=f"{url}/telemetry/otlp/v1/metrics",
             headers={"Authorization": f"Bearer {KEY}"},
             preferred_temporality=DELTA_TEMPORALITY,
+            max_export_batch_size=1000,  # Doow refuses more than 1,000 events a request
         ),
         "via_otlp",
     )
@@ -159,6 +160,7 @@ def bench_export(url: str, spool: str, rec: Recorder) -> list[list[str]]:
         )
     )
     assert stored == POINTS, f"server stored {stored} of {POINTS}"
+    assert stored_otlp == POINTS, f"server stored {stored_otlp} of {POINTS} over OTLP"
     return [
         [
             "DoowMetricExporter -> /telemetry/events",
