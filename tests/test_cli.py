@@ -51,7 +51,8 @@ def test_send_delivers_every_good_line_and_names_the_bad_ones(
     unmetered_doow: LocalDoow, tmp_path: Path
 ) -> None:
     local_doow = unmetered_doow
-    lines = [line(attribution={"function": "f"}) for _ in range(1100)]
+    # two batches, within one minute of the client's budget (1,000 events a rolling minute)
+    lines = [line(attribution={"function": "f"}) for _ in range(990)]
     lines[4] = '{"metric": "api_calls", "quantity": 0, "license_id": "lic_cli"}'
     lines[9] = "not json"
     lines[20] = line(quantity="three")
@@ -60,8 +61,8 @@ def test_send_delivers_every_good_line_and_names_the_bad_ones(
     assert "line 5: quantity: must be greater than 0" in result.stderr
     assert "line 10: not JSON" in result.stderr
     assert "line 21: quantity: must be an int or float" in result.stderr
-    assert "delivered 1097, rejected 0, failed 3" in result.stderr
-    assert local_doow.total("api_calls", "lic_cli") == 1097
+    assert "delivered 987, rejected 0, failed 3" in result.stderr
+    assert local_doow.total("api_calls", "lic_cli") == 987
 
 
 def test_send_past_the_event_budget_keeps_the_rest_for_later(
@@ -275,6 +276,42 @@ def test_usage_sent_to_a_wrong_endpoint_is_listed_adopted_and_delivered(
 
     after = run_with(["send"], local_doow, tmp_path, key=key, endpoint=url, stdin=line())
     assert after.returncode == 0 and "written with another endpoint" not in after.stderr
+
+
+STOPPED = """
+import os
+from doow_otel import DoowTracker
+
+meter = DoowTracker(flush_interval=3600, handle_sigterm=False, timeout=2)
+meter.track(metric="api_calls", quantity=3, license_id="lic_cli")
+meter.flush()  # refused at the wrong endpoint: into the spool
+meter.track(metric="api_calls", quantity=4, license_id="lic_cli")
+os._exit(0)  # stopped before its next export: the journal holds the 4
+"""
+
+
+def test_a_stopped_processs_journal_of_a_wrong_endpoint_is_listed_adopted_and_billed_once(
+    local_doow: LocalDoow, tmp_path: Path
+) -> None:
+    """Usage recorded by track() under a wrong endpoint, the process stopped before its
+    window was sealed: its journal is listed with the spool, and adopted with it."""
+    key, url = local_doow.api_key, local_doow.url
+    env = {**os.environ, "DOOW_TRACK_API_KEY": key, "DOOW_TRACK_ENDPOINT": url + "/v1",
+           "DOOW_SPOOL_DIR": str(tmp_path / "spool")}  # fmt: skip
+    stopped = subprocess.run(
+        [sys.executable, "-c", STOPPED], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    listed = run_with(["spool"], local_doow, tmp_path, key=key, endpoint=url)
+    assert f"{url}/v1, key {key[:10]}…: 1 batch, 1 event, 1 journal window" in listed.stdout
+    adopted = run_with(["spool", "adopt"], local_doow, tmp_path, key=key, endpoint=url)
+    assert adopted.returncode == 0, adopted.stderr
+    assert adopted.stdout.startswith(f"Adopted 1 batch and 1 journal window for {url}")
+    assert local_doow.total("api_calls", "lic_cli") == 7
+    again = run_with(["spool", "adopt"], local_doow, tmp_path, key=key, endpoint=url)
+    assert "Nothing of another endpoint or key waits" in again.stdout
+    run_with(["send"], local_doow, tmp_path, key=key, endpoint=url, stdin="")
+    assert local_doow.total("api_calls", "lic_cli") == 7  # once
 
 
 def test_usage_of_another_key_can_be_set_aside(local_doow: LocalDoow, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from doow_otel.delivery.client import DoowClient, SendResult
 from doow_otel.delivery.config import Settings
+from doow_otel.delivery.journal import adopt_journals, set_aside_journals
 from doow_otel.delivery.reports import key_hint
 from doow_otel.delivery.spool import Owner, Spool, default_spool_dir
 from doow_otel.delivery.wire import MAX_BATCH_EVENTS
@@ -404,15 +405,18 @@ def _spool(args: argparse.Namespace, out: TextIO) -> int:
     reports = _Reports(sys.stderr, skip=("configuration",))  # the others left: listed above
     if args.action == "set-aside":
         spool = Spool(directory)
-        moved = 0
+        moved = windows = 0
         for group in chosen:
             for path in group.paths:
                 entry = spool.load(path)
                 spool.set_aside(path, len(entry.batch) if entry else 0)
                 moved += 1
+            if group.owner:
+                windows += set_aside_journals(directory, group.owner, directory / "set-aside")
+        journals = f" and {counted(windows, 'journal window')}" if windows else ""
         print(
-            f"Set aside {counted(moved, 'batch')} in {directory / 'set-aside'}: never sent, "
-            "kept for you to read.",
+            f"Set aside {counted(moved, 'batch')}{journals} in {directory / 'set-aside'}: "
+            "never sent, kept for you to read.",
             file=out,
         )
         return 0
@@ -421,14 +425,23 @@ def _spool(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigurationError(problem)
     client = _client(args, reports, spool=Spool(directory))
     with client:
-        taken = 0
+        taken = windows = 0
         for group in chosen:
             assert client.spool is not None
             taken += client.spool.adopt_owner(group.owner)
+            if group.owner:  # usage recorded, never sealed: the journals of stopped processes
+                windows += adopt_journals(directory, group.owner, client.spool.owner)
+        if windows:  # a tracker on this spool recovers its owner's dead journals, once
+            from doow_otel.tracker import DoowTracker
+
+            recovering = DoowTracker(client=client, flush_interval=3600, handle_sigterm=False)
+            recovering.flush(timeout=args.timeout)
+            recovering.shutdown(timeout=args.timeout)
         result = client.flush_spool(timeout=args.timeout)
     reports.close()
+    journals = f" and {counted(windows, 'journal window')}" if windows else ""
     print(
-        f"Adopted {counted(taken, 'batch')} for {client.endpoint} (key "
+        f"Adopted {counted(taken, 'batch')}{journals} for {client.endpoint} (key "
         f"{key_hint(settings.api_key)}): {counted(result.delivered, 'event')} delivered"
         + (f", {result.spooled} still waiting (doow-otel spool)" if result.spooled else "")
         + (f", {len(result.rejected)} rejected" if result.rejected else ""),
@@ -456,14 +469,26 @@ def _list_spool(directory: Path, owners: list[Owner], settings: Settings, out: T
             entry = spool.load(path)
             events += len(entry.batch) if entry else 0
         size = f"{counted(len(group.paths), 'batch')}, {counted(events, 'event')}"
+        if group.windows:  # recorded by track(), not yet sealed into events
+            size += f", {counted(len(group.windows), 'journal window')}"
         age = _age(group.oldest_ns)
         if group.mine:
             tries = f" ({counted(group.attempts, 'failed attempt')})" if group.attempts else ""
             print(f"  for the current settings ({current}): {size}, oldest {age}", file=out)
             print(f"      not delivered yet{tries}; the next send retries it", file=out)
+            if group.windows:
+                print(
+                    "      journal windows: a running process's, or a stopped one's that the "
+                    "next DoowTracker on this spool sends",
+                    file=out,
+                )
             continue
         if group.endpoint is None:
-            whose = "endpoint and key unknown (written by an earlier doow-otel)"
+            whose = (
+                "endpoint and key not recorded (its process stopped before sending anything)"
+                if not group.paths
+                else "endpoint and key unknown (written by an earlier doow-otel)"
+            )
             why = "whose it is was not recorded"
         else:
             whose = f"{group.endpoint}, key {group.key_prefix}"

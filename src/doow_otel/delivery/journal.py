@@ -32,7 +32,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,16 @@ try:
 except ImportError:  # Windows: journals are recovered only by the process that wrote them
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["COMPACT_BYTES", "Journal", "Route", "WindowContent", "dead_journals"]
+__all__ = [
+    "COMPACT_BYTES",
+    "Journal",
+    "Route",
+    "WindowContent",
+    "adopt_journals",
+    "dead_journals",
+    "journal_windows",
+    "set_aside_journals",
+]
 
 JOURNAL_DIR = "journal"
 COMPACT_BYTES = 1 << 20
@@ -342,3 +351,46 @@ def _try_hold(path: Path) -> tuple[bool, int | None]:
         os.close(fd)
         return False, None
     return True, fd
+
+
+def journal_windows(directory: Path) -> dict[str, list[Path]]:
+    """Every owner's window files in `directory`'s journal, living processes' included:
+    usage recorded and not yet in the spool (what `doow-otel spool` lists)."""
+    try:
+        names = sorted(os.listdir(directory / JOURNAL_DIR))
+    except OSError:
+        return {}
+    found: dict[str, list[Path]] = {}
+    for name in names:
+        if name.endswith(".wal") and "-" in name:
+            found.setdefault(name.split("-", 1)[0], []).append(directory / JOURNAL_DIR / name)
+    return found
+
+
+def adopt_journals(directory: Path, owner: str, new_owner: str) -> int:
+    """Take over the dead journals of `owner` (another endpoint or key) for `new_owner`:
+    their window files renamed, their ids kept (the events made from them are the same,
+    so a window already delivered is not billed twice); the next recovery under
+    `new_owner` sends them. A living process's journal is left alone. Returns the windows
+    taken."""
+    return _move_dead(
+        directory, owner, lambda path: path.with_name(new_owner + path.name[len(owner) :])
+    )
+
+
+def set_aside_journals(directory: Path, owner: str, into: Path) -> int:
+    """Move the dead journals of `owner` into `into` (never sent, kept to read); returns
+    the windows moved."""
+    into.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return _move_dead(directory, owner, lambda path: into / path.name)
+
+
+def _move_dead(directory: Path, owner: str, target: Callable[[Path], Path]) -> int:
+    moved = 0
+    for journal in dead_journals(directory, owner, own_id=""):
+        for path in journal.windows:
+            with contextlib.suppress(OSError):
+                os.replace(path, target(path))
+                moved += 1
+        journal.release()
+    return moved

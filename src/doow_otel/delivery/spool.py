@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from doow_otel.delivery.journal import journal_windows
 from doow_otel.delivery.reports import Reporter, key_hint
 from doow_otel.delivery.wire import Batch
 from doow_otel.errors import counted
@@ -95,6 +96,7 @@ class Owner:
     paths: list[Path] = field(default_factory=list)
     oldest_ns: int = 0
     attempts: int = 0  # the most failed attempts of any of its entries
+    windows: list[Path] = field(default_factory=list)  # its journals' windows, not yet sealed
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,15 @@ class Spool:
             created = int(owned[2]) if owned else int(unowned[1])  # type: ignore[index]
             group.oldest_ns = min(group.oldest_ns or created, created)
             group.attempts = max(group.attempts, int(owned[5]) if owned else 0)
+        for owner, windows in journal_windows(self.directory).items():
+            group = found.get(owner)
+            if group is None:
+                group = found[owner] = Owner(owner, mine=owner == self.owner)
+                group.endpoint, group.key_prefix = self._read_label(owner)
+            group.windows = windows
+            with contextlib.suppress(OSError):
+                written = min(path.stat().st_mtime_ns for path in windows)
+                group.oldest_ns = min(group.oldest_ns or written, written)
         return sorted(found.values(), key=lambda group: (not group.mine, group.oldest_ns))
 
     def _read_label(self, owner: str) -> tuple[str | None, str | None]:
@@ -267,17 +278,19 @@ class Spool:
             return None, None
         return endpoint, prefix
 
-    def _write_label(self) -> None:
-        """Once per process, with its first entry: which endpoint and key (its first
-        characters only) this owner is, so that a person can tell whose entries wait."""
-        label, self._label = self._label, None
+    def write_label(self) -> None:
+        """Once per process, with its first entry (or its journal's first window): which
+        endpoint and key (its first characters only) this owner is, so that a person can
+        tell whose usage waits."""
+        label = self._label
         if label is None:
             return
         path = self.directory / OWNERS / self.owner
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # no directory yet: with the first entry, then
             if not path.exists():
                 path.parent.mkdir(exist_ok=True, mode=0o700)
                 path.write_text(label)
+            self._label = None
 
     def others(self) -> int:
         """Entries on disk that belong to another endpoint or key, or to no known owner."""
@@ -322,7 +335,7 @@ class Spool:
             self._problem(f"cannot write to {self.directory}: {exc.strerror or exc}")
             return self._remember(name, body)
         self._listed(name, len(body))
-        self._write_label()
+        self.write_label()
         self._problem_reported = False  # the disk works again: report the next problem
         self._enforce_bounds(keep=final)
         return final

@@ -245,6 +245,7 @@ class DoowTracker:
                 spool = Spool(self._spool_directory, report=self.client.report)
                 spool.bind(self.collector_endpoint or "collector", "")
             owner = spool.owner
+            spool.write_label()  # whose the journal's windows are (doow-otel spool lists them)
         resource: dict[str, str] = {}
         if self.route == "collector":  # the collector copies some into attribution
             from opentelemetry.sdk.resources import Resource
