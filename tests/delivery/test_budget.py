@@ -230,6 +230,7 @@ def test_a_window_is_sealed_when_its_events_fit_by_the_deadline(
     client.pacer.take(800)  # the last window's events, at the last boundary
     clock.now += 60  # the next boundary: still in the pacer's minute for 2 s
     assert client.pacer.available() == 200
+    assert sink.budget() == "1,000 events a minute for this sender, 800 sent in the last minute"
     assert sink.may_seal(400, deadline=time.monotonic() + 10)
     assert not sink.may_seal(400, deadline=time.monotonic() + 1)  # not by this deadline
     client.close()

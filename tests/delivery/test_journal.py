@@ -38,6 +38,9 @@ class Sink:
     def may_seal(self, events: int, deadline: float) -> bool:
         return self.room
 
+    def budget(self) -> str:
+        return "" if self.room else "12 events a minute for this sender, 12 sent in the last minute"
+
     def deliver(self, journal_id: str, window: WindowContent, deadline: float) -> bool:
         if self.refusing:
             return False
@@ -139,6 +142,9 @@ def test_over_budget_the_window_grows_and_is_said_once(tmp_path: Path) -> None:
     assert rec.seal(deadline=soon())
     assert sink.windows == [] and rec.stats["windows_extended"] == 2
     assert [r.kind for r in reports] == ["rate_limited"]  # once per window
+    said = reports[0].message  # with numbers: what it would send, the budget, what to do
+    assert "makes 1 event and Doow's event budget (12 events a minute for this sender" in said
+    assert "a longer window (flush_interval)" in said
     sink.room = True
     assert rec.seal(deadline=soon())
     assert [e["measurements"] for e in sink.events()] == [(("tokens", 3),)]

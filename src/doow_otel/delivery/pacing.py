@@ -127,6 +127,10 @@ class Pacer:
             blocked = max(blocked, second + WINDOW_SECONDS - now)
         return blocked
 
+    def in_window(self) -> int:
+        """Events sent in the last minute, as Doow counts them."""
+        return self._read_only().in_window()
+
     def available(self) -> float:
         """Events that may go now."""
         state = self._read_only()

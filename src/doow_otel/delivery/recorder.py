@@ -51,6 +51,11 @@ class WindowSink(Protocol):
         not, the window stays open."""
         ...
 
+    def budget(self) -> str:
+        """The budget as this sink knows it, for the report that a window grows ("" when
+        it has none)."""
+        ...
+
     def deliver(self, journal_id: str, window: WindowContent, deadline: float) -> bool:
         """Take a sealed window (of the journal `journal_id`): True once its usage is
         delivered or safe elsewhere (its file may go), False when it is neither (the window
@@ -285,10 +290,12 @@ class Recorder:
         if self._extended_reported == window.window:
             return
         self._extended_reported = window.window
+        budget = self.sink.budget()
         self.report(
             "rate_limited",
-            f"this window's usage makes {events} event{'s' if events != 1 else ''} and "
-            "Doow's event budget has no room for it now; the window stays open and the "
+            f"this window's usage makes {counted(events, 'event')} and Doow's event budget"
+            f"{f' ({budget})' if budget else ''} has no room for it now; the window stays "
+            "open and the "
             "next minutes' usage joins it (nothing is lost; it goes as one event per "
             "stream when the budget allows). To send fewer events: a longer window "
             "(flush_interval), fewer attribution keys or licenses per window, or the "
@@ -421,6 +428,13 @@ class DoowSink:
         self.client = client
         self._lost = 0  # events dropped since the last take_failures(): the flush says False
         self._lock = threading.Lock()
+
+    def budget(self) -> str:
+        pacer = self.client.pacer
+        return (
+            f"{pacer.events_per_minute:,.0f} events a minute for this sender, "
+            f"{pacer.in_window():,} sent in the last minute"
+        )
 
     def may_seal(self, events: int, deadline: float) -> bool:
         """Room by the deadline, not only now: the pacer counts Doow's minute a little longer

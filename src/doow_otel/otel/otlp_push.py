@@ -82,6 +82,9 @@ class CollectorSink:
     def may_seal(self, events: int, deadline: float) -> bool:
         return True
 
+    def budget(self) -> str:
+        return ""
+
     def drain(self, deadline: float) -> bool:
         return True
 

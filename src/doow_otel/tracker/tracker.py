@@ -666,6 +666,9 @@ class _Unsendable:
     def may_seal(self, events: int, deadline: float) -> bool:
         return True
 
+    def budget(self) -> str:
+        return ""
+
     def deliver(self, journal_id: str, window: Any, deadline: float) -> bool:
         count = len(window.sums) + len(window.records)
         self.client.report(
