@@ -15,6 +15,7 @@ import pytest
 from doow_otel.serverless._core import budget as _budget
 from doow_otel.tracker import DoowTracker
 from doow_otel_testing import LocalDoow
+from helpers import wait_for
 
 
 @pytest.mark.parametrize(
@@ -183,3 +184,26 @@ def test_async_with_does_not_block_the_event_loop(
 
     assert asyncio.run(main()) > 0  # the loop ran while the flush waited on the server
     assert local_doow.total("api_calls", "lic_a") == 1
+
+
+def test_a_flush_does_not_wait_for_another_invocations_round_trip(
+    meter: DoowTracker, local_doow: LocalDoow
+) -> None:
+    """Two invocations of one process (Lambda managed instances, an ASGI server), Doow
+    slow: the second's flush sends while the first's request is still in flight, instead of
+    queueing behind it (one flusher thread made 8 concurrent flushes p50 32 ms against 2 ms
+    alone). Judged by what the server saw at once, not by a clock."""
+    local_doow.faults.latency(5.0)
+
+    def in_flight() -> int:
+        return sum(r["status"] is None for r in local_doow.requests(include_in_flight=True))
+
+    with meter.invocation(flush_timeout=0.2):
+        meter.track(metric="api_calls", quantity=1, license_id="lic_first")
+    assert wait_for(lambda: in_flight() == 1, 4)
+    with meter.invocation(flush_timeout=0.2):
+        meter.track(metric="api_calls", quantity=1, license_id="lic_second")
+    assert wait_for(lambda: in_flight() == 2, 4)  # both on the wire at once
+    local_doow.faults.clear()  # past their budgets both were kept in the spool: sent now
+    assert meter.flush(timeout=10) and local_doow.total("api_calls") == 2
+    assert local_doow.total("api_calls", "lic_first") == local_doow.total("api_calls", "lic_second")
