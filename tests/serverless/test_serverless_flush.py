@@ -198,12 +198,17 @@ def test_a_flush_does_not_wait_for_another_invocations_round_trip(
     def in_flight() -> int:
         return sum(r["status"] is None for r in local_doow.requests(include_in_flight=True))
 
-    with meter.invocation(flush_timeout=0.2):
-        meter.track(metric="api_calls", quantity=1, license_id="lic_first")
+    def first() -> None:  # its flush waits out the slow answer
+        with meter.invocation(flush_timeout=8.0):
+            meter.track(metric="api_calls", quantity=1, license_id="lic_first")
+
+    waiting = threading.Thread(target=first)
+    waiting.start()
     assert wait_for(lambda: in_flight() == 1, 4)
     with meter.invocation(flush_timeout=0.2):
         meter.track(metric="api_calls", quantity=1, license_id="lic_second")
     assert wait_for(lambda: in_flight() == 2, 4)  # both on the wire at once
-    local_doow.faults.clear()  # past their budgets both were kept in the spool: sent now
+    waiting.join(20)
+    local_doow.faults.clear()  # the second was kept in the spool past its budget: sent now
     assert meter.flush(timeout=10) and local_doow.total("api_calls") == 2
     assert local_doow.total("api_calls", "lic_first") == local_doow.total("api_calls", "lic_second")
