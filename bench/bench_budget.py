@@ -65,6 +65,7 @@ import httpx
 
 from _results import Record, Recorder, options
 from _server import KEY, serving, table
+from doow_otel_testing.gateway_credentials import fleet_credentials
 from doow_otel_testing.processes import free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -418,15 +419,7 @@ def aggregating_collector(url: str, tmp: Path, plan: Plan) -> Iterator[str]:
 def gateway(url: str, tmp: Path, plan: Plan) -> Iterator[dict[str, str]]:
     """One gateway on collector/gateway.yaml (TLS and a token, a self-signed certificate
     made here); the environment a Lambda extension needs to forward to it."""
-    cert, key = tmp / "gateway-cert.pem", tmp / "gateway-key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    token = f"bench-{random.randrange(1 << 62):x}"
+    gateway_env, sender_env = fleet_credentials(tmp)
     env = {
         "DOOW_API_KEY": KEY,
         "DOOW_ENDPOINT": url,
@@ -434,17 +427,11 @@ def gateway(url: str, tmp: Path, plan: Plan) -> Iterator[dict[str, str]]:
         "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{PORT}",
         "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{PORT}",
         "OTELCOL_METRICS_PORT": PORT,
-        "DOOW_GATEWAY_TOKEN": token,
-        "DOOW_GATEWAY_TLS_CERT_FILE": str(cert),
-        "DOOW_GATEWAY_TLS_KEY_FILE": str(key),
+        **gateway_env,
         **collector_window_env(plan),
     }
     with otelcol(ROOT / "collector" / "gateway.yaml", env, tmp / "gateway.log") as ports:
-        yield {
-            "DOOW_GATEWAY_ENDPOINT": f"https://{ports['OTLP_HTTP_ENDPOINT']}",
-            "DOOW_GATEWAY_TOKEN": token,
-            "DOOW_GATEWAYS_CA_FILE": str(cert),
-        }
+        yield {"DOOW_GATEWAY_ENDPOINT": f"https://{ports['OTLP_HTTP_ENDPOINT']}", **sender_env}
 
 
 # --- (b) and (c): a Lambda function's environments ---

@@ -30,6 +30,7 @@ __all__ = [
     "listening",
     "require_otelcol",
     "run_app",
+    "run_restored_copies",
     "running_collector",
     "start_otelcol",
     "stop_process",
@@ -63,6 +64,31 @@ def run_app(source: str, env: dict[str, str], tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def run_restored_copies(
+    source: str, doow: LocalDoow, tmp_path: Path, copies: int = 3
+) -> tuple[list[list[str]], str]:
+    """Run a Lambda SnapStart simulation (tests/*/test_snapstart*.py): `source` runs the
+    runtime's hooks and makes raw copies of its process, each printing one line
+    `copy <n> ... <ok>` in one write; every copy must say ok. Returns the copies' lines,
+    split, and the whole output."""
+    script = tmp_path / "app.py"
+    script.write_text(source)
+    env = child_env(
+        {
+            "DOOW_TRACK_API_KEY": doow.api_key,
+            "DOOW_TRACK_ENDPOINT": doow.url,
+            "DOOW_SPOOL_DIR": str(tmp_path / "tmp" / "doow-spool"),
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines() if line.startswith("copy")]
+    assert len(lines) == copies and all(ok == "True" for *_, ok in lines), done.stdout
+    return lines, done.stdout
 
 
 # --- the collector binary ---

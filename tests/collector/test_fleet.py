@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fleet_credentials import fleet_credentials
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import Counter, MeterProvider
@@ -27,6 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from doow_otel_testing import LocalDoow
+from doow_otel_testing.gateway_credentials import fleet_credentials
 from helpers import ROOT, free_port, require_otelcol, start_otelcol, stop_process, wait_for
 
 AGENT = ROOT / "collector" / "agent.yaml"

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet_credentials import fleet_credentials
 
 from doow_otel_testing import LocalDoow
+from doow_otel_testing.gateway_credentials import fleet_credentials
 from helpers import (
     ROOT,
     free_port,

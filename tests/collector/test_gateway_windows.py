@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fleet_credentials import fleet_credentials
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import Counter, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from doow_otel_testing import LocalDoow
+from doow_otel_testing.gateway_credentials import fleet_credentials
 from helpers import ROOT, free_port, require_otelcol, start_otelcol, stop_process, wait_for
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,6 @@ raw copies of the process (no fork hook runs), each copy running the after-resto
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from doow_otel_testing import LocalDoow
-from helpers import child_env
+from helpers import run_restored_copies
 
 APP = textwrap.dedent(
     """
@@ -49,21 +48,7 @@ APP = textwrap.dedent(
 def test_usage_recorded_before_the_snapshot_is_billed_once(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:
-    script = tmp_path / "app.py"
-    script.write_text(APP)
-    env = child_env(
-        {
-            "DOOW_TRACK_API_KEY": local_doow.api_key,
-            "DOOW_TRACK_ENDPOINT": local_doow.url,
-            "DOOW_SPOOL_DIR": str(tmp_path / "tmp" / "doow-spool"),
-        }
-    )
-    done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    copies = [line.split() for line in done.stdout.splitlines() if line.startswith("copy")]
-    assert len(copies) == 3 and all(ok == "True" for *_, ok in copies), done.stdout
+    copies, _ = run_restored_copies(APP, local_doow, tmp_path)
     totals = {row["phase"]: row["total"] for row in local_doow.usage(metric="calls", by="phase")}
     assert totals == {"warmup": 5, "served": 3}  # not 15 warmup calls
     assert len({value for _, _, value, _ in copies}) == 3  # each copy its own randomness

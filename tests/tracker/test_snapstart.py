@@ -9,7 +9,6 @@ each copy runs the after-restore hooks."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from doow_otel_testing import LocalDoow
-from helpers import child_env
+from helpers import run_restored_copies
 
 APP = textwrap.dedent(
     """
@@ -53,24 +52,10 @@ APP = textwrap.dedent(
 def test_usage_recorded_before_the_snapshot_is_billed_once(
     local_doow: LocalDoow, tmp_path: Path
 ) -> None:
-    script = tmp_path / "app.py"
-    script.write_text(APP)
-    env = child_env(
-        {
-            "DOOW_TRACK_API_KEY": local_doow.api_key,
-            "DOOW_TRACK_ENDPOINT": local_doow.url,
-            "DOOW_SPOOL_DIR": str(tmp_path / "tmp" / "doow-spool"),
-        }
-    )
-    done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    copies = [line.split() for line in done.stdout.splitlines() if line.startswith("copy")]
-    assert len(copies) == 3 and all(ok == "True" for *_, ok in copies), done.stdout
+    copies, out = run_restored_copies(APP, local_doow, tmp_path)
     assert local_doow.total("warmup_calls", "lic_init") == 5  # not 15
     assert local_doow.total("served_calls", "lic_init") == 3
-    snapshot = next(line.split()[1] for line in done.stdout.splitlines() if line[:8] == "snapshot")
+    snapshot = next(line.split()[1] for line in out.splitlines() if line[:8] == "snapshot")
     journals = {journal for _, _, journal, _, _ in copies}
     randoms = {value for _, _, _, value, _ in copies}
     assert len(journals) == 3 and snapshot not in journals  # windows named apart

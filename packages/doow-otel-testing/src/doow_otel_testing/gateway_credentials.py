@@ -1,6 +1,6 @@
 """The credentials a fleet's gateways ask of their senders (collector/gateway.yaml): a
 TLS certificate for 127.0.0.1 (self-signed, made here with openssl) and the fleet's
-token. Returns the gateways' environment and the senders' (agents, Lambda extension)."""
+token. For the tests and benchmarks that run gateways."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import secrets
 import subprocess
 from pathlib import Path
 
+__all__ = ["fleet_credentials"]
+
 
 def fleet_credentials(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The gateways' environment and the senders' (agents, a Lambda extension)."""
     cert, key = directory / "gateway-cert.pem", directory / "gateway-key.pem"
     if not cert.exists():
         subprocess.run(
