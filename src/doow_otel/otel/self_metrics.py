@@ -92,18 +92,13 @@ def publish_self_metrics(meter_provider: MeterProvider, client: DoowClient) -> S
     return _publish(meter_provider, _Sender(ref, lambda: None))
 
 
-def publish_tracker_metrics(meter_provider: MeterProvider, tracker: Any) -> SelfMetrics:
-    """The same for a `DoowTracker`: its current client, and the usage in its windows."""
-    ref = weakref.ref(tracker)
-
-    def client() -> DoowClient | None:
-        held = ref()
-        return None if held is None else held.client
-
-    def recorder() -> Recorder | None:  # read only: the usage waiting in its windows
-        held = ref()
-        return None if held is None else held._recorder
-
+def publish_tracker_metrics(
+    meter_provider: MeterProvider,
+    client: Callable[[], DoowClient | None],
+    recorder: Callable[[], Recorder | None],
+) -> SelfMetrics:
+    """The same for a `DoowTracker`, which passes how to find its current client and its
+    recorder (read only: the usage waiting in its windows) at each collection."""
     return _publish(meter_provider, _Sender(client, recorder))
 
 

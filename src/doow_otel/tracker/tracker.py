@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import time
+import weakref
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -174,7 +175,12 @@ class DoowTracker:
         if meter_provider is not None:  # delivery health on the application's dashboards
             from doow_otel.otel.self_metrics import publish_tracker_metrics
 
-            publish_tracker_metrics(meter_provider, self)
+            me = weakref.ref(self)  # the metrics never keep a tracker alive
+            publish_tracker_metrics(
+                meter_provider,
+                client=lambda: None if (held := me()) is None else held.client,
+                recorder=lambda: None if (held := me()) is None else held._recorder,
+            )
         self._exporters: list[Any] = []  # asked after each flush whether usage was lost
         if isinstance(self._sink, (_Unsendable, DoowSink)):
             self._exporters.append(self._sink)
