@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from _results import Record, Recorder, options
-from _server import KEY, local_server, table, usage_total
+from _server import KEY, UNPACED, local_server, table, usage_total
 
 LATENCY = 0.02
 EVENTS = (1, 10, 100)
@@ -98,10 +98,15 @@ def wrapped_handler(meter: Any, events: int, metric: str) -> Callable[[int], obj
     return lambda i: handler({"i": i}, Context())
 
 
-def ours(url: str, events: int, metric: str, spool: str) -> tuple[Callable[[int], object], Any]:
+def ours(
+    url: str, events: int, metric: str, spool: str, events_per_minute: int | None = None
+) -> tuple[Callable[[int], object], Any]:
     from doow_otel import DoowTracker
 
-    meter = DoowTracker(KEY, endpoint=url, spool=spool, flush_interval=3600, handle_sigterm=False)
+    meter = DoowTracker(
+        KEY, endpoint=url, spool=spool, flush_interval=3600, handle_sigterm=False,
+        events_per_minute=events_per_minute,
+    )  # fmt: skip
     return wrapped_handler(meter, events, metric), meter.shutdown
 
 
@@ -430,7 +435,8 @@ def vercel_table(url: str, n: int, rec: Recorder) -> list[list[str]]:
 
 
 def memory_rows(url: str, invocations: int, rec: Recorder) -> list[list[str]]:
-    invoke, close = ours(url, 10, "memory_probe", tempfile.mkdtemp())
+    # a few thousand events in well under a minute: pacing lifted (not the subject here)
+    invoke, close = ours(url, 10, "memory_probe", tempfile.mkdtemp(), UNPACED)
     tracemalloc.start()
     rows = []
     for i in range(invocations):
@@ -451,7 +457,7 @@ def memory_rows(url: str, invocations: int, rec: Recorder) -> list[list[str]]:
             delivered_ok=usage_total(url, "memory_probe") == invocations * 10,
             group="memory",
             params={"invocations": invocations, "peak_kib": peak / 1024},
-            note="tracemalloc, current (peak in params)",
+            note="tracemalloc, current (peak in params); pacing lifted",
         )
     )
     return rows
