@@ -292,7 +292,13 @@ def print_headline(records: list[dict[str, Any]]) -> None:
     for r in records:
         alternative = next(iter(r["alternatives"]), "-")
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
-        delivered = "" if r["delivered_ok"] else "  NOT ALL DELIVERED"
+        delivered = (
+            ""
+            if r["delivered_ok"]
+            else "  over budget: NOT ALL DELIVERED yet"
+            if r["params"].get("over_budget")
+            else "  NOT ALL DELIVERED"
+        )
         print(
             f"{ratio:>7}  {r['name']} ({r['unit']}): {fmt(r['ours'])} vs {alternative}{delivered}"
         )
@@ -351,12 +357,17 @@ def main() -> int:
     (args.out / "latest.json").write_text(json.dumps(result, indent=1) + "\n")
     print_headline(result["records"])
     failed = [o.name for o in outcomes if o.status == "failed"]
-    lost = [r["name"] for r in result["records"] if not r["delivered_ok"]]
+    late = [r for r in result["records"] if not r["delivered_ok"]]
+    # a route whose load needs more events than Doow's budget lags by design (bench_budget)
+    lost = [r["name"] for r in late if not r["params"].get("over_budget")]
     print(f"\nwrote {args.out / 'latest.json'} and {args.out / 'latest.md'}")
     for name in failed:
         print(f"FAILED: {name}", file=sys.stderr)
     for name in lost:
         print(f"NOT ALL DELIVERED: {name}", file=sys.stderr)
+    for record in late:
+        if record["params"].get("over_budget"):
+            print(f"over budget by design, not all delivered yet: {record['name']}")
     return 1 if failed or lost else 0
 
 

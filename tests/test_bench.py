@@ -58,7 +58,11 @@ def check_shape(result: dict[str, Any], out: Path) -> None:
         for name, kind in RECORD_FIELDS.items():
             assert isinstance(record[name], kind), (record["name"], name)
         assert record["better"] in ("lower", "higher")
-        assert record["delivered_ok"] is True, record["name"]
+        # all delivered, unless the route's load needs more events than Doow's budget
+        # (bench_budget's over-budget rows lag by design; their tables say how far)
+        assert record["delivered_ok"] is True or record["params"].get("over_budget") is True, (
+            record["name"]
+        )
         assert set(record["ratios"]) == set(record["alternatives"])
         assert record["ratio"] is None or record["ratio"] > 0
         assert "goal" in record and "goal_met" in record
