@@ -20,13 +20,30 @@ import (
 // limit blocks sending until every category has expired. A batch that does not fit
 // waits in the sending queue (exporterhelper's throttle retry with the delay), oldest
 // first, rather than meeting 429 after 429.
+//
+// A learnt budget is the organisation's, shared with senders this exporter cannot see
+// (every Lambda environment's extension, other services): as the Python client does
+// (delivery/pacing.py), an overload halves this exporter's share of it, once per
+// overload (the 429s of batches in flight together are one signal, as TCP reduces once
+// per round trip), and quiet time gives a quarter of the budget back a minute, so
+// senders converge on the budget instead of each pacing to all of it. A configured
+// budget is this exporter's own and is kept.
 
 const budgetWindow = time.Minute
+
+const (
+	minShare           = 1.0 / 64         // the smallest share after 429s (it still probes)
+	recoveryPerMin     = 0.25             // share given back per quiet minute
+	quietAfterThrottle = 30 * time.Second // from a 429's wait's end until the share grows
+)
 
 type pacer struct {
 	mu           sync.Mutex
 	configured   int       // events_per_minute; 0: learn it
 	learned      int       // the event_rate limit Doow announced
+	share        float64   // of a learnt budget, this exporter's (0..1]
+	shareAt      time.Time // when the share was last brought up to date
+	lastThrottle time.Time // the last 429
 	blockedUntil time.Time // the latest expiry of a 429's wait or a category at its limit
 	sent         []sending // the sends of the last minute, oldest first
 	held         map[string]int
@@ -57,7 +74,7 @@ func sharedPacer(id component.ID, eventsPerMinute int) *pacer {
 }
 
 func newPacer(eventsPerMinute int) *pacer {
-	return &pacer{configured: eventsPerMinute, held: map[string]int{}}
+	return &pacer{configured: eventsPerMinute, held: map[string]int{}, share: 1}
 }
 
 // budget is the events a minute the exporter may send; 0 when unknown.
@@ -65,13 +82,36 @@ func (p *pacer) budget() int {
 	if p.configured > 0 {
 		return p.configured
 	}
-	return p.learned
+	if p.learned == 0 {
+		return 0
+	}
+	return max(1, int(float64(p.learned)*p.share))
+}
+
+// recover gives the share back in quiet time: from quietAfterThrottle after a 429's wait.
+func (p *pacer) recover(now time.Time) {
+	quietFrom := p.lastThrottle
+	if p.blockedUntil.After(quietFrom) {
+		quietFrom = p.blockedUntil
+	}
+	quietFrom = quietFrom.Add(quietAfterThrottle)
+	if p.share < 1 && now.After(quietFrom) {
+		from := quietFrom
+		if p.shareAt.After(from) {
+			from = p.shareAt
+		}
+		p.share = min(1, p.share+recoveryPerMin*now.Sub(from).Minutes())
+	}
+	if now.After(p.shareAt) {
+		p.shareAt = now
+	}
 }
 
 // currentBudget is budget() for a reader outside the pacer (the budget gauge).
 func (p *pacer) currentBudget() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.recover(time.Now())
 	return p.budget()
 }
 
@@ -81,6 +121,7 @@ func (p *pacer) admit(batchID string, events int, now time.Time) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.forget(now)
+	p.recover(now)
 	wait := p.blockedUntil.Sub(now)
 	if budget := p.budget(); wait <= 0 && budget > 0 {
 		inWindow := 0
@@ -128,6 +169,11 @@ func (p *pacer) learn(status int, header http.Header, wait time.Duration, hasWai
 		if !hasWait {
 			wait = 2 * time.Second // a 429 that says nothing: at least a short pause
 		}
+		p.recover(now)
+		if !now.Before(p.blockedUntil) { // a new overload, not a 429 of the one waited out
+			p.share = max(minShare, p.share/2)
+		}
+		p.lastThrottle = now
 		p.block(now.Add(wait))
 	}
 	for name, c := range rateLimits(header) {

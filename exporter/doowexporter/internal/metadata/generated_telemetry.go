@@ -92,7 +92,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	var err, errs error
 	builder.ExporterEventBudget, err = builder.meter.Int64ObservableGauge(
 		"doow.exporter.event.budget",
-		metric.WithDescription("Events a minute the exporter paces its sends to: events_per_minute, or the budget Doow announced (X-Doow-Rate-Limits); no point until one is known. [Alpha]"),
+		metric.WithDescription("Events a minute the exporter paces its sends to: events_per_minute, or its share of the budget Doow announced (X-Doow-Rate-Limits), halved by an overload; no point until one is known. [Alpha]"),
 		metric.WithUnit("{event}/min"),
 	)
 	errs = errors.Join(errs, err)

@@ -24,7 +24,7 @@ func NewSettings(tt *componenttest.Telemetry) exporter.Settings {
 func AssertEqualExporterEventBudget(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "doow.exporter.event.budget",
-		Description: "Events a minute the exporter paces its sends to: events_per_minute, or the budget Doow announced (X-Doow-Rate-Limits); no point until one is known. [Alpha]",
+		Description: "Events a minute the exporter paces its sends to: events_per_minute, or its share of the budget Doow announced (X-Doow-Rate-Limits), halved by an overload; no point until one is known. [Alpha]",
 		Unit:        "{event}/min",
 		Data: metricdata.Gauge[int64]{
 			DataPoints: dps,
