@@ -3,8 +3,10 @@ figures are the client's alone."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,22 +14,20 @@ from typing import Any
 
 import httpx
 
-from doow_otel_testing.processes import free_port
-
 KEY = "dk_bench_0123456789"
 
 
-def server_command(port: int, db: str = ":memory:", events_per_minute: int = 0) -> list[str]:
-    """`doow-local serve`. Benchmarks measure throughput and CPU, sending far more than
-    Doow's 1,000 events a minute: no event budget unless one asks for it
-    (`events_per_minute=1000` is Doow's)."""
+def server_command(db: str = ":memory:", events_per_minute: int = 0) -> list[str]:
+    """`doow-local serve` on a port of its choosing (it prints its URL first).
+    Benchmarks measure throughput and CPU, sending far more than Doow's 1,000 events a
+    minute: no event budget unless one asks for it (`events_per_minute=1000` is Doow's)."""
     return [
         sys.executable,
         "-m",
         "doow_otel_testing.cli",
         "serve",
         "--port",
-        str(port),
+        "0",
         "--db",
         db,
         "--key",
@@ -37,12 +37,28 @@ def server_command(port: int, db: str = ":memory:", events_per_minute: int = 0) 
     ]
 
 
+ANNOUNCED = re.compile(rb"http://127\.0\.0\.1:(\d+)")
+
+
 @contextmanager
-def serving(command: list[str], port: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run a server process (its output discarded) until it answers on `port`."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+def serving(command: list[str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a server process that binds a port of its choosing (port 0) and prints its URL
+    first, until it answers there. (A port picked here and handed over could be taken by
+    another benchmark's server in between, and the answer would then be that server's:
+    bench_budget's groups, started together, once shared one that way.)"""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert process.stdout is not None
     try:
+        found = None
+        for line in process.stdout:  # its first lines, until it says where it listens
+            found = ANNOUNCED.search(line)
+            if found:
+                break
+        if found is None:
+            raise RuntimeError(f"the server did not say where it listens: {command}")
+        url = f"http://127.0.0.1:{int(found[1])}"
+        drain = threading.Thread(target=process.stdout.read, daemon=True)  # never blocks it
+        drain.start()
         for _ in range(400):
             try:
                 httpx.get(
@@ -70,8 +86,7 @@ local server's budget is off too). At Doow's budget, 1,000 events go a minute
 def local_server(db: str = ":memory:") -> Iterator[str]:
     """The local Doow-compatible server in its own process: a benchmark's CPU figures
     are then the client's alone."""
-    port = free_port()
-    with serving(server_command(port, db), port) as (url, _):
+    with serving(server_command(db)) as (url, _):
         yield url
 
 

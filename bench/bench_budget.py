@@ -150,8 +150,9 @@ QUICK = Plan(
 SERVE = """
 import sys, threading
 from doow_otel_testing.server import start
-start(port=int(sys.argv[1]), keys=[sys.argv[2]], events_per_minute=int(sys.argv[3]),
-      max_connections=4096)
+server, _ = start(port=0, keys=[sys.argv[1]], events_per_minute=int(sys.argv[2]),
+                  max_connections=4096)
+print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
 threading.Event().wait()
 """
 
@@ -160,9 +161,8 @@ class Doow:
     """A local server in its own process enforcing the budget, read through its API."""
 
     def __init__(self, stack: contextlib.ExitStack) -> None:
-        port = free_port()
-        command = [sys.executable, "-c", SERVE, str(port), KEY, str(BUDGET)]
-        self.url, _ = stack.enter_context(serving(command, port))
+        command = [sys.executable, "-c", SERVE, KEY, str(BUDGET)]
+        self.url, _ = stack.enter_context(serving(command))
 
     def _get(self, path: str) -> Any:
         answer = httpx.get(

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from _results import Record, options
-from _server import KEY, free_port, server_command, serving, table
+from _server import KEY, server_command, serving, table
 
 EVENTS_PER_BATCH = 500
 
@@ -84,20 +84,21 @@ class H(BaseHTTPRequestHandler):
         self.send_response(202); self.send_header("Content-Length", str(len(body)))
         self.end_headers(); self.wfile.write(body)
 ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+server.serve_forever()
 """
 
 
 @contextmanager
 def running(kind: str, db: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
     command = (
-        [sys.executable, "-c", NULL_SINK, str(port)]
+        [sys.executable, "-c", NULL_SINK]
         if kind == "null"
         # the server's own capacity: no event budget (Doow's would refuse past 1,000 a minute)
-        else server_command(port, db, events_per_minute=0)
+        else server_command(db, events_per_minute=0)
     )
-    with serving(command, port) as running:
+    with serving(command) as running:
         yield running
 
 

@@ -171,7 +171,7 @@ class ExtensionCollector:
     CONFIG = os.path.join(os.path.dirname(__file__), "..", "collector", "lambda", "config.yaml")
 
     def __init__(self, url: str) -> None:
-        from _server import free_port
+        from doow_otel_testing.processes import free_port
 
         build = os.path.join(os.path.dirname(__file__), "..", "collector", "build-lambda-layer.sh")
         subprocess.run(["bash", build], check=True, timeout=900)

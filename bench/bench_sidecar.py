@@ -25,7 +25,8 @@ import urllib.request
 from pathlib import Path
 
 from _results import Record, options
-from _server import KEY, UNPACED, free_port, local_server, table, usage_total
+from _server import KEY, UNPACED, local_server, table, usage_total
+from doow_otel_testing.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OTELCOL = ROOT / "collector" / "_build" / "otelcol-doow"
