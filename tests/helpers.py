@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from doow_otel_testing import LocalDoow
+from doow_otel_testing.gateway_credentials import fleet_credentials
 from doow_otel_testing.processes import free_port, listening, wait_for
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "require_otelcol",
     "run_app",
     "run_restored_copies",
+    "running_gateway",
     "running_collector",
     "start_otelcol",
     "stop_process",
@@ -92,6 +94,37 @@ def run_restored_copies(
 
 
 # --- the collector binary ---
+
+
+@contextmanager
+def running_gateway(
+    doow: LocalDoow, tmp_path: Path, *, window: str
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """A gateway on collector/gateway.yaml, on loopback, delivering to `doow` and
+    aggregating per `window`: its OTLP/HTTP port, and the environment its senders need
+    (the fleet's token and CA)."""
+    require_otelcol()
+    gateway_env, sender = fleet_credentials(tmp_path)
+    port = free_port()
+    env = {
+        "DOOW_API_KEY": doow.api_key,
+        "DOOW_ENDPOINT": doow.url,
+        "DOOW_QUEUE_DIR": str(tmp_path / "gateway"),
+        "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{port}",
+        "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "OTELCOL_METRICS_PORT": str(free_port()),
+        "DOOW_AGGREGATION_WINDOW": window,
+        "DOOW_AGGREGATION_GRACE": "0s",
+        **gateway_env,
+    }
+    log = tmp_path / "gateway.log"
+    process = start_otelcol(ROOT / "collector" / "gateway.yaml", env, log)
+    try:
+        assert wait_for(lambda: listening(port)), log.read_text()
+        yield port, sender
+    finally:
+        stop_process(process)
 
 
 def require_otelcol() -> None:

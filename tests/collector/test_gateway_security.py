@@ -14,20 +14,9 @@ from pathlib import Path
 import pytest
 
 from doow_otel_testing import LocalDoow
-from doow_otel_testing.gateway_credentials import fleet_credentials
-from helpers import (
-    ROOT,
-    free_port,
-    listening,
-    require_otelcol,
-    start_otelcol,
-    stop_process,
-    wait_for,
-)
+from helpers import running_gateway, wait_for
 
 pytestmark = pytest.mark.slow
-
-GATEWAY = ROOT / "collector" / "gateway.yaml"
 
 USAGE = {
     "resourceMetrics": [{"scopeMetrics": [{"metrics": [{
@@ -42,27 +31,8 @@ USAGE = {
 
 @pytest.fixture
 def gateway(local_doow: LocalDoow, tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    require_otelcol()
-    gateway_env, sender = fleet_credentials(tmp_path)
-    port = free_port()
-    env = {
-        "DOOW_API_KEY": local_doow.api_key,
-        "DOOW_ENDPOINT": local_doow.url,
-        "DOOW_QUEUE_DIR": str(tmp_path / "queue"),
-        "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
-        "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{port}",
-        "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{free_port()}",
-        "OTELCOL_METRICS_PORT": str(free_port()),
-        "DOOW_AGGREGATION_WINDOW": "1s",
-        "DOOW_AGGREGATION_GRACE": "0s",
-        **gateway_env,
-    }
-    process = start_otelcol(GATEWAY, env, tmp_path / "gateway.log")
-    try:
-        assert wait_for(lambda: listening(port)), (tmp_path / "gateway.log").read_text()
+    with running_gateway(local_doow, tmp_path, window="1s") as (port, sender):
         yield port, sender
-    finally:
-        stop_process(process)
 
 
 def post(url: str, token: str | None, context: ssl.SSLContext | None) -> int:

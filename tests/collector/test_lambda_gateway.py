@@ -6,22 +6,14 @@ totals to the local Doow server, aggregated per stream and window."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from doow_otel_testing import LocalDoow
-from doow_otel_testing.gateway_credentials import fleet_credentials
 from helpers import (
-    ROOT,
-    free_port,
-    listening,
-    require_otelcol,
-    start_otelcol,
-    stop_process,
-    wait_for,
+    running_gateway,
 )
 from lambda_emulator import Emulator, await_totals, emulator, expected_totals, opt, rie, usage
 
@@ -35,33 +27,13 @@ def gateway(
     local_doow: LocalDoow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
     """A gateway on loopback, and the function's environment pointing at it."""
-    require_otelcol()
-    gateway_env, sender = fleet_credentials(tmp_path)
-    port = free_port()
-    env = {
-        "DOOW_API_KEY": local_doow.api_key,
-        "DOOW_ENDPOINT": local_doow.url,
-        "DOOW_QUEUE_DIR": str(tmp_path / "gateway"),
-        "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
-        "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{port}",
-        "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{free_port()}",
-        "OTELCOL_METRICS_PORT": str(free_port()),
-        "DOOW_AGGREGATION_WINDOW": "2s",
-        "DOOW_AGGREGATION_GRACE": "0s",
-        **gateway_env,
-    }
-    log = tmp_path / "gateway.log"
-    process = start_otelcol(ROOT / "collector" / "gateway.yaml", env, log)
-    assert wait_for(lambda: listening(port)), log.read_text()
-    # the one setting (and the fleet's credentials); the function's own DOOW_API_KEY is
-    # left at the local server's by the emulator, and unused
-    monkeypatch.setenv("DOOW_GATEWAY_ENDPOINT", f"https://127.0.0.1:{port}")
-    monkeypatch.setenv("DOOW_GATEWAY_TOKEN", sender["DOOW_GATEWAY_TOKEN"])
-    monkeypatch.setenv("DOOW_GATEWAYS_CA_FILE", sender["DOOW_GATEWAYS_CA_FILE"])
-    try:
+    with running_gateway(local_doow, tmp_path, window="2s") as (port, sender):
+        # the one setting (and the fleet's credentials); the function's own DOOW_API_KEY
+        # is left at the local server's by the emulator, and unused
+        monkeypatch.setenv("DOOW_GATEWAY_ENDPOINT", f"https://127.0.0.1:{port}")
+        monkeypatch.setenv("DOOW_GATEWAY_TOKEN", sender["DOOW_GATEWAY_TOKEN"])
+        monkeypatch.setenv("DOOW_GATEWAYS_CA_FILE", sender["DOOW_GATEWAYS_CA_FILE"])
         yield
-    finally:
-        stop_process(process, signal.SIGTERM)
 
 
 def test_the_extension_forwards_to_the_gateway_which_delivers_exact_totals(
